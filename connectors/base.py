@@ -1,0 +1,193 @@
+"""The connector interface, the stream declaration and the incremental cursor (watermark)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from okrsync.errors import ConfigError
+from okrsync.schema import StreamSchema
+
+KEY_SEPARATOR = "|"
+
+
+class StreamSpec(BaseModel):
+    """What to pull from a source: identity (primary key), cursor and fields are declared data.
+
+    ``options`` holds the connector-specific keys (``table``/``query`` for SQL); each connector
+    validates them with its own ``StreamOptions`` model, so unknown keys are errors there too.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    source: str
+    primary_key: tuple[str, ...]
+    cursor: tuple[str, ...] = ()
+    fields: tuple[str, ...] | None = None
+    deletes: Literal["reconcile", "none"] = "reconcile"
+    lookback_seconds: int = Field(default=0, ge=0)
+    timezone: str | None = None
+    batch_size: int = Field(default=50_000, ge=1, le=1_000_000)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("primary_key", "cursor", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+    @field_validator("primary_key")
+    @classmethod
+    def _pk_not_empty(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("a stream needs at least one primary-key field")
+        return v
+
+    def kept_fields(self, schema: StreamSchema) -> tuple[str, ...]:
+        """The fields to keep: the declared ones plus primary key and cursor, in schema order."""
+        wanted = set(self.fields) if self.fields is not None else set(schema.names)
+        wanted |= set(self.primary_key) | set(self.cursor)
+        return tuple(n for n in schema.names if n in wanted)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v)
+    if hasattr(v, "item"):  # numpy scalar
+        return v.item()
+    return v
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The position after the last committed record: ``(cursor, primary key)``, compared as a tuple.
+
+    Reading strictly after it picks up every row changed since, including rows that share the cursor
+    value of the last one (ties at a batch boundary), and nothing already read.
+    """
+
+    cursor: Any
+    key: tuple[Any, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({"cursor": _jsonable(self.cursor), "key": [_jsonable(k) for k in self.key]})
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> Watermark | None:
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return cls(data["cursor"], tuple(data["key"]))
+
+
+def cursor_values(df: pd.DataFrame, stream: StreamSpec) -> pd.Series:
+    """The effective cursor of each row: the first non-null of the cursor fields (COALESCE)."""
+    cols = list(stream.cursor)
+    out = df[cols[0]]
+    for c in cols[1:]:
+        out = out.where(out.notna(), df[c])
+    return out
+
+
+def record_ids(df: pd.DataFrame, primary_key: tuple[str, ...]) -> pd.Series:
+    """Stable string ids for records: the primary-key values joined with ``|`` (vectorised)."""
+    ids = df[primary_key[0]].map(_key_text)
+    for col in primary_key[1:]:
+        ids = ids + KEY_SEPARATOR + df[col].map(_key_text)
+    return ids.astype(str)
+
+
+def _key_text(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    return str(v)
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """One kind of source. Instances are cheap; they open connections lazily and close on ``close``.
+
+    * ``Options`` validates the source block of the project file (``extra="forbid"``).
+    * ``StreamOptions`` validates the connector-specific keys of a stream.
+    * ``read`` yields DataFrames ordered by (cursor, primary key), strictly after ``since``; columns
+      are the stream's kept fields, values already converted to the :class:`FieldType` of the schema
+      (DECIMAL as ``decimal.Decimal``, DATETIME as naive UTC ``datetime``, DATE as ``date``).
+    * ``keys`` yields DataFrames of the primary-key columns of every live record (hard-delete
+      detection by reconciliation).
+    """
+
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+    StreamOptions: ClassVar[type[BaseModel]]
+
+    def check(self) -> None: ...
+
+    def schema(self, stream: StreamSpec) -> StreamSchema: ...
+
+    def read(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]: ...
+
+    def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]: ...
+
+    def record_url(self, stream: StreamSpec, record_id: str) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+class ConnectorFactory(Protocol):
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+    StreamOptions: ClassVar[type[BaseModel]]
+
+    def __call__(self, name: str, options: Any, base_dir: Path) -> Connector: ...
+
+
+def connector_kinds() -> dict[str, ConnectorFactory]:
+    """Every installed connector kind, from the ``okrsync.connectors`` entry-point group."""
+    found: dict[str, ConnectorFactory] = {}
+    for ep in entry_points(group="okrsync.connectors"):
+        found[ep.name] = ep.load()
+    return found
+
+
+def connector_kind(kind: str) -> ConnectorFactory:
+    kinds = connector_kinds()
+    if kind not in kinds:
+        known = ", ".join(sorted(kinds)) or "none"
+        raise ConfigError(
+            f"unknown source kind {kind!r}",
+            hint=f"installed kinds: {known}. A new kind registers under the 'okrsync.connectors' entry point.",
+        )
+    return kinds[kind]
+
+
+def typed_watermark(raw: str | None, stream: StreamSpec, schema: StreamSchema) -> Watermark | None:
+    """Read a stored watermark back with the Python types of the cursor and key fields."""
+    wm = Watermark.from_json(raw)
+    if wm is None:
+        return None
+    cursor_field = schema.get(stream.cursor[0]) if stream.cursor else None
+    key = tuple(_typed(v, schema.get(k)) for v, k in zip(wm.key, stream.primary_key, strict=False))
+    return Watermark(_typed(wm.cursor, cursor_field), key)
+
+
+def _typed(v: Any, f: Any) -> Any:
+    from okrsync.schema import FieldType
+
+    if v is None or f is None:
+        return v
+    conv = {FieldType.DATETIME: datetime.fromisoformat, FieldType.DATE: date.fromisoformat,
+            FieldType.DECIMAL: Decimal, FieldType.INTEGER: int, FieldType.FLOAT: float}.get(f.type)
+    return conv(v) if conv and isinstance(v, str | int | float) and not isinstance(v, bool) else v

@@ -1,0 +1,252 @@
+"""Typed declarations of metrics, filters and key results, as written in the project file.
+
+Filters are a structured AST (``field``/``op``/``value`` with ``and``/``or``/``not``); there is no way
+to write SQL or SOQL text in a metric, so no user string ever becomes query text.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+ScalarValue = Union[bool, int, Decimal, date, str]  # noqa: UP007 - pydantic union order matters
+
+COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
+LIST_OPS = ("in", "not_in")
+NULL_OPS = ("is_null", "not_null")
+TEXT_OPS = ("contains", "starts_with")
+Op = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not_in", "is_null", "not_null", "between",
+             "contains", "starts_with"]
+MAX_LIST = 1000
+MAX_TEXT = 1024
+
+
+def _check_text(v: Any) -> Any:
+    if isinstance(v, str):
+        if len(v) > MAX_TEXT:
+            raise ValueError(f"a filter string may be at most {MAX_TEXT} characters")
+        if "\x00" in v:
+            raise ValueError("a filter string may not contain a NUL character")
+    return v
+
+
+class Condition(BaseModel):
+    """``{field: status, op: in, value: [confirmed, shipped]}``."""
+
+    model_config = FROZEN
+
+    field: str = Field(min_length=1)
+    op: Op
+    value: ScalarValue | tuple[ScalarValue, ...] | None = None
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _lists_to_tuples(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if len(v) > MAX_LIST:
+                raise ValueError(f"a filter list may hold at most {MAX_LIST} values")
+            return tuple(_check_text(x) for x in v)
+        if isinstance(v, float):
+            # YAML floats become exact decimals from their text, never binary floats.
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ValueError("a filter number must be finite")
+            return Decimal(repr(v))
+        return _check_text(v)
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> Condition:
+        v = self.value
+        if self.op in NULL_OPS:
+            if v is not None:
+                raise ValueError(f"op {self.op!r} takes no value")
+        elif self.op in LIST_OPS:
+            if not isinstance(v, tuple) or not v:
+                raise ValueError(f"op {self.op!r} needs a non-empty list as value")
+        elif self.op == "between":
+            if not isinstance(v, tuple) or len(v) != 2:
+                raise ValueError("op 'between' needs a list of two values: [low, high]")
+        elif isinstance(v, tuple) or v is None:
+            raise ValueError(f"op {self.op!r} needs a single value")
+        elif self.op in TEXT_OPS and not isinstance(v, str):
+            raise ValueError(f"op {self.op!r} needs a text value")
+        return self
+
+
+class And(BaseModel):
+    model_config = FROZEN
+    and_: tuple[Filter, ...] = Field(alias="and", min_length=1)
+
+
+class Or(BaseModel):
+    model_config = FROZEN
+    or_: tuple[Filter, ...] = Field(alias="or", min_length=1)
+
+
+class Not(BaseModel):
+    model_config = FROZEN
+    not_: Filter = Field(alias="not")
+
+
+Filter = Annotated[Union[Condition, And, Or, Not], Field(union_mode="left_to_right")]  # noqa: UP007
+
+And.model_rebuild()
+Or.model_rebuild()
+Not.model_rebuild()
+
+
+def filter_fields(f: Filter | None) -> set[str]:
+    """Every field a filter refers to."""
+    if f is None:
+        return set()
+    if isinstance(f, Condition):
+        return {f.field}
+    if isinstance(f, And):
+        return set().union(*(filter_fields(x) for x in f.and_))
+    if isinstance(f, Or):
+        return set().union(*(filter_fields(x) for x in f.or_))
+    return filter_fields(f.not_)
+
+
+class TrailingWindow(BaseModel):
+    """The N days before the as-of time (``window: {trailing_days: 30}``)."""
+
+    model_config = FROZEN
+    trailing_days: int = Field(ge=1, le=3660)
+
+
+WindowKind = Literal["period_to_date", "as_of_end", "all"]
+Window = Union[WindowKind, TrailingWindow]  # noqa: UP007
+
+Measure = Literal["count", "count_distinct", "sum", "avg", "min", "max"]
+
+
+class SimpleMetric(BaseModel):
+    """An aggregate over one stream.
+
+    ``window`` relates ``time_field`` to the key result's period: ``period_to_date`` (default: from the
+    period start to the as-of time, capped at the period end), ``as_of_end`` (everything up to the
+    as-of time capped at the period end, e.g. customers ever won), ``{trailing_days: N}``, or ``all``
+    (no time restriction). ``dimensions`` lists the fields a key result may pin to a value
+    (``dimensions: {region: EMEA}``), so one metric serves many team-level KRs.
+    """
+
+    model_config = FROZEN
+
+    name: str
+    stream: str
+    measure: Measure
+    field: str | None = None
+    filter: Filter | None = None
+    time_field: str | None = None
+    window: Window = "period_to_date"
+    dimensions: tuple[str, ...] = ()
+    description: str | None = None
+    unit: str | None = None
+
+    @model_validator(mode="after")
+    def _field_needed(self) -> SimpleMetric:
+        if self.measure != "count" and not self.field:
+            raise ValueError(f"measure {self.measure!r} needs a 'field' to aggregate")
+        if self.window != "all" and not isinstance(self.window, TrailingWindow) and self.time_field is None:
+            # Without a time field the window has nothing to apply to; say so rather than ignore it.
+            if self.window != "period_to_date":
+                raise ValueError(f"window {self.window!r} needs a 'time_field'")
+        if isinstance(self.window, TrailingWindow) and self.time_field is None:
+            raise ValueError("a trailing window needs a 'time_field'")
+        return self
+
+    def fields_used(self) -> set[str]:
+        used = filter_fields(self.filter) | set(self.dimensions)
+        if self.field:
+            used.add(self.field)
+        if self.time_field:
+            used.add(self.time_field)
+        return used
+
+
+class RatioMetric(BaseModel):
+    """numerator / denominator, both names of simple metrics. An empty denominator gives no value."""
+
+    model_config = FROZEN
+
+    name: str
+    measure: Literal["ratio"]
+    numerator: str
+    denominator: str
+    description: str | None = None
+    unit: str | None = None
+
+
+MetricSpec = Annotated[Union[SimpleMetric, RatioMetric], Field(discriminator="measure")]  # noqa: UP007
+
+
+def parse_number(v: Any) -> Any:
+    """Numbers for baselines and targets: ints, decimals from their text, or ``"12%"`` → 0.12."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, float):
+        return Decimal(repr(v))
+    if isinstance(v, str):
+        text = v.strip().replace(",", "").replace("_", "")
+        try:
+            if text.endswith("%"):
+                return Decimal(text[:-1].strip()) / 100
+            return Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"{v!r} is not a number (write 1200000, 1.2e6 or 12%)") from None
+    return v
+
+
+class KeyResultSpec(BaseModel):
+    """A key result bound to a metric. ``period`` is e.g. ``2026-Q4``, ``FY2027-Q1``, ``2026``."""
+
+    model_config = FROZEN
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=100)
+    title: str
+    metric: str
+    target: Decimal
+    baseline: Decimal = Decimal(0)
+    direction: Literal["increase", "decrease"] = "increase"
+    period: str | None = None
+    owner: str | None = None
+    weight: Decimal = Field(default=Decimal(1), ge=0)
+    dimensions: dict[str, ScalarValue] = Field(default_factory=dict)
+    pace: Literal["linear", "none"] = "linear"
+    unit: str | None = None
+
+    _numbers = field_validator("target", "baseline", "weight", mode="before")(parse_number)
+
+    @model_validator(mode="after")
+    def _direction_matches(self) -> KeyResultSpec:
+        if self.target == self.baseline:
+            raise ValueError("target equals baseline: progress would be undefined")
+        if self.direction == "increase" and self.target < self.baseline:
+            raise ValueError("direction 'increase' needs target > baseline (or set direction: decrease)")
+        if self.direction == "decrease" and self.target > self.baseline:
+            raise ValueError("direction 'decrease' needs target < baseline (or set direction: increase)")
+        return self
+
+
+class ObjectiveSpec(BaseModel):
+    """An objective with key results and nested objectives (company → department → team)."""
+
+    model_config = FROZEN
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=100)
+    title: str
+    owner: str | None = None
+    weight: Decimal = Field(default=Decimal(1), ge=0)
+    period: str | None = None
+    key_results: tuple[KeyResultSpec, ...] = ()
+    objectives: tuple[ObjectiveSpec, ...] = ()
+
+    _numbers = field_validator("weight", mode="before")(parse_number)
+
+
+ObjectiveSpec.model_rebuild()

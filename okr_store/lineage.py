@@ -1,0 +1,214 @@
+"""Drill-down and diff: the records behind a stored value, and why a KR moved between two values.
+
+Both re-evaluate the value's own stored definition against the record versions visible at the value's
+own snapshot, so they answer for the past exactly as the value was computed, whatever the source (or
+the project file) says today.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import pandas as pd
+import sqlalchemy as sa
+
+from metrics.definition import KrDefinition
+from metrics.evaluate import ContributionPart, StreamView, contribution_parts
+from okr_store.queries import StoredValue, definition_body, stream_sources
+from okr_store.records import FROM, HASH, RID, TO, visible
+from okr_store.store import Store
+
+INTERNAL = {RID, FROM, TO, HASH}
+
+
+@dataclass(frozen=True)
+class DrillRecord:
+    source: str
+    stream: str
+    record_id: str
+    contribution: Decimal
+    denominator_contribution: Decimal | None
+    role: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Drill:
+    value: StoredValue
+    definition: KrDefinition
+    total: int
+    contribution_sum: Decimal
+    denominator_sum: Decimal | None
+    records: list[DrillRecord]
+
+
+def _views(store: Store, d: KrDefinition, snapshot: Mapping[str, int | None]) -> dict[str, StreamView]:
+    views: dict[str, StreamView] = {}
+    for stream in d.streams:
+        found = store.view(stream, snapshot.get(stream))
+        if found is None:
+            continue
+        sub, tables = found
+        views[stream] = StreamView(stream, sub, tables.schema)
+    return views
+
+
+def _dec(v: Any) -> Decimal:
+    if v is None:
+        return Decimal(0)
+    return v if isinstance(v, Decimal) else Decimal(repr(v) if isinstance(v, float) else v)
+
+
+def _parts(store: Store, v: StoredValue) -> tuple[KrDefinition, list[ContributionPart]]:
+    with store.engine.connect() as conn:
+        d = KrDefinition.from_json(definition_body(conn, v.definition_hash))
+    views = _views(store, d, v.snapshot)
+    if len(views) < len(d.streams):
+        return d, []
+    return d, contribution_parts(views, d, v.as_of)
+
+
+def _fields(conn: sa.Connection, part: ContributionPart, rids: list[str]) -> dict[str, dict[str, Any]]:
+    t = part.view.table
+    rows = conn.execute(sa.select(t).where(t.c[RID].in_(rids))).mappings()
+    return {r[RID]: {k: r[k] for k in part.view.schema.names} for r in rows}
+
+
+def drill(store: Store, v: StoredValue, *, limit: int = 50, offset: int = 0,
+          sort: Literal["contribution", "record"] = "contribution") -> Drill:
+    """One page of the records behind ``v``, with totals over all of them."""
+    d, parts = _parts(store, v)
+    sources = {}
+    with store.engine.connect() as conn:
+        sources = stream_sources(conn)
+        total, csum, dsum = 0, Decimal(0), Decimal(0)
+        counts = []
+        for p in parts:
+            sub = p.select.subquery()
+            n, s1, s2 = conn.execute(sa.select(sa.func.count(), sa.func.sum(sub.c.contribution),
+                                               sa.func.sum(sub.c.denominator_contribution))).one()
+            counts.append(n)
+            total += n
+            csum += _dec(s1)
+            dsum += _dec(s2)
+        records: list[DrillRecord] = []
+        skip, want = offset, limit
+        for p, n in zip(parts, counts, strict=True):
+            if want <= 0:
+                break
+            if skip >= n:
+                skip -= n
+                continue
+            sub = p.select.subquery()
+            order = ([sub.c.contribution.desc(), sub.c[RID]] if sort == "contribution" else [sub.c[RID]])
+            page = conn.execute(sa.select(sub).order_by(*order).limit(want).offset(skip)).all()
+            skip = 0
+            want -= len(page)
+            fields = _fields(conn, p, [r[0] for r in page])
+            for r in page:
+                records.append(DrillRecord(sources.get(p.stream, ""), p.stream, r[0], _dec(r.contribution),
+                                           None if r.denominator_contribution is None
+                                           else _dec(r.denominator_contribution), r.role, fields.get(r[0], {})))
+    is_ratio = d.ratio is not None
+    return Drill(v, d, total, csum, dsum if is_ratio else None, records)
+
+
+def contributions_frame(store: Store, v: StoredValue) -> tuple[KrDefinition, pd.DataFrame]:
+    """Every contributing record of ``v``: stream, record_id, contribution, denominator_contribution."""
+    d, parts = _parts(store, v)
+    frames = []
+    with store.engine.connect() as conn:
+        for p in parts:
+            rows = conn.execute(p.select).all()
+            frames.append(pd.DataFrame({
+                "stream": p.stream, "record_id": [r[0] for r in rows],
+                "contribution": [_dec(r.contribution) for r in rows],
+                "denominator_contribution": [_dec(r.denominator_contribution) for r in rows],
+            }))
+    cols = ["stream", "record_id", "contribution", "denominator_contribution"]
+    return d, (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols))
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: Literal["added", "removed", "changed"]
+    stream: str
+    record_id: str
+    before: Decimal | None
+    after: Decimal | None
+    reason: str
+    field_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def delta(self) -> Decimal:
+        return (self.after or Decimal(0)) - (self.before or Decimal(0))
+
+
+@dataclass(frozen=True)
+class Diff:
+    before: StoredValue
+    after: StoredValue
+    definition_changed: bool
+    summary: dict[str, tuple[int, Decimal]]  # kind → (records, contribution delta)
+    changes: list[Change]
+    total_changes: int
+
+
+def _version_at(conn: sa.Connection, store: Store, stream: str, sync_id: int | None,
+                rids: list[str]) -> dict[str, dict[str, Any]]:
+    tables = store.streams.tables(stream)
+    if tables is None or not rids:
+        return {}
+    rec = tables.records
+    rows = conn.execute(sa.select(rec).where(rec.c[RID].in_(rids), visible(rec, sync_id))).mappings()
+    return {r[RID]: {k: r[k] for k in tables.schema.names} for r in rows}
+
+
+def _explain(kind: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> tuple[str, dict[str, tuple[Any, Any]]]:
+    if kind == "added" and old is None:
+        return "new record in the source", {}
+    if kind == "removed" and new is None:
+        return "deleted in the source", {}
+    changes = {k: (old.get(k), new.get(k)) for k in (new or {}) if old is not None and old.get(k) != new.get(k)}  # type: ignore[union-attr]
+    if not changes:
+        return ("now counts: the period window moved" if kind == "added"
+                else "no longer counts: the period window moved" if kind == "removed"
+                else "same record, definition changed"), {}
+    lead = {"added": "now counts", "removed": "no longer counts", "changed": "changed"}[kind]
+    return f"{lead}: " + ", ".join(f"{k} {a!s} → {b!s}" for k, (a, b) in changes.items()), changes
+
+
+def diff(store: Store, before: StoredValue, after: StoredValue, *, limit: int = 50) -> Diff:
+    """What was added, removed or changed between two values of one KR, each change explained."""
+    _, a = contributions_frame(store, before)
+    _, b = contributions_frame(store, after)
+    merged = a.merge(b, on=["stream", "record_id"], how="outer", suffixes=("_a", "_b"), indicator=True)
+    kinds = merged["_merge"].map({"left_only": "removed", "right_only": "added", "both": "changed"})
+    moved = (kinds != "changed") | (merged["contribution_a"] != merged["contribution_b"]) | (
+        merged["denominator_contribution_a"] != merged["denominator_contribution_b"])
+    merged = merged.assign(kind=kinds)[moved]
+    summary: dict[str, tuple[int, Decimal]] = {}
+    for kind in ("added", "removed", "changed"):
+        part = merged[merged["kind"] == kind]
+        delta = sum((_dec(x) for x in part["contribution_b"].fillna(0)), Decimal(0)) - sum(
+            (_dec(x) for x in part["contribution_a"].fillna(0)), Decimal(0))
+        summary[kind] = (len(part), delta)
+    shown = merged.assign(_abs=(merged["contribution_b"].fillna(0).map(_dec)
+                                - merged["contribution_a"].fillna(0).map(_dec)).map(abs))
+    shown = shown.sort_values(["_abs", "record_id"], ascending=[False, True]).head(limit)
+    changes: list[Change] = []
+    with store.engine.connect() as conn:
+        for stream, group in shown.groupby("stream", sort=False):
+            rids = list(group["record_id"])
+            old = _version_at(conn, store, str(stream), before.snapshot.get(str(stream)), rids)
+            new = _version_at(conn, store, str(stream), after.snapshot.get(str(stream)), rids)
+            for r in group.itertuples():
+                reason, fc = _explain(r.kind, old.get(r.record_id), new.get(r.record_id))
+                changes.append(Change(r.kind, str(stream), r.record_id,
+                                      None if pd.isna(r.contribution_a) else _dec(r.contribution_a),
+                                      None if pd.isna(r.contribution_b) else _dec(r.contribution_b), reason, fc))
+    changes.sort(key=lambda c: (-abs(c.delta), c.record_id))
+    return Diff(before, after, before.definition_hash != after.definition_hash, summary, changes, len(merged))

@@ -1,0 +1,127 @@
+"""The store's own tables (SQLAlchemy Core). Alembic migrations in ``okr_store/migrations`` create
+them; per-stream record tables are made at run time from source schemas (see :mod:`okr_store.records`).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Decimal values of key results are kept as their exact text: a KR may be a ratio with many places or
+# a revenue in a currency without cents, and text keeps both exact on every backend.
+DecimalText = sa.String(64)
+
+objective = sa.Table(
+    "objective",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("parent_id", sa.String(100), nullable=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("owner", sa.Text),
+    sa.Column("weight", DecimalText, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+)
+
+key_result = sa.Table(
+    "key_result",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("objective_id", sa.String(100), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("owner", sa.Text),
+    sa.Column("metric", sa.String(200), nullable=False),
+    sa.Column("period_label", sa.String(64), nullable=False),
+    sa.Column("baseline", DecimalText, nullable=False),
+    sa.Column("target", DecimalText, nullable=False),
+    sa.Column("direction", sa.String(16), nullable=False),
+    sa.Column("weight", DecimalText, nullable=False),
+    sa.Column("unit", sa.String(32)),
+    sa.Column("streams", sa.Text, nullable=False),  # JSON list of stream names it reads
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("last_value_id", sa.BigInteger),
+    sa.Column("held_reason", sa.Text),  # why the latest run did not update it (PII-free)
+    sa.Column("held_since", sa.DateTime),
+)
+
+definition = sa.Table(
+    "definition",
+    metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("kr_id", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # canonical JSON of the resolved KR computation
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+stream_state = sa.Table(
+    "stream_state",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("record_table", sa.String(63), nullable=False, unique=True),
+    sa.Column("primary_key", sa.Text, nullable=False),  # JSON list
+    sa.Column("schema", sa.Text, nullable=False),  # JSON list of fields (okrsync.schema.Field)
+    sa.Column("watermark", sa.Text),  # JSON, advanced only when a sync commits
+    sa.Column("last_sync_id", sa.BigInteger),  # the snapshot KR values are computed against
+    sa.Column("last_success_at", sa.DateTime),
+    sa.Column("last_attempt_at", sa.DateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("lease_sync_id", sa.BigInteger),  # a sync in progress holds the stream
+    sa.Column("lease_until", sa.DateTime),
+)
+
+sync_run = sa.Table(
+    "sync_run",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("stream", sa.String(200), nullable=False, index=True),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("status", sa.String(16), nullable=False),  # running | committed | failed
+    sa.Column("rows_read", sa.BigInteger, nullable=False, default=0),
+    sa.Column("keys_read", sa.BigInteger, nullable=False, default=0),
+    sa.Column("inserted", sa.BigInteger, nullable=False, default=0),
+    sa.Column("updated", sa.BigInteger, nullable=False, default=0),
+    sa.Column("deleted", sa.BigInteger, nullable=False, default=0),
+    sa.Column("watermark_before", sa.Text),
+    sa.Column("watermark_after", sa.Text),
+    sa.Column("error", sa.Text),
+)
+
+run = sa.Table(
+    "run",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # running | succeeded | partial | failed
+    sa.Column("error", sa.Text),
+)
+
+kr_value = sa.Table(
+    "kr_value",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("kr_id", sa.String(100), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("value", DecimalText),
+    sa.Column("reason", sa.Text),  # why there is no value (e.g. empty denominator)
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("baseline", DecimalText, nullable=False),
+    sa.Column("target", DecimalText, nullable=False),
+    sa.Column("progress_raw", DecimalText),
+    sa.Column("progress", DecimalText),
+    sa.Column("expected", DecimalText, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("computed_at", sa.DateTime, nullable=False),
+    sa.Column("definition_hash", sa.String(64), nullable=False),
+    sa.Column("snapshot", sa.Text, nullable=False),  # JSON {stream: sync id}
+    sa.Index("ix_kr_value_kr_computed", "kr_id", "computed_at"),
+)

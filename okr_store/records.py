@@ -1,0 +1,295 @@
+"""Versioned copies of source records: the ground lineage stands on.
+
+Each stream has a record table ``rec_<stream>`` with one row per *version* of a source record:
+``_rid`` (record id), ``_from`` (the sync that made it current), ``_to`` (the sync that replaced or
+deleted it, NULL while current), ``_hash`` (of its kept fields), then the fields in typed columns.
+A KR value stores, per stream, the sync id it was computed at (its *snapshot*); the records visible at
+snapshot ``s`` are those with ``_from <= s < coalesce(_to, ∞)``. A record is stored again only when it
+changes, so an hourly run over 10M unchanged rows adds nothing, and any past value can still be drilled
+into after the source changes or deletes its records.
+
+A sync stages its batches (short transactions, so several streams can read concurrently) and applies
+them in one transaction: close changed and deleted versions, insert new ones, advance the watermark.
+A sync that fails before ``commit`` changes nothing visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from okr_store import models as m
+from okr_store.columns import column_type
+from okrsync.errors import StoreError
+from okrsync.schema import Field, StreamSchema
+
+LEASE = timedelta(minutes=15)
+RID, FROM, TO, HASH = "_rid", "_from", "_to", "_hash"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def table_name(prefix: str, stream: str) -> str:
+    """A safe, bounded SQL identifier for a stream's table (never user text in SQL as such)."""
+    slug = re.sub(r"[^a-z0-9_]", "_", stream.lower())[:40]
+    digest = hashlib.sha1(stream.encode()).hexdigest()[:8]
+    return f"{prefix}_{slug}_{digest}"
+
+
+def record_table(name: str, schema: StreamSchema, metadata: sa.MetaData | None = None) -> sa.Table:
+    md = metadata or sa.MetaData()
+    cols = [sa.Column(f.name, column_type(f)) for f in schema.fields]
+    return sa.Table(
+        name, md,
+        sa.Column(RID, sa.String(512), primary_key=True),
+        sa.Column(FROM, sa.BigInteger, primary_key=True),
+        sa.Column(TO, sa.BigInteger, nullable=True),
+        sa.Column(HASH, sa.String(16), nullable=False),
+        *cols,
+        sa.Index(f"ix_{name}_to", TO),
+        sa.Index(f"ix_{name}_from", FROM),
+    )
+
+
+def stage_table(name: str, schema: StreamSchema, metadata: sa.MetaData | None = None) -> sa.Table:
+    md = metadata or sa.MetaData()
+    cols = [sa.Column(f.name, column_type(f)) for f in schema.fields]
+    return sa.Table(
+        name, md,
+        sa.Column("_sync", sa.BigInteger, primary_key=True),
+        sa.Column(RID, sa.String(512), primary_key=True),
+        sa.Column(HASH, sa.String(16), nullable=False),
+        *cols,
+    )
+
+
+def keys_table(name: str, metadata: sa.MetaData | None = None) -> sa.Table:
+    return sa.Table(
+        name, metadata or sa.MetaData(),
+        sa.Column("_sync", sa.BigInteger, primary_key=True),
+        sa.Column(RID, sa.String(512), primary_key=True),
+    )
+
+
+def visible(table: sa.Table, sync_id: int | None) -> sa.ColumnElement[bool]:
+    """Versions current at snapshot ``sync_id`` (nothing when the stream never synced)."""
+    if sync_id is None:
+        return sa.false()
+    return sa.and_(table.c[FROM] <= sync_id, sa.or_(table.c[TO].is_(None), table.c[TO] > sync_id))
+
+
+def row_hashes(df: pd.DataFrame, fields: tuple[str, ...]) -> pd.Series:
+    """A 64-bit hash of each row's kept fields (vectorised), as 16 hex digits."""
+    text = df[list(fields)].astype("string").fillna("\x00null")
+    hashed = pd.util.hash_pandas_object(text, index=False)
+    return hashed.map("{:016x}".format)
+
+
+@dataclass(frozen=True)
+class SyncCounts:
+    rows_read: int
+    keys_read: int
+    inserted: int
+    updated: int
+    deleted: int
+
+
+@dataclass(frozen=True)
+class StreamTables:
+    records: sa.Table
+    stage: sa.Table
+    keys: sa.Table
+    schema: StreamSchema
+
+
+def _ensure_columns(conn: sa.Connection, table: sa.Table, old: StreamSchema, new: StreamSchema,
+                    stream: str) -> None:
+    """Schema evolution: a new source field becomes a new nullable column; old versions keep theirs."""
+    for f in new.fields:
+        before = old.get(f.name)
+        if before is None:
+            col = sa.Column(f.name, column_type(f))
+            ddl = sa.schema.CreateColumn(col).compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {conn.dialect.identifier_preparer.quote(table.name)} ADD COLUMN {ddl}"))
+        elif before.type != f.type or (before.scale or 0) > (f.scale or 0):
+            raise StoreError(
+                f"stream {stream!r}: field {f.name!r} changed type at the source ({before.type}"
+                f"{'' if before.scale is None else f'({before.scale})'} → {f.type})",
+                hint="keep the old column under a new name in a query stream, or rename the stream "
+                "to start a fresh history for it",
+            )
+
+
+def merge_schema(old: StreamSchema, new: StreamSchema) -> StreamSchema:
+    """Fields ever seen, in first-seen order: old versions keep the columns of dropped fields."""
+    extra = tuple(f for f in new.fields if f.name not in old)
+    kept = tuple(new.get(f.name) or f for f in old.fields)
+    return StreamSchema(tuple(Field(f.name, f.type, f.scale) for f in kept + extra))
+
+
+class StreamRegistry:
+    """Creates and finds the per-stream tables, recording their layout in ``stream_state``."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._cache: dict[str, StreamTables] = {}
+
+    def tables(self, stream: str) -> StreamTables | None:
+        if stream in self._cache:
+            return self._cache[stream]
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(m.stream_state).where(m.stream_state.c.name == stream)).first()
+        if row is None:
+            return None
+        return self._build(stream, row.record_table, StreamSchema.from_json(json.loads(row.schema)))
+
+    def _build(self, stream: str, name: str, schema: StreamSchema) -> StreamTables:
+        md = sa.MetaData()
+        t = StreamTables(record_table(name, schema, md), stage_table("stg" + name[3:], schema, md),
+                         keys_table("key" + name[3:], md), schema)
+        self._cache[stream] = t
+        return t
+
+    def ensure(self, stream: str, source: str, primary_key: tuple[str, ...],
+               schema: StreamSchema) -> StreamTables:
+        """Create the stream's tables on first sync; add columns for new source fields later."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(m.stream_state).where(m.stream_state.c.name == stream)).first()
+            if row is None:
+                name = table_name("rec", stream)
+                conn.execute(m.stream_state.insert().values(
+                    name=stream, source=source, record_table=name, primary_key=json.dumps(primary_key),
+                    schema=json.dumps(schema.to_json())))
+                merged = schema
+            else:
+                name = row.record_table
+                old = StreamSchema.from_json(json.loads(row.schema))
+                if json.loads(row.primary_key) != list(primary_key):
+                    raise StoreError(
+                        f"stream {stream!r}: primary key changed from {json.loads(row.primary_key)} "
+                        f"to {list(primary_key)}",
+                        hint="record ids would no longer match their history; rename the stream to "
+                        "start a fresh history")
+                merged = merge_schema(old, schema)
+                if merged != old:
+                    tables = self._build(stream, name, old)
+                    for t in (tables.records, tables.stage):
+                        _ensure_columns(conn, t, old, merged, stream)
+                    conn.execute(m.stream_state.update().where(m.stream_state.c.name == stream)
+                                 .values(schema=json.dumps(merged.to_json())))
+            self._cache.pop(stream, None)
+            tables = self._build(stream, name, merged)
+            tables.records.metadata.create_all(conn)
+        return tables
+
+
+def _insert(conn: sa.Connection, table: sa.Table) -> sa.Insert:
+    """INSERT that replaces a staged row of the same record (a row re-read in the same sync)."""
+    cols = [c.name for c in table.columns if c.name not in ("_sync", RID)]
+    if conn.dialect.name == "postgresql":
+        ins = postgresql.insert(table)
+        return ins.on_conflict_do_update(index_elements=["_sync", RID], set_={c: ins.excluded[c] for c in cols})
+    if conn.dialect.name == "sqlite":
+        ins_s = sqlite.insert(table)
+        return ins_s.on_conflict_do_update(index_elements=["_sync", RID],
+                                           set_={c: ins_s.excluded[c] for c in cols})
+    raise StoreError(f"the store does not support {conn.dialect.name!r}", hint="use SQLite or PostgreSQL")
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, object]]:
+    out = df.astype(object).where(df.notna(), None)
+    return out.to_dict("records")  # type: ignore[return-value]
+
+
+class SyncWriter:
+    """One sync of one stream: stage batches, then ``commit`` (atomic) or ``fail``."""
+
+    def __init__(self, engine: sa.Engine, stream: str, sync_id: int, tables: StreamTables,
+                 reconcile: bool) -> None:
+        self.engine, self.stream, self.sync_id, self.tables = engine, stream, sync_id, tables
+        self.reconcile = reconcile
+        self.rows_read = 0
+        self.keys_read = 0
+
+    def _renew_lease(self, conn: sa.Connection) -> None:
+        conn.execute(m.stream_state.update()
+                     .where(m.stream_state.c.name == self.stream)
+                     .where(m.stream_state.c.lease_sync_id == self.sync_id)
+                     .values(lease_until=utcnow() + LEASE))
+
+    def stage(self, batch: pd.DataFrame) -> None:
+        """Stage a batch: columns ``_rid`` plus the stream's fields."""
+        if batch.empty:
+            return
+        fields = tuple(c for c in batch.columns if c != RID)
+        staged = batch.assign(**{HASH: row_hashes(batch, fields), "_sync": self.sync_id})
+        with self.engine.begin() as conn:
+            conn.execute(_insert(conn, self.tables.stage), _records(staged))
+            self._renew_lease(conn)
+        self.rows_read += len(batch)
+
+    def stage_keys(self, rids: pd.Series) -> None:
+        """Stage the ids of every live source record (for hard-delete detection)."""
+        if rids.empty:
+            return
+        rows = [{"_sync": self.sync_id, RID: r} for r in rids.drop_duplicates()]
+        with self.engine.begin() as conn:
+            conn.execute(self.tables.keys.insert(), rows)
+            self._renew_lease(conn)
+        self.keys_read += len(rows)
+
+    def commit(self, watermark: str | None) -> SyncCounts:
+        """Apply the staged rows in one transaction and advance the watermark with them."""
+        rec, stg, keys, s = self.tables.records, self.tables.stage, self.tables.keys, self.sync_id
+        staged = sa.select(stg).where(stg.c._sync == s).subquery()
+        with self.engine.begin() as conn:
+            changed = sa.exists().where(stg.c._sync == s, stg.c[RID] == rec.c[RID], stg.c[HASH] != rec.c[HASH])
+            updated = conn.execute(rec.update().where(rec.c[TO].is_(None), changed).values({TO: s})).rowcount
+            current = sa.exists().where(rec.c[RID] == staged.c[RID], rec.c[TO].is_(None))
+            names = [f.name for f in self.tables.schema.fields]
+            new_rows = sa.select(staged.c[RID], sa.literal(s, sa.BigInteger), staged.c[HASH],
+                                 *[staged.c[n] for n in names]).where(~current)
+            # Counted before inserting: INSERT … SELECT reports no row count on some drivers.
+            inserted = conn.execute(sa.select(sa.func.count()).select_from(new_rows.subquery())).scalar_one()
+            conn.execute(rec.insert().from_select([RID, FROM, HASH, *names], new_rows))
+            deleted = 0
+            if self.reconcile:
+                live = sa.exists().where(keys.c._sync == s, keys.c[RID] == rec.c[RID])
+                deleted = conn.execute(rec.update().where(rec.c[TO].is_(None), rec.c[FROM] < s, ~live)
+                                       .values({TO: s})).rowcount
+            conn.execute(stg.delete().where(stg.c._sync == s))
+            conn.execute(keys.delete().where(keys.c._sync == s))
+            now = utcnow()
+            values: dict[str, object] = dict(last_sync_id=s, last_success_at=now, last_attempt_at=now,
+                                             last_error=None, lease_sync_id=None, lease_until=None)
+            if watermark is not None:
+                values["watermark"] = watermark
+            conn.execute(m.stream_state.update().where(m.stream_state.c.name == self.stream).values(**values))
+            counts = SyncCounts(self.rows_read, self.keys_read, inserted - updated, updated, deleted)
+            conn.execute(m.sync_run.update().where(m.sync_run.c.id == s).values(
+                status="committed", finished_at=now, rows_read=counts.rows_read, keys_read=counts.keys_read,
+                inserted=counts.inserted, updated=counts.updated, deleted=counts.deleted,
+                watermark_after=watermark))
+        return counts
+
+    def fail(self, error: str) -> None:
+        """Drop what was staged; the stream's visible records and watermark stay as they were."""
+        stg, keys, s = self.tables.stage, self.tables.keys, self.sync_id
+        with self.engine.begin() as conn:
+            conn.execute(stg.delete().where(stg.c._sync == s))
+            conn.execute(keys.delete().where(keys.c._sync == s))
+            now = utcnow()
+            conn.execute(m.stream_state.update().where(m.stream_state.c.name == self.stream).values(
+                last_attempt_at=now, last_error=error, lease_sync_id=None, lease_until=None))
+            conn.execute(m.sync_run.update().where(m.sync_run.c.id == s).values(
+                status="failed", finished_at=now, rows_read=self.rows_read, keys_read=self.keys_read,
+                error=error))

@@ -1,0 +1,51 @@
+"""Shared fixtures: throwaway databases on the real servers of this machine.
+
+PostgreSQL tests read ``OKRSYNC_TEST_POSTGRES_URL`` (an admin URL such as
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) and MariaDB tests read
+``OKRSYNC_TEST_MARIADB_URL``; each test gets a database of its own, dropped afterwards. Without the
+variable the tests are skipped with a reason; ``.ci/run`` sets them and fails if a server is down.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+
+def _server_database(env: str, what: str) -> Iterator[str]:
+    admin_url = os.environ.get(env)
+    if not admin_url:
+        pytest.skip(f"{env} is not set: no {what} server for this test (.ci/run sets it)")
+    admin = sa.make_url(admin_url)
+    name = f"okrsync_t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    except sa.exc.OperationalError as exc:  # the variable is set: an unreachable server is a failure
+        pytest.fail(f"{env} is set but the {what} server is unreachable: {exc.orig}")
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            if admin.get_backend_name() == "postgresql":
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (dropped after the test)."""
+    yield from _server_database("OKRSYNC_TEST_POSTGRES_URL", "PostgreSQL")
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """The URL of a fresh, empty MariaDB database (dropped after the test)."""
+    yield from _server_database("OKRSYNC_TEST_MARIADB_URL", "MariaDB")

@@ -1,0 +1,97 @@
+"""Record versioning: what a sync commits, what stays invisible, and what a past snapshot shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from okr_store.records import RID
+from okr_store.store import Store
+from okrsync.errors import StoreError
+from okrsync.schema import Field, FieldType, StreamSchema
+
+SCHEMA = StreamSchema((Field("id", FieldType.INTEGER), Field("amount", FieldType.DECIMAL, 2),
+                       Field("region", FieldType.STRING), Field("updated_at", FieldType.DATETIME)))
+
+
+def frame(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
+    df = pd.DataFrame([{"id": i, "amount": Decimal(a), "region": r, "updated_at": datetime(2026, 10, 1)}
+                       for i, a, r in rows])
+    return df.assign(**{RID: df["id"].astype(str)})
+
+
+def sync(store: Store, rows: list[tuple[int, str, str]], *, keys: list[int] | None = None) -> tuple[int, object]:
+    w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=keys is not None)
+    if rows:
+        w.stage(frame(rows))
+    if keys is not None:
+        w.stage_keys(pd.Series([str(k) for k in keys]))
+    return w.sync_id, w.commit('{"cursor": null, "key": []}')
+
+
+def visible_rows(store: Store, sync_id: int | None) -> dict[str, Decimal]:
+    found = store.view("orders", sync_id)
+    assert found is not None
+    with store.engine.connect() as conn:
+        return {r[RID]: r["amount"] for r in conn.execute(sa.select(found[0])).mappings()}
+
+
+def test_versions_and_snapshots(store: Store) -> None:
+    s1, c1 = sync(store, [(1, "10.50", "EMEA"), (2, "20.25", "APAC")], keys=[1, 2])
+    assert (c1.inserted, c1.updated, c1.deleted) == (2, 0, 0)  # type: ignore[attr-defined]
+    s2, c2 = sync(store, [(2, "21.00", "APAC"), (3, "0.01", "EMEA")], keys=[2, 3])
+    assert (c2.inserted, c2.updated, c2.deleted) == (1, 1, 1)  # type: ignore[attr-defined]
+    s3, c3 = sync(store, [(3, "0.01", "EMEA")], keys=[2, 3])  # unchanged row re-read: no new version
+    assert (c3.inserted, c3.updated, c3.deleted) == (0, 0, 0)  # type: ignore[attr-defined]
+    assert visible_rows(store, s1) == {"1": Decimal("10.50"), "2": Decimal("20.25")}
+    assert visible_rows(store, s2) == {"2": Decimal("21.00"), "3": Decimal("0.01")}
+    assert visible_rows(store, s3) == visible_rows(store, s2)
+    assert visible_rows(store, None) == {}
+
+
+def test_failed_sync_changes_nothing(store: Store) -> None:
+    s1, _ = sync(store, [(1, "10.50", "EMEA")], keys=[1])
+    w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=True)
+    w.stage(frame([(1, "99.99", "EMEA"), (5, "1.00", "EMEA")]))
+    w.fail("source went away")
+    assert store.snapshot(["orders"]) == {"orders": s1}
+    assert visible_rows(store, s1) == {"1": Decimal("10.50")}
+    assert store.watermark("orders") == '{"cursor": null, "key": []}'
+    # and the staged rows of the failed sync never surface in a later sync
+    s3, c3 = sync(store, [], keys=[1])
+    assert visible_rows(store, s3) == {"1": Decimal("10.50")}
+
+
+def test_lease_blocks_a_concurrent_sync_of_the_same_stream(store: Store) -> None:
+    store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=False)
+    with pytest.raises(StoreError, match="is being synced"):
+        store.begin_sync("run2", "orders", "erp", ("id",), SCHEMA, reconcile=False)
+
+
+def test_new_source_field_adds_a_column_and_keeps_history(store: Store) -> None:
+    s1, _ = sync(store, [(1, "10.50", "EMEA")])
+    wider = StreamSchema(SCHEMA.fields + (Field("channel", FieldType.STRING),))
+    w = store.begin_sync("run", "orders", "erp", ("id",), wider, reconcile=False)
+    w.stage(frame([(1, "10.50", "EMEA")]).assign(channel="web"))
+    w.commit(None)
+    assert visible_rows(store, s1) == {"1": Decimal("10.50")}
+
+
+def test_exact_decimals_sum_exactly(store: Store) -> None:
+    rows = [(i, f"{i}.{i % 100:02d}", "EMEA") for i in range(1, 400)]
+    s1, _ = sync(store, rows)
+    found = store.view("orders", s1)
+    assert found is not None
+    with store.engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.sum(found[0].c.amount))).scalar()
+    assert total == sum(Decimal(a) for _, a, _ in rows)
+
+
+def test_primary_key_change_is_refused(store: Store) -> None:
+    sync(store, [(1, "1.00", "EMEA")])
+    with pytest.raises(StoreError, match="primary key changed"):
+        store.begin_sync("run", "orders", "erp", ("id", "region"), SCHEMA, reconcile=False)
