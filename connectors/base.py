@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from okrsync.errors import ConfigError
-from okrsync.schema import StreamSchema
+from okrsync.schema import FieldType, StreamSchema
 
 KEY_SEPARATOR = "|"
 
@@ -60,6 +60,8 @@ class StreamSpec(BaseModel):
 
 
 def _jsonable(v: Any) -> Any:
+    if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
+        return None
     if isinstance(v, datetime | date):
         return v.isoformat()
     if isinstance(v, Decimal):
@@ -163,14 +165,17 @@ def connector_kinds() -> dict[str, ConnectorFactory]:
 
 
 def connector_kind(kind: str) -> ConnectorFactory:
-    kinds = connector_kinds()
-    if kind not in kinds:
-        known = ", ".join(sorted(kinds)) or "none"
+    """The connector class registered as ``kind`` (only that entry point is loaded)."""
+    eps = {ep.name: ep for ep in entry_points(group="okrsync.connectors")}
+    if kind not in eps:
+        known = ", ".join(sorted(eps)) or "none"
         raise ConfigError(
             f"unknown source kind {kind!r}",
-            hint=f"installed kinds: {known}. A new kind registers under the 'okrsync.connectors' entry point.",
+            hint=f"installed kinds: {known}. A new kind registers under the "
+            "'okrsync.connectors' entry point.",
         )
-    return kinds[kind]
+    factory: ConnectorFactory = eps[kind].load()
+    return factory
 
 
 def typed_watermark(raw: str | None, stream: StreamSpec, schema: StreamSchema) -> Watermark | None:
@@ -184,10 +189,14 @@ def typed_watermark(raw: str | None, stream: StreamSpec, schema: StreamSchema) -
 
 
 def _typed(v: Any, f: Any) -> Any:
-    from okrsync.schema import FieldType
-
     if v is None or f is None:
         return v
-    conv = {FieldType.DATETIME: datetime.fromisoformat, FieldType.DATE: date.fromisoformat,
-            FieldType.DECIMAL: Decimal, FieldType.INTEGER: int, FieldType.FLOAT: float}.get(f.type)
+    convs: dict[FieldType, Callable[[Any], Any]] = {
+        FieldType.DATETIME: datetime.fromisoformat,
+        FieldType.DATE: date.fromisoformat,
+        FieldType.DECIMAL: Decimal,
+        FieldType.INTEGER: int,
+        FieldType.FLOAT: float,
+    }
+    conv = convs.get(f.type)
     return conv(v) if conv and isinstance(v, str | int | float) and not isinstance(v, bool) else v

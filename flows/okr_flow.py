@@ -50,9 +50,16 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(name="sync-stream", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2),
-      retry_jitter_factor=0.5, retry_condition_fn=_transient, persist_result=False, cache_policy=NO_CACHE,
-      task_run_name="sync {name}")
+@task(
+    name="sync-stream",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+    task_run_name="sync {name}",
+)
 def sync_task(project: Project, store: Store, run_id: str, name: str) -> SyncCounts:
     connector = project.connector(project.streams[name].source)
     try:
@@ -62,14 +69,21 @@ def sync_task(project: Project, store: Store, run_id: str, name: str) -> SyncCou
 
 
 @task(name="compute-key-results", persist_result=False, cache_policy=NO_CACHE)
-def compute_task(project: Project, store: Store, run_id: str, flow_run_id: str | None, as_of: datetime,
-                 failed: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+def compute_task(
+    project: Project,
+    store: Store,
+    run_id: str,
+    flow_run_id: str | None,
+    as_of: datetime,
+    failed: dict[str, str],
+) -> tuple[dict[str, Any], dict[str, str]]:
     return pipeline.compute_values(project, store, run_id, flow_run_id, as_of, failed)
 
 
 @flow(name="okrsync-run", persist_result=False, log_prints=False, validate_parameters=True)
-def okrsync_run(project_file: str = "okrsync.yaml", as_of: datetime | None = None,
-                retry_delay_seconds: float = 2.0) -> dict[str, Any]:
+def okrsync_run(
+    project_file: str = "okrsync.yaml", as_of: datetime | None = None, retry_delay_seconds: float = 2.0
+) -> dict[str, Any]:
     """Sync every stream of the project, then compute and record every key result.
 
     A stream that fails (after retries for transient errors) leaves its records and watermark as they
@@ -79,17 +93,22 @@ def okrsync_run(project_file: str = "okrsync.yaml", as_of: datetime | None = Non
     return summary.__dict__ | {"as_of": summary.as_of.isoformat()}
 
 
-def run_project(project: Project, *, as_of: datetime | None = None, retry_delay_seconds: float = 2.0) -> RunSummary:
+def run_project(
+    project: Project, *, as_of: datetime | None = None, retry_delay_seconds: float = 2.0
+) -> RunSummary:
     """The body of the flow (call it inside a flow run)."""
-    as_of = (as_of.astimezone(UTC).replace(tzinfo=None) if as_of and as_of.tzinfo else as_of) or \
-        datetime.now(UTC).replace(tzinfo=None)
+    as_of = (as_of.astimezone(UTC).replace(tzinfo=None) if as_of and as_of.tzinfo else as_of) or datetime.now(
+        UTC
+    ).replace(tzinfo=None)
     store = Store(project.store_url())
     fr_id = flow_run.get_id()
     pipeline.register_okrs(project, store)
     run_id = store.start_run(as_of, fr_id)
     summary = RunSummary(run_id, fr_id, "running", as_of)
     try:
-        sync = sync_task.with_options(retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_seconds))
+        sync = sync_task.with_options(
+            retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_seconds)
+        )
         futures = {name: sync.submit(project, store, run_id, name) for name in project.streams}
         wait(list(futures.values()))
         failed: dict[str, str] = {}

@@ -48,8 +48,9 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
     schema = connector.schema(stream)
     kept = stream.kept_fields(schema)
     kept_schema = StreamSchema(tuple(f for f in schema.fields if f.name in kept))
-    writer = store.begin_sync(run_id, name, stream.source, stream.primary_key, kept_schema,
-                              reconcile=stream.deletes == "reconcile")
+    writer = store.begin_sync(
+        run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=stream.deletes == "reconcile"
+    )
     progress.reporter.stream_started(name)
     since = typed_watermark(store.watermark(name), stream, kept_schema)
     last: Any = None
@@ -77,11 +78,16 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
     except Exception as exc:  # an unexpected failure must still leave the stream untouched
         writer.fail(f"{type(exc).__name__}: {exc}")
         progress.reporter.stream_finished(name, f"failed: {type(exc).__name__}", False)
-        raise SourceError(f"stream {name!r}: unexpected {type(exc).__name__}: {exc}",
-                          hint="run again with --debug for the traceback") from exc
+        raise SourceError(
+            f"stream {name!r}: unexpected {type(exc).__name__}: {exc}",
+            hint="run again with --debug for the traceback",
+        ) from exc
     progress.reporter.stream_finished(
-        name, f"{counts.rows_read} rows read · {counts.inserted} new · {counts.updated} changed · "
-        f"{counts.deleted} deleted", True)
+        name,
+        f"{counts.rows_read} rows read · {counts.inserted} new · {counts.updated} changed · "
+        f"{counts.deleted} deleted",
+        True,
+    )
     return counts
 
 
@@ -91,8 +97,16 @@ def register_okrs(project: Project, store: Store) -> None:
 
     def walk(objs: Any, parent: str | None) -> None:
         for o in objs:
-            objectives.append(dict(id=o.id, parent_id=parent, title=o.title, owner=o.owner,
-                                   weight=str(o.weight), position=len(objectives)))
+            objectives.append(
+                dict(
+                    id=o.id,
+                    parent_id=parent,
+                    title=o.title,
+                    owner=o.owner,
+                    weight=str(o.weight),
+                    position=len(objectives),
+                )
+            )
             walk(o.objectives, o.id)
 
     walk(project.objectives, None)
@@ -100,20 +114,43 @@ def register_okrs(project: Project, store: Store) -> None:
     for i, b in enumerate(project.key_results()):
         k = b.spec
         metric = project.metrics[k.metric]
-        krs.append(dict(id=k.id, objective_id=b.objective_id, title=k.title, owner=k.owner, metric=k.metric,
-                        period_label=b.period.label, baseline=str(k.baseline), target=str(k.target),
-                        direction=k.direction, weight=str(k.weight), unit=k.unit or metric.unit,
-                        streams=json.dumps(sorted(project.streams_of(k.metric))), position=i))
+        krs.append(
+            dict(
+                id=k.id,
+                objective_id=b.objective_id,
+                title=k.title,
+                owner=k.owner,
+                metric=k.metric,
+                period_label=b.period.label,
+                baseline=str(k.baseline),
+                target=str(k.target),
+                direction=k.direction,
+                weight=str(k.weight),
+                unit=k.unit or metric.unit,
+                streams=json.dumps(sorted(project.streams_of(k.metric))),
+                position=i,
+            )
+        )
     store.register_okrs(objectives, krs)
 
 
 def definitions(project: Project) -> dict[str, KrDefinition]:
-    return {b.spec.id: build_definition(b.spec.id, project.metrics[b.spec.metric], project.metrics,
-                                        b.spec.dimensions, b.period) for b in project.key_results()}
+    return {
+        b.spec.id: build_definition(
+            b.spec.id, project.metrics[b.spec.metric], project.metrics, b.spec.dimensions, b.period
+        )
+        for b in project.key_results()
+    }
 
 
-def compute_values(project: Project, store: Store, run_id: str, flow_run_id: str | None, as_of: datetime,
-                   failed_streams: Mapping[str, str]) -> tuple[dict[str, Evaluation], dict[str, str]]:
+def compute_values(
+    project: Project,
+    store: Store,
+    run_id: str,
+    flow_run_id: str | None,
+    as_of: datetime,
+    failed_streams: Mapping[str, str],
+) -> tuple[dict[str, Evaluation], dict[str, str]]:
     """Evaluate and record every KR whose streams synced; hold the rest. Returns (values, held)."""
     defs = definitions(project)
     bound = {b.spec.id: b for b in project.key_results()}
@@ -145,11 +182,33 @@ def compute_values(project: Project, store: Store, run_id: str, flow_run_id: str
     s = project.settings
     for d in computable:
         e, k = results[d.kr_id], bound[d.kr_id]
-        sc = score(e.value, baseline=k.spec.baseline, target=k.spec.target, period=k.period, as_of=as_of,
-                   pace=k.spec.pace, at_risk_gap=Decimal(s.at_risk_gap), off_track_gap=Decimal(s.off_track_gap))
-        records.append(ValueRecord(d.kr_id, e.value, e.reason, e.records, k.spec.baseline, k.spec.target,
-                                   sc.progress_raw, sc.progress, sc.expected, sc.status, d.hash,
-                                   d.canonical_json(), {st: snapshot[st] for st in d.streams}))
+        sc = score(
+            e.value,
+            baseline=k.spec.baseline,
+            target=k.spec.target,
+            period=k.period,
+            as_of=as_of,
+            pace=k.spec.pace,
+            at_risk_gap=Decimal(s.at_risk_gap),
+            off_track_gap=Decimal(s.off_track_gap),
+        )
+        records.append(
+            ValueRecord(
+                d.kr_id,
+                e.value,
+                e.reason,
+                e.records,
+                k.spec.baseline,
+                k.spec.target,
+                sc.progress_raw,
+                sc.progress,
+                sc.expected,
+                sc.status,
+                d.hash,
+                d.canonical_json(),
+                {st: snapshot[st] for st in d.streams},
+            )
+        )
         progress.reporter.metric_done(d.kr_id, f"{e.value if e.value is not None else '—'} ({sc.status})")
     store.record_values(run_id, flow_run_id, as_of, records, held)
     return results, held

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
-from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -65,8 +65,9 @@ class KrDefinition(BaseModel):
         return sorted({p.stream for p in self.parts.values()})
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, default=_plain,
-                          separators=(",", ":"))
+        return json.dumps(
+            self.model_dump(mode="json", by_alias=True), sort_keys=True, default=_plain, separators=(",", ":")
+        )
 
     @property
     def hash(self) -> str:
@@ -83,11 +84,21 @@ def _plain(v: Any) -> Any:
     raise TypeError(type(v))
 
 
-def build_definition(kr_id: str, metric: SimpleMetric | RatioMetric, metrics: Mapping[str, Any],
-                     dimensions: Mapping[str, ScalarValue], period: Period) -> KrDefinition:
+def build_definition(
+    kr_id: str,
+    metric: SimpleMetric | RatioMetric,
+    metrics: Mapping[str, Any],
+    dimensions: Mapping[str, ScalarValue],
+    period: Period,
+) -> KrDefinition:
     """Resolve a KR's metric (and a ratio's two parts) into a self-contained definition."""
     if isinstance(metric, RatioMetric):
-        return KrDefinition(kr_id=kr_id, ratio=metric, numerator=metrics[metric.numerator],
-                            denominator=metrics[metric.denominator], dimensions=dict(dimensions),
-                            period=PeriodSpec.of(period))
+        return KrDefinition(
+            kr_id=kr_id,
+            ratio=metric,
+            numerator=metrics[metric.numerator],
+            denominator=metrics[metric.denominator],
+            dimensions=dict(dimensions),
+            period=PeriodSpec.of(period),
+        )
     return KrDefinition(kr_id=kr_id, metric=metric, dimensions=dict(dimensions), period=PeriodSpec.of(period))

@@ -25,6 +25,8 @@ from okrsync.errors import MetricError
 from okrsync.schema import StreamSchema
 
 RID = "_rid"
+# Averages and ratios are kept to 12 decimal places: exact enough for any KR, and stable as text.
+PLACES = Decimal("1e-12")
 
 
 @dataclass(frozen=True)
@@ -44,22 +46,29 @@ class Evaluation:
     parts: dict[str, Decimal | None]
 
 
-def part_condition(metric: SimpleMetric, d: KrDefinition, view: StreamView,
-                   as_of: datetime) -> sa.ColumnElement[bool]:
+def part_condition(
+    metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime
+) -> sa.ColumnElement[bool]:
     """Which records count for one simple metric of a KR: filter, pinned dimensions, window."""
     where = f"metric {metric.name!r} (key result {d.kr_id!r})"
     conds = [condition_for(metric.filter, view.table, view.schema, where=where)]
     for dim, value in sorted(d.dimensions.items()):
         if dim in metric.dimensions:
-            conds.append(condition_for(Condition(field=dim, op="=", value=value), view.table, view.schema,
-                                       where=where))
+            conds.append(
+                condition_for(Condition(field=dim, op="=", value=value), view.table, view.schema, where=where)
+            )
     if metric.time_field is not None:
         ftype = view.schema.get(metric.time_field)
         if ftype is None:
-            raise MetricError(f"{where}: time field {metric.time_field!r} is not in stream {view.stream!r}",
-                              hint="run `okrsync validate --check-sources`")
-        conds.append(window_condition(view.table.c[metric.time_field], ftype.type, metric.window,
-                                      d.period.period(), as_of))
+            raise MetricError(
+                f"{where}: time field {metric.time_field!r} is not in stream {view.stream!r}",
+                hint="run `okrsync validate --check-sources`",
+            )
+        conds.append(
+            window_condition(
+                view.table.c[metric.time_field], ftype.type, metric.window, d.period.period(), as_of
+            )
+        )
     if metric.field is not None:
         conds.append(view.table.c[metric.field].is_not(None))
     return sa.and_(*conds)
@@ -90,8 +99,10 @@ def _decimal(v: Any) -> Decimal | None:
     if isinstance(v, float):
         return Decimal(repr(v))
     if hasattr(v, "isoformat"):
-        raise MetricError(f"min/max of a date field gives a date ({v.isoformat()}), not a number",
-                          hint="aggregate a numeric field")
+        raise MetricError(
+            f"min/max of a date field gives a date ({v.isoformat()}), not a number",
+            hint="aggregate a numeric field",
+        )
     return Decimal(v)
 
 
@@ -103,12 +114,15 @@ def _part_value(metric: SimpleMetric, agg: Any, n: int) -> tuple[Decimal | None,
     if n == 0:
         return None, f"no records for metric {metric.name!r} in this period"
     if metric.measure == "avg":
-        return _decimal(agg) / n, None  # type: ignore[operator]
+        total = _decimal(agg)
+        assert total is not None
+        return (total / n).quantize(PLACES), None
     return _decimal(agg), None
 
 
-def evaluate(conn: sa.Connection, views: Mapping[str, StreamView], defs: Sequence[KrDefinition],
-             as_of: datetime) -> dict[str, Evaluation]:
+def evaluate(
+    conn: sa.Connection, views: Mapping[str, StreamView], defs: Sequence[KrDefinition], as_of: datetime
+) -> dict[str, Evaluation]:
     """Compute every KR in ``defs`` at ``as_of``: one aggregate query per stream, whatever the KR count."""
     terms: dict[str, list[Any]] = defaultdict(list)
     slots: dict[tuple[str, str], tuple[str, int]] = {}  # (kr, part) → (stream, index of agg term)
@@ -133,8 +147,12 @@ def evaluate(conn: sa.Connection, views: Mapping[str, StreamView], defs: Sequenc
     return {d.kr_id: _combine(d, rows, slots, union_slots) for d in defs}
 
 
-def _combine(d: KrDefinition, rows: Mapping[str, Sequence[Any]], slots: Mapping[tuple[str, str], tuple[str, int]],
-             union_slots: Mapping[str, tuple[str, int]]) -> Evaluation:
+def _combine(
+    d: KrDefinition,
+    rows: Mapping[str, Sequence[Any]],
+    slots: Mapping[tuple[str, str], tuple[str, int]],
+    union_slots: Mapping[str, tuple[str, int]],
+) -> Evaluation:
     values: dict[str, Decimal | None] = {}
     reasons: dict[str, str | None] = {}
     counts: dict[str, int] = {}
@@ -157,7 +175,7 @@ def _combine(d: KrDefinition, rows: Mapping[str, Sequence[Any]], slots: Mapping[
         return Evaluation(None, why, records, values)
     if num is None:
         return Evaluation(None, reasons["numerator"], records, values)
-    return Evaluation(num / den, None, records, values)
+    return Evaluation((num / den).quantize(PLACES), None, records, values)
 
 
 @dataclass(frozen=True)
@@ -176,12 +194,19 @@ def _contribution(metric: SimpleMetric, t: sa.FromClause) -> Any:
     return t.c[metric.field]  # type: ignore[index]
 
 
-ROLES = {"count": "counted", "count_distinct": "distinct", "sum": "summed", "avg": "averaged",
-         "min": "candidate", "max": "candidate"}
+ROLES = {
+    "count": "counted",
+    "count_distinct": "distinct",
+    "sum": "summed",
+    "avg": "averaged",
+    "min": "candidate",
+    "max": "candidate",
+}
 
 
-def contribution_parts(views: Mapping[str, StreamView], d: KrDefinition,
-                       as_of: datetime) -> list[ContributionPart]:
+def contribution_parts(
+    views: Mapping[str, StreamView], d: KrDefinition, as_of: datetime
+) -> list[ContributionPart]:
     """The per-record contributions of a KR value, as one select per stream involved."""
     if d.metric is not None:
         m = d.metric
@@ -193,13 +218,19 @@ def contribution_parts(views: Mapping[str, StreamView], d: KrDefinition,
             rn = sa.func.row_number().over(partition_by=t.c[m.field], order_by=t.c[RID])  # type: ignore[index]
             inner = sa.select(t.c[RID], rn.label("rn")).where(cond).subquery()
             first = inner.c.rn == 1
-            sel = sa.select(inner.c[RID], sa.case((first, 1), else_=0).label("contribution"),
-                            sa.null().label("denominator_contribution"),
-                            sa.case((first, "distinct"), else_="duplicate").label("role"))
+            sel = sa.select(
+                inner.c[RID],
+                sa.case((first, 1), else_=0).label("contribution"),
+                sa.cast(sa.null(), sa.Numeric).label("denominator_contribution"),
+                sa.case((first, "distinct"), else_="duplicate").label("role"),
+            )
         else:
-            sel = sa.select(t.c[RID], _contribution(m, t).label("contribution"),
-                            sa.null().label("denominator_contribution"),
-                            sa.literal(ROLES[m.measure]).label("role")).where(cond)
+            sel = sa.select(
+                t.c[RID],
+                _contribution(m, t).label("contribution"),
+                sa.cast(sa.null(), sa.Numeric).label("denominator_contribution"),
+                sa.literal(ROLES[m.measure]).label("role"),
+            ).where(cond)
         return [ContributionPart(m.stream, sel, view)]
     num, den = d.numerator, d.denominator
     assert num is not None and den is not None
@@ -219,8 +250,11 @@ def contribution_parts(views: Mapping[str, StreamView], d: KrDefinition,
         view = views[metric.stream]
         t = view.table
         c = _contribution(metric, t)
-        sel = sa.select(t.c[RID], (c if role == "numerator" else sa.literal(0)).label("contribution"),
-                        (c if role == "denominator" else sa.literal(0)).label("denominator_contribution"),
-                        sa.literal(role).label("role")).where(part_condition(metric, d, view, as_of))
+        sel = sa.select(
+            t.c[RID],
+            (c if role == "numerator" else sa.literal(0)).label("contribution"),
+            (c if role == "denominator" else sa.literal(0)).label("denominator_contribution"),
+            sa.literal(role).label("role"),
+        ).where(part_condition(metric, d, view, as_of))
         parts.append(ContributionPart(metric.stream, sel, view))
     return parts

@@ -6,7 +6,7 @@ to write SQL or SOQL text in a metric, so no user string ever becomes query text
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal, Union
 
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-ScalarValue = Union[bool, int, Decimal, date, str]  # noqa: UP007 - pydantic union order matters
+ScalarValue = Union[bool, int, Decimal, datetime, date, str]  # noqa: UP007 - pydantic union order matters
 
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 LIST_OPS = ("in", "not_in")

@@ -31,7 +31,11 @@ class ExactDecimal(TypeDecorator[Decimal]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        d = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else value)
+        d = (
+            value
+            if isinstance(value, Decimal)
+            else Decimal(repr(value) if isinstance(value, float) else value)
+        )
         if dialect.name != "sqlite":
             return d
         scaled = d.scaleb(self.scale)

@@ -77,8 +77,14 @@ def _fields(conn: sa.Connection, part: ContributionPart, rids: list[str]) -> dic
     return {r[RID]: {k: r[k] for k in part.view.schema.names} for r in rows}
 
 
-def drill(store: Store, v: StoredValue, *, limit: int = 50, offset: int = 0,
-          sort: Literal["contribution", "record"] = "contribution") -> Drill:
+def drill(
+    store: Store,
+    v: StoredValue,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    sort: Literal["contribution", "record"] = "contribution",
+) -> Drill:
     """One page of the records behind ``v``, with totals over all of them."""
     d, parts = _parts(store, v)
     sources = {}
@@ -88,8 +94,13 @@ def drill(store: Store, v: StoredValue, *, limit: int = 50, offset: int = 0,
         counts = []
         for p in parts:
             sub = p.select.subquery()
-            n, s1, s2 = conn.execute(sa.select(sa.func.count(), sa.func.sum(sub.c.contribution),
-                                               sa.func.sum(sub.c.denominator_contribution))).one()
+            n, s1, s2 = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.sum(sub.c.contribution),
+                    sa.func.sum(sub.c.denominator_contribution),
+                )
+            ).one()
             counts.append(n)
             total += n
             csum += _dec(s1)
@@ -103,15 +114,23 @@ def drill(store: Store, v: StoredValue, *, limit: int = 50, offset: int = 0,
                 skip -= n
                 continue
             sub = p.select.subquery()
-            order = ([sub.c.contribution.desc(), sub.c[RID]] if sort == "contribution" else [sub.c[RID]])
+            order = [sub.c.contribution.desc(), sub.c[RID]] if sort == "contribution" else [sub.c[RID]]
             page = conn.execute(sa.select(sub).order_by(*order).limit(want).offset(skip)).all()
             skip = 0
             want -= len(page)
             fields = _fields(conn, p, [r[0] for r in page])
             for r in page:
-                records.append(DrillRecord(sources.get(p.stream, ""), p.stream, r[0], _dec(r.contribution),
-                                           None if r.denominator_contribution is None
-                                           else _dec(r.denominator_contribution), r.role, fields.get(r[0], {})))
+                records.append(
+                    DrillRecord(
+                        sources.get(p.stream, ""),
+                        p.stream,
+                        r[0],
+                        _dec(r.contribution),
+                        None if r.denominator_contribution is None else _dec(r.denominator_contribution),
+                        r.role,
+                        fields.get(r[0], {}),
+                    )
+                )
     is_ratio = d.ratio is not None
     return Drill(v, d, total, csum, dsum if is_ratio else None, records)
 
@@ -123,11 +142,16 @@ def contributions_frame(store: Store, v: StoredValue) -> tuple[KrDefinition, pd.
     with store.engine.connect() as conn:
         for p in parts:
             rows = conn.execute(p.select).all()
-            frames.append(pd.DataFrame({
-                "stream": p.stream, "record_id": [r[0] for r in rows],
-                "contribution": [_dec(r.contribution) for r in rows],
-                "denominator_contribution": [_dec(r.denominator_contribution) for r in rows],
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "stream": p.stream,
+                        "record_id": [r[0] for r in rows],
+                        "contribution": [_dec(r.contribution) for r in rows],
+                        "denominator_contribution": [_dec(r.denominator_contribution) for r in rows],
+                    }
+                )
+            )
     cols = ["stream", "record_id", "contribution", "denominator_contribution"]
     return d, (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols))
 
@@ -157,8 +181,9 @@ class Diff:
     total_changes: int
 
 
-def _version_at(conn: sa.Connection, store: Store, stream: str, sync_id: int | None,
-                rids: list[str]) -> dict[str, dict[str, Any]]:
+def _version_at(
+    conn: sa.Connection, store: Store, stream: str, sync_id: int | None, rids: list[str]
+) -> dict[str, dict[str, Any]]:
     tables = store.streams.tables(stream)
     if tables is None or not rids:
         return {}
@@ -167,16 +192,20 @@ def _version_at(conn: sa.Connection, store: Store, stream: str, sync_id: int | N
     return {r[RID]: {k: r[k] for k in tables.schema.names} for r in rows}
 
 
-def _explain(kind: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> tuple[str, dict[str, tuple[Any, Any]]]:
-    if kind == "added" and old is None:
+def _explain(
+    kind: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> tuple[str, dict[str, tuple[Any, Any]]]:
+    """Why a record's contribution moved, from its versions at the two snapshots."""
+    if old is None:
         return "new record in the source", {}
-    if kind == "removed" and new is None:
+    if new is None:
         return "deleted in the source", {}
-    changes = {k: (old.get(k), new.get(k)) for k in (new or {}) if old is not None and old.get(k) != new.get(k)}  # type: ignore[union-attr]
+    changes = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
     if not changes:
-        return ("now counts: the period window moved" if kind == "added"
-                else "no longer counts: the period window moved" if kind == "removed"
-                else "same record, definition changed"), {}
+        if kind == "changed":
+            return "same record; the metric definition changed", {}
+        moved = "now counts" if kind == "added" else "no longer counts"
+        return f"{moved}: the period window moved", {}
     lead = {"added": "now counts", "removed": "no longer counts", "changed": "changed"}[kind]
     return f"{lead}: " + ", ".join(f"{k} {a!s} → {b!s}" for k, (a, b) in changes.items()), changes
 
@@ -187,17 +216,24 @@ def diff(store: Store, before: StoredValue, after: StoredValue, *, limit: int = 
     _, b = contributions_frame(store, after)
     merged = a.merge(b, on=["stream", "record_id"], how="outer", suffixes=("_a", "_b"), indicator=True)
     kinds = merged["_merge"].map({"left_only": "removed", "right_only": "added", "both": "changed"})
-    moved = (kinds != "changed") | (merged["contribution_a"] != merged["contribution_b"]) | (
-        merged["denominator_contribution_a"] != merged["denominator_contribution_b"])
+    moved = (
+        (kinds != "changed")
+        | (merged["contribution_a"] != merged["contribution_b"])
+        | (merged["denominator_contribution_a"] != merged["denominator_contribution_b"])
+    )
     merged = merged.assign(kind=kinds)[moved]
     summary: dict[str, tuple[int, Decimal]] = {}
     for kind in ("added", "removed", "changed"):
         part = merged[merged["kind"] == kind]
         delta = sum((_dec(x) for x in part["contribution_b"].fillna(0)), Decimal(0)) - sum(
-            (_dec(x) for x in part["contribution_a"].fillna(0)), Decimal(0))
+            (_dec(x) for x in part["contribution_a"].fillna(0)), Decimal(0)
+        )
         summary[kind] = (len(part), delta)
-    shown = merged.assign(_abs=(merged["contribution_b"].fillna(0).map(_dec)
-                                - merged["contribution_a"].fillna(0).map(_dec)).map(abs))
+    shown = merged.assign(
+        _abs=(
+            merged["contribution_b"].fillna(0).map(_dec) - merged["contribution_a"].fillna(0).map(_dec)
+        ).map(abs)
+    )
     shown = shown.sort_values(["_abs", "record_id"], ascending=[False, True]).head(limit)
     changes: list[Change] = []
     with store.engine.connect() as conn:
@@ -207,8 +243,16 @@ def diff(store: Store, before: StoredValue, after: StoredValue, *, limit: int = 
             new = _version_at(conn, store, str(stream), after.snapshot.get(str(stream)), rids)
             for r in group.itertuples():
                 reason, fc = _explain(r.kind, old.get(r.record_id), new.get(r.record_id))
-                changes.append(Change(r.kind, str(stream), r.record_id,
-                                      None if pd.isna(r.contribution_a) else _dec(r.contribution_a),
-                                      None if pd.isna(r.contribution_b) else _dec(r.contribution_b), reason, fc))
+                changes.append(
+                    Change(
+                        r.kind,
+                        str(stream),
+                        r.record_id,
+                        None if pd.isna(r.contribution_a) else _dec(r.contribution_a),
+                        None if pd.isna(r.contribution_b) else _dec(r.contribution_b),
+                        reason,
+                        fc,
+                    )
+                )
     changes.sort(key=lambda c: (-abs(c.delta), c.record_id))
     return Diff(before, after, before.definition_hash != after.definition_hash, summary, changes, len(merged))

@@ -42,9 +42,25 @@ class StoredValue:
 
     @classmethod
     def of(cls, r: Any) -> StoredValue:
-        return cls(r.id, r.kr_id, _dec(r.value), r.reason, r.records, Decimal(r.baseline), Decimal(r.target),
-                   _dec(r.progress_raw), _dec(r.progress), Decimal(r.expected), r.status, r.as_of,
-                   r.computed_at, r.definition_hash, json.loads(r.snapshot), r.run_id, r.flow_run_id)
+        return cls(
+            r.id,
+            r.kr_id,
+            _dec(r.value),
+            r.reason,
+            r.records,
+            Decimal(r.baseline),
+            Decimal(r.target),
+            _dec(r.progress_raw),
+            _dec(r.progress),
+            Decimal(r.expected),
+            r.status,
+            r.as_of,
+            r.computed_at,
+            r.definition_hash,
+            json.loads(r.snapshot),
+            r.run_id,
+            r.flow_run_id,
+        )
 
 
 @dataclass
@@ -78,7 +94,8 @@ class ObjectiveStatus:
     @property
     def progress(self) -> Decimal | None:
         parts: list[tuple[Decimal, Decimal | None]] = [
-            (k.weight, k.value.progress if k.value else None) for k in self.key_results]
+            (k.weight, k.value.progress if k.value else None) for k in self.key_results
+        ]
         parts += [(o.weight, o.progress) for o in self.objectives]
         return roll_up(parts)
 
@@ -89,19 +106,45 @@ class ObjectiveStatus:
 
 def status_tree(conn: sa.Connection) -> list[ObjectiveStatus]:
     """Active objectives (nested) with their KRs' latest values and data freshness."""
-    fresh = {r.name: r.last_success_at for r in conn.execute(
-        sa.select(m.stream_state.c.name, m.stream_state.c.last_success_at))}
-    objs = {r.id: (r, ObjectiveStatus(r.id, r.title, r.owner, Decimal(r.weight))) for r in conn.execute(
-        sa.select(m.objective).where(m.objective.c.active).order_by(m.objective.c.position))}
-    values = {r.id: StoredValue.of(r) for r in conn.execute(
-        sa.select(m.kr_value).join(m.key_result, m.key_result.c.last_value_id == m.kr_value.c.id))}
-    for k in conn.execute(sa.select(m.key_result).where(m.key_result.c.active).order_by(m.key_result.c.position)):
+    fresh = {
+        r.name: r.last_success_at
+        for r in conn.execute(sa.select(m.stream_state.c.name, m.stream_state.c.last_success_at))
+    }
+    objs = {
+        r.id: (r, ObjectiveStatus(r.id, r.title, r.owner, Decimal(r.weight)))
+        for r in conn.execute(
+            sa.select(m.objective).where(m.objective.c.active).order_by(m.objective.c.position)
+        )
+    }
+    values = {
+        r.id: StoredValue.of(r)
+        for r in conn.execute(
+            sa.select(m.kr_value).join(m.key_result, m.key_result.c.last_value_id == m.kr_value.c.id)
+        )
+    }
+    for k in conn.execute(
+        sa.select(m.key_result).where(m.key_result.c.active).order_by(m.key_result.c.position)
+    ):
         streams = json.loads(k.streams)
         times = [fresh.get(s) for s in streams]
         fresh_at = None if not times or any(t is None for t in times) else min(t for t in times if t)
-        kr = KrStatus(k.id, k.title, k.owner, k.metric, k.period_label, Decimal(k.baseline), Decimal(k.target),
-                      k.direction, Decimal(k.weight), k.unit, streams, values.get(k.last_value_id),
-                      k.held_reason, k.held_since, fresh_at)
+        kr = KrStatus(
+            k.id,
+            k.title,
+            k.owner,
+            k.metric,
+            k.period_label,
+            Decimal(k.baseline),
+            Decimal(k.target),
+            k.direction,
+            Decimal(k.weight),
+            k.unit,
+            streams,
+            values.get(k.last_value_id),
+            k.held_reason,
+            k.held_since,
+            fresh_at,
+        )
         if k.objective_id in objs:
             objs[k.objective_id][1].key_results.append(kr)
     roots = []
@@ -122,14 +165,19 @@ def _require_kr(conn: sa.Connection, kr_id: str) -> None:
         import difflib
 
         close = difflib.get_close_matches(kr_id, known_krs(conn), n=3)
-        raise NotFound(f"no key result {kr_id!r} in the store",
-                       hint=f"did you mean {', '.join(close)}?" if close else "`okrsync status` lists them")
+        raise NotFound(
+            f"no key result {kr_id!r} in the store",
+            hint=f"did you mean {', '.join(close)}?" if close else "`okrsync status` lists them",
+        )
 
 
 def history(conn: sa.Connection, kr_id: str) -> list[StoredValue]:
     _require_kr(conn, kr_id)
-    rows = conn.execute(sa.select(m.kr_value).where(m.kr_value.c.kr_id == kr_id)
-                        .order_by(m.kr_value.c.computed_at, m.kr_value.c.id))
+    rows = conn.execute(
+        sa.select(m.kr_value)
+        .where(m.kr_value.c.kr_id == kr_id)
+        .order_by(m.kr_value.c.computed_at, m.kr_value.c.id)
+    )
     return [StoredValue.of(r) for r in rows]
 
 
@@ -142,8 +190,10 @@ def value_at(conn: sa.Connection, kr_id: str, at: datetime | None = None) -> Sto
     row = conn.execute(q.order_by(m.kr_value.c.computed_at.desc(), m.kr_value.c.id.desc()).limit(1)).first()
     if row is None:
         when = f" at or before {at:%Y-%m-%d %H:%M:%S} UTC" if at else ""
-        raise NotFound(f"key result {kr_id!r} has no computed value{when}",
-                       hint="run `okrsync run` first, or pick a later --at time")
+        raise NotFound(
+            f"key result {kr_id!r} has no computed value{when}",
+            hint="run `okrsync run` first, or pick a later --at time",
+        )
     return StoredValue.of(row)
 
 

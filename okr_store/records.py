@@ -49,7 +49,8 @@ def record_table(name: str, schema: StreamSchema, metadata: sa.MetaData | None =
     md = metadata or sa.MetaData()
     cols = [sa.Column(f.name, column_type(f)) for f in schema.fields]
     return sa.Table(
-        name, md,
+        name,
+        md,
         sa.Column(RID, sa.String(512), primary_key=True),
         sa.Column(FROM, sa.BigInteger, primary_key=True),
         sa.Column(TO, sa.BigInteger, nullable=True),
@@ -64,7 +65,8 @@ def stage_table(name: str, schema: StreamSchema, metadata: sa.MetaData | None = 
     md = metadata or sa.MetaData()
     cols = [sa.Column(f.name, column_type(f)) for f in schema.fields]
     return sa.Table(
-        name, md,
+        name,
+        md,
         sa.Column("_sync", sa.BigInteger, primary_key=True),
         sa.Column(RID, sa.String(512), primary_key=True),
         sa.Column(HASH, sa.String(16), nullable=False),
@@ -74,7 +76,8 @@ def stage_table(name: str, schema: StreamSchema, metadata: sa.MetaData | None = 
 
 def keys_table(name: str, metadata: sa.MetaData | None = None) -> sa.Table:
     return sa.Table(
-        name, metadata or sa.MetaData(),
+        name,
+        metadata or sa.MetaData(),
         sa.Column("_sync", sa.BigInteger, primary_key=True),
         sa.Column(RID, sa.String(512), primary_key=True),
     )
@@ -111,15 +114,18 @@ class StreamTables:
     schema: StreamSchema
 
 
-def _ensure_columns(conn: sa.Connection, table: sa.Table, old: StreamSchema, new: StreamSchema,
-                    stream: str) -> None:
+def _ensure_columns(
+    conn: sa.Connection, table: sa.Table, old: StreamSchema, new: StreamSchema, stream: str
+) -> None:
     """Schema evolution: a new source field becomes a new nullable column; old versions keep theirs."""
     for f in new.fields:
         before = old.get(f.name)
         if before is None:
             col = sa.Column(f.name, column_type(f))
             ddl = sa.schema.CreateColumn(col).compile(dialect=conn.dialect)
-            conn.execute(sa.text(f"ALTER TABLE {conn.dialect.identifier_preparer.quote(table.name)} ADD COLUMN {ddl}"))
+            conn.execute(
+                sa.text(f"ALTER TABLE {conn.dialect.identifier_preparer.quote(table.name)} ADD COLUMN {ddl}")
+            )
         elif before.type != f.type or (before.scale or 0) > (f.scale or 0):
             raise StoreError(
                 f"stream {stream!r}: field {f.name!r} changed type at the source ({before.type}"
@@ -154,21 +160,32 @@ class StreamRegistry:
 
     def _build(self, stream: str, name: str, schema: StreamSchema) -> StreamTables:
         md = sa.MetaData()
-        t = StreamTables(record_table(name, schema, md), stage_table("stg" + name[3:], schema, md),
-                         keys_table("key" + name[3:], md), schema)
+        t = StreamTables(
+            record_table(name, schema, md),
+            stage_table("stg" + name[3:], schema, md),
+            keys_table("key" + name[3:], md),
+            schema,
+        )
         self._cache[stream] = t
         return t
 
-    def ensure(self, stream: str, source: str, primary_key: tuple[str, ...],
-               schema: StreamSchema) -> StreamTables:
+    def ensure(
+        self, stream: str, source: str, primary_key: tuple[str, ...], schema: StreamSchema
+    ) -> StreamTables:
         """Create the stream's tables on first sync; add columns for new source fields later."""
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(m.stream_state).where(m.stream_state.c.name == stream)).first()
             if row is None:
                 name = table_name("rec", stream)
-                conn.execute(m.stream_state.insert().values(
-                    name=stream, source=source, record_table=name, primary_key=json.dumps(primary_key),
-                    schema=json.dumps(schema.to_json())))
+                conn.execute(
+                    m.stream_state.insert().values(
+                        name=stream,
+                        source=source,
+                        record_table=name,
+                        primary_key=json.dumps(primary_key),
+                        schema=json.dumps(schema.to_json()),
+                    )
+                )
                 merged = schema
             else:
                 name = row.record_table
@@ -178,14 +195,18 @@ class StreamRegistry:
                         f"stream {stream!r}: primary key changed from {json.loads(row.primary_key)} "
                         f"to {list(primary_key)}",
                         hint="record ids would no longer match their history; rename the stream to "
-                        "start a fresh history")
+                        "start a fresh history",
+                    )
                 merged = merge_schema(old, schema)
                 if merged != old:
                     tables = self._build(stream, name, old)
                     for t in (tables.records, tables.stage):
                         _ensure_columns(conn, t, old, merged, stream)
-                    conn.execute(m.stream_state.update().where(m.stream_state.c.name == stream)
-                                 .values(schema=json.dumps(merged.to_json())))
+                    conn.execute(
+                        m.stream_state.update()
+                        .where(m.stream_state.c.name == stream)
+                        .values(schema=json.dumps(merged.to_json()))
+                    )
             self._cache.pop(stream, None)
             tables = self._build(stream, name, merged)
             tables.records.metadata.create_all(conn)
@@ -197,11 +218,14 @@ def _insert(conn: sa.Connection, table: sa.Table) -> sa.Insert:
     cols = [c.name for c in table.columns if c.name not in ("_sync", RID)]
     if conn.dialect.name == "postgresql":
         ins = postgresql.insert(table)
-        return ins.on_conflict_do_update(index_elements=["_sync", RID], set_={c: ins.excluded[c] for c in cols})
+        return ins.on_conflict_do_update(
+            index_elements=["_sync", RID], set_={c: ins.excluded[c] for c in cols}
+        )
     if conn.dialect.name == "sqlite":
         ins_s = sqlite.insert(table)
-        return ins_s.on_conflict_do_update(index_elements=["_sync", RID],
-                                           set_={c: ins_s.excluded[c] for c in cols})
+        return ins_s.on_conflict_do_update(
+            index_elements=["_sync", RID], set_={c: ins_s.excluded[c] for c in cols}
+        )
     raise StoreError(f"the store does not support {conn.dialect.name!r}", hint="use SQLite or PostgreSQL")
 
 
@@ -213,18 +237,21 @@ def _records(df: pd.DataFrame) -> list[dict[str, object]]:
 class SyncWriter:
     """One sync of one stream: stage batches, then ``commit`` (atomic) or ``fail``."""
 
-    def __init__(self, engine: sa.Engine, stream: str, sync_id: int, tables: StreamTables,
-                 reconcile: bool) -> None:
+    def __init__(
+        self, engine: sa.Engine, stream: str, sync_id: int, tables: StreamTables, reconcile: bool
+    ) -> None:
         self.engine, self.stream, self.sync_id, self.tables = engine, stream, sync_id, tables
         self.reconcile = reconcile
         self.rows_read = 0
         self.keys_read = 0
 
     def _renew_lease(self, conn: sa.Connection) -> None:
-        conn.execute(m.stream_state.update()
-                     .where(m.stream_state.c.name == self.stream)
-                     .where(m.stream_state.c.lease_sync_id == self.sync_id)
-                     .values(lease_until=utcnow() + LEASE))
+        conn.execute(
+            m.stream_state.update()
+            .where(m.stream_state.c.name == self.stream)
+            .where(m.stream_state.c.lease_sync_id == self.sync_id)
+            .values(lease_until=utcnow() + LEASE)
+        )
 
     def stage(self, batch: pd.DataFrame) -> None:
         """Stage a batch: columns ``_rid`` plus the stream's fields."""
@@ -252,33 +279,53 @@ class SyncWriter:
         rec, stg, keys, s = self.tables.records, self.tables.stage, self.tables.keys, self.sync_id
         staged = sa.select(stg).where(stg.c._sync == s).subquery()
         with self.engine.begin() as conn:
-            changed = sa.exists().where(stg.c._sync == s, stg.c[RID] == rec.c[RID], stg.c[HASH] != rec.c[HASH])
+            changed = sa.exists().where(
+                stg.c._sync == s, stg.c[RID] == rec.c[RID], stg.c[HASH] != rec.c[HASH]
+            )
             updated = conn.execute(rec.update().where(rec.c[TO].is_(None), changed).values({TO: s})).rowcount
             current = sa.exists().where(rec.c[RID] == staged.c[RID], rec.c[TO].is_(None))
             names = [f.name for f in self.tables.schema.fields]
-            new_rows = sa.select(staged.c[RID], sa.literal(s, sa.BigInteger), staged.c[HASH],
-                                 *[staged.c[n] for n in names]).where(~current)
+            new_rows = sa.select(
+                staged.c[RID], sa.literal(s, sa.BigInteger), staged.c[HASH], *[staged.c[n] for n in names]
+            ).where(~current)
             # Counted before inserting: INSERT … SELECT reports no row count on some drivers.
             inserted = conn.execute(sa.select(sa.func.count()).select_from(new_rows.subquery())).scalar_one()
             conn.execute(rec.insert().from_select([RID, FROM, HASH, *names], new_rows))
             deleted = 0
             if self.reconcile:
                 live = sa.exists().where(keys.c._sync == s, keys.c[RID] == rec.c[RID])
-                deleted = conn.execute(rec.update().where(rec.c[TO].is_(None), rec.c[FROM] < s, ~live)
-                                       .values({TO: s})).rowcount
+                deleted = conn.execute(
+                    rec.update().where(rec.c[TO].is_(None), rec.c[FROM] < s, ~live).values({TO: s})
+                ).rowcount
             conn.execute(stg.delete().where(stg.c._sync == s))
             conn.execute(keys.delete().where(keys.c._sync == s))
             now = utcnow()
-            values: dict[str, object] = dict(last_sync_id=s, last_success_at=now, last_attempt_at=now,
-                                             last_error=None, lease_sync_id=None, lease_until=None)
+            values: dict[str, object] = dict(
+                last_sync_id=s,
+                last_success_at=now,
+                last_attempt_at=now,
+                last_error=None,
+                lease_sync_id=None,
+                lease_until=None,
+            )
             if watermark is not None:
                 values["watermark"] = watermark
             conn.execute(m.stream_state.update().where(m.stream_state.c.name == self.stream).values(**values))
             counts = SyncCounts(self.rows_read, self.keys_read, inserted - updated, updated, deleted)
-            conn.execute(m.sync_run.update().where(m.sync_run.c.id == s).values(
-                status="committed", finished_at=now, rows_read=counts.rows_read, keys_read=counts.keys_read,
-                inserted=counts.inserted, updated=counts.updated, deleted=counts.deleted,
-                watermark_after=watermark))
+            conn.execute(
+                m.sync_run.update()
+                .where(m.sync_run.c.id == s)
+                .values(
+                    status="committed",
+                    finished_at=now,
+                    rows_read=counts.rows_read,
+                    keys_read=counts.keys_read,
+                    inserted=counts.inserted,
+                    updated=counts.updated,
+                    deleted=counts.deleted,
+                    watermark_after=watermark,
+                )
+            )
         return counts
 
     def fail(self, error: str) -> None:
@@ -288,8 +335,19 @@ class SyncWriter:
             conn.execute(stg.delete().where(stg.c._sync == s))
             conn.execute(keys.delete().where(keys.c._sync == s))
             now = utcnow()
-            conn.execute(m.stream_state.update().where(m.stream_state.c.name == self.stream).values(
-                last_attempt_at=now, last_error=error, lease_sync_id=None, lease_until=None))
-            conn.execute(m.sync_run.update().where(m.sync_run.c.id == s).values(
-                status="failed", finished_at=now, rows_read=self.rows_read, keys_read=self.keys_read,
-                error=error))
+            conn.execute(
+                m.stream_state.update()
+                .where(m.stream_state.c.name == self.stream)
+                .values(last_attempt_at=now, last_error=error, lease_sync_id=None, lease_until=None)
+            )
+            conn.execute(
+                m.sync_run.update()
+                .where(m.sync_run.c.id == s)
+                .values(
+                    status="failed",
+                    finished_at=now,
+                    rows_read=self.rows_read,
+                    keys_read=self.keys_read,
+                    error=error,
+                )
+            )

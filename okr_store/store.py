@@ -44,8 +44,10 @@ def create_engine(url: str) -> sa.Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() != "postgresql":
-        raise StoreError(f"unsupported store backend {parsed.get_backend_name()!r}",
-                         hint="use sqlite:///path/store.db or postgresql+psycopg://…")
+        raise StoreError(
+            f"unsupported store backend {parsed.get_backend_name()!r}",
+            hint="use sqlite:///path/store.db or postgresql+psycopg://…",
+        )
     return sa.create_engine(parsed, hide_parameters=True, pool_pre_ping=True)
 
 
@@ -95,14 +97,18 @@ class Store:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot open the store at {self.describe()}: {exc.orig}",
-                             hint="check the store URL (OKRSYNC_STORE_URL) and that the server is up") from None
+            raise StoreError(
+                f"cannot open the store at {self.describe()}: {exc.orig}",
+                hint="check the store URL (OKRSYNC_STORE_URL) and that the server is up",
+            ) from None
 
     def close(self) -> None:
         self.engine.dispose()
 
     # ---- definitions -------------------------------------------------------------------------
-    def register_okrs(self, objectives: Iterable[Mapping[str, Any]], key_results: Iterable[Mapping[str, Any]]) -> None:
+    def register_okrs(
+        self, objectives: Iterable[Mapping[str, Any]], key_results: Iterable[Mapping[str, Any]]
+    ) -> None:
         """Replace the active objective tree; KRs no longer in the file stay (inactive) with history."""
         with self.engine.begin() as conn:
             conn.execute(m.objective.update().values(active=False))
@@ -121,26 +127,53 @@ class Store:
             conn.execute(table.update().where(pk == row["id"]).values(**row))
 
     # ---- syncs -------------------------------------------------------------------------------
-    def begin_sync(self, run_id: str, stream: str, source: str, primary_key: tuple[str, ...],
-                   schema: StreamSchema, *, reconcile: bool) -> SyncWriter:
+    def begin_sync(
+        self,
+        run_id: str,
+        stream: str,
+        source: str,
+        primary_key: tuple[str, ...],
+        schema: StreamSchema,
+        *,
+        reconcile: bool,
+    ) -> SyncWriter:
         """Start a sync of ``stream``; fails if another live sync holds it."""
         tables = self.streams.ensure(stream, source, primary_key, schema)
         now = utcnow()
         with self.engine.begin() as conn:
-            wm = conn.execute(sa.select(m.stream_state.c.watermark).where(m.stream_state.c.name == stream)).scalar()
-            sync_id = conn.execute(m.sync_run.insert().values(
-                run_id=run_id, stream=stream, started_at=now, status="running", rows_read=0, keys_read=0,
-                inserted=0, updated=0, deleted=0, watermark_before=wm)).inserted_primary_key[0]
+            wm = conn.execute(
+                sa.select(m.stream_state.c.watermark).where(m.stream_state.c.name == stream)
+            ).scalar()
+            sync_id = conn.execute(
+                m.sync_run.insert().values(
+                    run_id=run_id,
+                    stream=stream,
+                    started_at=now,
+                    status="running",
+                    rows_read=0,
+                    keys_read=0,
+                    inserted=0,
+                    updated=0,
+                    deleted=0,
+                    watermark_before=wm,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
             st = m.stream_state.c
-            took = conn.execute(m.stream_state.update().where(st.name == stream).where(
-                sa.or_(st.lease_sync_id.is_(None), st.lease_until < now)).values(
-                lease_sync_id=sync_id, lease_until=now + LEASE,
-                last_attempt_at=now)).rowcount
+            took = conn.execute(
+                m.stream_state.update()
+                .where(st.name == stream)
+                .where(sa.or_(st.lease_sync_id.is_(None), st.lease_until < now))
+                .values(lease_sync_id=sync_id, lease_until=now + LEASE, last_attempt_at=now)
+            ).rowcount
             if not took:
-                holder = conn.execute(sa.select(st.lease_sync_id, st.lease_until).where(st.name == stream)).one()
-                raise StoreError(f"stream {stream!r} is being synced by sync {holder[0]} (lease until "
-                                 f"{holder[1]:%Y-%m-%d %H:%M} UTC)",
-                                 hint="wait for that run to finish; a crashed run's lease expires by itself")
+                holder = conn.execute(
+                    sa.select(st.lease_sync_id, st.lease_until).where(st.name == stream)
+                ).one()
+                raise StoreError(
+                    f"stream {stream!r} is being synced by sync {holder[0]} (lease until "
+                    f"{holder[1]:%Y-%m-%d %H:%M} UTC)",
+                    hint="wait for that run to finish; a crashed run's lease expires by itself",
+                )
         # Leftovers of a sync that died without cleaning up are never applied: drop them.
         with self.engine.begin() as conn:
             conn.execute(tables.stage.delete().where(tables.stage.c._sync < sync_id))
@@ -149,14 +182,19 @@ class Store:
 
     def watermark(self, stream: str) -> str | None:
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(m.stream_state.c.watermark).where(m.stream_state.c.name == stream)).scalar()
+            return conn.execute(
+                sa.select(m.stream_state.c.watermark).where(m.stream_state.c.name == stream)
+            ).scalar()
 
     def snapshot(self, streams: Iterable[str]) -> dict[str, int | None]:
         """The last committed sync of each stream: what a value computed now stands on."""
         names = list(streams)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(m.stream_state.c.name, m.stream_state.c.last_sync_id)
-                                .where(m.stream_state.c.name.in_(names))).all()
+            rows = conn.execute(
+                sa.select(m.stream_state.c.name, m.stream_state.c.last_sync_id).where(
+                    m.stream_state.c.name.in_(names)
+                )
+            ).all()
         found = {r.name: r.last_sync_id for r in rows}
         return {n: found.get(n) for n in names}
 
@@ -172,37 +210,76 @@ class Store:
     def start_run(self, as_of: datetime, flow_run_id: str | None) -> str:
         run_id = uuid.uuid4().hex
         with self.engine.begin() as conn:
-            conn.execute(m.run.insert().values(id=run_id, flow_run_id=flow_run_id, started_at=utcnow(),
-                                               as_of=as_of, status="running"))
+            conn.execute(
+                m.run.insert().values(
+                    id=run_id, flow_run_id=flow_run_id, started_at=utcnow(), as_of=as_of, status="running"
+                )
+            )
         return run_id
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         with self.engine.begin() as conn:
-            conn.execute(m.run.update().where(m.run.c.id == run_id).values(
-                status=status, error=error, finished_at=utcnow()))
+            conn.execute(
+                m.run.update()
+                .where(m.run.c.id == run_id)
+                .values(status=status, error=error, finished_at=utcnow())
+            )
 
-    def record_values(self, run_id: str, flow_run_id: str | None, as_of: datetime,
-                      values: Iterable[ValueRecord], held: Mapping[str, str]) -> list[int]:
+    def record_values(
+        self,
+        run_id: str,
+        flow_run_id: str | None,
+        as_of: datetime,
+        values: Iterable[ValueRecord],
+        held: Mapping[str, str],
+    ) -> list[int]:
         """Write all values of a run in one transaction; mark ``held`` KRs (kept at last good value)."""
         now = utcnow()
         ids: list[int] = []
         with self.engine.begin() as conn:
             for v in values:
-                if conn.execute(sa.select(m.definition.c.hash).where(m.definition.c.hash == v.definition_hash)).first() is None:
-                    conn.execute(m.definition.insert().values(hash=v.definition_hash, kr_id=v.kr_id,
-                                                              body=v.definition_body, created_at=now))
-                vid = conn.execute(m.kr_value.insert().values(
-                    kr_id=v.kr_id, run_id=run_id, flow_run_id=flow_run_id, value=_text(v.value), reason=v.reason,
-                    records=v.records, baseline=str(v.baseline), target=str(v.target),
-                    progress_raw=_text(v.progress_raw), progress=_text(v.progress), expected=str(v.expected),
-                    status=v.status, as_of=as_of, computed_at=now, definition_hash=v.definition_hash,
-                    snapshot=json.dumps(dict(v.snapshot), sort_keys=True))).inserted_primary_key[0]
-                conn.execute(m.key_result.update().where(m.key_result.c.id == v.kr_id).values(
-                    last_value_id=vid, held_reason=None, held_since=None))
+                if (
+                    conn.execute(
+                        sa.select(m.definition.c.hash).where(m.definition.c.hash == v.definition_hash)
+                    ).first()
+                    is None
+                ):
+                    conn.execute(
+                        m.definition.insert().values(
+                            hash=v.definition_hash, kr_id=v.kr_id, body=v.definition_body, created_at=now
+                        )
+                    )
+                vid = conn.execute(
+                    m.kr_value.insert().values(
+                        kr_id=v.kr_id,
+                        run_id=run_id,
+                        flow_run_id=flow_run_id,
+                        value=_text(v.value),
+                        reason=v.reason,
+                        records=v.records,
+                        baseline=str(v.baseline),
+                        target=str(v.target),
+                        progress_raw=_text(v.progress_raw),
+                        progress=_text(v.progress),
+                        expected=str(v.expected),
+                        status=v.status,
+                        as_of=as_of,
+                        computed_at=now,
+                        definition_hash=v.definition_hash,
+                        snapshot=json.dumps(dict(v.snapshot), sort_keys=True),
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+                conn.execute(
+                    m.key_result.update()
+                    .where(m.key_result.c.id == v.kr_id)
+                    .values(last_value_id=vid, held_reason=None, held_since=None)
+                )
                 ids.append(int(vid))
             for kr_id, reason in held.items():
                 kr = m.key_result.c
-                conn.execute(m.key_result.update().where(kr.id == kr_id).values(
-                    held_reason=reason, held_since=sa.func.coalesce(kr.held_since, now)))
+                conn.execute(
+                    m.key_result.update()
+                    .where(kr.id == kr_id)
+                    .values(held_reason=reason, held_since=sa.func.coalesce(kr.held_since, now))
+                )
         return ids
-

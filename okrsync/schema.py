@@ -39,7 +39,9 @@ class Field:
     @classmethod
     def from_json(cls, raw: dict[str, object]) -> Field:
         scale = raw.get("scale")
-        return cls(str(raw["name"]), FieldType(str(raw["type"])), int(scale) if scale is not None else None)
+        return cls(
+            str(raw["name"]), FieldType(str(raw["type"])), int(str(scale)) if scale is not None else None
+        )
 
 
 @dataclass(frozen=True)

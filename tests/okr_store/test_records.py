@@ -14,17 +14,29 @@ from okr_store.store import Store
 from okrsync.errors import StoreError
 from okrsync.schema import Field, FieldType, StreamSchema
 
-SCHEMA = StreamSchema((Field("id", FieldType.INTEGER), Field("amount", FieldType.DECIMAL, 2),
-                       Field("region", FieldType.STRING), Field("updated_at", FieldType.DATETIME)))
+SCHEMA = StreamSchema(
+    (
+        Field("id", FieldType.INTEGER),
+        Field("amount", FieldType.DECIMAL, 2),
+        Field("region", FieldType.STRING),
+        Field("updated_at", FieldType.DATETIME),
+    )
+)
 
 
 def frame(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
-    df = pd.DataFrame([{"id": i, "amount": Decimal(a), "region": r, "updated_at": datetime(2026, 10, 1)}
-                       for i, a, r in rows])
+    df = pd.DataFrame(
+        [
+            {"id": i, "amount": Decimal(a), "region": r, "updated_at": datetime(2026, 10, 1)}
+            for i, a, r in rows
+        ]
+    )
     return df.assign(**{RID: df["id"].astype(str)})
 
 
-def sync(store: Store, rows: list[tuple[int, str, str]], *, keys: list[int] | None = None) -> tuple[int, object]:
+def sync(
+    store: Store, rows: list[tuple[int, str, str]], *, keys: list[int] | None = None
+) -> tuple[int, object]:
     w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=keys is not None)
     if rows:
         w.stage(frame(rows))

@@ -17,8 +17,9 @@ DecimalText = sa.String(64)
 
 
 def _id() -> sa.Column:
-    return sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                     autoincrement=True)
+    return sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
 
 
 def upgrade() -> None:

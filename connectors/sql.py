@@ -1,0 +1,640 @@
+"""SQL databases (PostgreSQL, MySQL/MariaDB, SQLite) as sources: read-only, through SQLAlchemy Core.
+
+Decisions worth knowing:
+
+* Sessions are read-only (SQLite files are also opened ``mode=ro``), so even a data-modifying CTE or
+  function in a ``query`` fails. Give okrsync a read-only database user as well.
+* MySQL sessions use ``time_zone = '+00:00'`` so TIMESTAMP values arrive in UTC. Naive values
+  (PostgreSQL ``timestamp``, MySQL DATETIME, SQLite text without offset) are in the stream's
+  timezone; an ambiguous local time (DST fall-back) is taken as its first occurrence.
+* NUMERIC without a declared scale is DECIMAL with :data:`UNSCALED_DECIMAL_SCALE` places (finer
+  values round half-even): declare the scale of money columns.
+* MySQL ``TINYINT(1)`` is BOOLEAN (MySQL's spelling of it). Types outside :class:`FieldType` (JSON,
+  UUID, BLOB, intervals…) are read as STRING.
+* SQLite keeps no type for computed query columns: they are typed from sampled values (INTEGER,
+  FLOAT or STRING). SQLite dates and datetimes compare through ``julianday()``, as stored.
+* Rows whose effective cursor is NULL sort first: full reads return them; incremental reads only
+  while the watermark is still among them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.dialects import mysql
+
+from connectors.base import StreamSpec, Watermark
+from okrsync.errors import ConfigError, SourceError
+from okrsync.schema import Field as SchemaField
+from okrsync.schema import FieldType, StreamSchema
+
+UNSCALED_DECIMAL_SCALE = 6
+SAMPLE_ROWS = 1000  # rows sampled to type SQLite columns that declare no type
+VALIDATE = "the source may have changed since the stream was declared: run `okrsync validate --check-sources`"
+_T = FieldType
+_PG_TYPES = {16: _T.BOOLEAN, 20: _T.INTEGER, 21: _T.INTEGER, 23: _T.INTEGER, 26: _T.INTEGER, 700: _T.FLOAT,
+             701: _T.FLOAT, 1700: _T.DECIMAL, 1082: _T.DATE, 1114: _T.DATETIME, 1184: _T.DATETIME}
+_MYSQL_TYPES = {0: _T.DECIMAL, 246: _T.DECIMAL, 1: _T.INTEGER, 2: _T.INTEGER, 3: _T.INTEGER, 8: _T.INTEGER,
+                9: _T.INTEGER, 13: _T.INTEGER, 4: _T.FLOAT, 5: _T.FLOAT, 10: _T.DATE, 14: _T.DATE,
+                7: _T.DATETIME, 12: _T.DATETIME}
+_UTC_TYPE = {"postgresql": 1184, "mysql": 7}  # timestamptz; TIMESTAMP (UTC in our sessions)
+_SESSION_SQL = {"sqlite": ["PRAGMA query_only = ON"],
+                "postgresql": ["SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"],
+                "mysql": ["SET SESSION TRANSACTION READ ONLY", "SET time_zone = '+00:00'"]}
+_PG_TRANSIENT = ("08", "40", "53", "57", "58")  # SQLSTATE classes: connection, rollback, resources…
+_MYSQL_TRANSIENT = {1040, 1053, 1205, 1213, 1927, 3024}
+_MYSQL_ACCESS = {1044, 1045, 1142, 1143, 1227, 1698}
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|--[^\n]*|/\*.*?\*/|(;)|(\w+)|\S", re.S)
+_WRITE_WORDS = {"INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE", "GRANT",
+                "REVOKE", "COPY", "CALL", "INTO", "LOCK"}
+_TEXT_BINDS = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")  # what sa.text() would take for a bind parameter
+_BAD_VALUE = (ValueError, TypeError, ArithmeticError, UnicodeError, KeyError)
+
+
+class SqlOptions(BaseModel):
+    """A ``kind: sql`` source block: exactly one of ``url``, ``url_env``, ``url_secret``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    url: str | None = None
+    url_env: str | None = None
+    url_secret: str | None = None
+    password_env: str | None = None
+    connect_timeout_seconds: int = Field(default=10, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> SqlOptions:
+        given = [k for k in ("url", "url_env", "url_secret") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of url, url_env, url_secret (given: {given or 'none'})")
+        if self.url is not None:
+            try:
+                url = sa.make_url(self.url)
+            except (sa.exc.ArgumentError, ValueError):
+                raise ValueError("url is not a database URL such as postgresql+psycopg://u@host/db") from None
+            if url.password is not None or "password" in url.query:
+                raise ValueError("url may not contain a password: put the URL in an environment variable "
+                                 "(url_env) or only the password (password_env)")
+        return self
+
+
+class SqlStreamOptions(BaseModel):
+    """A stream's SQL keys: ``table`` (and optionally ``schema``), or ``query`` (one SELECT)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    table: str | None = None
+    db_schema: str | None = Field(default=None, alias="schema")
+    query: str | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _one_select(cls, v: str | None) -> str | None:
+        return None if v is None else _read_only_query(v)
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlStreamOptions:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        if self.query is not None and self.db_schema is not None:
+            raise ValueError("schema goes with table; qualify names inside the query instead")
+        return self
+
+
+def _read_only_query(query: str) -> str:
+    """The query without its trailing ``;``; ValueError unless it is one SELECT/WITH statement."""
+    words: list[str] = []
+    end = len(query)
+    for m in _TOKENS.finditer(query):  # strings, quoted names and comments are single tokens
+        if end < len(query) and not m.group(0).startswith(("--", "/*")):
+            raise ValueError("query must be a single statement: remove everything after ';'")
+        if m.group(1):
+            end = m.start()
+        elif m.group(2):
+            words.append(m.group(2).upper())
+    if not words or words[0] not in ("SELECT", "WITH"):
+        raise ValueError("query must be one read-only statement starting with SELECT or WITH")
+    if bad := sorted(_WRITE_WORDS.intersection(words)):
+        raise ValueError(f"query must only read; remove {', '.join(bad)} (or quote identifiers so named)")
+    return query[:end].strip()
+
+
+@dataclass(frozen=True)
+class _Col:
+    field: SchemaField
+    nullable: bool = True
+    utc: bool = False  # naive values are UTC (MySQL TIMESTAMP) or values are aware (timestamptz)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    source: sa.FromClause  # untyped columns: raw driver values, converted here rather than by SQLAlchemy
+    cols: dict[str, _Col]
+
+
+class SqlConnector:
+    """Reads tables and SELECT queries of one database. Cheap to create; connects on first use."""
+
+    kind: ClassVar[str] = "sql"
+    # Typed as the protocol declares them (invariant ClassVars); the models are SqlOptions/SqlStreamOptions.
+    Options: ClassVar[type[BaseModel]] = SqlOptions
+    StreamOptions: ClassVar[type[BaseModel]] = SqlStreamOptions
+
+    def __init__(self, name: str, options: SqlOptions | Mapping[str, Any], base_dir: Path) -> None:
+        self.name = name
+        try:
+            self.options = options if isinstance(options, SqlOptions) else SqlOptions.model_validate(options)
+        except ValidationError as exc:
+            raise ConfigError(f"source {name!r}: {_errors(exc)}", hint="see `sources` in the docs") from None
+        self.base_dir = base_dir
+        self._engine: sa.Engine | None = None
+        self._sqlite_creator: Callable[[], Any] | None = None
+        self._password: str | None = None
+        self._plans: dict[str, _Plan] = {}
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The read-only engine, created on first use."""
+        if self._engine is None:
+            self._engine = self._make_engine()
+        return self._engine
+
+    @property
+    def backend(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB included)."""
+        return "mysql" if self.engine.dialect.name == "mariadb" else self.engine.dialect.name
+
+    def check(self) -> None:
+        """Connect and run a trivial query; SourceError (transient if worth a retry) otherwise."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.select(sa.literal(1)))
+        except sa.exc.DBAPIError as exc:
+            raise self._source_error(exc, None) from None
+
+    def schema(self, stream: StreamSpec) -> StreamSchema:
+        """The table's (or query's) columns, reflected afresh; checks the stream's declared fields."""
+        self._plans.pop(_plan_key(stream), None)
+        return StreamSchema(tuple(c.field for c in self._plan(stream).cols.values()))
+
+    def read(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
+        """Kept fields ordered by (cursor, primary key), strictly after ``since``; a frame per batch."""
+        plan = self._plan(stream)
+        kept = stream.kept_fields(StreamSchema(tuple(c.field for c in plan.cols.values())))
+        keys = [self._comparable(plan, k) for k in stream.primary_key]
+        stmt, order = sa.select(*(plan.source.c[n] for n in kept)), keys
+        if stream.cursor:
+            cursor = self._comparable(plan, *stream.cursor)
+            order = [cursor, *keys]
+            if all(plan.cols[c].nullable for c in stream.cursor):  # NULLs first, on every database
+                order.insert(0, sa.case((cursor.is_(None), 0), else_=1))
+            if since is not None:
+                stmt = stmt.where(self._after(plan, stream, since, cursor, keys))
+        yield from self._frames(stream, plan, stmt.order_by(*order), kept)
+
+    def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
+        """The primary-key columns of every row, in batches of ``stream.batch_size``."""
+        plan = self._plan(stream)
+        yield from self._frames(stream, plan, sa.select(*(plan.source.c[k] for k in stream.primary_key)),
+                                stream.primary_key)
+
+    def record_url(self, stream: StreamSpec, record_id: str) -> str | None:
+        """Plain databases have no web page per record."""
+        return None
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # -- connecting -------------------------------------------------------------------------------
+
+    def _make_engine(self) -> sa.Engine:
+        url = self._resolve_url()
+        backend, timeout = url.get_backend_name(), self.options.connect_timeout_seconds
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if backend == "sqlite":
+            if (url.database or ":memory:") == ":memory:" or str(url.database).startswith("file:"):
+                raise ConfigError(f"source {self.name!r}: a SQLite source needs a file path",
+                                  hint="write sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            path = (self.base_dir / str(url.database)).resolve()
+            if not path.is_file():
+                raise ConfigError(f"source {self.name!r}: SQLite file {path} does not exist",
+                                  hint="check `url`; relative paths start at the project file's folder")
+            url = url.set(database=str(path))
+            # mode=ro: SQLite itself opens the file read-only, and never creates a missing one.
+            self._sqlite_creator = partial(sqlite3.connect, path.as_uri() + "?mode=ro", uri=True,
+                                           timeout=timeout, check_same_thread=False)
+            kwargs["creator"] = self._sqlite_creator
+        elif backend in ("postgresql", "mysql", "mariadb"):
+            kwargs["connect_args"] = {"connect_timeout": timeout}
+        else:
+            raise ConfigError(f"source {self.name!r}: kind 'sql' does not support {backend!r}",
+                              hint="use PostgreSQL, MySQL/MariaDB or SQLite (known read-only sessions)")
+        try:
+            engine = sa.create_engine(url, **kwargs)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"source {self.name!r}: database driver {exc.name!r} is not installed",
+                              hint="use postgresql+psycopg://, mysql+pymysql:// or sqlite:///") from None
+        statements = _SESSION_SQL["mysql" if backend == "mariadb" else backend]
+
+        def read_only_session(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            for sql in statements:
+                cur.execute(sql)
+            cur.close()
+            if backend != "sqlite":
+                dbapi_conn.commit()  # a rollback would undo PostgreSQL's SET
+
+        sa.event.listen(engine, "connect", read_only_session)
+        return engine
+
+    def _resolve_url(self) -> sa.URL:
+        o = self.options
+        if o.url_env is not None:
+            raw, where = self._env(o.url_env, "the database URL"), f"environment variable {o.url_env}"
+        elif o.url_secret is not None:
+            raw, where = self._secret(o.url_secret), f"Prefect Secret block {o.url_secret!r}"
+        else:
+            raw, where = str(o.url), "`url`"
+        try:
+            url = sa.make_url(raw)
+        except (sa.exc.ArgumentError, ValueError):
+            raise ConfigError(f"source {self.name!r}: {where} does not hold a database URL",
+                              hint="expected e.g. postgresql+psycopg://user:password@host:5432/db") from None
+        if o.password_env is not None:
+            url = url.set(password=self._env(o.password_env, "the database password"))
+        if url.drivername in ("mysql", "mariadb"):  # the default driver (mysqlclient) is not installed
+            url = url.set(drivername=f"{url.drivername}+pymysql")
+        self._password = str(url.password) if url.password else None
+        return url
+
+    def _env(self, var: str, what: str) -> str:
+        if not (value := os.environ.get(var)):
+            raise ConfigError(f"source {self.name!r}: environment variable {var} is not set",
+                              hint=f"set {var} to {what} before running okrsync")
+        return value
+
+    def _secret(self, block: str) -> str:
+        try:
+            from prefect.blocks.system import Secret  # heavy: imported only when a source uses it
+
+            # _sync: this API is synchronous even when called from an async flow (no coroutine back).
+            value = Secret.load(block, _sync=True).get()  # type: ignore[call-arg,union-attr]
+        except ValueError:
+            raise ConfigError(f"source {self.name!r}: Prefect Secret block {block!r} was not found",
+                              hint="create it (`prefect block create secret`) or fix `url_secret`") from None
+        except Exception as exc:  # the Prefect API may be down: worth a retry, not a config error
+            raise SourceError(f"source {self.name!r}: could not load Prefect Secret block {block!r} "
+                              f"({type(exc).__name__})", hint="check PREFECT_API_URL and the Prefect server",
+                              transient=True) from None
+        if not isinstance(value, str):
+            raise ConfigError(f"source {self.name!r}: Prefect Secret block {block!r} is not a string",
+                              hint="store the database URL as the secret's value")
+        return value
+
+    # -- describing streams -----------------------------------------------------------------------
+
+    def _plan(self, stream: StreamSpec) -> _Plan:
+        so = self._stream_options(stream)
+        plan = self._plans.get(key := _plan_key(stream))
+        if plan is None:
+            plan = self._plans[key] = self._build_plan(stream, so)
+        cols, where = plan.cols, "the query" if so.query else f"table {so.table!r}"
+        if missing := list(dict.fromkeys(f for f in (*(stream.fields or ()), *stream.primary_key,
+                                                     *stream.cursor) if f not in cols)):
+            raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: no field(s) "
+                              f"{', '.join(map(repr, missing))} in {where}",
+                              hint=f"available fields: {', '.join(cols)}")
+        if len({(cols[c].field.type, cols[c].utc) for c in stream.cursor}) > 1:
+            kinds = ", ".join(f"{c} ({cols[c].field.type})" for c in stream.cursor)
+            raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: cursor fields differ in type: "
+                              f"{kinds}", hint="COALESCE needs cursor fields of one type")
+        return plan
+
+    def _stream_options(self, stream: StreamSpec) -> SqlStreamOptions:
+        try:
+            return SqlStreamOptions.model_validate(stream.options)
+        except ValidationError as exc:
+            raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: {_errors(exc)}",
+                              hint="a sql stream takes `table` (and optional `schema`) or `query`") from None
+
+    def _build_plan(self, stream: StreamSpec, so: SqlStreamOptions) -> _Plan:
+        try:
+            with self.engine.connect() as conn:
+                if so.table is not None:
+                    described = self._table_columns(conn, stream, so.table, so.db_schema)
+                    source: sa.FromClause = sa.table(so.table, *map(sa.column, described),
+                                                     schema=so.db_schema)
+                else:
+                    query = sa.text(_TEXT_BINDS.sub(r"\\:\1", str(so.query)))
+                    probe = sa.select(sa.text("*")).select_from(query.columns().subquery("q")).limit(0)
+                    described = (self._sqlite_query_columns(str(so.query)) if self.backend == "sqlite"
+                                 else self._described(stream, conn.execute(probe).cursor.description))
+                    source = query.columns(*(sa.column(n) for n in described)).subquery("q")
+                untyped = [n for n, c in described.items() if c is None]
+                sample: Sequence[Any] = []
+                if untyped:
+                    sample = conn.execute(sa.select(*(source.c[n] for n in untyped)).limit(SAMPLE_ROWS)).all()
+        except sa.exc.DBAPIError as exc:
+            raise self._source_error(exc, stream, query=so.query is not None) from None
+        for i, n in enumerate(untyped):
+            first = next((r[i] for r in sample if r[i] is not None), None)
+            kind = {int: _T.INTEGER, float: _T.FLOAT}.get(type(first), _T.STRING)
+            described[n] = _Col(SchemaField(n, kind))
+        return _Plan(source, {n: c for n, c in described.items() if c is not None})
+
+    def _table_columns(self, conn: sa.Connection, stream: StreamSpec, table: str,
+                       db_schema: str | None) -> dict[str, _Col | None]:
+        insp = sa.inspect(conn)
+        try:
+            columns = insp.get_columns(table, schema=db_schema)
+        except sa.exc.NoSuchTableError:
+            known = insp.get_table_names(schema=db_schema) + insp.get_view_names(schema=db_schema)
+            close = difflib.get_close_matches(table, known, n=5, cutoff=0.5)
+            raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: no table {table!r}"
+                              + (f" in schema {db_schema!r}" if db_schema else ""),
+                              hint=f"did you mean {', '.join(close)}?" if close
+                              else f"tables: {', '.join(sorted(known)[:30]) or 'none'}") from None
+        return {c["name"]: self._sa_col(c["name"], c["type"], bool(c.get("nullable", True))) for c in columns}
+
+    def _sa_col(self, name: str, t: sa.types.TypeEngine[Any], nullable: bool) -> _Col | None:
+        scale, utc = None, False
+        if isinstance(t, sa.types.NullType):
+            return None
+        if isinstance(t, sa.Boolean) or (isinstance(t, mysql.TINYINT) and t.display_width == 1):
+            kind = _T.BOOLEAN
+        elif isinstance(t, sa.Integer):
+            kind = _T.INTEGER
+        elif isinstance(t, sa.Float):  # before Numeric, its base class
+            kind = _T.FLOAT
+        elif isinstance(t, sa.Numeric):
+            kind, scale = _T.DECIMAL, UNSCALED_DECIMAL_SCALE if t.scale is None else t.scale
+        elif isinstance(t, sa.DateTime):
+            kind = _T.DATETIME
+            utc = isinstance(t, mysql.TIMESTAMP) or (self.backend == "postgresql" and bool(t.timezone))
+        else:
+            kind = _T.DATE if isinstance(t, sa.Date) else _T.STRING
+        return _Col(SchemaField(name, kind, scale), nullable, utc)
+
+    def _described(self, stream: StreamSpec, description: Sequence[Sequence[Any]]) -> dict[str, _Col | None]:
+        """Result columns from the DB-API description: (name, type code, _, size, _, scale, ...)."""
+        types = _PG_TYPES if self.backend == "postgresql" else _MYSQL_TYPES
+        out: dict[str, _Col | None] = {}
+        for name, code, _, size, _, scale, *_ in description:
+            if name in out:
+                raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: the query returns column "
+                                  f"{name!r} twice",
+                                  hint="give each result column its own name (AS ...)")
+            mysql_bool = self.backend == "mysql" and code == 1 and size == 1  # TINYINT(1)
+            kind = _T.BOOLEAN if mysql_bool else types.get(code, _T.STRING)
+            scale = (UNSCALED_DECIMAL_SCALE if scale is None else scale) if kind is _T.DECIMAL else None
+            out[name] = _Col(SchemaField(name, kind, scale), utc=code == _UTC_TYPE[self.backend])
+        return out
+
+    def _sqlite_query_columns(self, query: str) -> dict[str, _Col | None]:
+        # SQLite reports no result types, but a TEMP view over the query has the declared types of the
+        # columns it selects. A separate connection (the file still opened mode=ro) may write TEMP.
+        probe = sa.create_engine(self.engine.url, creator=self._sqlite_creator, poolclass=sa.pool.NullPool)
+        try:
+            with probe.connect() as conn:
+                conn.exec_driver_sql(f"CREATE TEMP VIEW okrsync_probe AS {query}")
+                columns = sa.inspect(conn).get_columns("okrsync_probe", schema="temp")
+        finally:
+            probe.dispose()
+        return {c["name"]: self._sa_col(c["name"], c["type"], True) for c in columns}
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _comparable(self, plan: _Plan, *names: str) -> sa.ColumnElement[Any]:
+        """A column (or the COALESCE of several) as compared and sorted; SQLite dates as instants."""
+        cols = [plan.source.c[n] for n in names]
+        expr: sa.ColumnElement[Any] = cols[0] if len(cols) == 1 else sa.func.coalesce(*cols)
+        if self.backend == "sqlite" and plan.cols[names[0]].field.type.temporal:
+            expr = sa.func.julianday(expr)
+        return expr
+
+    def _param(self, plan: _Plan, name: str, value: Any, tz: ZoneInfo) -> Any:
+        """A watermark value as a bound parameter comparable with the column (see _comparable)."""
+        col = plan.cols[name]
+        v = _native(value, col.field.type)
+        if isinstance(v, datetime):  # watermarks are naive UTC; the column may hold local times
+            v = v.replace(tzinfo=UTC) if col.utc and self.backend == "postgresql" else v if col.utc \
+                else v.replace(tzinfo=UTC).astimezone(tz).replace(tzinfo=None)
+        if self.backend == "sqlite" and isinstance(v, date):
+            return sa.func.julianday(v.isoformat(sep=" ") if isinstance(v, datetime) else v.isoformat())
+        return v
+
+    def _after(self, plan: _Plan, stream: StreamSpec, since: Watermark, cursor: sa.ColumnElement[Any],
+               keys: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+        if len(since.key) != len(stream.primary_key):
+            raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: the watermark key has "
+                              f"{len(since.key)} part(s), the primary key {len(stream.primary_key)}",
+                              hint="the primary key changed: reset the stream's watermark (full refresh)")
+        tz, first = _zone(self.name, stream), stream.cursor[0]
+        key_values = [self._param(plan, k, v, tz) for k, v in zip(stream.primary_key, since.key, strict=True)]
+        c = since.cursor
+        if c == "NaT" if isinstance(c, str) else pd.isna(c):  # still among the NULL cursors (sorted first)
+            return sa.or_(cursor.is_not(None), sa.and_(cursor.is_(None), _lex_after(keys, key_values)))
+        kind = plan.cols[first].field.type
+        if stream.lookback_seconds and kind.temporal:  # re-read late rows; the store drops duplicates
+            start = _native(since.cursor, _T.DATETIME) - timedelta(seconds=stream.lookback_seconds)
+            return cursor >= self._param(plan, first, start if kind is _T.DATETIME else start.date(), tz)
+        return _lex_after([cursor, *keys], [self._param(plan, first, since.cursor, tz), *key_values])
+
+    def _frames(self, stream: StreamSpec, plan: _Plan, stmt: sa.Select[Any],
+                names: Sequence[str]) -> Iterator[pd.DataFrame]:
+        tz, position = _zone(self.name, stream), 0
+        try:
+            # The result closes before the connection: MySQL's unbuffered cursor must be drained first
+            # when a reader stops early.
+            with self.engine.connect() as conn, conn.execution_options(
+                    stream_results=True, yield_per=stream.batch_size).execute(stmt) as result:
+                for rows in result.partitions():
+                    yield self._frame(stream, plan, names, rows, position, tz)
+                    position += len(rows)
+        except sa.exc.DBAPIError as exc:
+            raise self._source_error(exc, stream) from None
+
+    def _frame(self, stream: StreamSpec, plan: _Plan, names: Sequence[str], rows: Sequence[Any],
+               position: int, tz: ZoneInfo) -> pd.DataFrame:
+        where = f"source {self.name!r}, stream {stream.name!r}"
+        data: dict[str, pd.Series] = {}
+        for name, values in zip(names, zip(*rows, strict=True) if rows else [()] * len(names), strict=True):
+            col = plan.cols[name]
+            try:
+                data[name] = _series(values, col, tz)
+            except _BAD_VALUE as exc:
+                bad = _first_bad(values, _converter(col, tz))
+                at = f"row {position + bad[0] + 1} holds {bad[1]!r:.60}" if bad else f"a value fails ({exc})"
+                raise SourceError(f"{where}: field {name!r}: {at}, not a {col.field.type.value}",
+                                  hint=f"fix the value at the source or leave the field out of `fields`; "
+                                  f"{VALIDATE}") from None
+        frame = pd.DataFrame(data, columns=list(names))
+        if len(null := frame[list(stream.primary_key)].isna().any(axis=1).to_numpy().nonzero()[0]):
+            raise SourceError(f"{where}: row {position + null[0] + 1} of this read has a NULL primary key "
+                              f"({', '.join(stream.primary_key)})",
+                              hint="fix the row at the source, or leave such rows out with a `query`")
+        return frame
+
+    def _source_error(self, exc: sa.exc.DBAPIError, stream: StreamSpec | None, *,
+                      query: bool = False) -> SourceError:
+        kind = _failure_kind(exc)
+        reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+        if self._password:
+            reason = reason.replace(self._password, "***")
+        where = f"source {self.name!r}" + (f", stream {stream.name!r}" if stream else "")
+        db = self.engine.url.render_as_string(hide_password=True)
+        if kind == "transient":
+            return SourceError(f"{where}: cannot reach {db}: {reason}", transient=True,
+                               hint="check that the server is up and reachable from here (host, port, "
+                               "firewall, VPN); okrsync retries transient failures")
+        hint = ("check the user name and password (url_env / password_env) and the user's grants"
+                if kind == "access" else "fix the stream's `query`" if query else VALIDATE)
+        return SourceError(f"{where}: {db} refused the request: {reason}", hint=hint)
+
+
+def _plan_key(stream: StreamSpec) -> str:
+    return stream.name + json.dumps(stream.options, sort_keys=True, default=str)
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+
+
+def _zone(source: str, stream: StreamSpec) -> ZoneInfo:
+    try:
+        return ZoneInfo(stream.timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"source {source!r}, stream {stream.name!r}: unknown timezone {stream.timezone!r}",
+                          hint="use an IANA zone name such as Europe/Berlin") from None
+
+
+def _lex_after(exprs: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """``(a, b, c) > (x, y, z)`` spelt out, so that every database can use its indexes."""
+    cond: sa.ColumnElement[bool] = exprs[-1] > values[-1]
+    for expr, value in zip(reversed(exprs[:-1]), reversed(values[:-1]), strict=True):
+        cond = sa.or_(expr > value, sa.and_(expr == value, cond))
+    return cond
+
+
+def _native(v: Any, kind: FieldType) -> Any:
+    """A watermark value (in memory, pandas or back from JSON) as its field's Python type."""
+    if kind.temporal:
+        ts = pd.Timestamp(v)
+        ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
+        return ts.to_pydatetime() if kind is _T.DATETIME else ts.date()
+    conv: Callable[[Any], Any] = {_T.INTEGER: int, _T.FLOAT: float, _T.BOOLEAN: bool}.get(kind, str)
+    return Decimal(str(v)) if kind is _T.DECIMAL else conv(v)
+
+
+def _series(values: Sequence[Any], col: _Col, tz: ZoneInfo) -> pd.Series:
+    """Raw driver values as a column of the field's type (vectorised when the driver's types allow)."""
+    kind, dtype = col.field.type, _DTYPES[col.field.type]
+    present = [v for v in values if v is not None]
+    if kind is _T.DATETIME and all(type(v) is datetime for v in present):
+        if present and all(v.tzinfo is not None for v in present):
+            return pd.Series(pd.to_datetime(values, utc=True).tz_localize(None), dtype=dtype)
+        if all(v.tzinfo is None for v in present):
+            naive = pd.Series(values, dtype=dtype)
+            if col.utc or tz.key == "UTC":
+                return naive
+            # first occurrence (DST) for ambiguous times and +1h for skipped ones, as zoneinfo's fold=0
+            dst = np.ones(len(naive), bool)
+            local = naive.dt.tz_localize(tz, ambiguous=dst, nonexistent=timedelta(hours=1))
+            return local.dt.tz_convert("UTC").dt.tz_localize(None).astype(dtype)
+    elif all(type(v) is _PYTHON.get(kind) for v in present):
+        return pd.Series(values, dtype=dtype)
+    convert = _converter(col, tz)
+    return pd.Series([None if v is None else convert(v) for v in values], dtype=dtype)
+
+
+def _converter(col: _Col, tz: ZoneInfo) -> Callable[[Any], Any]:
+    if col.field.type is _T.DECIMAL:  # SQLite may hand back floats: their shortest repr is the value
+        quantum, ctx = Decimal(1).scaleb(-(col.field.scale or 0)), Context(prec=80)
+        return lambda v: (Decimal(repr(v)) if isinstance(v, float) else Decimal(v)).quantize(
+            quantum, ROUND_HALF_EVEN, ctx)
+    if col.field.type is _T.DATETIME:
+        return partial(_utc, ZoneInfo("UTC") if col.utc else tz)
+    return _CONVERT[col.field.type]
+
+
+def _utc(tz: ZoneInfo, v: Any) -> datetime:
+    v = datetime.fromisoformat(v) if isinstance(v, str) else v
+    v = v if isinstance(v, datetime) else datetime(v.year, v.month, v.day)
+    return (v if v.tzinfo else v.replace(tzinfo=tz)).astimezone(UTC).replace(tzinfo=None)
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, float | Decimal) and v != int(v):
+        raise ValueError(v)
+    return int(v)
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else json.dumps(v, default=str) if isinstance(v, dict | list) \
+        else str(v)
+
+
+def _bool(v: Any) -> bool:
+    return {"1": True, "true": True, "t": True, "0": False, "false": False, "f": False}[v.lower()] \
+        if isinstance(v, str) else bool(v)
+
+
+def _date(v: Any) -> date:
+    return date.fromisoformat(v[:10]) if isinstance(v, str) else v.date() if isinstance(v, datetime) else v
+
+
+def _first_bad(values: Sequence[Any], convert: Callable[[Any], Any]) -> tuple[int, Any] | None:
+    for i, v in enumerate(values):
+        try:
+            None if v is None else convert(v)
+        except _BAD_VALUE:
+            return i, v
+    return None
+
+
+def _failure_kind(exc: sa.exc.DBAPIError) -> str:
+    """``transient`` (lost connection, timeout, lock, overload: retry), ``access`` or ``other``."""
+    orig, text = exc.orig, str(exc.orig).lower()
+    sqlstate, args = getattr(orig, "sqlstate", None), getattr(orig, "args", ())
+    if exc.connection_invalidated:
+        transient, access = True, False
+    elif isinstance(sqlstate, str):
+        transient, access = sqlstate.startswith(_PG_TRANSIENT), sqlstate.startswith(("28", "42501"))
+    elif "fatal:" in text:  # PostgreSQL answered but refused the connection (no SQLSTATE at connect time)
+        transient = any(s in text for s in ("starting up", "shutting down", "too many", "recovery"))
+        access = any(s in text for s in ("password", "authentication", "role", "pg_hba"))
+    elif isinstance(orig, sqlite3.Error):
+        transient, access = any(s in text for s in ("locked", "busy", "unable to open", "disk i/o")), False
+    elif args and isinstance(args[0], int):  # MySQL; 2xxx are client-side connection errors
+        transient, access = args[0] in _MYSQL_TRANSIENT or 2000 <= args[0] < 3000, args[0] in _MYSQL_ACCESS
+    else:
+        transient, access = isinstance(exc, sa.exc.OperationalError), False
+    return "transient" if transient else "access" if access else "other"
+
+
+_DTYPES: dict[FieldType, Any] = {_T.INTEGER: "Int64", _T.DECIMAL: object, _T.FLOAT: "float64",
+                                 _T.STRING: "str", _T.DATE: object, _T.DATETIME: "datetime64[us]",
+                                 _T.BOOLEAN: "boolean"}
+_PYTHON: dict[FieldType, type] = {_T.INTEGER: int, _T.FLOAT: float, _T.STRING: str, _T.DATE: date,
+                                  _T.BOOLEAN: bool}
+_CONVERT: dict[FieldType, Callable[[Any], Any]] = {_T.INTEGER: _int, _T.FLOAT: float, _T.STRING: _text,
+                                                   _T.BOOLEAN: _bool, _T.DATE: _date}

@@ -1,0 +1,393 @@
+"""The ``okrsync`` command line. Exit status: 0 ok, 1 failure (a run failed or held KRs), 2 usage or
+validation error. Every command has JSON output for scripts (``--json`` or ``--format json``).
+
+Heavy imports (prefect, great_expectations) happen only inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from okrsync.errors import ConfigError, OkrsyncError
+
+app = typer.Typer(
+    help="Compute OKR key results from the systems your company already runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+class State:
+    project: Path = Path("okrsync.yaml")
+    debug: bool = False
+
+
+ProjectOpt = Annotated[
+    Path, typer.Option("--project", "-p", envvar="OKRSYNC_PROJECT", help="The project file.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@app.callback()
+def _main(
+    project: ProjectOpt = Path("okrsync.yaml"),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    State.project, State.debug = project, debug
+
+
+def _project() -> Any:
+    from okrsync.project import load_project
+
+    return load_project(State.project)
+
+
+def _store(project: Any) -> Any:
+    from okr_store.store import Store
+
+    return Store(project.store_url())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def parse_time(text: str | None, timezone: str) -> datetime | None:
+    """``2026-11-01``, ``2026-11-01T09:30`` (company time) or with an offset/Z → naive UTC."""
+    if text is None:
+        return None
+    from zoneinfo import ZoneInfo
+
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"cannot read the time {text!r}",
+            hint="write 2026-11-01, 2026-11-01T09:30 (company time) or 2026-11-01T08:30Z",
+        ) from None
+    if len(text) == 10:  # a date means the end of that day
+        t = t + timedelta(days=1) - timedelta(microseconds=1)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=ZoneInfo(timezone))
+    return t.astimezone(UTC).replace(tzinfo=None)
+
+
+# ---- init / validate ----------------------------------------------------------------------------
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the project file.")] = Path("okrsync.yaml"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented project file to start from."""
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists", hint="use --force to overwrite it, or pick another path")
+    template = Path(__file__).parent / "templates" / "okrsync.yaml"
+    path.write_text(template.read_text())
+    console.print(f"Wrote {path}. Edit it, then run [bold]okrsync validate --check-sources[/bold].")
+
+
+@app.command()
+def validate(
+    check_sources: Annotated[
+        bool, typer.Option("--check-sources", help="Also connect to each source and check fields and types.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check the project file (and, with --check-sources, the sources' real schemas)."""
+    project = _project()
+    problems: list[str] = []
+    if check_sources:
+        from okrsync.project import check_sources as check
+
+        problems = check(project)
+    krs = project.key_results()
+    if json_out:
+        from okrsync.render import dumps
+
+        console.print_json(
+            dumps(
+                {
+                    "ok": not problems,
+                    "problems": problems,
+                    "sources": len(project.sources),
+                    "streams": len(project.streams),
+                    "metrics": len(project.metrics),
+                    "key_results": len(krs),
+                }
+            )
+        )
+    elif problems:
+        err.print(f"[red]{len(problems)} problem(s) with the sources of {project.path}:[/red]")
+        for p in problems:
+            err.print(f"  {p}")
+    else:
+        checked = " and its sources" if check_sources else ""
+        console.print(
+            f"[green]✓[/green] {project.path}{checked} OK: {len(project.sources)} sources, "
+            f"{len(project.streams)} streams, {len(project.metrics)} metrics, {len(krs)} key results"
+        )
+    if problems:
+        raise typer.Exit(2)
+
+
+# ---- run ----------------------------------------------------------------------------------------
+def prefect_defaults() -> None:
+    """Settings for a local (ephemeral) Prefect API on a small machine with no internet."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG" if State.debug else "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")
+
+
+@app.command()
+def run(
+    as_of: Annotated[str | None, typer.Option(help="Compute as of this time (default: now).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sync every stream, compute every key result, record the values (a Prefect flow run)."""
+    project = _project()
+    summary = execute(project.path, parse_time(as_of, project.settings.timezone), quiet=json_out)
+    if json_out:
+        from okrsync.render import dumps
+
+        console.print_json(dumps(summary))
+    else:
+        _print_summary(summary)
+    if summary["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def execute(project_file: Path, as_of: datetime | None, *, quiet: bool = False) -> dict[str, Any]:
+    """Run the flow in this process with a progress display."""
+    prefect_defaults()
+    from flows import progress
+    from okrsync.live import LiveReporter, quiet_prefect_shutdown
+
+    reporter = LiveReporter(console, enabled=not quiet and console.is_terminal)
+    previous, progress.reporter = progress.reporter, reporter
+    try:
+        with reporter, quiet_prefect_shutdown():
+            from flows.okr_flow import okrsync_run
+
+            state = okrsync_run(project_file=str(project_file), as_of=as_of, return_state=True)
+            if state.is_failed():
+                try:
+                    state.result()
+                except OkrsyncError:
+                    raise
+                except Exception as exc:
+                    raise OkrsyncError(
+                        f"the run failed: {type(exc).__name__}: {exc}",
+                        hint="run again with --debug for details",
+                    ) from exc
+            result: dict[str, Any] = state.result()
+            return result
+    finally:
+        progress.reporter = previous
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    for name, st in s["streams"].items():
+        if st["ok"]:
+            console.print(
+                f"[green]✓[/green] {name}: {st['rows_read']} rows pulled · {st['inserted']} new · "
+                f"{st['updated']} changed · {st['deleted']} deleted"
+            )
+        else:
+            console.print(f"[red]✗[/red] {name}: {st['error']}")
+    console.print(
+        f"{len(s['values'])} key results computed"
+        + (f", [yellow]{len(s['held'])} held[/yellow]" if s["held"] else "")
+        + f" · run {s['run_id'][:8]} · {s['status']}"
+    )
+    for kr, why in s["held"].items():
+        console.print(f"  [yellow]⏸ {kr}[/yellow]: {why}")
+
+
+# ---- status / history ---------------------------------------------------------------------------
+@app.command()
+def status(
+    json_out: JsonOpt = False,
+    stale_after: Annotated[float, typer.Option(help="Hours after which data counts as stale.")] = 24.0,
+) -> None:
+    """The objective tree: every KR's value, target, progress, status, freshness and holds."""
+    from okr_store.queries import status_tree
+    from okrsync import render
+
+    project = _project()
+    store = _store(project)
+    with store.engine.connect() as conn:
+        roots = status_tree(conn)
+    now, window = _now(), timedelta(hours=stale_after)
+    if json_out:
+        console.print_json(
+            render.dumps({"objectives": [render.objective_json(o, now, window) for o in roots]})
+        )
+        return
+    if not roots:
+        console.print("No key results computed yet: run [bold]okrsync run[/bold].")
+        return
+    render.status_tree(console, roots, now, window)
+
+
+def _unit(project: Any, kr_id: str) -> str | None:
+    try:
+        b = project.key_result(kr_id)
+    except OkrsyncError:
+        return None
+    return b.spec.unit or project.metrics[b.spec.metric].unit
+
+
+@app.command()
+def history(kr_id: str, json_out: JsonOpt = False) -> None:
+    """Every computed value of a key result."""
+    from okr_store.queries import history as load
+    from okrsync import render
+
+    project = _project()
+    with _store(project).engine.connect() as conn:
+        values = load(conn, kr_id)
+    if json_out:
+        console.print_json(render.dumps({"kr": kr_id, "values": [render.value_json(v) for v in values]}))
+    else:
+        render.history_table(console, kr_id, values, _unit(project, kr_id))
+
+
+# ---- drill / diff -------------------------------------------------------------------------------
+@app.command()
+def drill(
+    kr_id: str,
+    at: Annotated[str | None, typer.Option(help="The value current at this time (default: latest).")] = None,
+    value_id: Annotated[int | None, typer.Option("--value", help="A value id from `history`.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    sort: Annotated[str, typer.Option(help="contribution | record")] = "contribution",
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+) -> None:
+    """The source records behind a key result value, each with its contribution."""
+    from okr_store import lineage, queries
+    from okrsync import render
+
+    if fmt not in ("table", "csv", "json") or sort not in ("contribution", "record"):
+        raise ConfigError("--format takes table, csv or json; --sort takes contribution or record")
+    project = _project()
+    store = _store(project)
+    with store.engine.connect() as conn:
+        v = (
+            queries.value_by_id(conn, value_id)
+            if value_id
+            else queries.value_at(conn, kr_id, parse_time(at, project.settings.timezone))
+        )
+    if v.kr_id != kr_id:
+        raise ConfigError(f"value #{v.id} belongs to {v.kr_id}, not {kr_id}")
+    d = lineage.drill(store, v, limit=limit, offset=offset, sort=sort)  # type: ignore[arg-type]
+    links = _links(project, d)
+    if fmt == "json":
+        console.print_json(render.dumps(render.drill_json(d, links)))
+    elif fmt == "csv":
+        sys.stdout.write(render.drill_csv(d))
+    else:
+        render.drill_table(console, d, _unit(project, kr_id), offset)
+
+
+def _links(project: Any, d: Any) -> dict[tuple[str, str], str | None]:
+    """Links to each record in its source's own UI, where the connector knows one."""
+    out: dict[tuple[str, str], str | None] = {}
+    for stream in {r.stream for r in d.records}:
+        if stream not in project.streams:
+            continue
+        spec = project.streams[stream]
+        connector = project.connector(spec.source)
+        try:
+            for r in d.records:
+                if r.stream == stream:
+                    out[(stream, r.record_id)] = connector.record_url(spec, r.record_id)
+        finally:
+            connector.close()
+    return out
+
+
+@app.command()
+def diff(
+    kr_id: str,
+    from_: Annotated[str | None, typer.Option("--from", help="Time of the earlier value.")] = None,
+    to: Annotated[str | None, typer.Option(help="Time of the later value (default: latest).")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Why a key result moved: records added, removed or changed between two of its values.
+
+    Without --from, compares with the most recent earlier value that differs (else the previous one).
+    """
+    from okr_store import lineage, queries
+    from okrsync import render
+
+    project = _project()
+    tz = project.settings.timezone
+    store = _store(project)
+    with store.engine.connect() as conn:
+        after = queries.value_at(conn, kr_id, parse_time(to, tz))
+        if from_ is not None:
+            before = queries.value_at(conn, kr_id, parse_time(from_, tz))
+        else:
+            earlier = [v for v in queries.history(conn, kr_id) if v.id < after.id]
+            if not earlier:
+                raise ConfigError(f"{kr_id} has only one value so far", hint="run `okrsync run` again later")
+            moved = [v for v in earlier if v.value != after.value]
+            before = moved[-1] if moved else earlier[-1]
+    result = lineage.diff(store, before, after, limit=limit)
+    if json_out:
+        console.print_json(render.dumps(render.diff_json(result)))
+    else:
+        render.diff_text(console, result, _unit(project, kr_id))
+
+
+# ---- demo ---------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to build the demo.")] = Path("okrsync-demo"),
+    force: Annotated[bool, typer.Option(help="Rebuild an existing demo directory.")] = False,
+) -> None:
+    """Build a demo ERP (SQLite), a project file for it, run it, and show the results."""
+    from okrsync import demo as demo_mod
+
+    project_file = demo_mod.build(directory, today=date.today(), force=force)
+    console.print(f"Built a demo ERP and project in [bold]{directory}/[/bold]. Running it (Prefect flow)…")
+    State.project = project_file
+    summary = execute(project_file, None)
+    _print_summary(summary)
+    status(json_out=False, stale_after=24.0)
+    console.print(demo_mod.next_steps(directory))
+    if summary["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point: known errors become a message and an exit status, not a traceback."""
+    try:
+        app()
+    except OkrsyncError as exc:
+        if State.debug:
+            raise
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        if exc.hint:
+            err.print(f"  → {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted: nothing of the unfinished step was committed")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

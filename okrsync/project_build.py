@@ -1,0 +1,323 @@
+"""From the loaded project document to a :class:`~okrsync.project.Project`, collecting every problem.
+
+Each section is validated entry by entry (so one bad entry does not hide the problems of others), then
+names are cross-checked: streams → sources, metrics → streams, ratios → simple metrics, key results →
+metrics and their dimensions, unique objective/KR ids, and periods that parse.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from typing import Any, TypeVar, get_args
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
+
+from connectors.base import ConnectorFactory, StreamSpec, connector_kind
+from metrics.periods import parse_period
+from metrics.spec import KeyResultSpec, Measure, ObjectiveSpec, RatioMetric, SimpleMetric
+from okrsync.errors import ConfigError
+from okrsync.project import Project, Settings, SourceSpec, check_timezone
+from okrsync.project_problems import KeyPath, Marks, Problems, describe, did_you_mean, display_path
+
+M = TypeVar("M", bound=BaseModel)
+
+TOP_LEVEL = ("version", "include", "settings", "sources", "streams", "metrics", "objectives")
+MEASURES = (*get_args(Measure), "ratio")
+STREAM_KEYS = tuple(k for k in StreamSpec.model_fields if k not in ("name", "options"))
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_PASSWORD = "keep secrets out of the project file: use url_env, url_secret or password_env"
+
+
+def build_project(doc: dict[str, Any], marks: Marks) -> Project:
+    """Validate the document of :func:`~okrsync.project_file.load_document`; raise every problem found."""
+    return _Builder(doc, marks).build()
+
+
+def _installed_kinds() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group="okrsync.connectors"))
+
+
+class _Builder:
+    def __init__(self, doc: dict[str, Any], marks: Marks) -> None:
+        self.doc = doc
+        self.marks = marks
+        self.problems = Problems(marks)
+        self.settings = Settings()
+        self.sources: dict[str, SourceSpec] = {}
+        self.factories: dict[str, ConnectorFactory] = {}
+        self.streams: dict[str, StreamSpec] = {}
+        self.metrics: dict[str, SimpleMetric | RatioMetric] = {}
+        self.objectives: list[ObjectiveSpec] = []
+        self.key_results: list[tuple[dict[str, Any], KeyPath, str | None]] = []  # raw, path, inherited
+        self.ids: dict[str, KeyPath] = {}
+
+    def build(self) -> Project:
+        self._top_level()
+        raw_settings = self.doc.get("settings") or {}
+        settings = self._validate(Settings, raw_settings, ("settings",))
+        self.settings = settings or Settings()
+        default = settings.default_period if settings else None
+        if settings is None and isinstance(raw_settings, dict):
+            default = _period_as_text(raw_settings).get("default_period")
+        if isinstance(default, str):  # checked even when other settings are wrong
+            self._period_ok(default, ("settings", "default_period"))
+        self._sources()
+        self._streams()
+        self._metrics()
+        objectives = self.doc.get("objectives")
+        if objectives is not None and not isinstance(objectives, list):
+            self.problems.add(("objectives",), f"expected a list of objectives, got {describe(objectives)}")
+        for i, raw in enumerate(objectives if isinstance(objectives, list) else []):
+            if (objective := self._objective(raw, ("objectives", i), None)) is not None:
+                self.objectives.append(objective)
+        self._key_result_references(default if isinstance(default, str) else None)
+        self.problems.raise_if_any()
+        path = self.marks[()][0]
+        return Project(path, path.parent, self.settings, self.sources, self.streams, self.metrics,
+                       tuple(self.objectives), self.marks)
+
+    def _validate(self, model: type[M], data: Any, path: KeyPath, **kw: Iterable[str]) -> M | None:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            self.problems.add_validation(exc, path, data, model, **kw)
+            return None
+
+    def _top_level(self) -> None:
+        for key in self.doc:
+            if key not in TOP_LEVEL:
+                self.problems.add((key,), f"unknown key {key!r}{did_you_mean(key, TOP_LEVEL)} "
+                                          f"(allowed: {', '.join(TOP_LEVEL)})")
+        version = self.doc.get("version")
+        if "version" not in self.doc:
+            self.problems.add((), "missing required key 'version' (start the file with `version: 1`)")
+        elif version != 1 or isinstance(version, bool):
+            self.problems.add(("version",), f"version must be 1, got {describe(version)}")
+
+    def _declared(self, name: str) -> dict[str, Any]:
+        """The raw entries of a section, valid or not (for "unknown name" checks)."""
+        raw = self.doc.get(name)
+        return raw if isinstance(raw, dict) else {}
+
+    def _section(self, name: str) -> dict[str, dict[str, Any]]:
+        """The entries of a name → entry section that are mappings with valid names."""
+        raw = self.doc.get(name)
+        if raw is not None and not isinstance(raw, dict):
+            self.problems.add((name,), f"expected a mapping of name → entry, got {describe(raw)}")
+        out = {}
+        for key, entry in self._declared(name).items():
+            if not NAME.match(key):
+                why = "start with a letter or digit; use letters, digits, '_', '.', '-'"
+                self.problems.add((name, key), f"{key!r} is not a valid name ({why})")
+            elif not isinstance(entry, dict):
+                self.problems.add((name, key), f"expected a mapping of keys, got {describe(entry)}")
+            else:
+                out[key] = entry
+        return out
+
+    def _unknown(
+        self, path: KeyPath, what: str, name: Any, known: Iterable[str], listed_as: str = "defined"
+    ) -> None:
+        names = sorted(known)
+        listed = ", ".join(names[:20]) + (", …" if len(names) > 20 else "") or "none"
+        guess = did_you_mean(name, names) if isinstance(name, str) else ""
+        self.problems.add(path, f"unknown {what} {name!r}{guess} ({listed_as}: {listed})")
+
+    def _sources(self) -> None:
+        for name, raw in self._section("sources").items():
+            path: KeyPath = ("sources", name)
+            kind = raw.get("kind")
+            kinds = _installed_kinds()
+            if kind is None:
+                self.problems.add(path, f"missing required key 'kind' (installed kinds: {', '.join(kinds)})")
+                continue
+            try:
+                factory = connector_kind(kind) if isinstance(kind, str) else None
+            except ConfigError:
+                factory = None
+            except ImportError as exc:
+                self.problems.add((*path, "kind"), f"the {kind!r} connector could not be loaded: {exc}")
+                continue
+            if factory is None:
+                self._unknown((*path, "kind"), "source kind", kind, kinds, "installed")
+                continue
+            self.factories[name] = factory  # its streams' keys can be checked even if the source is wrong
+            raw_options = {k: v for k, v in raw.items() if k != "kind"}
+            options = self._validate(factory.Options, raw_options, path, also_allowed=("kind",))
+            if options is not None and not self._has_password(raw_options, path):
+                self.sources[name] = SourceSpec(name, kind, options)
+
+    def _has_password(self, raw: dict[str, Any], path: KeyPath) -> bool:
+        """Whether a ``…url`` option holds a password (a guard for every kind, not only sql)."""
+        found = False
+        for key, value in raw.items():
+            if key.endswith("url") and isinstance(value, str) and "://" in value:
+                try:
+                    password = urlsplit(value).password
+                except ValueError:
+                    continue
+                if password:
+                    self.problems.add((*path, key), f"the URL holds a password; {_PASSWORD}")
+                    found = True
+        return found
+
+    def _streams(self) -> None:
+        for name, raw in self._section("streams").items():
+            path: KeyPath = ("streams", name)
+            source = raw.get("source")
+            common = {k: v for k, v in raw.items() if k in STREAM_KEYS}
+            options: dict[str, Any] = {}
+            if isinstance(source, str) and source in self.factories:
+                rest = {k: v for k, v in raw.items() if k not in STREAM_KEYS}
+                model = self.factories[source].StreamOptions
+                validated = self._validate(model, rest, path, also_allowed=STREAM_KEYS)
+                options = validated.model_dump() if validated is not None else {}
+            elif isinstance(source, str) and source not in self._declared("sources"):
+                self._unknown((*path, "source"), "source", source, self._declared("sources"))
+            spec = self._validate(StreamSpec, {**common, "name": name, "options": options}, path,
+                                  hidden=("name", "options"))
+            if spec is not None and spec.timezone is not None:
+                try:
+                    check_timezone(spec.timezone)
+                except ValueError as exc:
+                    self.problems.add((*path, "timezone"), str(exc))
+            if spec is not None:
+                self.streams[name] = spec
+
+    def _metrics(self) -> None:
+        declared = self._declared("metrics")
+        for name, raw in self._section("metrics").items():
+            path: KeyPath = ("metrics", name)
+            measure = raw.get("measure")
+            if "name" in raw:
+                self.problems.add((*path, "name"), "unknown key 'name': a metric's name is its key")
+            stream = raw.get("stream")
+            if isinstance(stream, str) and stream not in self._declared("streams"):
+                self._unknown((*path, "stream"), "stream", stream, self._declared("streams"))
+            for part in ("numerator", "denominator"):
+                other = raw.get(part)
+                if not isinstance(other, str) or measure != "ratio":
+                    continue
+                if other not in declared:
+                    self._unknown((*path, part), "metric", other, declared)
+                elif isinstance(declared[other], dict) and declared[other].get("measure") == "ratio":
+                    why = f"{other!r} is a ratio; a ratio's parts must be simple metrics"
+                    self.problems.add((*path, part), why)
+            if measure is None:
+                self.problems.add(path, f"missing required key 'measure' (one of {', '.join(MEASURES)})")
+            elif measure not in MEASURES:
+                guess = did_you_mean(measure, MEASURES) if isinstance(measure, str) else ""
+                why = f"{measure!r} is not one of {', '.join(MEASURES)}{guess}"
+                self.problems.add((*path, "measure"), why)
+            else:
+                model: type[SimpleMetric | RatioMetric] = RatioMetric if measure == "ratio" else SimpleMetric
+                data = {**{k: v for k, v in raw.items() if k != "name"}, "name": name}
+                if (metric := self._validate(model, data, path, hidden=("name",))) is not None:
+                    self.metrics[name] = metric
+
+    def _objective(self, raw: Any, path: KeyPath, inherited: str | None) -> ObjectiveSpec | None:
+        """Validate one objective, its key results and children separately, so all problems surface."""
+        if not isinstance(raw, dict):
+            self.problems.add(path, f"expected an objective (a mapping with id, title…), got {describe(raw)}")
+            return None
+        self._claim_id(raw.get("id"), path)
+        raw = _period_as_text(raw)
+        period = raw.get("period")
+        if isinstance(period, str):
+            self._period_ok(period, (*path, "period"))  # a bad one is reported here, not at each KR
+        own_period = period if isinstance(period, str) else inherited
+        parts: dict[str, list[Any]] = {"key_results": [], "objectives": []}
+        ok = True
+        for key in parts:
+            items = raw.get(key)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                self.problems.add((*path, key), f"expected a list, got {describe(items)}")
+                ok = False
+                continue
+            for j, item in enumerate(items):
+                if key == "key_results":
+                    built: Any = self._key_result(item, (*path, key, j), own_period)
+                else:
+                    built = self._objective(item, (*path, key, j), own_period)
+                ok = ok and built is not None
+                parts[key].append(built)
+        objective = self._validate(ObjectiveSpec, {k: v for k, v in raw.items() if k not in parts}, path)
+        if objective is None or not ok:
+            return None
+        return objective.model_copy(update={k: tuple(v) for k, v in parts.items()})
+
+    def _key_result(self, raw: Any, path: KeyPath, inherited: str | None) -> KeyResultSpec | None:
+        if isinstance(raw, dict):
+            self._claim_id(raw.get("id"), path)
+            raw = _period_as_text(raw)
+            self.key_results.append((raw, path, inherited))
+        return self._validate(KeyResultSpec, raw, path)
+
+    def _claim_id(self, raw_id: Any, path: KeyPath) -> None:
+        if not isinstance(raw_id, str):
+            return
+        if raw_id in self.ids:
+            first = self.marks.locate((*self.ids[raw_id], "id"))
+            where = f" (first used at {display_path(first[0])}:{first[1]})" if first else ""
+            self.problems.add((*path, "id"), f"duplicate id {raw_id!r}{where}; objective and key result ids "
+                                             "must be unique across the project")
+        else:
+            self.ids[raw_id] = path
+
+    def _period_ok(self, text: str, path: KeyPath) -> bool:
+        s = self.settings
+        try:
+            parse_period(text, timezone=s.timezone, fiscal_year_start_month=s.fiscal_year_start_month,
+                         fiscal_year_named_by=s.fiscal_year_named_by)
+        except ValueError as exc:
+            self.problems.add(path, str(exc))
+            return False
+        return True
+
+    def _key_result_references(self, default: str | None) -> None:
+        declared = self._declared("metrics")
+        for raw, path, inherited in self.key_results:
+            period, metric, dimensions = raw.get("period"), raw.get("metric"), raw.get("dimensions")
+            if isinstance(period, str):
+                self._period_ok(period, (*path, "period"))
+            elif period is None and inherited is None and default is None:
+                self.problems.add(path, "no period: set `period` on this key result or an enclosing "
+                                        "objective, or set settings.default_period")
+            if isinstance(metric, str) and metric not in declared:
+                self._unknown((*path, "metric"), "metric", metric, declared)
+            allowed = self._dimensions(metric) if isinstance(metric, str) else None
+            if allowed is None or not isinstance(dimensions, dict):
+                continue
+            for key in dimensions:
+                if key not in allowed:
+                    if allowed:
+                        why = f"(its dimensions: {', '.join(sorted(allowed))})"
+                    else:
+                        why = f"(it declares none: add `dimensions: [{key}]` to the metric)"
+                    guess = did_you_mean(key, allowed)
+                    self.problems.add((*path, "dimensions", key),
+                                      f"metric {metric!r} has no dimension {key!r}{guess} {why}")
+
+    def _dimensions(self, name: str) -> set[str] | None:
+        """The dimensions a KR may pin on a metric (common to both parts of a ratio); None: unknown."""
+        metric = self.metrics.get(name)
+        if isinstance(metric, SimpleMetric):
+            return set(metric.dimensions)
+        if isinstance(metric, RatioMetric):
+            parts = [self.metrics.get(metric.numerator), self.metrics.get(metric.denominator)]
+            if all(isinstance(p, SimpleMetric) for p in parts):
+                return set.intersection(*(set(p.dimensions) for p in parts if isinstance(p, SimpleMetric)))
+        return None
+
+
+def _period_as_text(raw: dict[str, Any]) -> dict[str, Any]:
+    """``period: 2026`` is read by YAML as a number; it means the year."""
+    period = raw.get("period")
+    if isinstance(period, int) and not isinstance(period, bool):
+        return {**raw, "period": str(period)}
+    return raw

@@ -1,0 +1,344 @@
+"""What the CLI shows: the same data as rich output for people and as JSON for scripts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from okr_store.lineage import Diff, Drill
+from okr_store.queries import KrStatus, ObjectiveStatus, StoredValue
+
+STATUS_STYLE = {
+    "achieved": "bold green",
+    "on_track": "green",
+    "at_risk": "yellow",
+    "off_track": "red",
+    "no_data": "dim",
+}
+
+
+def plain(v: Any) -> Any:
+    """JSON-ready values. Decimals stay exact, as strings; times are UTC ISO 8601 with a ``Z``."""
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, datetime):
+        return v.isoformat() + "Z" if v.tzinfo is None else v.isoformat()
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return v.hex()
+    return v
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=plain, indent=2, ensure_ascii=False)
+
+
+def fmt_value(v: Decimal | None, unit: str | None) -> str:
+    if v is None:
+        return "—"
+    if unit == "percent":
+        return f"{v * 100:,.1f} %"
+    text = f"{v:,.2f}" if v != v.to_integral_value() or abs(v) >= 1000 else f"{v:,.0f}"
+    return f"{text} {unit}" if unit else text
+
+
+def fmt_pct(p: Decimal | None) -> str:
+    return "—" if p is None else f"{p * 100:.0f} %"
+
+
+def fmt_time(t: datetime | None) -> str:
+    return "never" if t is None else f"{t:%Y-%m-%d %H:%M} UTC"
+
+
+def _bar(p: Decimal | None, width: int = 12) -> str:
+    if p is None:
+        return " " * width
+    filled = int(round(float(p) * width))
+    return "█" * filled + "░" * (width - filled)
+
+
+def is_stale(kr: KrStatus, now: datetime, stale_after: timedelta) -> bool:
+    return kr.fresh_at is None or now - kr.fresh_at > stale_after
+
+
+# ---- status -----------------------------------------------------------------------------------
+def kr_json(kr: KrStatus, now: datetime, stale_after: timedelta) -> dict[str, Any]:
+    v = kr.value
+    return {
+        "id": kr.id,
+        "title": kr.title,
+        "owner": kr.owner,
+        "metric": kr.metric,
+        "period": kr.period,
+        "unit": kr.unit,
+        "direction": kr.direction,
+        "weight": kr.weight,
+        "value": v.value if v else None,
+        "baseline": kr.baseline,
+        "target": kr.target,
+        "progress": v.progress if v else None,
+        "progress_raw": v.progress_raw if v else None,
+        "expected": v.expected if v else None,
+        "status": v.status if v else "no_data",
+        "reason": v.reason if v else "never computed",
+        "computed_at": v.computed_at if v else None,
+        "as_of": v.as_of if v else None,
+        "records": v.records if v else 0,
+        "flow_run_id": v.flow_run_id if v else None,
+        "value_id": v.id if v else None,
+        "held": kr.held_reason is not None,
+        "held_reason": kr.held_reason,
+        "held_since": kr.held_since,
+        "data_fresh_at": kr.fresh_at,
+        "stale": is_stale(kr, now, stale_after),
+        "streams": kr.streams,
+    }
+
+
+def objective_json(o: ObjectiveStatus, now: datetime, stale_after: timedelta) -> dict[str, Any]:
+    krs = [kr_json(k, now, stale_after) for k in o.key_results]
+    subs = [objective_json(c, now, stale_after) for c in o.objectives]
+    return {
+        "id": o.id,
+        "title": o.title,
+        "owner": o.owner,
+        "weight": o.weight,
+        "progress": o.progress,
+        "held": o.held,
+        "stale": any(k["stale"] for k in krs) or any(s["stale"] for s in subs),
+        "key_results": krs,
+        "objectives": subs,
+    }
+
+
+def status_tree(
+    console: Console, roots: list[ObjectiveStatus], now: datetime, stale_after: timedelta
+) -> None:
+    tree = Tree("[bold]Objectives and key results[/bold]")
+    for o in roots:
+        _add_objective(tree, objective_json(o, now, stale_after))
+    console.print(tree)
+
+
+def _flags(node: dict[str, Any]) -> str:
+    out = ""
+    if node.get("held"):
+        out += " [bold yellow]⏸ held[/bold yellow]"
+    if node.get("stale"):
+        out += " [yellow]⚠ stale[/yellow]"
+    return out
+
+
+def _add_objective(parent: Tree, o: dict[str, Any]) -> None:
+    p = o["progress"]
+    node = parent.add(
+        f"[bold]{o['id']}[/bold] {o['title']}  {_bar(p)} {fmt_pct(p)}{_flags(o)}"
+        + (f"  [dim]{o['owner']}[/dim]" if o["owner"] else "")
+    )
+    for k in o["key_results"]:
+        style = STATUS_STYLE.get(k["status"], "")
+        line = (
+            f"[cyan]{k['id']}[/cyan] {k['title']}: [bold]{fmt_value(k['value'], k['unit'])}[/bold] "
+            f"(baseline {fmt_value(k['baseline'], k['unit'])} → "
+            f"target {fmt_value(k['target'], k['unit'])}) {_bar(k['progress'])} {fmt_pct(k['progress'])} "
+            f"[{style}]{k['status'].replace('_', ' ')}[/{style}]"
+            f"{_flags(k)}"
+        )
+        detail = (
+            f"[dim]{k['period']} · computed {fmt_time(k['computed_at'])} · "
+            f"data {fmt_time(k['data_fresh_at'])}"
+        )
+        if k["reason"] and k["value"] is None:
+            detail += f" · {k['reason']}"
+        if k["held_reason"]:
+            detail += f" · held: {k['held_reason']}"
+        node.add(line).add(detail + "[/dim]")
+    for c in o["objectives"]:
+        _add_objective(node, c)
+
+
+# ---- history ----------------------------------------------------------------------------------
+def value_json(v: StoredValue) -> dict[str, Any]:
+    return {
+        "value_id": v.id,
+        "value": v.value,
+        "reason": v.reason,
+        "progress": v.progress,
+        "progress_raw": v.progress_raw,
+        "expected": v.expected,
+        "status": v.status,
+        "records": v.records,
+        "as_of": v.as_of,
+        "computed_at": v.computed_at,
+        "definition_hash": v.definition_hash,
+        "snapshot": v.snapshot,
+        "run_id": v.run_id,
+        "flow_run_id": v.flow_run_id,
+    }
+
+
+def history_table(console: Console, kr_id: str, values: list[StoredValue], unit: str | None) -> None:
+    t = Table(title=f"History of {kr_id}")
+    for col in ("#", "computed at", "value", "progress", "status", "records", "flow run"):
+        t.add_column(col)
+    prev = None
+    for v in values:
+        moved = "" if prev is None or prev == v.value else (" ▲" if (v.value or 0) > (prev or 0) else " ▼")
+        t.add_row(
+            str(v.id),
+            fmt_time(v.computed_at),
+            fmt_value(v.value, unit) + moved,
+            fmt_pct(v.progress),
+            v.status.replace("_", " "),
+            str(v.records),
+            (v.flow_run_id or "")[:8],
+        )
+        prev = v.value
+    console.print(t)
+
+
+# ---- drill ------------------------------------------------------------------------------------
+def drill_json(d: Drill, links: dict[tuple[str, str], str | None]) -> dict[str, Any]:
+    v = d.value
+    return {
+        "kr": v.kr_id,
+        "value": v.value,
+        "computed_at": v.computed_at,
+        "as_of": v.as_of,
+        "value_id": v.id,
+        "metric": d.definition.name,
+        "total": d.total,
+        "contribution_sum": d.contribution_sum,
+        "denominator_sum": d.denominator_sum,
+        "snapshot": v.snapshot,
+        "flow_run_id": v.flow_run_id,
+        "records": [
+            {
+                "source": r.source,
+                "stream": r.stream,
+                "record_id": r.record_id,
+                "contribution": r.contribution,
+                "denominator_contribution": r.denominator_contribution,
+                "role": r.role,
+                "url": links.get((r.stream, r.record_id)),
+                "fields": {k: plain(x) for k, x in r.fields.items()},
+            }
+            for r in d.records
+        ],
+    }
+
+
+def drill_csv(d: Drill) -> str:
+    buf = io.StringIO()
+    names = sorted({k for r in d.records for k in r.fields})
+    w = csv.writer(buf)
+    w.writerow(["source", "stream", "record_id", "contribution", "denominator_contribution", "role", *names])
+    for r in d.records:
+        w.writerow(
+            [
+                r.source,
+                r.stream,
+                r.record_id,
+                r.contribution,
+                "" if r.denominator_contribution is None else r.denominator_contribution,
+                r.role,
+                *[plain(r.fields.get(n)) for n in names],
+            ]
+        )
+    return buf.getvalue()
+
+
+def drill_table(console: Console, d: Drill, unit: str | None, offset: int) -> None:
+    v = d.value
+    console.print(
+        f"[bold]{v.kr_id}[/bold] = [bold]{fmt_value(v.value, unit)}[/bold] "
+        f"(value #{v.id}, computed {fmt_time(v.computed_at)}) — {d.total} contributing records, "
+        f"showing {offset + 1}–{offset + len(d.records)}"
+    )
+    if not d.records:
+        return
+    t = Table()
+    names = list(d.records[0].fields)[:8]
+    for col in ("record", "role", "contribution", *names):
+        t.add_column(col, overflow="fold")
+    for r in d.records:
+        t.add_row(
+            f"{r.stream}:{r.record_id}",
+            r.role,
+            str(r.contribution),
+            *[str(plain(r.fields.get(n, ""))) for n in names],
+        )
+    console.print(t)
+    check = "numerator" if d.denominator_sum is not None else "sum"
+    console.print(
+        f"[dim]{check} of all contributions: {d.contribution_sum}"
+        + (f" · denominator: {d.denominator_sum}" if d.denominator_sum is not None else "")
+        + "[/dim]"
+    )
+
+
+# ---- diff -------------------------------------------------------------------------------------
+def diff_json(df: Diff) -> dict[str, Any]:
+    return {
+        "kr": df.after.kr_id,
+        "from": value_json(df.before),
+        "to": value_json(df.after),
+        "delta": (df.after.value - df.before.value)
+        if df.after.value is not None and df.before.value is not None
+        else None,
+        "definition_changed": df.definition_changed,
+        "summary": {k: {"records": n, "contribution_delta": s} for k, (n, s) in df.summary.items()},
+        "total_changes": df.total_changes,
+        "changes": [
+            {
+                "kind": c.kind,
+                "stream": c.stream,
+                "record_id": c.record_id,
+                "before": c.before,
+                "after": c.after,
+                "delta": c.delta,
+                "reason": c.reason,
+                "fields": {k: [plain(a), plain(b)] for k, (a, b) in c.field_changes.items()},
+            }
+            for c in df.changes
+        ],
+    }
+
+
+def diff_text(console: Console, df: Diff, unit: str | None) -> None:
+    a, b = df.before, df.after
+    console.print(
+        f"[bold]{b.kr_id}[/bold]: {fmt_value(a.value, unit)} (#{a.id}, {fmt_time(a.computed_at)}) → "
+        f"[bold]{fmt_value(b.value, unit)}[/bold] (#{b.id}, {fmt_time(b.computed_at)})"
+    )
+    if df.definition_changed:
+        console.print("[yellow]The metric definition changed between these values.[/yellow]")
+    if df.total_changes == 0:
+        console.print("No contributing record changed.")
+        return
+    for kind, (n, delta) in df.summary.items():
+        if n:
+            console.print(f"  {kind:8} {n:6} records  contribution {delta:+,}")
+    t = Table()
+    for col in ("change", "record", "before", "after", "why"):
+        t.add_column(col, overflow="fold")
+    for c in df.changes:
+        t.add_row(
+            c.kind,
+            f"{c.stream}:{c.record_id}",
+            "—" if c.before is None else str(c.before),
+            "—" if c.after is None else str(c.after),
+            c.reason,
+        )
+    console.print(t)
+    if df.total_changes > len(df.changes):
+        console.print(f"[dim]… {df.total_changes - len(df.changes)} more; use --limit or --json[/dim]")
