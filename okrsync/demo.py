@@ -213,14 +213,14 @@ def build(directory: Path, *, today: date, force: bool = False) -> Path:
 
 
 def next_steps(directory: Path) -> str:
-    p = f"-p {directory}/okrsync.yaml"
+    o = f"okrsync -p {directory}/okrsync.yaml"
     return f"""
-[bold]Try next[/bold]
-  okrsync drill KR-REV {p}                 the orders behind revenue, biggest first
-  okrsync drill KR-LATE {p} --format json  the shipments behind the late-shipment rate
-  okrsync history KR-REV {p}               every value computed so far
-  okrsync run {p}                          sync again: only changed rows are pulled
-  okrsync diff KR-REV {p}                  after a change in the ERP: why the KR moved
-  okrsync status {p} --json                the same tree for scripts
-The ERP is a SQLite file: change an order with any SQLite tool (set write_date to now), run again,
+[bold]Try next[/bold] (or `export OKRSYNC_PROJECT={directory}/okrsync.yaml` and drop the -p)
+  {o} drill KR-REV                  the orders behind revenue, biggest first
+  {o} drill KR-LATE --format json   the shipments behind the late-shipment rate
+  {o} history KR-REV                every value computed so far
+  {o} run                           sync again: only changed rows are pulled
+  {o} diff KR-REV                   after a change in the ERP: why the KR moved
+  {o} status --json                 the same tree, for scripts
+The ERP is the SQLite file {directory}/erp.db: change an order (set write_date to now), run again,
 then diff. Project-file reference: docs/project-file.md."""

@@ -1,0 +1,101 @@
+"""The layout is the architecture: imports point one way, and the store's schema is its migrations."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("connectors", "metrics", "okr_store", "flows", "okrsync")
+# package → packages it must never import
+FORBIDDEN = {
+    "connectors": {"flows", "okr_store", "metrics"},
+    "metrics": {"flows", "okr_store", "connectors"},
+    "okr_store": {"flows", "connectors"},
+    "flows": set(),
+}
+# the kernel every package may use; the rest of okrsync/ (CLI, web, project file) is user-facing
+KERNEL = {"okrsync.errors", "okrsync.schema", "okrsync"}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_imports_point_one_way(package: str) -> None:
+    bad = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for mod in imports_of(path):
+            top = mod.split(".")[0]
+            if top in FORBIDDEN[package]:
+                bad.append(f"{path.relative_to(ROOT)} imports {mod}")
+            if top == "okrsync" and mod not in KERNEL and package != "flows":
+                bad.append(f"{path.relative_to(ROOT)} imports the user-facing {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def test_heavy_libraries_are_not_imported_at_module_level_of_read_paths() -> None:
+    """status, drill, history and --help must stay fast: no prefect / great_expectations on import."""
+    for rel in ("okrsync/cli.py", "okrsync/render.py", "okr_store/lineage.py", "okr_store/queries.py",
+                "okr_store/store.py", "okrsync/project.py"):
+        tree = ast.parse((ROOT / rel).read_text())
+        top_level = {n.module if isinstance(n, ast.ImportFrom) else n.names[0].name
+                     for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)}
+        heavy = {m for m in top_level if m and m.split(".")[0] in ("prefect", "great_expectations")}
+        assert not heavy, f"{rel} imports {heavy} at module level"
+
+
+def test_migrations_create_exactly_the_models(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from okr_store.models import metadata
+    from okr_store.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == [], f"models.py and the migrations disagree: {diff}"
+
+
+def test_sql_connector_is_registered_as_an_entry_point() -> None:
+    from connectors.base import connector_kind
+    from connectors.sql import SqlConnector
+
+    assert connector_kind("sql") is SqlConnector
+
+
+def test_prefect_yaml_deployments_point_at_the_flow_with_valid_schedules() -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from flows.okr_flow import okrsync_run
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    assert spec["deployments"]
+    for dep in spec["deployments"]:
+        path, name = dep["entrypoint"].split(":")
+        assert (ROOT / path).exists() and name == okrsync_run.fn.__name__
+        assert set(dep["parameters"]) <= set(okrsync_run.parameters.properties)
+        for sched in dep["schedules"]:
+            CronSchedule(cron=sched["cron"], timezone=sched["timezone"])
+
+
+def test_store_tables_hold_no_secret_columns() -> None:
+    """Lineage and run records never have a column for credentials or connection strings."""
+    from okr_store.models import metadata
+
+    names = {c.name.lower() for t in metadata.tables.values() for c in t.columns}
+    assert not {n for n in names if any(w in n for w in ("password", "secret", "token", "url"))}
+    assert isinstance(metadata, sa.MetaData)
