@@ -368,6 +368,8 @@ def demo(
     summary = execute(project_file, None)
     _print_summary(summary)
     status(json_out=False, stale_after=24.0)
+    console.print()
+    console.print(demo_mod.closing_note(directory))
     console.print(demo_mod.next_steps(directory))
     if summary["status"] != "succeeded":
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
+from rich.table import Table
 
 from metrics.periods import current_period, parse_period
 from okrsync.demo_erp import build_erp
@@ -212,15 +213,25 @@ def build(directory: Path, *, today: date, force: bool = False) -> Path:
     return project
 
 
-def next_steps(directory: Path) -> str:
+def next_steps(directory: Path) -> Table:
+    """What to try after the demo, as a table that wraps cleanly in narrow terminals."""
     o = f"okrsync -p {directory}/okrsync.yaml"
-    return f"""
-[bold]Try next[/bold] (or `export OKRSYNC_PROJECT={directory}/okrsync.yaml` and drop the -p)
-  {o} drill KR-REV                  the orders behind revenue, biggest first
-  {o} drill KR-LATE --format json   the shipments behind the late-shipment rate
-  {o} history KR-REV                every value computed so far
-  {o} run                           sync again: only changed rows are pulled
-  {o} diff KR-REV                   after a change in the ERP: why the KR moved
-  {o} status --json                 the same tree, for scripts
-The ERP is the SQLite file {directory}/erp.db: change an order (set write_date to now), run again,
-then diff. Project-file reference: docs/project-file.md."""
+    t = Table.grid(padding=(0, 2))
+    t.add_column(no_wrap=True)
+    t.add_column(style="dim")
+    for cmd, what in (
+        ("drill KR-REV", "the orders behind revenue, biggest first"),
+        ("drill KR-LATE --format json", "the shipments behind the late-shipment rate"),
+        ("history KR-REV", "every value computed so far"),
+        ("run", "sync again: only changed rows are pulled"),
+        ("diff KR-REV", "after a change in the ERP: why the KR moved"),
+        ("status --json", "the same tree, for scripts"),
+    ):
+        t.add_row(f"{o} {cmd}", what)
+    return t
+
+
+def closing_note(directory: Path) -> str:
+    return (f"Try next (or `export OKRSYNC_PROJECT={directory}/okrsync.yaml` and drop the -p). The ERP is "
+            f"the SQLite file {directory}/erp.db: change an order there (and set its write_date to now), "
+            "run again, then diff. Project-file reference: docs/project-file.md.")

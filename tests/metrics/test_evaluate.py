@@ -1,0 +1,149 @@
+"""Fused evaluation: many KRs, one query per stream, values equal to an independent pandas computation."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metrics.definition import build_definition
+from metrics.evaluate import StreamView, contribution_parts, evaluate
+from metrics.periods import parse_period
+from metrics.spec import RatioMetric, SimpleMetric
+from okrsync.schema import Field, FieldType, StreamSchema
+
+SCHEMA = StreamSchema((Field("id", FieldType.INTEGER), Field("region", FieldType.STRING),
+                       Field("amount", FieldType.DECIMAL, 2), Field("day", FieldType.DATE),
+                       Field("late", FieldType.INTEGER)))
+Q4 = parse_period("2026-Q4", timezone="Europe/Berlin")
+AS_OF = datetime(2026, 11, 20, 12, 0)
+REGIONS = ["EMEA", "APAC", "Americas"]
+
+
+def table(rows: list[dict]) -> tuple[sa.Engine, sa.Table]:
+    engine = sa.create_engine("sqlite://")
+    t = sa.Table("orders", sa.MetaData(), sa.Column("_rid", sa.String), sa.Column("id", sa.Integer),
+                 sa.Column("region", sa.String), sa.Column("amount", sa.Numeric(12, 2)),
+                 sa.Column("day", sa.Date), sa.Column("late", sa.Integer))
+    t.metadata.create_all(engine)
+    with engine.begin() as conn:
+        if rows:
+            conn.execute(t.insert(), [{**r, "_rid": str(r["id"])} for r in rows])
+    return engine, t
+
+
+def metric(name: str, measure: str, **kw: object) -> SimpleMetric:
+    return SimpleMetric.model_validate({"name": name, "stream": "orders", "measure": measure,
+                                        "time_field": "day", "dimensions": ["region"], **kw})
+
+
+METRICS = {
+    "revenue": metric("revenue", "sum", field="amount"),
+    "orders": metric("orders", "count"),
+    "aov": metric("aov", "avg", field="amount"),
+    "biggest": metric("biggest", "max", field="amount"),
+    "regions": metric("regions", "count_distinct", field="region"),
+    "late": metric("late", "count", filter={"field": "late", "op": "=", "value": 1}),
+    "late_rate": RatioMetric(name="late_rate", measure="ratio", numerator="late", denominator="orders"),
+}
+
+
+def defs_for(dims: list[str | None]) -> list:
+    out = []
+    for name, m in METRICS.items():
+        for dim in dims:
+            kr = f"{name}-{dim or 'all'}"
+            out.append(build_definition(kr, m, METRICS, {"region": dim} if dim else {}, Q4))
+    return out
+
+
+def expected(df: pd.DataFrame, name: str, dim: str | None) -> Decimal | None:
+    """The same numbers, computed with pandas over the rows in Q4 up to the as-of day."""
+    in_q = df[(df["day"] >= date(2026, 10, 1)) & (df["day"] <= date(2026, 11, 20))]
+    if dim:
+        in_q = in_q[in_q["region"] == dim]
+    amounts = list(in_q["amount"])
+    if name == "revenue":
+        return sum(amounts, Decimal(0))
+    if name == "orders":
+        return Decimal(len(in_q))
+    if name == "aov":
+        return (sum(amounts, Decimal(0)) / len(amounts)).quantize(Decimal("1e-12")) if amounts else None
+    if name == "biggest":
+        return max(amounts) if amounts else None
+    if name == "regions":
+        return Decimal(in_q["region"].nunique())
+    if name == "late":
+        return Decimal(int((in_q["late"] == 1).sum()))
+    late, n = int((in_q["late"] == 1).sum()), len(in_q)
+    return (Decimal(late) / n).quantize(Decimal("1e-12")) if n else None
+
+
+rows_strategy = st.lists(st.fixed_dictionaries({
+    "region": st.sampled_from(REGIONS),
+    "amount": st.decimals(min_value=0, max_value=10_000, places=2, allow_nan=False),
+    "day": st.dates(min_value=date(2026, 9, 25), max_value=date(2026, 12, 5)),
+    "late": st.integers(0, 1),
+}), max_size=40)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=rows_strategy)
+def test_fused_evaluation_matches_pandas(rows: list[dict]) -> None:
+    rows = [{**r, "id": i} for i, r in enumerate(rows)]
+    engine, t = table(rows)
+    view = StreamView("orders", t, SCHEMA)
+    defs = defs_for([None, "EMEA"])
+    with engine.connect() as conn:
+        got = evaluate(conn, {"orders": view}, defs, AS_OF)
+    df = pd.DataFrame(rows, columns=["id", "region", "amount", "day", "late"])
+    for d in defs:
+        name, dim = d.kr_id.split("-", 1)
+        assert got[d.kr_id].value == expected(df, name, None if dim == "all" else dim), d.kr_id
+        if got[d.kr_id].value is None:
+            assert got[d.kr_id].reason
+
+
+def test_many_krs_on_one_stream_cost_one_query() -> None:
+    engine, t = table([{"id": 1, "region": "EMEA", "amount": Decimal("1.00"), "day": date(2026, 10, 5),
+                        "late": 0}])
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    defs = defs_for([None, *REGIONS])  # 28 KRs
+    with engine.connect() as conn:
+        evaluate(conn, {"orders": StreamView("orders", t, SCHEMA)}, defs, AS_OF)
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+
+
+def test_empty_denominator_gives_no_value_with_a_reason() -> None:
+    engine, t = table([{"id": 1, "region": "EMEA", "amount": Decimal("1.00"), "day": date(2026, 7, 1),
+                        "late": 1}])
+    (d,) = [x for x in defs_for([None]) if x.kr_id == "late_rate-all"]
+    with engine.connect() as conn:
+        e = evaluate(conn, {"orders": StreamView("orders", t, SCHEMA)}, [d], AS_OF)["late_rate-all"]
+    assert e.value is None and "denominator" in (e.reason or "")
+
+
+@pytest.mark.parametrize("kr", ["revenue-all", "late_rate-all", "regions-all"])
+def test_contributions_add_up_to_the_value(kr: str) -> None:
+    rows = [{"id": i, "region": REGIONS[i % 3], "amount": Decimal(f"{i}.{i % 7}5"),
+             "day": date(2026, 10, 1 + i % 28), "late": i % 4 == 0} for i in range(60)]
+    engine, t = table(rows)
+    view = StreamView("orders", t, SCHEMA)
+    (d,) = [x for x in defs_for([None]) if x.kr_id == kr]
+    with engine.connect() as conn:
+        value = evaluate(conn, {"orders": view}, [d], AS_OF)[kr].value
+        (part,) = contribution_parts({"orders": view}, d, AS_OF)
+        got = conn.execute(part.select).all()
+    num = sum((Decimal(r.contribution) for r in got), Decimal(0))
+    if kr == "late_rate-all":
+        den = sum((Decimal(r.denominator_contribution) for r in got), Decimal(0))
+        assert value == (num / den).quantize(Decimal("1e-12"))
+        assert {r.role for r in got} == {"both", "denominator"}
+    else:
+        assert num == value
