@@ -40,7 +40,7 @@ class Drill:
     value: StoredValue
     definition: KrDefinition
     total: int
-    contribution_sum: Decimal
+    contribution_sum: Decimal | None
     denominator_sum: Decimal | None
     records: list[DrillRecord]
 
@@ -71,10 +71,42 @@ def _parts(store: Store, v: StoredValue) -> tuple[KrDefinition, list[Contributio
     return d, contribution_parts(views, d, v.as_of)
 
 
-def _fields(conn: sa.Connection, part: ContributionPart, rids: list[str]) -> dict[str, dict[str, Any]]:
+def _totals(conn: sa.Connection, part: ContributionPart, sums: bool) -> tuple[int, Decimal, Decimal]:
+    sub = part.select.subquery()
+    if not sums:
+        return (
+            int(conn.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one()),
+            Decimal(0),
+            Decimal(0),
+        )
+    n, s1, s2 = conn.execute(
+        sa.select(
+            sa.func.count(), sa.func.sum(sub.c.contribution), sa.func.sum(sub.c.denominator_contribution)
+        )
+    ).one()
+    return int(n), _dec(s1), _dec(s2)
+
+
+def _page(conn: sa.Connection, part: ContributionPart, sort: str, limit: int, offset: int) -> list[Any]:
+    """A page of contributions joined to the record versions they come from (one query)."""
+    sub = part.select.subquery()
     t = part.view.table
-    rows = conn.execute(sa.select(t).where(t.c[RID].in_(rids))).mappings()
-    return {r[RID]: {k: r[k] for k in part.view.schema.names} for r in rows}
+    names = part.view.schema.names
+    order = [sub.c.contribution.desc(), sub.c[RID]] if sort == "contribution" else [sub.c[RID]]
+    q = (
+        sa.select(
+            sub.c[RID],
+            sub.c.contribution,
+            sub.c.denominator_contribution,
+            sub.c.role,
+            *(t.c[n].label(f"f{i}") for i, n in enumerate(names)),
+        )
+        .join_from(sub, t, sub.c[RID] == t.c[RID])
+        .order_by(*order)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(conn.execute(q))
 
 
 def drill(
@@ -84,55 +116,40 @@ def drill(
     limit: int = 50,
     offset: int = 0,
     sort: Literal["contribution", "record"] = "contribution",
+    sums: bool = True,
 ) -> Drill:
-    """One page of the records behind ``v``, with totals over all of them."""
+    """One page of the records behind ``v``. ``total`` counts all of them; with ``sums`` the
+    contributions of all of them are added up too (a full scan: skip it for a fast first page)."""
     d, parts = _parts(store, v)
-    sources = {}
     with store.engine.connect() as conn:
         sources = stream_sources(conn)
-        total, csum, dsum = 0, Decimal(0), Decimal(0)
-        counts = []
-        for p in parts:
-            sub = p.select.subquery()
-            n, s1, s2 = conn.execute(
-                sa.select(
-                    sa.func.count(),
-                    sa.func.sum(sub.c.contribution),
-                    sa.func.sum(sub.c.denominator_contribution),
-                )
-            ).one()
-            counts.append(n)
-            total += n
-            csum += _dec(s1)
-            dsum += _dec(s2)
+        if len(parts) == 1 and not sums:
+            totals = [(v.records, Decimal(0), Decimal(0))]  # counted when the value was computed
+        else:
+            totals = [_totals(conn, p, sums) for p in parts]
         records: list[DrillRecord] = []
         skip, want = offset, limit
-        for p, n in zip(parts, counts, strict=True):
+        for p, (n, _, _) in zip(parts, totals, strict=True):
             if want <= 0:
                 break
             if skip >= n:
                 skip -= n
                 continue
-            sub = p.select.subquery()
-            order = [sub.c.contribution.desc(), sub.c[RID]] if sort == "contribution" else [sub.c[RID]]
-            page = conn.execute(sa.select(sub).order_by(*order).limit(want).offset(skip)).all()
-            skip = 0
-            want -= len(page)
-            fields = _fields(conn, p, [r[0] for r in page])
+            page = _page(conn, p, sort, want, skip)
+            skip, want = 0, want - len(page)
+            names = p.view.schema.names
             for r in page:
+                den = None if r.denominator_contribution is None else _dec(r.denominator_contribution)
+                fields = {n: r[4 + i] for i, n in enumerate(names)}
                 records.append(
                     DrillRecord(
-                        sources.get(p.stream, ""),
-                        p.stream,
-                        r[0],
-                        _dec(r.contribution),
-                        None if r.denominator_contribution is None else _dec(r.denominator_contribution),
-                        r.role,
-                        fields.get(r[0], {}),
+                        sources.get(p.stream, ""), p.stream, r[0], _dec(r.contribution), den, r.role, fields
                     )
                 )
-    is_ratio = d.ratio is not None
-    return Drill(v, d, total, csum, dsum if is_ratio else None, records)
+    total = sum(t[0] for t in totals)
+    csum = sum((t[1] for t in totals), Decimal(0)) if sums else None
+    dsum = sum((t[2] for t in totals), Decimal(0)) if sums and d.ratio is not None else None
+    return Drill(v, d, total, csum, dsum, records)
 
 
 def contributions_frame(store: Store, v: StoredValue) -> tuple[KrDefinition, pd.DataFrame]:

@@ -20,6 +20,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -213,25 +214,47 @@ class StreamRegistry:
         return tables
 
 
-def _insert(conn: sa.Connection, table: sa.Table) -> sa.Insert:
-    """INSERT that replaces a staged row of the same record (a row re-read in the same sync)."""
+def _upsert(conn: sa.Connection, table: sa.Table, *, replace: bool) -> Any:
+    """INSERT that replaces (or keeps) a staged row of the same record re-read in the same sync."""
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
+    if dialect is None:
+        raise StoreError(f"the store does not support {conn.dialect.name!r}", hint="use SQLite or PostgreSQL")
+    ins = dialect.insert(table)
+    if not replace:
+        return ins.on_conflict_do_nothing(index_elements=["_sync", RID])
     cols = [c.name for c in table.columns if c.name not in ("_sync", RID)]
-    if conn.dialect.name == "postgresql":
-        ins = postgresql.insert(table)
-        return ins.on_conflict_do_update(
-            index_elements=["_sync", RID], set_={c: ins.excluded[c] for c in cols}
-        )
-    if conn.dialect.name == "sqlite":
-        ins_s = sqlite.insert(table)
-        return ins_s.on_conflict_do_update(
-            index_elements=["_sync", RID], set_={c: ins_s.excluded[c] for c in cols}
-        )
-    raise StoreError(f"the store does not support {conn.dialect.name!r}", hint="use SQLite or PostgreSQL")
+    return ins.on_conflict_do_update(index_elements=["_sync", RID], set_={c: ins.excluded[c] for c in cols})
 
 
-def _records(df: pd.DataFrame) -> list[dict[str, object]]:
-    out = df.astype(object).where(df.notna(), None)
-    return out.to_dict("records")  # type: ignore[return-value]
+def _plain_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Python objects with None for missing values: what DB-API drivers and COPY understand."""
+    return df.astype(object).where(df.notna(), None)
+
+
+def _write(conn: sa.Connection, table: sa.Table, df: pd.DataFrame, *, replace: bool) -> None:
+    """Stage rows. On PostgreSQL through COPY into a temporary table, then one set-based upsert
+    (the row-by-row INSERT was 40 % of a full sync); elsewhere an executemany upsert."""
+    rows = _plain_rows(df)
+    if conn.dialect.name != "postgresql":
+        conn.execute(_upsert(conn, table, replace=replace), rows.to_dict("records"))
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    columns = (sa.Column(c.name, c.type) for c in table.columns)
+    tmp = sa.Table(
+        f"tmp_{table.name}"[:63], sa.MetaData(), *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP"
+    )
+    tmp.create(conn)
+    cols = list(rows.columns)
+    dbapi: Any = conn.connection.dbapi_connection  # psycopg 3: the only PostgreSQL driver we support
+    with dbapi.cursor() as cur:
+        # Identifiers only (store-generated table name, quoted column names): no values in this text.
+        copy_sql = f"COPY {quote(tmp.name)} ({', '.join(quote(c) for c in cols)}) FROM STDIN"
+        with cur.copy(copy_sql) as copy:
+            for row in rows.itertuples(index=False, name=None):
+                copy.write_row(row)
+    upsert = _upsert(conn, table, replace=replace)
+    conn.execute(upsert.from_select(cols, sa.select(*(tmp.c[c] for c in cols))))
+    tmp.drop(conn)
 
 
 class SyncWriter:
@@ -260,7 +283,7 @@ class SyncWriter:
         fields = tuple(c for c in batch.columns if c != RID)
         staged = batch.assign(**{HASH: row_hashes(batch, fields), "_sync": self.sync_id})
         with self.engine.begin() as conn:
-            conn.execute(_insert(conn, self.tables.stage), _records(staged))
+            _write(conn, self.tables.stage, staged, replace=True)
             self._renew_lease(conn)
         self.rows_read += len(batch)
 
@@ -268,11 +291,11 @@ class SyncWriter:
         """Stage the ids of every live source record (for hard-delete detection)."""
         if rids.empty:
             return
-        rows = [{"_sync": self.sync_id, RID: r} for r in rids.drop_duplicates()]
+        keys = pd.DataFrame({"_sync": self.sync_id, RID: rids.drop_duplicates().to_numpy()})
         with self.engine.begin() as conn:
-            conn.execute(self.tables.keys.insert(), rows)
+            _write(conn, self.tables.keys, keys, replace=False)
             self._renew_lease(conn)
-        self.keys_read += len(rows)
+        self.keys_read += len(keys)
 
     def commit(self, watermark: str | None) -> SyncCounts:
         """Apply the staged rows in one transaction and advance the watermark with them."""

@@ -43,9 +43,12 @@ def create_engine(url: str) -> sa.Engine:
         engine = sa.create_engine(parsed, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if parsed.get_backend_name() != "postgresql":
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
+        # psycopg 3 is what okrsync ships with (and what its COPY staging uses).
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() != "postgresql" or parsed.drivername != "postgresql+psycopg":
         raise StoreError(
-            f"unsupported store backend {parsed.get_backend_name()!r}",
+            f"unsupported store database or driver {parsed.drivername!r}",
             hint="use sqlite:///path/store.db or postgresql+psycopg://…",
         )
     return sa.create_engine(parsed, hide_parameters=True, pool_pre_ping=True)

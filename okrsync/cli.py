@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay one line each, for grep
 
 
 class State:
@@ -274,6 +274,7 @@ def drill(
     offset: Annotated[int, typer.Option(min=0)] = 0,
     sort: Annotated[str, typer.Option(help="contribution | record")] = "contribution",
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    sums: Annotated[bool, typer.Option(help="Also add up all contributions (a full scan).")] = True,
 ) -> None:
     """The source records behind a key result value, each with its contribution."""
     from okr_store import lineage, queries
@@ -291,7 +292,7 @@ def drill(
         )
     if v.kr_id != kr_id:
         raise ConfigError(f"value #{v.id} belongs to {v.kr_id}, not {kr_id}")
-    d = lineage.drill(store, v, limit=limit, offset=offset, sort=sort)  # type: ignore[arg-type]
+    d = lineage.drill(store, v, limit=limit, offset=offset, sort=sort, sums=sums)  # type: ignore[arg-type]
     links = _links(project, d)
     if fmt == "json":
         console.print_json(render.dumps(render.drill_json(d, links)))

@@ -278,12 +278,10 @@ def drill_table(console: Console, d: Drill, unit: str | None, offset: int) -> No
             *[str(plain(r.fields.get(n, ""))) for n in names],
         )
     console.print(t)
-    check = "numerator" if d.denominator_sum is not None else "sum"
-    console.print(
-        f"[dim]{check} of all contributions: {d.contribution_sum}"
-        + (f" · denominator: {d.denominator_sum}" if d.denominator_sum is not None else "")
-        + "[/dim]"
-    )
+    if d.contribution_sum is not None:
+        check = "numerator" if d.denominator_sum is not None else "sum"
+        den = f" · denominator: {d.denominator_sum}" if d.denominator_sum is not None else ""
+        console.print(f"[dim]{check} of all contributions: {d.contribution_sum}{den}[/dim]")
 
 
 # ---- diff -------------------------------------------------------------------------------------
