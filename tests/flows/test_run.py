@@ -64,7 +64,9 @@ def test_values_match_the_erp_and_drill_adds_up(demo_dir: Path) -> None:
     assert {r.fields["state"] for r in d.records} <= {"confirmed", "done"}
     fast = lineage.drill(store, v, limit=10, sums=False)  # the first page without a full scan
     assert fast.total == d.total and fast.contribution_sum is None
-    assert [(r.record_id, r.fields) for r in fast.records] == [(r.record_id, r.fields) for r in d.records[:10]]
+    assert [(r.record_id, r.fields) for r in fast.records] == [
+        (r.record_id, r.fields) for r in d.records[:10]
+    ]
 
 
 def test_late_rate_is_the_ratio_of_erp_counts(demo_dir: Path) -> None:
