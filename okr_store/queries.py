@@ -167,7 +167,10 @@ def _require_kr(conn: sa.Connection, kr_id: str) -> None:
         close = difflib.get_close_matches(kr_id, known_krs(conn), n=3)
         raise NotFound(
             f"no key result {kr_id!r} in the store",
-            hint=f"did you mean {', '.join(close)}?" if close else "`okrsync status` lists them",
+            hint=f"did you mean {', '.join(close)}?"
+            if close
+            else "a key result is registered by the first `okrsync run` after it is added to the project "
+            "file; `okrsync status` lists them",
         )
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from okrsync.errors import ConfigError, OkrsyncError
 
@@ -23,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(soft_wrap=not sys.stdout.isatty())  # piped output: one line per line
 err = Console(stderr=True, soft_wrap=True)  # messages stay one line each, for grep
 
 
@@ -92,6 +94,7 @@ def init(
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists", hint="use --force to overwrite it, or pick another path")
     template = Path(__file__).parent / "templates" / "okrsync.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(template.read_text())
     console.print(f"Wrote {path}. Edit it, then run [bold]okrsync validate --check-sources[/bold].")
 
@@ -104,7 +107,19 @@ def validate(
     json_out: JsonOpt = False,
 ) -> None:
     """Check the project file (and, with --check-sources, the sources' real schemas)."""
-    project = _project()
+    from okrsync.project_problems import ProjectFileError
+
+    try:
+        project = _project()
+    except ConfigError as exc:
+        if not json_out:
+            raise
+        from okrsync.render import dumps
+
+        found = exc.problems if isinstance(exc, ProjectFileError) else ()
+        lines = [str(p) for p in found] or [exc.message]
+        console.print_json(dumps({"ok": False, "problems": lines}))
+        raise typer.Exit(2) from None
     problems: list[str] = []
     if check_sources:
         from okrsync.project import check_sources as check
@@ -127,9 +142,9 @@ def validate(
             )
         )
     elif problems:
-        err.print(f"[red]{len(problems)} problem(s) with the sources of {project.path}:[/red]")
+        err.print(f"[red]{len(problems)} problem(s) with the sources of {escape(str(project.path))}:[/red]")
         for p in problems:
-            err.print(f"  {p}")
+            err.print(f"  {escape(p)}", highlight=False)
     else:
         checked = " and its sources" if check_sources else ""
         console.print(
@@ -145,7 +160,9 @@ def prefect_defaults() -> None:
     """Settings for a local (ephemeral) Prefect API on a small machine with no internet."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG" if State.debug else "WARNING")
+    # Failures reach the user as okrsync's own messages; Prefect's log lines would repeat them with
+    # tracebacks. --debug brings them back.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG" if State.debug else "CRITICAL")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")
 
@@ -201,18 +218,18 @@ def _print_summary(s: dict[str, Any]) -> None:
     for name, st in s["streams"].items():
         if st["ok"]:
             console.print(
-                f"[green]✓[/green] {name}: {st['rows_read']} rows pulled · {st['inserted']} new · "
+                f"[green]✓[/green] {escape(name)}: {st['rows_read']} rows pulled · {st['inserted']} new · "
                 f"{st['updated']} changed · {st['deleted']} deleted"
             )
         else:
-            console.print(f"[red]✗[/red] {name}: {st['error']}")
+            console.print(f"[red]✗[/red] {escape(name)}: {escape(st['error'])}")
     console.print(
         f"{len(s['values'])} key results computed"
         + (f", [yellow]{len(s['held'])} held[/yellow]" if s["held"] else "")
         + f" · run {s['run_id'][:8]} · {s['status']}"
     )
     for kr, why in s["held"].items():
-        console.print(f"  [yellow]⏸ {kr}[/yellow]: {why}")
+        console.print(f"  [yellow]⏸ {escape(kr)}[/yellow]: {escape(why)}")
 
 
 # ---- status / history ---------------------------------------------------------------------------
@@ -382,10 +399,10 @@ def main() -> None:
         app()
     except OkrsyncError as exc:
         if State.debug:
-            raise
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            traceback.print_exc()
+        err.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            err.print(f"  → {exc.hint}", highlight=False)
+            err.print(f"  → {escape(exc.hint)}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted: nothing of the unfinished step was committed")

@@ -10,7 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from okr_store.lineage import Diff, Drill
@@ -139,28 +141,31 @@ def _flags(node: dict[str, Any]) -> str:
 
 
 def _add_objective(parent: Tree, o: dict[str, Any]) -> None:
+    # Titles, owners and reasons are user or source text: escaped, never read as rich markup.
     p = o["progress"]
     node = parent.add(
-        f"[bold]{o['id']}[/bold] {o['title']}  {_bar(p)} {fmt_pct(p)}{_flags(o)}"
-        + (f"  [dim]{o['owner']}[/dim]" if o["owner"] else "")
+        f"[bold]{escape(o['id'])}[/bold] {escape(o['title'])}  {_bar(p)} {fmt_pct(p)}{_flags(o)}"
+        + (f"  [dim]{escape(o['owner'])}[/dim]" if o["owner"] else "")
     )
     for k in o["key_results"]:
         style = STATUS_STYLE.get(k["status"], "")
         line = (
-            f"[cyan]{k['id']}[/cyan] {k['title']}: [bold]{fmt_value(k['value'], k['unit'])}[/bold] "
-            f"(baseline {fmt_value(k['baseline'], k['unit'])} → "
-            f"target {fmt_value(k['target'], k['unit'])}) {_bar(k['progress'])} {fmt_pct(k['progress'])} "
+            f"[cyan]{escape(k['id'])}[/cyan] {escape(k['title'])}: "
+            f"[bold]{escape(fmt_value(k['value'], k['unit']))}[/bold] "
+            f"(baseline {escape(fmt_value(k['baseline'], k['unit']))} → "
+            f"target {escape(fmt_value(k['target'], k['unit']))}) "
+            f"{_bar(k['progress'])} {fmt_pct(k['progress'])} "
             f"[{style}]{k['status'].replace('_', ' ')}[/{style}]"
             f"{_flags(k)}"
         )
         detail = (
-            f"[dim]{k['period']} · computed {fmt_time(k['computed_at'])} · "
+            f"[dim]{escape(k['period'])} · computed {fmt_time(k['computed_at'])} · "
             f"data {fmt_time(k['data_fresh_at'])}"
         )
         if k["reason"] and k["value"] is None:
-            detail += f" · {k['reason']}"
+            detail += f" · {escape(k['reason'])}"
         if k["held_reason"]:
-            detail += f" · held: {k['held_reason']}"
+            detail += f" · held: {escape(k['held_reason'])}"
         node.add(line).add(detail + "[/dim]")
     for c in o["objectives"]:
         _add_objective(node, c)
@@ -271,12 +276,8 @@ def drill_table(console: Console, d: Drill, unit: str | None, offset: int) -> No
     for col in ("record", "role", "contribution", *names):
         t.add_column(col, overflow="fold")
     for r in d.records:
-        t.add_row(
-            f"{r.stream}:{r.record_id}",
-            r.role,
-            str(r.contribution),
-            *[str(plain(r.fields.get(n, ""))) for n in names],
-        )
+        cells = [f"{r.stream}:{r.record_id}", r.role, str(r.contribution)]
+        t.add_row(*map(Text, cells + [str(plain(r.fields.get(n, ""))) for n in names]))
     console.print(t)
     if d.contribution_sum is not None:
         check = "numerator" if d.denominator_sum is not None else "sum"
@@ -330,13 +331,14 @@ def diff_text(console: Console, df: Diff, unit: str | None) -> None:
     for col in ("change", "record", "before", "after", "why"):
         t.add_column(col, overflow="fold")
     for c in df.changes:
-        t.add_row(
+        cells = [
             c.kind,
             f"{c.stream}:{c.record_id}",
             "—" if c.before is None else str(c.before),
             "—" if c.after is None else str(c.after),
             c.reason,
-        )
+        ]
+        t.add_row(*map(Text, cells))
     console.print(t)
     if df.total_changes > len(df.changes):
         console.print(f"[dim]… {df.total_changes - len(df.changes)} more; use --limit or --json[/dim]")
