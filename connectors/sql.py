@@ -249,7 +249,8 @@ class SqlConnector:
             raise ConfigError(f"source {self.name!r}: kind 'sql' does not support {backend!r}",
                               hint="use PostgreSQL, MySQL/MariaDB or SQLite (known read-only sessions)")
         try:
-            engine = sa.create_engine(url, **kwargs)
+            # Bound values (watermarks, keys: source data) never reach logs or error text.
+            engine = sa.create_engine(url, hide_parameters=True, **kwargs)
         except ModuleNotFoundError as exc:
             raise ConfigError(f"source {self.name!r}: database driver {exc.name!r} is not installed",
                               hint="use postgresql+psycopg://, mysql+pymysql:// or sqlite:///") from None

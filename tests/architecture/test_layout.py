@@ -99,3 +99,12 @@ def test_store_tables_hold_no_secret_columns() -> None:
     names = {c.name.lower() for t in metadata.tables.values() for c in t.columns}
     assert not {n for n in names if any(w in n for w in ("password", "secret", "token", "url"))}
     assert isinstance(metadata, sa.MetaData)
+
+
+def test_tasks_touching_source_data_do_not_persist_results() -> None:
+    """Prefect's default result storage pickles to a shared folder: never for source data (S13)."""
+    from flows.okr_flow import compute_task, okrsync_run, sync_task
+
+    for t in (sync_task, compute_task):
+        assert t.persist_result is False, t.name
+    assert okrsync_run.persist_result is False
