@@ -176,3 +176,29 @@ def test_postgres_store_gives_the_same_values(
     store = Store(pg_url)
     v = latest(store, "KR-REV")
     assert sum(r.contribution for r in lineage.drill(store, v, limit=100_000).records) == v.value
+
+
+def test_transient_source_errors_are_retried_and_others_are_not(
+    demo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.sql import SqlConnector
+    from okrsync.errors import ConfigError, SourceError
+
+    calls: dict[str, int] = {}
+    real_read = SqlConnector.read
+
+    def flaky_read(self: SqlConnector, stream, since):  # type: ignore[no-untyped-def]
+        calls[stream.name] = calls.get(stream.name, 0) + 1
+        if stream.name == "orders" and calls["orders"] == 1:
+            raise SourceError("connection reset by peer", transient=True)
+        if stream.name == "shipments":
+            raise ConfigError("column 'is_late' was dropped")
+        return real_read(self, stream, since)
+
+    monkeypatch.setattr(SqlConnector, "read", flaky_read)
+    summary = run(demo_dir)
+    assert calls == {"orders": 2, "shipments": 1}  # one retry for the transient error, none for the other
+    assert summary["streams"]["orders"]["ok"] and not summary["streams"]["shipments"]["ok"]
+    assert summary["status"] == "partial"
+    assert set(summary["held"]) == {"KR-LATE", "KR-ONTIME"}
+    assert "KR-REV" in summary["values"]
