@@ -88,23 +88,23 @@ def _totals(conn: sa.Connection, part: ContributionPart, sums: bool) -> tuple[in
 
 
 def _page(conn: sa.Connection, part: ContributionPart, sort: str, limit: int, offset: int) -> list[Any]:
-    """A page of contributions joined to the record versions they come from (one query)."""
+    """A page of contributions, then the fields of just those records (one query: the page is cut
+    before the join, so PostgreSQL keeps a top-N heap instead of sorting every candidate)."""
     sub = part.select.subquery()
+    order = [sub.c.contribution.desc(), sub.c[RID]] if sort == "contribution" else [sub.c[RID]]
+    page = sa.select(sub).order_by(*order).limit(limit).offset(offset).subquery("page")
     t = part.view.table
     names = part.view.schema.names
-    order = [sub.c.contribution.desc(), sub.c[RID]] if sort == "contribution" else [sub.c[RID]]
     q = (
         sa.select(
-            sub.c[RID],
-            sub.c.contribution,
-            sub.c.denominator_contribution,
-            sub.c.role,
+            page.c[RID],
+            page.c.contribution,
+            page.c.denominator_contribution,
+            page.c.role,
             *(t.c[n].label(f"f{i}") for i, n in enumerate(names)),
         )
-        .join_from(sub, t, sub.c[RID] == t.c[RID])
-        .order_by(*order)
-        .limit(limit)
-        .offset(offset)
+        .join_from(page, t, page.c[RID] == t.c[RID])
+        .order_by(*([page.c.contribution.desc(), page.c[RID]] if sort == "contribution" else [page.c[RID]]))
     )
     return list(conn.execute(q))
 

@@ -107,3 +107,18 @@ def test_primary_key_change_is_refused(store: Store) -> None:
     sync(store, [(1, "1.00", "EMEA")])
     with pytest.raises(StoreError, match="primary key changed"):
         store.begin_sync("run", "orders", "erp", ("id", "region"), SCHEMA, reconcile=False)
+
+
+def test_a_record_staged_twice_in_one_sync_keeps_the_later_copy(store: Store) -> None:
+    w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=False)
+    w.stage(frame([(1, "1.00", "EMEA"), (2, "2.00", "EMEA")]))
+    w.stage(frame([(2, "2.50", "EMEA"), (3, "3.00", "APAC")]))  # a re-delivered record, changed
+    w.stage(frame([(4, "4.00", "EMEA"), (4, "4.40", "EMEA")]))  # and twice within one batch
+    counts = w.commit(None)
+    assert counts.inserted == 4
+    assert visible_rows(store, w.sync_id) == {
+        "1": Decimal("1.00"),
+        "2": Decimal("2.50"),
+        "3": Decimal("3.00"),
+        "4": Decimal("4.40"),
+    }

@@ -1,0 +1,111 @@
+"""Command line: ``python -m bench [--rows N] [--krs N] [--quick] [--no-prefect] …``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from types import FrameType
+
+from bench.core import ROOT, machine_info
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+QUICK_ROWS = 50_000
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark okrsync (sync, compute, drill, Prefect overhead) against baselines measured "
+        "in the same run; checks KR values against plain SQL. Exit status 1 on any mismatch.",
+    )
+    p.add_argument("--rows", type=int, default=None, help="order lines to generate (default 1,000,000)")
+    p.add_argument("--krs", type=int, default=100, help="key results in the project file (default 100)")
+    p.add_argument(
+        "--quick", action="store_true", help=f"smoke run: {QUICK_ROWS:,} rows unless --rows is given"
+    )
+    p.add_argument("--no-prefect", action="store_true", help="skip the Prefect flow-run phase")
+    p.add_argument("--batch-size", type=int, default=50_000, help="the stream's batch_size (okrsync default)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile the full sync (bench/out/sync-full-profile.txt); inflates its timings",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the benchmark databases (debugging)")
+    p.add_argument(
+        "--pg-url",
+        default=os.environ.get("OKRSYNC_BENCH_PG_URL", DEFAULT_ADMIN_URL),
+        help="admin URL of the PostgreSQL server (env OKRSYNC_BENCH_PG_URL); the benchmark creates "
+        "and drops its own databases there",
+    )
+    p.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "out" / "latest.json", help="JSON results file"
+    )
+    args = p.parse_args(argv)
+    if args.rows is None:
+        args.rows = QUICK_ROWS if args.quick else 1_000_000
+    if args.rows < 1000 or args.krs < 1:
+        p.error("--rows must be at least 1000 and --krs at least 1")
+    return args
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the clean-up (databases dropped)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    with tempfile.TemporaryDirectory(prefix="okrsync-bench-") as tmp:
+        work = Path(tmp)
+        # Before anything imports Prefect: a private home, no telemetry, patient server start-up.
+        os.environ.update(
+            {
+                "PREFECT_HOME": str(work / "prefect"),
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+                "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
+            }
+        )
+        from bench.report import markdown, print_results, write_json
+        from bench.run import Options, run
+
+        opts = Options(
+            rows=args.rows,
+            krs=args.krs,
+            batch_size=args.batch_size,
+            prefect=not args.no_prefect,
+            keep=args.keep,
+            profile=args.profile,
+            admin_url=args.pg_url,
+            out_dir=args.out.parent,
+            work_dir=work,
+        )
+        meta = machine_info() | {
+            "command": " ".join([".venv/bin/python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+            "args": {
+                "rows": args.rows,
+                "krs": args.krs,
+                "batch_size": args.batch_size,
+                "quick": args.quick,
+                "prefect": not args.no_prefect,
+                "profile": args.profile,
+            },
+        }
+        try:
+            res = run(opts)
+        except Exception:
+            traceback.print_exc()
+            print("benchmark failed (databases dropped unless --keep)", file=sys.stderr)
+            return 2
+        res.meta = meta | res.meta
+        print_results(res)
+        write_json(res, args.out)
+        args.out.with_suffix(".md").write_text(markdown(res))
+        print(f"results: {args.out} (and {args.out.with_suffix('.md').name})")
+        return 0 if res.ok else 1

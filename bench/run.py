@@ -1,0 +1,514 @@
+"""The benchmark phases, in order: generate, baseline reads, full sync, compute, drill, incremental
+sync, no-change sync, and (optionally) a Prefect flow run, each against a baseline of the same run."""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import os
+import pstats
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+
+from bench import baselines, data
+from bench.core import MB, Results, Row, Stopwatch, median_of, peak_rss, timed
+from bench.data import AS_OF, SOURCE, STREAM, KrPlan, Server
+from bench.instrument import COMPUTE_SWAPS, TimedConnector, TimedStore, Timings, breakdown, instrumented
+from flows import pipeline
+from metrics.evaluate import Evaluation
+from okr_store import lineage, queries
+from okr_store.records import SyncCounts
+from okr_store.store import Store
+from okrsync.project import Project, load_project
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Options:
+    rows: int
+    krs: int
+    batch_size: int
+    prefect: bool
+    keep: bool
+    profile: bool
+    admin_url: str
+    out_dir: Path
+    work_dir: Path
+    repeats: int = 5
+
+
+def say(msg: str) -> None:
+    print(f"· {msg}", flush=True)
+
+
+class Bench:
+    def __init__(self, opts: Options, server: Server, src_db: str, store_db: str) -> None:
+        self.o = opts
+        self.server = server
+        self.src = server.conninfo(src_db)
+        self.src_sa = server.sa_url(src_db)
+        self.store_ci = server.conninfo(store_db)
+        self.store_url = server.sa_url(store_db)
+        self.res = Results()
+        self.krs: list[KrPlan] = []
+        self.project: Project | None = None
+        self.store: TimedStore | None = None
+
+    # ---- helpers -------------------------------------------------------------------------------------
+
+    def sync(self, label: str, run_id: str) -> tuple[SyncCounts, float, dict[str, float]]:
+        """One okrsync sync of the stream, exactly as the flow's task does it, timed step by step."""
+        assert self.project is not None and self.store is not None
+        project, store = self.project, self.store
+        timings = Timings()
+        connector = project.connector(SOURCE)
+        timed_conn = TimedConnector(connector, timings).as_connector()
+
+        def go() -> SyncCounts:
+            return pipeline.sync_stream(project, store, timed_conn, run_id, STREAM)
+
+        try:
+            with instrumented(store, timings), Stopwatch() as sw:
+                counts = self._maybe_profiled(label, go)
+        finally:
+            connector.close()
+        return counts, sw.seconds, breakdown(timings, sw.seconds)
+
+    def _maybe_profiled(self, label: str, fn: Callable[[], T]) -> T:
+        if not (self.o.profile and label == "full"):
+            return fn()
+        prof = cProfile.Profile()
+        out = prof.runcall(fn)
+        self.o.out_dir.mkdir(parents=True, exist_ok=True)
+        prof.dump_stats(self.o.out_dir / "sync-full.prof")
+        text = io.StringIO()
+        stats = pstats.Stats(prof, stream=text).strip_dirs()
+        text.write("== by cumulative time ==\n")
+        stats.sort_stats("cumulative").print_stats(45)
+        text.write("\n== by internal time ==\n")
+        stats.sort_stats("tottime").print_stats(30)
+        (self.o.out_dir / "sync-full-profile.txt").write_text(text.getvalue())
+        return out
+
+    def compute(self, label: str, run_id: str) -> tuple[dict[str, Evaluation], dict[str, str], float]:
+        assert self.project is not None and self.store is not None
+        project, store = self.project, self.store
+        timings = Timings()
+        with instrumented(store, timings, COMPUTE_SWAPS):
+            (values, held), seconds = timed(
+                lambda: pipeline.compute_values(project, store, run_id, None, AS_OF, {})
+            )
+        self.res.breakdown[label] = {k: round(v, 3) for k, v in breakdown(timings, seconds).items()}
+        return values, held, seconds
+
+    def check_values(self, name: str, values: dict[str, Evaluation]) -> float:
+        """okrsync's values against one SQL query per KR on the source; returns the baseline's seconds."""
+        expected, seconds = timed(lambda: baselines.kr_values(self.src, self.krs))
+        bad = [
+            f"{k.id}: okrsync {values[k.id].value if k.id in values else 'missing'} ≠ SQL {expected[k.id]}"
+            for k in self.krs
+            if k.id not in values or values[k.id].value != expected[k.id]
+        ]
+        detail = f"{len(self.krs) - len(bad)}/{len(self.krs)} equal" + (
+            f"; {'; '.join(bad[:3])}" if bad else ""
+        )
+        self.res.check(name, not bad, detail)
+        return seconds
+
+    # ---- phases --------------------------------------------------------------------------------------
+
+    def generate(self) -> None:
+        say(f"generating {self.o.rows:,} order lines in PostgreSQL …")
+        _, seconds = timed(lambda: data.generate_source(self.src, self.o.rows))
+        size = data.table_bytes(self.src, data.TABLE).get(data.TABLE, 0)
+        self.res.extra["generate_seconds"] = round(seconds, 2)
+        self.res.extra["source_table_mb"] = round(size / MB, 1)
+        say(f"  {seconds:.1f} s, {size / MB:.0f} MB with indexes")
+        self.krs = data.plan_krs(self.o.krs)
+        path = data.write_project(self.o.work_dir, self.krs, self.o.batch_size, self.src_sa, self.store_url)
+        self.project = load_project(path)
+        self.res.extra["project_file"] = str(path)
+
+    def baseline_reads(self) -> dict[str, tuple[float, float]]:
+        """Seconds and peak RSS (MB) of each plain read of the full-sync SELECT."""
+        n, out = self.o.rows, {}
+        runs: list[tuple[str, Callable[[], baselines.ReadResult]]] = [
+            ("pandas.read_sql chunks", lambda: baselines.read_pandas(self.src_sa, self.o.batch_size)),
+            ("psycopg server-side cursor", lambda: baselines.read_tuples(self.src, self.o.batch_size)),
+            ("COPY TO STDOUT", lambda: baselines.read_copy(self.src)),
+            ("COPY source → store table", lambda: baselines.copy_pipe(self.src, self.store_ci)),
+        ]
+        # warm the source's buffers once so the first baseline is not penalised
+        baselines.read_copy(self.src)
+        for name, fn in runs:
+            say(f"baseline read: {name} …")
+            with peak_rss() as mem:
+                r, seconds = timed(fn)
+            self.res.check(f"baseline {name} reads every row", r.rows == n, f"{r.rows:,} rows")
+            out[name] = (seconds, mem.peak_mb)
+            self.res.extra.setdefault("baseline_reads", {})[name] = {
+                "seconds": round(seconds, 3),
+                "rows_per_s": round(n / seconds),
+                "peak_rss_mb": round(mem.peak_mb),
+                "rss_growth_mb": round(mem.growth_mb),
+                "bytes": r.bytes,
+            }
+            say(f"  {seconds:.2f} s ({n / seconds:,.0f} rows/s), peak RSS {mem.peak_mb:.0f} MB")
+        return out
+
+    def full_sync(self, base: dict[str, tuple[float, float]]) -> tuple[str, float]:
+        assert self.project is not None
+        self.store = TimedStore(self.store_url)
+        pipeline.register_okrs(self.project, self.store)
+        run_id = self.store.start_run(AS_OF, None)
+        say(f"full sync of {self.o.rows:,} rows (okrsync pipeline.sync_stream) …")
+        with peak_rss() as mem:
+            counts, seconds, steps = self.sync("full", run_id)
+        n = self.o.rows
+        rate = counts.rows_read / seconds
+        say(f"  {seconds:.1f} s ({rate:,.0f} rows/s), peak RSS {mem.peak_mb:.0f} MB")
+        self.res.breakdown["full sync"] = {k: round(v, 3) for k, v in steps.items()}
+        self.res.check(
+            "full sync reads and inserts every row",
+            counts.rows_read == n and counts.inserted == n and counts.keys_read == n,
+            f"read {counts.rows_read:,}, inserted {counts.inserted:,}, keys {counts.keys_read:,}",
+        )
+        note = "profiled (cProfile): timings inflated" if self.o.profile else f"{seconds:.1f} s"
+        for name in base:
+            self.res.add(
+                Row(
+                    "full sync",
+                    "throughput",
+                    rate,
+                    "rows/s",
+                    name,
+                    n / base[name][0],
+                    note=note if name == "pandas.read_sql chunks" else "",
+                    higher_is_better=True,
+                )
+            )
+        self.res.add(
+            Row(
+                "full sync",
+                "peak RSS",
+                mem.peak_mb,
+                "MB",
+                "pandas.read_sql chunks",
+                base["pandas.read_sql chunks"][1],
+                note=f"growth {mem.growth_mb:.0f} MB over phase start",
+            )
+        )
+        self.res.extra["full_sync"] = {
+            "seconds": round(seconds, 3),
+            "rows_per_s": round(rate),
+            "peak_rss_mb": round(mem.peak_mb),
+            "rss_growth_mb": round(mem.growth_mb),
+            "counts": counts.__dict__,
+        }
+        sizes = data.table_bytes(self.store_ci)
+        self.res.extra["store_tables_mb_after_full_sync"] = {k: round(v / MB, 1) for k, v in sizes.items()}
+        return run_id, seconds
+
+    def compute_phase(self, run_id: str) -> None:
+        assert self.store is not None
+        say(f"compute {len(self.krs)} KRs (pipeline.compute_values) …")
+        values, held, seconds = self.compute(f"compute of {len(self.krs)} KRs", run_id)
+        self.store.finish_run(run_id, "succeeded")
+        self.res.check("no KR held", not held, "; ".join(f"{k}: {v}" for k, v in list(held.items())[:3]))
+        say(f"  {seconds:.2f} s; per-KR SQL on the source …")
+        base = self.check_values("KR values = per-KR SQL on the source (after full sync)", values)
+        say(f"  {base:.2f} s")
+        self.res.add(
+            Row(
+                "compute",
+                f"all {len(self.krs)} KRs",
+                seconds,
+                "s",
+                "one SQL query per KR on source",
+                base,
+                note="okrsync: one scan of the versioned records, values recorded",
+            )
+        )
+
+    def drill_phase(self) -> None:
+        assert self.store is not None
+        store = self.store
+        with store.engine.connect() as conn:
+            stored = {k.id: queries.value_at(conn, k.id) for k in self.krs if k.metric == "revenue"}
+        kr = max((k for k in self.krs if k.id in stored), key=lambda k: stored[k.id].records)
+        v = stored[kr.id]
+        say(f"drill into {kr.id} ({v.records:,} records, value {v.value}) …")
+        page, page_s, all_s = median_of(self.o.repeats, lambda: lineage.drill(store, v, limit=50))
+        with psycopg.connect(self.src) as conn:
+            top, top_s, _ = median_of(self.o.repeats, lambda: baselines.top_lines(conn, kr, 50))
+            every, every_base_s = timed(lambda: baselines.top_lines(conn, kr, None))
+        say(f"  first page {page_s * 1000:.0f} ms (plain SQL {top_s * 1000:.0f} ms)")
+        self.res.add(
+            Row(
+                "drill",
+                "first page (50), median of 5",
+                page_s,
+                "s",
+                "SELECT … ORDER BY amount DESC LIMIT 50 on source",
+                top_s,
+                note=f"{kr.id}: {v.records:,} records",
+            )
+        )
+        self.res.check(
+            "drill contributions sum to the KR value (biggest KR)",
+            page.contribution_sum == v.value and page.total == v.records,
+            f"Σ {page.contribution_sum} vs value {v.value}; total {page.total:,} vs {v.records:,}",
+        )
+        self.res.check(
+            "drill first page = top 50 amounts by plain SQL",
+            [r.contribution for r in page.records] == [a for _, a in top],
+            f"{len(page.records)} records",
+        )
+        self.res.extra["drill_page_seconds"] = [round(s, 4) for s in all_s]
+        fast, fast_s, fast_all = median_of(
+            self.o.repeats, lambda: lineage.drill(store, v, limit=50, sums=False)
+        )
+        say(f"  first page without the sums {fast_s * 1000:.0f} ms")
+        self.res.add(
+            Row(
+                "drill",
+                "first page (50), sums=False, median of 5",
+                fast_s,
+                "s",
+                "SELECT … ORDER BY amount DESC LIMIT 50 on source",
+                top_s,
+                note="no full-scan contribution sums",
+            )
+        )
+        self.res.check(
+            "drill first page without sums = the same records",
+            [r.record_id for r in fast.records] == [r.record_id for r in page.records]
+            and fast.total == v.records,
+            f"{len(fast.records)} records, total {fast.total:,}",
+        )
+        self.res.extra["drill_page_nosums_seconds"] = [round(s, 4) for s in fast_all]
+        say("  every contribution (lineage.contributions_frame, no fields) …")
+        (_, frame), frame_s = timed(lambda: lineage.contributions_frame(store, v))
+        frame_sum = sum((Decimal(x) for x in frame["contribution"]), Decimal(0))
+        self.res.check(
+            "all contributions (contributions_frame) sum to the value",
+            len(frame) == v.records and frame_sum == v.value,
+            f"{len(frame):,} rows, Σ {frame_sum}",
+        )
+        self.res.add(
+            Row(
+                "drill",
+                "all contributions (contributions_frame)",
+                frame_s,
+                "s",
+                "same SELECT without LIMIT on source",
+                every_base_s,
+                note="ids + contributions only",
+            )
+        )
+        say(f"  {frame_s:.2f} s; drill of all records (limit = all) …")
+        try:
+            full, full_s = timed(lambda: lineage.drill(store, v, limit=v.records))
+        except Exception as exc:  # a failure here is a finding, reported, not a crash of the benchmark
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            say(f"  failed: {msg}")
+            self.res.check("drill of all records completes", False, msg)
+            self.res.add(
+                Row(
+                    "drill",
+                    "all records",
+                    None,
+                    "s",
+                    "same SELECT without LIMIT on source",
+                    every_base_s,
+                    note=f"FAILED: {msg[:90]}",
+                )
+            )
+            return
+        total = sum((r.contribution for r in full.records), Decimal(0))
+        self.res.check(
+            "drill of all records: every record, contributions sum to the value",
+            len(full.records) == v.records and total == v.value,
+            f"{len(full.records):,} records, Σ {total}",
+        )
+        self.res.add(
+            Row(
+                "drill",
+                "all records",
+                full_s,
+                "s",
+                "same SELECT without LIMIT on source",
+                every_base_s,
+                note=f"{len(every):,} rows",
+            )
+        )
+        say(f"  {full_s:.2f} s (plain SQL {every_base_s:.2f} s)")
+
+    def incremental(self, full_s: float) -> None:
+        assert self.store is not None
+        changed = data.update_one_percent(self.src)
+        run_id = self.store.start_run(AS_OF, None)
+        say(f"incremental sync after updating {changed:,} rows …")
+        counts, seconds, steps = self.sync("incremental", run_id)
+        say(f"  {seconds:.2f} s, {counts.rows_read:,} rows pulled, {counts.keys_read:,} keys reconciled")
+        self.res.breakdown["incremental sync"] = {k: round(v, 3) for k, v in steps.items()}
+        self.res.check(
+            "incremental sync pulls exactly the changed rows",
+            counts.rows_read == changed and counts.updated == changed and counts.inserted == 0,
+            f"pulled {counts.rows_read:,}, updated {counts.updated:,}, changed at source {changed:,}",
+        )
+        self.res.add(
+            Row(
+                "incremental sync",
+                f"1% changed: {counts.rows_read:,} rows pulled",
+                seconds,
+                "s",
+                "full sync",
+                full_s,
+                note=f"{counts.keys_read:,} keys reconciled",
+            )
+        )
+        values, held, c_s = self.compute(f"compute of {len(self.krs)} KRs after the incremental sync", run_id)
+        self.store.finish_run(run_id, "succeeded")
+        base = self.check_values("KR values = per-KR SQL on the source (after incremental sync)", values)
+        self.res.add(
+            Row(
+                "compute",
+                f"all {len(self.krs)} KRs, after incremental",
+                c_s,
+                "s",
+                "one SQL query per KR on source",
+                base,
+            )
+        )
+
+    def no_change(self) -> float:
+        assert self.store is not None
+        run_id = self.store.start_run(AS_OF, None)
+        say("no-change sync …")
+        counts, seconds, steps = self.sync("no-change", run_id)
+        self.store.finish_run(run_id, "succeeded")
+        say(f"  {seconds:.2f} s, {counts.rows_read:,} rows pulled")
+        self.res.breakdown["no-change sync"] = {k: round(v, 3) for k, v in steps.items()}
+        self.res.check(
+            "no-change sync pulls and changes nothing",
+            counts.rows_read == 0 and counts.inserted == counts.updated == counts.deleted == 0,
+            f"pulled {counts.rows_read}, keys {counts.keys_read:,}",
+        )
+        keys_s = sum(v for k, v in steps.items() if k.startswith(("keys:", "stage_keys:")))
+        self.res.add(
+            Row(
+                "no-change sync",
+                f"{counts.rows_read} rows pulled",
+                seconds,
+                "s",
+                None,
+                None,
+                note=f"{keys_s:.2f} s of it reconciling {counts.keys_read:,} keys",
+            )
+        )
+        return seconds
+
+    def pipeline_run(self) -> float:
+        """A whole run without Prefect: what ``run_project`` does, minus the flow and task machinery."""
+        assert self.project is not None
+        project = self.project
+
+        def go() -> None:
+            store = Store(project.store_url())
+            try:
+                pipeline.register_okrs(project, store)
+                run_id = store.start_run(AS_OF, None)
+                connector = project.connector(SOURCE)
+                try:
+                    pipeline.sync_stream(project, store, connector, run_id, STREAM)
+                finally:
+                    connector.close()
+                pipeline.compute_values(project, store, run_id, None, AS_OF, {})
+                store.finish_run(run_id, "succeeded")
+            finally:
+                store.close()
+
+        _, seconds = timed(go)
+        return seconds
+
+    def prefect_phase(self) -> None:
+        assert self.project is not None
+        say("pipeline-only run (no change): register, sync, compute, record …")
+        runs = [self.pipeline_run() for _ in range(2)]
+        pipe_s = statistics.median(runs)
+        say(f"  {pipe_s:.2f} s; Prefect flow run (ephemeral API server) …")
+        from prefect.testing.utilities import prefect_test_harness
+
+        from flows.okr_flow import okrsync_run
+
+        path = str(self.project.path)
+        start = time.perf_counter()
+        with prefect_test_harness(server_startup_timeout=180):
+            server_s = time.perf_counter() - start
+            summaries: list[dict[str, Any]] = []
+            times: list[float] = []
+            for _ in range(2):
+                s, t = timed(lambda: okrsync_run(project_file=path, as_of=AS_OF, retry_delay_seconds=0))
+                summaries.append(s)
+                times.append(t)
+        ok = all(s["status"] == "succeeded" and s["streams"][STREAM]["rows_read"] == 0 for s in summaries)
+        self.res.check(
+            "Prefect flow run succeeds and pulls 0 rows",
+            ok,
+            ", ".join(f"{s['status']} / {s['streams'].get(STREAM, {}).get('rows_read')}" for s in summaries),
+        )
+        self.res.add(
+            Row(
+                "Prefect flow run (no change)",
+                "first flow run",
+                times[0],
+                "s",
+                "pipeline-only run",
+                pipe_s,
+                note=f"API server start {server_s:.1f} s not included",
+            )
+        )
+        self.res.add(
+            Row("Prefect flow run (no change)", "second flow run", times[1], "s", "pipeline-only run", pipe_s)
+        )
+        say(f"  first {times[0]:.2f} s, second {times[1]:.2f} s (server start {server_s:.1f} s)")
+
+    def run(self) -> Results:
+        self.generate()
+        base = self.baseline_reads()
+        run_id, full_s = self.full_sync(base)
+        self.compute_phase(run_id)
+        self.drill_phase()
+        self.incremental(full_s)
+        self.no_change()
+        if self.o.prefect:
+            self.prefect_phase()
+        assert self.store is not None
+        sizes = data.table_bytes(self.store_ci)
+        self.res.extra["store_tables_mb_at_end"] = {k: round(v / MB, 1) for k, v in sizes.items()}
+        self.store.close()
+        return self.res
+
+
+def run(opts: Options) -> Results:
+    server = Server(opts.admin_url)
+    suffix = str(os.getpid())
+    src_db, store_db = f"okrsync_bench_src_{suffix}", f"okrsync_bench_store_{suffix}"
+    bench = Bench(opts, server, src_db, store_db)
+    bench.res.extra["postgres"] = {"version": server.version(), **server.settings()}
+    bench.res.extra["databases"] = [src_db, store_db]
+    with data.databases(server, [src_db, store_db], keep=opts.keep):
+        try:
+            return bench.run()
+        finally:
+            if bench.store is not None:
+                bench.store.close()  # release the pool before the databases are dropped
