@@ -35,6 +35,9 @@ class StreamSpec(BaseModel):
     cursor: tuple[str, ...] = ()
     fields: tuple[str, ...] | None = None
     deletes: Literal["reconcile", "none"] = "reconcile"
+    # Reading every key to find hard deletes costs ~10 s per million rows: large streams can do it
+    # on a cadence (e.g. 24) instead of on every sync. 0 means every sync.
+    reconcile_every_hours: float = Field(default=0, ge=0)
     lookback_seconds: int = Field(default=0, ge=0)
     timezone: str | None = None
     batch_size: int = Field(default=50_000, ge=1, le=1_000_000)

@@ -48,8 +48,9 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
     schema = connector.schema(stream)
     kept = stream.kept_fields(schema)
     kept_schema = StreamSchema(tuple(f for f in schema.fields if f.name in kept))
+    reconcile = stream.deletes == "reconcile" and store.reconcile_due(name, stream.reconcile_every_hours)
     writer = store.begin_sync(
-        run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=stream.deletes == "reconcile"
+        run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=reconcile
     )
     progress.reporter.stream_started(name)
     since = typed_watermark(store.watermark(name), stream, kept_schema)
@@ -64,7 +65,7 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
             last = batch.iloc[-1]
             cursor_of_last = cursor_values(batch.tail(1), stream).iloc[0] if stream.cursor else None
             progress.reporter.stream_rows(name, writer.rows_read)
-        if stream.deletes == "reconcile":
+        if reconcile:
             for keys in connector.keys(stream):
                 writer.stage_keys(record_ids(keys, stream.primary_key))
         watermark = None

@@ -69,6 +69,7 @@ stream_state = sa.Table(
     sa.Column("last_attempt_at", sa.DateTime),
     sa.Column("last_error", sa.Text),
     sa.Column("lease_sync_id", sa.BigInteger),  # a sync in progress holds the stream
+    sa.Column("last_reconcile_at", sa.DateTime),  # the last sync that compared every key (deletes)
     sa.Column("lease_until", sa.DateTime),
 )
 

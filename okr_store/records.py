@@ -360,6 +360,8 @@ class SyncWriter:
             )
             if watermark is not None:
                 values["watermark"] = watermark
+            if self.reconcile:
+                values["last_reconcile_at"] = now
             conn.execute(m.stream_state.update().where(m.stream_state.c.name == self.stream).values(**values))
             counts = SyncCounts(self.rows_read, self.keys_read, inserted - updated, updated, deleted)
             conn.execute(

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -182,6 +182,15 @@ class Store:
             conn.execute(tables.stage.delete().where(tables.stage.c._sync < sync_id))
             conn.execute(tables.keys.delete().where(tables.keys.c._sync < sync_id))
         return SyncWriter(self.engine, stream, int(sync_id), tables, reconcile)
+
+    def reconcile_due(self, stream: str, every_hours: float) -> bool:
+        """Whether this sync of ``stream`` should compare every key with the source (deletions)."""
+        if every_hours <= 0:
+            return True
+        st = m.stream_state.c
+        with self.engine.connect() as conn:
+            last = conn.execute(sa.select(st.last_reconcile_at).where(st.name == stream)).scalar()
+        return last is None or utcnow() - last >= timedelta(hours=every_hours)
 
     def watermark(self, stream: str) -> str | None:
         with self.engine.connect() as conn:

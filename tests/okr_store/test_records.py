@@ -122,3 +122,12 @@ def test_a_record_staged_twice_in_one_sync_keeps_the_later_copy(store: Store) ->
         "3": Decimal("3.00"),
         "4": Decimal("4.40"),
     }
+
+
+def test_reconcile_cadence(store: Store) -> None:
+    assert store.reconcile_due("orders", 24)  # never reconciled
+    sync(store, [(1, "1.00", "EMEA")], keys=[1])
+    assert store.reconcile_due("orders", 0)
+    assert not store.reconcile_due("orders", 24)
+    sync(store, [], keys=None)  # a sync without key comparison does not reset the clock
+    assert not store.reconcile_due("orders", 24)
