@@ -131,3 +131,29 @@ def test_reconcile_cadence(store: Store) -> None:
     assert not store.reconcile_due("orders", 24)
     sync(store, [], keys=None)  # a sync without key comparison does not reset the clock
     assert not store.reconcile_due("orders", 24)
+
+
+def test_a_store_made_by_an_older_version_is_upgraded_in_place(store_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from okr_store.store import MIGRATIONS, create_engine
+
+    engine = create_engine(store_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(
+            sa.text(
+                "INSERT INTO stream_state (name, source, record_table, primary_key, schema) "
+                "VALUES ('orders', 'erp', 'rec_orders_x', '[\"id\"]', '[]')"
+            )
+        )
+    engine.dispose()
+    upgraded = Store(store_url)
+    with upgraded.engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT name, last_reconcile_at FROM stream_state")).one()
+    assert tuple(row) == ("orders", None)
+    upgraded.close()
