@@ -294,7 +294,8 @@ def test_unknown_stream_key_lists_common_and_connector_keys(in_tmp: Path) -> Non
     assert only_problem() == (
         "okrsync.yaml:9: streams.orders.tabel: unknown key 'tabel' (did you mean 'table'?) (allowed: "
         "batch_size, "
-        "cursor, deletes, fields, lookback_seconds, primary_key, query, reconcile_every_hours, schema, source, table, timezone)"
+        "cursor, deletes, fields, lookback_seconds, primary_key, query, reconcile_every_hours, schema, "
+        "source, table, timezone)"
     )
 
 
