@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(soft_wrap=not sys.stdout.isatty())  # piped output: one line per line
+console = Console()
 err = Console(stderr=True, soft_wrap=True)  # messages stay one line each, for grep
 
 
@@ -387,8 +387,8 @@ def demo(
     _print_summary(summary)
     status(json_out=False, stale_after=24.0)
     console.print()
-    console.print(demo_mod.closing_note(directory))
-    console.print(demo_mod.next_steps(directory))
+    console.print(demo_mod.closing_note(directory), soft_wrap=True)
+    console.print(demo_mod.next_steps(directory), soft_wrap=True)
     if summary["status"] != "succeeded":
         raise typer.Exit(1)
 

@@ -8,7 +8,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
-from rich.table import Table
 
 from metrics.periods import current_period, parse_period
 from okrsync.demo_erp import build_erp
@@ -213,22 +212,18 @@ def build(directory: Path, *, today: date, force: bool = False) -> Path:
     return project
 
 
-def next_steps(directory: Path) -> Table:
-    """What to try after the demo, as a table that wraps cleanly in narrow terminals."""
+def next_steps(directory: Path) -> str:
+    """What to try after the demo: one command per line, each under what it shows."""
     o = f"okrsync -p {directory}/okrsync.yaml"
-    t = Table.grid(padding=(0, 2))
-    t.add_column(no_wrap=True)
-    t.add_column(style="dim")
-    for cmd, what in (
+    steps = (
         ("drill KR-REV", "the orders behind revenue, biggest first"),
         ("drill KR-LATE --format json", "the shipments behind the late-shipment rate"),
         ("history KR-REV", "every value computed so far"),
         ("run", "sync again: only changed rows are pulled"),
         ("diff KR-REV", "after a change in the ERP: why the KR moved"),
         ("status --json", "the same tree, for scripts"),
-    ):
-        t.add_row(f"{o} {cmd}", what)
-    return t
+    )
+    return "\n".join(f"  [dim]# {what}[/dim]\n  {o} {cmd}" for cmd, what in steps)
 
 
 def closing_note(directory: Path) -> str:
