@@ -1,0 +1,12 @@
+"""A Salesforce-REST-compatible test server (like stripe-mock for Stripe) for the real
+simple-salesforce client.
+
+See :mod:`.fixtures` for the pytest fixtures and :class:`.server.SalesforceSandbox` for the test knobs.
+"""
+
+from .errors import ApiError
+from .faults import Faults, RequestLog, RequestRecord
+from .model import Org
+from .server import SalesforceSandbox
+
+__all__ = ["ApiError", "Faults", "Org", "RequestLog", "RequestRecord", "SalesforceSandbox"]
