@@ -9,6 +9,9 @@
 The store's internals change (executemany staging became COPY staging in f4fc718): helpers that are
 not there are skipped and their time stays in the database-write remainder.
 
+For a stream with ``checks:`` (the gate): ``BatchValidator.validate`` (GX, per batch), the rest of
+``StreamGate.observe``, the outcomes before the commit, recording them, and dropping the GX objects.
+
 For ``compute_values``: ``evaluate`` (the aggregate SQL), ``score`` and ``Store.record_values``.
 
 Nothing of okrsync is changed on disk: module attributes are swapped for the duration of one step.
@@ -26,8 +29,10 @@ from typing import Any, ParamSpec, TypeVar, cast
 import pandas as pd
 
 import flows.pipeline as pipeline_module
+import metrics.expectations as expectations_module
 import okr_store.records as records_module
 from connectors.base import Connector, StreamSpec, Watermark
+from flows.gate import StreamGate
 from okr_store.records import SyncCounts, SyncWriter
 from okr_store.store import Store, ValueRecord
 from okrsync.schema import StreamSchema
@@ -126,10 +131,10 @@ class TimedWriter(SyncWriter):
         with self.timings.scoped("stage_keys"):
             super().stage_keys(rids)
 
-    def commit(self, watermark: str | None) -> SyncCounts:
+    def commit(self, watermark: str | None, gate: Callable[[int, int], bool] | None = None) -> SyncCounts:
         start = time.perf_counter()
         try:
-            return super().commit(watermark)
+            return super().commit(watermark, gate) if gate is not None else super().commit(watermark)
         finally:
             self.timings.add("commit: apply versions", time.perf_counter() - start)
 
@@ -182,6 +187,18 @@ SYNC_SWAPS: list[tuple[Any, str, str]] = [
     (records_module, "_records", "*to Python rows"),  # executemany staging (before f4fc718)
     (records_module, "_plain_rows", "*to Python rows"),  # COPY staging
 ]
+# The data-quality gate of a stream with ``checks:`` (class attributes; importing these modules does not
+# import Great Expectations). ``observe`` contains ``validate``: ``breakdown`` subtracts it (NESTED).
+GATE_VALIDATE = "gate: BatchValidator.validate (GX)"
+GATE_OBSERVE = "gate: StreamGate.observe excl. validate (cursor max, samples)"
+GATE_SWAPS: list[tuple[Any, str, str]] = [
+    (expectations_module.BatchValidator, "validate", GATE_VALIDATE),
+    (StreamGate, "observe", GATE_OBSERVE),
+    (StreamGate, "outcomes", "gate: outcomes + freshness (before commit)"),
+    (StreamGate, "record", "gate: record outcomes (store)"),
+    (StreamGate, "close", "gate: close (drop GX objects)"),
+]
+NESTED: dict[str, tuple[str, ...]] = {GATE_OBSERVE: (GATE_VALIDATE,)}
 COMPUTE_SWAPS: list[tuple[Any, str, str]] = [
     (pipeline_module, "evaluate", "evaluate (one aggregate query per stream)"),
     (pipeline_module, "score", "score"),
@@ -193,7 +210,7 @@ def instrumented(
     store: TimedStore, timings: Timings, swaps: list[tuple[Any, str, str]] = SYNC_SWAPS
 ) -> Iterator[None]:
     """Time the steps run inside (module attributes are swapped back afterwards)."""
-    present = [(mod, name, label) for mod, name, label in swaps if hasattr(mod, name)]
+    present = [(mod, name, label) for mod, name, label in swaps if mod is not None and hasattr(mod, name)]
     saved = [(mod, name, getattr(mod, name)) for mod, name, _ in present]
     store.timings = timings
     try:
@@ -210,6 +227,9 @@ def breakdown(timings: Timings, total: float) -> dict[str, float]:
     """Exclusive seconds per step: a writer scope's remainder (total − its timed Python steps) is its
     database write (INSERT, or COPY + set-based upsert, and the lease renewal)."""
     t = dict(timings)
+    for outer, inner_keys in NESTED.items():
+        if outer in t:
+            t[outer] = max(t[outer] - sum(t.get(k, 0.0) for k in inner_keys), 0.0)
     for scope in ("stage", "stage_keys"):
         if f"{scope}: total" in t:
             inner = sum(v for k, v in t.items() if k.startswith(f"{scope}: ") and k != f"{scope}: total")

@@ -43,6 +43,7 @@ class Options:
     out_dir: Path
     work_dir: Path
     repeats: int = 5
+    only: str | None = None  # "gate": generate the data, then only the data-quality gate phase
 
 
 def say(msg: str) -> None:
@@ -50,8 +51,11 @@ def say(msg: str) -> None:
 
 
 class Bench:
-    def __init__(self, opts: Options, server: Server, src_db: str, store_db: str) -> None:
+    def __init__(
+        self, opts: Options, server: Server, src_db: str, store_db: str, gate_dbs: dict[str, str]
+    ) -> None:
         self.o = opts
+        self.gate_dbs = gate_dbs
         self.server = server
         self.src = server.conninfo(src_db)
         self.src_sa = server.sa_url(src_db)
@@ -482,8 +486,26 @@ class Bench:
         )
         say(f"  first {times[0]:.2f} s, second {times[1]:.2f} s (server start {server_s:.1f} s)")
 
+    def gate_phase(self) -> None:
+        """Full sync without and with data-quality checks into fresh stores (bench/gate.py)."""
+        from bench.gate import GatePhase
+
+        GatePhase(
+            self.server,
+            self.src,
+            self.krs,
+            self.o.batch_size,
+            self.o.rows,
+            self.o.work_dir,
+            self.gate_dbs,
+            self.res,
+        ).run()
+
     def run(self) -> Results:
         self.generate()
+        if self.o.only == "gate":
+            self.gate_phase()
+            return self.res
         base = self.baseline_reads()
         run_id, full_s = self.full_sync(base)
         self.compute_phase(run_id)
@@ -496,6 +518,8 @@ class Bench:
         sizes = data.table_bytes(self.store_ci)
         self.res.extra["store_tables_mb_at_end"] = {k: round(v / MB, 1) for k, v in sizes.items()}
         self.store.close()
+        # Last: it imports Great Expectations, which the phases above never load.
+        self.gate_phase()
         return self.res
 
 
@@ -503,10 +527,14 @@ def run(opts: Options) -> Results:
     server = Server(opts.admin_url)
     suffix = str(os.getpid())
     src_db, store_db = f"okrsync_bench_src_{suffix}", f"okrsync_bench_store_{suffix}"
-    bench = Bench(opts, server, src_db, store_db)
+    from bench.gate import store_databases
+
+    gate_dbs = store_databases(suffix)
+    bench = Bench(opts, server, src_db, store_db, gate_dbs)
     bench.res.extra["postgres"] = {"version": server.version(), **server.settings()}
-    bench.res.extra["databases"] = [src_db, store_db]
-    with data.databases(server, [src_db, store_db], keep=opts.keep):
+    names = [src_db, store_db, *gate_dbs.values()]
+    bench.res.extra["databases"] = names
+    with data.databases(server, names, keep=opts.keep):
         try:
             return bench.run()
         finally:

@@ -41,6 +41,10 @@ class StreamSpec(BaseModel):
     lookback_seconds: int = Field(default=0, ge=0)
     timezone: str | None = None
     batch_size: int = Field(default=50_000, ge=1, le=1_000_000)
+    # Fields holding personal data: never copied in clear into check samples or results.
+    sensitive: tuple[str, ...] = ()
+    # Data-quality checks (see metrics.quality), validated by the project loader.
+    checks: tuple[Any, ...] = ()
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("primary_key", "cursor", mode="before")

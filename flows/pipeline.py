@@ -12,18 +12,21 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from connectors.base import Connector, StreamSpec, Watermark, cursor_values, record_ids, typed_watermark
 from flows import progress
+from flows.gate import StreamGate
 from metrics.definition import KrDefinition, build_definition
 from metrics.evaluate import Evaluation, StreamView, evaluate
+from metrics.quality import max_jump
 from metrics.score import score
-from okr_store.records import RID, SyncCounts
+from okr_store.checks import record_outcomes
+from okr_store.records import RID, SyncCounts, SyncWriter, Vetoed
 from okr_store.store import Store, ValueRecord
-from okrsync.errors import OkrsyncError, SourceError
+from okrsync.errors import CheckFailed, OkrsyncError, SourceError
 from okrsync.project import Project
 from okrsync.schema import StreamSchema
 
@@ -54,6 +57,7 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
     )
     progress.reporter.stream_started(name)
     since = typed_watermark(store.watermark(name), stream, kept_schema)
+    gate = StreamGate(stream, tuple(stream.checks)) if stream.checks else None
     last: Any = None
     cursor_of_last: Any = None
     try:
@@ -61,7 +65,10 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
             if batch.empty:
                 continue
             batch = batch[list(kept)]
-            writer.stage(batch.assign(**{RID: record_ids(batch, stream.primary_key)}))
+            staged = batch.assign(**{RID: record_ids(batch, stream.primary_key)})
+            writer.stage(staged)
+            if gate is not None:
+                gate.observe(staged)
             last = batch.iloc[-1]
             cursor_of_last = cursor_values(batch.tail(1), stream).iloc[0] if stream.cursor else None
             progress.reporter.stream_rows(name, writer.rows_read)
@@ -71,7 +78,13 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
         watermark = None
         if last is not None and stream.cursor:
             watermark = Watermark(cursor_of_last, tuple(last[k] for k in stream.primary_key)).to_json()
-        counts = writer.commit(watermark)
+        if gate is None:
+            counts = writer.commit(watermark)
+        else:
+            counts = _gated_commit(project, store, run_id, writer, gate, watermark, since)
+    except CheckFailed as exc:
+        progress.reporter.stream_finished(name, f"blocked: {exc.message}", False)
+        raise
     except OkrsyncError as exc:
         writer.fail(str(exc))
         progress.reporter.stream_finished(name, f"failed: {exc.message}", False)
@@ -83,6 +96,9 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
             f"stream {name!r}: unexpected {type(exc).__name__}: {exc}",
             hint="run again with --debug for the traceback",
         ) from exc
+    finally:
+        if gate is not None:
+            gate.close()
     progress.reporter.stream_finished(
         name,
         f"{counts.rows_read} rows read · {counts.inserted} new · {counts.updated} changed · "
@@ -90,6 +106,66 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
         True,
     )
     return counts
+
+
+def _gated_commit(
+    project: Project,
+    store: Store,
+    run_id: str,
+    writer: SyncWriter,
+    gate: StreamGate,
+    watermark: str | None,
+    since: Watermark | None,
+) -> SyncCounts:
+    """Commit only if no blocking check failed; otherwise keep the staged rows for review."""
+    name = writer.stream
+    held = [kr for kr, d in definitions(project).items() if name in d.streams]
+    outcomes = gate.outcomes(datetime.now(UTC).replace(tzinfo=None), since.cursor if since else None)
+    counts = None
+    if not any(o.blocking for o in outcomes):
+        try:
+            counts = writer.commit(watermark, gate=gate.volume_gate())
+        except Vetoed:
+            pass
+    if gate.volume is not None:
+        outcomes.append(gate.volume)
+    ids = gate.record(store, run_id, writer.sync_id, outcomes, held)
+    if counts is not None:
+        return counts
+    failed = [(i, o) for i, o in zip(ids, outcomes, strict=True) if o.blocking]
+    why = "; ".join(f"check #{i} {o.check.label}: {o.observed or 'failed'}" for i, o in failed)
+    writer.block(watermark, why)
+    raise CheckFailed(
+        f"stream {name!r} blocked by {len(failed)} failed check(s): {why}",
+        hint=f"see `okrsync checks show {failed[0][0]}`; fix the source and run again, or "
+        f"`okrsync checks accept {failed[0][0]} --reason …`",
+    )
+
+
+def _jump_hold(
+    project: Project,
+    store: Store,
+    run_id: str,
+    kr_id: str,
+    metric: str,
+    previous: Decimal | None,
+    value: Decimal | None,
+    acknowledged: frozenset[str],
+) -> str | None:
+    """Judge the metric's KR checks; the reason to hold the value, or None to record it."""
+    checks = [c for c in project.metrics[metric].checks if c.kind == "max_jump_percent"]
+    if not checks or kr_id in acknowledged:
+        return None
+    outcomes = [max_jump(c, previous, value) for c in checks]
+    if all(o.success for o in outcomes):
+        return None
+    with store.engine.begin() as conn:
+        ids = record_outcomes(conn, run_id, outcomes, kr_id=kr_id, held_krs=[kr_id], proposed_value=value)
+    blocking = [(i, o) for i, o in zip(ids, outcomes, strict=True) if o.blocking]
+    if not blocking:
+        return None
+    i, o = blocking[0]
+    return f"value held by check #{i} {o.check.label}: {o.observed} (accept with `okrsync checks accept {i}`)"
 
 
 def register_okrs(project: Project, store: Store) -> None:
@@ -151,8 +227,12 @@ def compute_values(
     flow_run_id: str | None,
     as_of: datetime,
     failed_streams: Mapping[str, str],
+    acknowledged: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Evaluation], dict[str, str]]:
-    """Evaluate and record every KR whose streams synced; hold the rest. Returns (values, held)."""
+    """Evaluate and record every KR whose streams synced; hold the rest. Returns (values, held).
+
+    A KR whose metric has a ``max_jump_percent`` check is held when its value jumps further than
+    that, unless an admin acknowledged the jump (``acknowledged``)."""
     defs = definitions(project)
     bound = {b.spec.id: b for b in project.key_results()}
     held: dict[str, str] = {}
@@ -160,7 +240,8 @@ def compute_values(
     for kr_id, d in defs.items():
         bad = [s for s in d.streams if s in failed_streams]
         if bad:
-            held[kr_id] = f"stream {bad[0]!r} failed to sync: {failed_streams[bad[0]]}"
+            why = failed_streams[bad[0]]
+            held[kr_id] = why if why.startswith(f"stream {bad[0]!r}") else f"stream {bad[0]!r} failed: {why}"
         else:
             ready.append(d)
     snapshot = store.snapshot({s for d in ready for s in d.streams})
@@ -181,8 +262,15 @@ def compute_values(
         results = evaluate(conn, views, computable, as_of)
     records = []
     s = project.settings
+    previous = store.last_values([d.kr_id for d in computable])
     for d in computable:
         e, k = results[d.kr_id], bound[d.kr_id]
+        jump = _jump_hold(
+            project, store, run_id, k.spec.id, k.spec.metric, previous.get(d.kr_id), e.value, acknowledged
+        )
+        if jump is not None:
+            held[d.kr_id] = jump
+            continue
         sc = score(
             e.value,
             baseline=k.spec.baseline,

@@ -92,13 +92,20 @@ def build_definition(
     period: Period,
 ) -> KrDefinition:
     """Resolve a KR's metric (and a ratio's two parts) into a self-contained definition."""
+
+    # Checks gate a value; they are not part of what it means, so they stay out of the hash.
+    def bare(m: Any) -> Any:
+        return m.model_copy(update={"checks": ()})
+
     if isinstance(metric, RatioMetric):
         return KrDefinition(
             kr_id=kr_id,
-            ratio=metric,
-            numerator=metrics[metric.numerator],
-            denominator=metrics[metric.denominator],
+            ratio=bare(metric),
+            numerator=bare(metrics[metric.numerator]),
+            denominator=bare(metrics[metric.denominator]),
             dimensions=dict(dimensions),
             period=PeriodSpec.of(period),
         )
-    return KrDefinition(kr_id=kr_id, metric=metric, dimensions=dict(dimensions), period=PeriodSpec.of(period))
+    return KrDefinition(
+        kr_id=kr_id, metric=bare(metric), dimensions=dict(dimensions), period=PeriodSpec.of(period)
+    )

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from metrics.quality import METRIC_BUILTINS, CheckSpec
+
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 ScalarValue = Union[bool, int, Decimal, datetime, date, str]  # noqa: UP007 - pydantic union order matters
@@ -112,6 +114,14 @@ def filter_fields(f: Filter | None) -> set[str]:
     return filter_fields(f.not_)
 
 
+def _metric_checks(checks: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:
+    for c in checks:
+        if c.kind not in METRIC_BUILTINS:
+            raise ValueError(f"{c.kind!r} checks data, so it belongs under the stream's `checks`; "
+                             f"a metric takes {', '.join(METRIC_BUILTINS)}")
+    return checks
+
+
 class TrailingWindow(BaseModel):
     """The N days before the as-of time (``window: {trailing_days: 30}``)."""
 
@@ -147,6 +157,11 @@ class SimpleMetric(BaseModel):
     dimensions: tuple[str, ...] = ()
     description: str | None = None
     unit: str | None = None
+    checks: tuple[CheckSpec, ...] = ()
+
+    _simple_checks = field_validator("checks")(lambda v: _metric_checks(v))
+
+    _ratio_checks = field_validator("checks")(lambda v: _metric_checks(v))
 
     @model_validator(mode="after")
     def _field_needed(self) -> SimpleMetric:
@@ -180,6 +195,7 @@ class RatioMetric(BaseModel):
     denominator: str
     description: str | None = None
     unit: str | None = None
+    checks: tuple[CheckSpec, ...] = ()
 
 
 MetricSpec = Annotated[Union[SimpleMetric, RatioMetric], Field(discriminator="measure")]  # noqa: UP007

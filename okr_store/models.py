@@ -126,3 +126,44 @@ kr_value = sa.Table(
     sa.Column("snapshot", sa.Text, nullable=False),  # JSON {stream: sync id}
     sa.Index("ix_kr_value_kr_computed", "kr_id", "computed_at"),
 )
+
+check_result = sa.Table(
+    "check_result",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("sync_id", sa.BigInteger),  # stream checks: the sync whose staged rows they judged
+    sa.Column("stream", sa.String(200)),
+    sa.Column("kr_id", sa.String(100)),  # KR checks (max_jump_percent)
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),  # JSON of the check as declared
+    sa.Column("severity", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # passed|warned|blocked|accepted|superseded
+    sa.Column("element_count", sa.BigInteger, nullable=False),
+    sa.Column("unexpected_count", sa.BigInteger, nullable=False),
+    sa.Column("observed", sa.Text),
+    sa.Column("sample", sa.Text, nullable=False),  # JSON: failing rows, sensitive fields masked
+    sa.Column("result", sa.Text, nullable=False),  # JSON: the machine-readable (GX) result, PII-free
+    sa.Column("held_krs", sa.Text, nullable=False),  # JSON list
+    sa.Column("proposed_value", DecimalText),  # a KR value held back by a jump check
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("resolved_at", sa.DateTime),
+    sa.Column("resolved_by", sa.Text),
+    sa.Index("ix_check_result_created", "created_at"),
+)
+
+# Append-only: admin decisions, each chained to the previous one by hash (tamper evidence).
+audit_event = sa.Table(
+    "audit_event",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("check_id", sa.BigInteger),
+    sa.Column("kr_id", sa.String(100)),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -284,6 +285,10 @@ def _copy(conn: sa.Connection, table_name: str, rows: pd.DataFrame) -> None:
                 copy.write_row(row)
 
 
+class Vetoed(Exception):
+    """A commit gate refused the change; nothing was applied."""
+
+
 class SyncWriter:
     """One sync of one stream: stage batches, then ``commit`` (atomic) or ``fail``."""
 
@@ -324,11 +329,19 @@ class SyncWriter:
             self._renew_lease(conn)
         self.keys_read += len(keys)
 
-    def commit(self, watermark: str | None) -> SyncCounts:
-        """Apply the staged rows in one transaction and advance the watermark with them."""
+    def commit(self, watermark: str | None, gate: Callable[[int, int], bool] | None = None) -> SyncCounts:
+        """Apply the staged rows in one transaction and advance the watermark with them.
+
+        ``gate(live_before, live_after)`` sees the stream's live record count before and after the
+        change, inside the transaction; if it returns False nothing is applied and :class:`Vetoed`
+        is raised (the staged rows stay)."""
         rec, stg, keys, s = self.tables.records, self.tables.stage, self.tables.keys, self.sync_id
         staged = sa.select(stg).where(stg.c._sync == s).subquery()
         with self.engine.begin() as conn:
+            live_before = 0
+            if gate is not None:
+                count_live = sa.select(sa.func.count()).select_from(rec).where(rec.c[TO].is_(None))
+                live_before = conn.execute(count_live).scalar_one()
             changed = sa.exists().where(
                 stg.c._sync == s, stg.c[RID] == rec.c[RID], stg.c[HASH] != rec.c[HASH]
             )
@@ -347,6 +360,8 @@ class SyncWriter:
                 deleted = conn.execute(
                     rec.update().where(rec.c[TO].is_(None), rec.c[FROM] < s, ~live).values({TO: s})
                 ).rowcount
+            if gate is not None and not gate(live_before, live_before + inserted - updated - deleted):
+                raise Vetoed()  # leaving the block rolls everything above back
             conn.execute(stg.delete().where(stg.c._sync == s))
             conn.execute(keys.delete().where(keys.c._sync == s))
             now = utcnow()
@@ -379,6 +394,29 @@ class SyncWriter:
                 )
             )
         return counts
+
+    def block(self, watermark: str | None, reason: str) -> None:
+        """A blocking check failed: keep the staged rows (an admin may accept them), change nothing
+        visible, and leave the watermark where it was."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                m.stream_state.update()
+                .where(m.stream_state.c.name == self.stream)
+                .values(last_attempt_at=now, last_error=reason, lease_sync_id=None, lease_until=None)
+            )
+            conn.execute(
+                m.sync_run.update()
+                .where(m.sync_run.c.id == self.sync_id)
+                .values(
+                    status="blocked",
+                    finished_at=now,
+                    rows_read=self.rows_read,
+                    keys_read=self.keys_read,
+                    watermark_after=watermark,
+                    error=reason,
+                )
+            )
 
     def fail(self, error: str) -> None:
         """Drop what was staged; the stream's visible records and watermark stay as they were."""

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from okr_store import models as m
+from okr_store.checks import supersede_blocked
 from okr_store.records import LEASE, StreamRegistry, StreamTables, SyncWriter, utcnow, visible
 from okrsync.errors import StoreError
 from okrsync.schema import StreamSchema
@@ -177,8 +178,16 @@ class Store:
                     f"{holder[1]:%Y-%m-%d %H:%M} UTC)",
                     hint="wait for that run to finish; a crashed run's lease expires by itself",
                 )
-        # Leftovers of a sync that died without cleaning up are never applied: drop them.
+        # Leftovers of a sync that died without cleaning up, or that a check blocked, are never
+        # applied once a newer sync of the stream starts: drop them.
         with self.engine.begin() as conn:
+            sr = m.sync_run.c
+            conn.execute(
+                m.sync_run.update()
+                .where(sr.stream == stream, sr.status == "blocked", sr.id < sync_id)
+                .values(status="superseded")
+            )
+            supersede_blocked(conn, stream, sync_id)
             conn.execute(tables.stage.delete().where(tables.stage.c._sync < sync_id))
             conn.execute(tables.keys.delete().where(tables.keys.c._sync < sync_id))
         return SyncWriter(self.engine, stream, int(sync_id), tables, reconcile)
@@ -191,6 +200,42 @@ class Store:
         with self.engine.connect() as conn:
             last = conn.execute(sa.select(st.last_reconcile_at).where(st.name == stream)).scalar()
         return last is None or utcnow() - last >= timedelta(hours=every_hours)
+
+    def resume_sync(self, sync_id: int) -> tuple[SyncWriter, str | None]:
+        """The writer of a sync a check blocked, to commit its staged rows after all (admin accept)."""
+        sr, st = m.sync_run.c, m.stream_state.c
+        now = utcnow()
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(m.sync_run).where(sr.id == sync_id)).first()
+            if row is None or row.status != "blocked":
+                state = "unknown" if row is None else row.status
+                raise StoreError(
+                    f"sync {sync_id} is {state}, not blocked: there is nothing to accept",
+                    hint="`okrsync checks --failed` shows what is still blocked",
+                )
+            took = conn.execute(
+                m.stream_state.update()
+                .where(st.name == row.stream)
+                .where(sa.or_(st.lease_sync_id.is_(None), st.lease_until < now))
+                .values(lease_sync_id=sync_id, lease_until=now + LEASE)
+            ).rowcount
+            if not took:
+                raise StoreError(
+                    f"stream {row.stream!r} is being synced right now",
+                    hint="wait for that run to finish, then accept again",
+                )
+        tables = self.streams.tables(row.stream)
+        assert tables is not None
+        with self.engine.connect() as conn:
+            has_keys = (
+                conn.execute(
+                    sa.select(tables.keys.c._sync).where(tables.keys.c._sync == sync_id).limit(1)
+                ).first()
+                is not None
+            )
+        writer = SyncWriter(self.engine, row.stream, sync_id, tables, has_keys)
+        writer.rows_read, writer.keys_read = row.rows_read, row.keys_read
+        return writer, row.watermark_after
 
     def watermark(self, stream: str) -> str | None:
         with self.engine.connect() as conn:
@@ -217,6 +262,21 @@ class Store:
             return None
         rec = tables.records
         return sa.select(rec).where(visible(rec, sync_id)).subquery(f"v_{rec.name}"), tables
+
+    def blocked_streams(self) -> dict[str, str]:
+        """Streams whose latest sync a check blocked, with the reason."""
+        sr = m.sync_run.c
+        latest = sa.select(sr.stream, sa.func.max(sr.id).label("id")).group_by(sr.stream).subquery()
+        q = sa.select(sr.stream, sr.error).join(latest, latest.c.id == sr.id).where(sr.status == "blocked")
+        with self.engine.connect() as conn:
+            return {r.stream: r.error or "blocked by a failed check" for r in conn.execute(q)}
+
+    def last_values(self, kr_ids: Iterable[str]) -> dict[str, Decimal | None]:
+        """The latest recorded value of each KR (None: never computed, or no value)."""
+        k, v = m.key_result.c, m.kr_value.c
+        q = sa.select(k.id, v.value).join(m.kr_value, v.id == k.last_value_id).where(k.id.in_(list(kr_ids)))
+        with self.engine.connect() as conn:
+            return {r.id: None if r.value is None else Decimal(r.value) for r in conn.execute(q)}
 
     # ---- runs and values ---------------------------------------------------------------------
     def start_run(self, as_of: datetime, flow_run_id: str | None) -> str:

@@ -120,11 +120,14 @@ def validate(
         lines = [str(p) for p in found] or [exc.message]
         console.print_json(dumps({"ok": False, "problems": lines}))
         raise typer.Exit(2) from None
+    from okrsync.project import check_declarations
+
     problems: list[str] = []
     if check_sources:
         from okrsync.project import check_sources as check
 
         problems = check(project)
+    problems += check_declarations(project, with_sources=check_sources)
     krs = project.key_results()
     if json_out:
         from okrsync.render import dumps
@@ -142,7 +145,7 @@ def validate(
             )
         )
     elif problems:
-        err.print(f"[red]{len(problems)} problem(s) with the sources of {escape(str(project.path))}:[/red]")
+        err.print(f"[red]{len(problems)} problem(s) in {escape(str(project.path))}:[/red]")
         for p in problems:
             err.print(f"  {escape(p)}", highlight=False)
     else:
@@ -376,9 +379,29 @@ def diff(
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where to build the demo.")] = Path("okrsync-demo"),
     force: Annotated[bool, typer.Option(help="Rebuild an existing demo directory.")] = False,
+    inject_bad_rows: Annotated[
+        bool,
+        typer.Option("--inject-bad-rows", help="Break three orders of an existing demo ERP (checks demo)."),
+    ] = False,
 ) -> None:
     """Build a demo ERP (SQLite), a project file for it, run it, and show the results."""
     from okrsync import demo as demo_mod
+
+    if inject_bad_rows:
+        ids = demo_mod.inject_bad_rows(directory)
+        o = f"okrsync -p {directory}/okrsync.yaml"
+        console.print(
+            f"Orders {', '.join(map(str, ids))} now have negative amounts in {directory}/erp.db. Try:"
+        )
+        console.print(
+            f"  {o} run             the orders check blocks; revenue KRs keep their last good value\n"
+            f"  {o} status          held KRs, with the reason\n"
+            f"  {o} checks --failed\n  {o} checks show ID   the offending rows\n"
+            f'  {o} checks accept ID --reason "…"',
+            soft_wrap=True,
+            highlight=False,
+        )
+        return
 
     project_file = demo_mod.build(directory, today=date.today(), force=force)
     console.print(f"Built a demo ERP and project in [bold]{directory}/[/bold]. Running it (Prefect flow)…")
@@ -391,6 +414,15 @@ def demo(
     console.print(demo_mod.next_steps(directory), soft_wrap=True)
     if summary["status"] != "succeeded":
         raise typer.Exit(1)
+
+
+def _register_checks() -> None:
+    from okrsync.cli_checks import checks_app
+
+    app.add_typer(checks_app, name="checks")
+
+
+_register_checks()
 
 
 def main() -> None:

@@ -37,6 +37,15 @@ streams:
     cursor: [write_date, create_date]   # COALESCE(write_date, create_date): edits are picked up
     fields: [id, number, customer_id, region, salesperson, state, order_date, currency,
              untaxed_amount, total_amount, create_date, write_date]
+    sensitive: [salesperson]            # a person's name: masked in check samples
+    checks:                             # Great Expectations' own names and arguments
+      - expect_column_values_to_not_be_null: {{column: customer_id}}
+      - expect_column_values_to_be_between: {{column: untaxed_amount, min_value: 0}}
+      - expect_column_values_to_be_in_set:
+          {{column: state, value_set: [draft, confirmed, done, cancelled]}}
+      - volume_change: {{max_percent: 50}}   # live orders vs before the sync
+      - freshness: {{max_age_hours: 72}}     # newest change no older than 3 days
+        severity: warn
   shipments:
     source: erp
     table: shipments
@@ -60,6 +69,8 @@ metrics:
     time_field: order_date
     filter: {{field: state, op: in, value: [confirmed, done]}}
     unit: EUR
+    checks:
+      - max_jump_percent: 25            # hold a KR that moves more than this between runs
   shipped:
     stream: shipments
     measure: count
@@ -227,6 +238,33 @@ def next_steps(directory: Path) -> str:
 
 
 def closing_note(directory: Path) -> str:
-    return (f"Try next (or `export OKRSYNC_PROJECT={directory}/okrsync.yaml` and drop the -p). The ERP is "
-            f"the SQLite file {directory}/erp.db: change an order there (and set its write_date to now), "
-            "run again, then diff. Project-file reference: docs/project-file.md.")
+    return (
+        f"Try next (or `export OKRSYNC_PROJECT={directory}/okrsync.yaml` and drop the -p). The ERP is "
+        f"the SQLite file {directory}/erp.db: change an order there (and set its write_date to now), "
+        "run again, then diff. Project-file reference: docs/project-file.md."
+    )
+
+
+def inject_bad_rows(directory: Path) -> list[int]:
+    """Give three recent orders of the demo ERP negative amounts, as a broken integration would."""
+    from datetime import UTC, datetime, timedelta
+
+    from okrsync.demo_erp import inject_bad_rows as inject
+
+    erp = directory / "erp.db"
+    if not (directory / MARKER).exists() or not erp.exists():
+        raise ConfigError(
+            f"{directory} holds no demo", hint=f"build one first: `okrsync demo --dir {directory}`"
+        )
+    engine = sa.create_engine(f"sqlite:///{erp}")
+    orders = sa.Table("orders", sa.MetaData(), autoload_with=engine)
+    with engine.connect() as conn:
+        newest = conn.execute(
+            sa.select(sa.func.max(sa.func.coalesce(orders.c.write_date, orders.c.create_date)))
+        )
+        latest = newest.scalar()
+    engine.dispose()
+    # After the newest change already synced, so the next incremental run picks these up.
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    at = max(now, (latest or now) + timedelta(seconds=1))
+    return inject(erp, at=at)

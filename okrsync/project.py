@@ -260,3 +260,32 @@ def _check_metric(
         why = f"time_field {metric.time_field!r} must be a date or datetime field; it is {timed.type.value}"
         out.append(project.locate((*here, "time_field"), why))
     return out
+
+
+def check_declarations(project: Project, *, with_sources: bool = False) -> list[str]:
+    """Problems with the declared data-quality checks: unknown expectation names, arguments GX
+    rejects, columns (and sensitive fields) the stream does not have — with the file line of each."""
+    streams = [s for s in project.streams.values() if s.checks or s.sensitive]
+    if not streams:
+        return []
+    from metrics.expectations import check_problems
+
+    problems: list[str] = []
+    for stream in streams:
+        fields: tuple[str, ...] | None = stream.fields
+        if with_sources:
+            connector = project.connector(stream.source)
+            try:
+                fields = stream.kept_fields(connector.schema(stream))
+            except OkrsyncError:
+                fields = None  # check_sources reports the stream itself
+            finally:
+                with suppress(Exception):
+                    connector.close()
+        for i, text in check_problems(tuple(stream.checks), fields):
+            problems.append(project.locate(("streams", stream.name, "checks", i), text))
+        for name in stream.sensitive:
+            if fields is not None and name not in fields:
+                problems.append(project.locate(("streams", stream.name, "sensitive"),
+                                               f"the stream has no field {name!r}"))
+    return problems

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from connectors.base import ConnectorFactory, StreamSpec, connector_kind
 from metrics.periods import parse_period
+from metrics.quality import METRIC_BUILTINS, CheckSpec
 from metrics.spec import KeyResultSpec, Measure, ObjectiveSpec, RatioMetric, SimpleMetric
 from okrsync.errors import ConfigError
 from okrsync.project import Project, Settings, SourceSpec, check_timezone
@@ -179,6 +180,15 @@ class _Builder:
                 self._unknown((*path, "source"), "source", source, self._declared("sources"))
             spec = self._validate(StreamSpec, {**common, "name": name, "options": options}, path,
                                   hidden=("name", "options"))
+            if spec is not None and spec.checks:
+                checks = [
+                    self._validate(CheckSpec, c, (*path, "checks", i)) for i, c in enumerate(spec.checks)
+                ]
+                for i, c in enumerate(checks):
+                    if c is not None and c.kind in METRIC_BUILTINS:
+                        self.problems.add((*path, "checks", i), f"{c.kind} checks a metric's values: put it "
+                                          "under the metric's `checks`")
+                spec = spec.model_copy(update={"checks": tuple(c for c in checks if c is not None)})
             if spec is not None and spec.timezone is not None:
                 try:
                     check_timezone(spec.timezone)

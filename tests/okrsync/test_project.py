@@ -293,9 +293,9 @@ def test_unknown_stream_key_lists_common_and_connector_keys(in_tmp: Path) -> Non
     base(("    table: orders\n", "    tabel: orders\n"))
     assert only_problem() == (
         "okrsync.yaml:9: streams.orders.tabel: unknown key 'tabel' (did you mean 'table'?) (allowed: "
-        "batch_size, "
+        "batch_size, checks, "
         "cursor, deletes, fields, lookback_seconds, primary_key, query, reconcile_every_hours, schema, "
-        "source, table, timezone)"
+        "sensitive, source, table, timezone)"
     )
 
 

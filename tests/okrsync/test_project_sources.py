@@ -150,3 +150,37 @@ def test_connectors_are_always_closed(project_dir: Path, monkeypatch: pytest.Mon
     check_sources(load_project(write_project(("table: orders", "table: sales_orders"))))
     check_sources(load_project(write_project()))
     assert closed == ["erp", "erp"]
+
+
+CHECKS = """    cursor: write_date
+    sensitive: [note]
+    checks:
+      - expect_column_values_to_be_between: {column: totl_amount, min_value: 0}
+      - expect_column_values_to_not_be_nul: {column: id}
+      - expect_column_values_to_be_in_set: {column: status}
+      - volume_change: {max_percent: 50}
+"""
+
+
+def test_checks_naming_a_missing_column_or_a_wrong_expectation_fail_validation(project_dir: Path) -> None:
+    from okrsync.project import check_declarations
+
+    project = load_project(write_project(("    cursor: write_date\n", CHECKS)))
+    found = check_declarations(project, with_sources=True)
+    assert len(found) == 3, found
+    missing, unknown, args = found
+    assert missing.startswith("okrsync.yaml:16: streams.orders.checks[0]:") and "totl_amount" in missing
+    assert "total_amount" in missing  # the available fields are listed
+    assert unknown.startswith("okrsync.yaml:17: streams.orders.checks[1]:")
+    assert "expect_column_values_to_not_be_null" in unknown  # did you mean
+    assert args.startswith("okrsync.yaml:18: streams.orders.checks[2]:") and "value_set" in args
+
+
+def test_a_malformed_check_is_a_load_error_with_its_line(project_dir: Path) -> None:
+    from okrsync.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_project(write_project(("    cursor: write_date\n",
+                                    "    cursor: write_date\n    checks:\n      - freshness: {max_age: 3}\n")))
+    assert "okrsync.yaml:15: streams.orders.checks[0]" in str(err.value)
+    assert "max_age_hours" in str(err.value)

@@ -1,0 +1,224 @@
+"""Check results (what each data-quality check found, with a masked sample of failing rows) and the
+audit log of the decisions admins take on them (hash-chained, append-only)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from metrics.quality import Outcome
+from okr_store import models as m
+from okr_store.records import utcnow
+from okrsync.errors import NotFound
+
+GENESIS = "0" * 64
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def status_of(o: Outcome) -> str:
+    if o.success:
+        return "passed"
+    return "blocked" if o.blocking else "warned"
+
+
+def record_outcomes(
+    conn: sa.Connection,
+    run_id: str,
+    outcomes: Sequence[Outcome],
+    *,
+    stream: str | None = None,
+    sync_id: int | None = None,
+    kr_id: str | None = None,
+    held_krs: Sequence[str] = (),
+    samples: dict[str, list[dict[str, Any]]] | None = None,
+    proposed_value: Decimal | None = None,
+) -> list[int]:
+    """Store one row per outcome. ``samples`` maps a check label to its masked failing rows."""
+    ids = []
+    now = utcnow()
+    for o in outcomes:
+        status = status_of(o)
+        row = dict(
+            run_id=run_id,
+            sync_id=sync_id,
+            stream=stream,
+            kr_id=kr_id,
+            kind=o.check.kind,
+            label=o.check.label,
+            spec=_json(o.check.model_dump(mode="json")),
+            severity=o.check.severity,
+            status=status,
+            element_count=o.element_count,
+            unexpected_count=o.unexpected_count,
+            observed=o.observed,
+            sample=_json((samples or {}).get(o.check.label, [])),
+            result=_json(o.result),
+            held_krs=_json(list(held_krs) if status == "blocked" else []),
+            proposed_value=None if proposed_value is None or o.success else str(proposed_value),
+            created_at=now,
+        )
+        ids.append(int(conn.execute(m.check_result.insert().values(**row)).inserted_primary_key[0]))  # type: ignore[index]
+    return ids
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    id: int
+    run_id: str
+    sync_id: int | None
+    stream: str | None
+    kr_id: str | None
+    kind: str
+    label: str
+    spec: dict[str, Any]
+    severity: str
+    status: str
+    element_count: int
+    unexpected_count: int
+    observed: str | None
+    sample: list[dict[str, Any]]
+    result: dict[str, Any]
+    held_krs: list[str]
+    proposed_value: Decimal | None
+    created_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+    @classmethod
+    def of(cls, r: Any) -> CheckRow:
+        return cls(
+            r.id,
+            r.run_id,
+            r.sync_id,
+            r.stream,
+            r.kr_id,
+            r.kind,
+            r.label,
+            json.loads(r.spec),
+            r.severity,
+            r.status,
+            r.element_count,
+            r.unexpected_count,
+            r.observed,
+            json.loads(r.sample),
+            json.loads(r.result),
+            json.loads(r.held_krs),
+            None if r.proposed_value is None else Decimal(r.proposed_value),
+            r.created_at,
+            r.resolved_at,
+            r.resolved_by,
+        )
+
+
+def list_checks(
+    conn: sa.Connection, *, failed: bool = False, since: datetime | None = None, limit: int = 200
+) -> list[CheckRow]:
+    c = m.check_result.c
+    q = sa.select(m.check_result).order_by(c.id.desc()).limit(limit)
+    if failed:
+        q = q.where(c.status.in_(["blocked", "warned", "accepted", "superseded"]))
+    if since is not None:
+        q = q.where(c.created_at >= since)
+    return [CheckRow.of(r) for r in conn.execute(q)]
+
+
+def get_check(conn: sa.Connection, check_id: int) -> CheckRow:
+    row = conn.execute(sa.select(m.check_result).where(m.check_result.c.id == check_id)).first()
+    if row is None:
+        raise NotFound(f"no check result #{check_id}", hint="`okrsync checks --failed` lists them")
+    return CheckRow.of(row)
+
+
+def blocked_of_sync(conn: sa.Connection, sync_id: int) -> list[int]:
+    c = m.check_result.c
+    return list(conn.execute(sa.select(c.id).where(c.sync_id == sync_id, c.status == "blocked")).scalars())
+
+
+def resolve(conn: sa.Connection, ids: Iterable[int], status: str, by: str | None) -> None:
+    ids = list(ids)
+    if ids:
+        conn.execute(
+            m.check_result.update()
+            .where(m.check_result.c.id.in_(ids))
+            .values(status=status, resolved_at=utcnow(), resolved_by=by)
+        )
+
+
+def supersede_blocked(conn: sa.Connection, stream: str, before_sync: int) -> list[int]:
+    """Blocked checks of earlier syncs of ``stream`` no longer apply once a new sync starts."""
+    c = m.check_result.c
+    ids = list(
+        conn.execute(
+            sa.select(c.id).where(c.stream == stream, c.status == "blocked", c.sync_id < before_sync)
+        ).scalars()
+    )
+    resolve(conn, ids, "superseded", f"sync {before_sync}")
+    return ids
+
+
+def audit(
+    conn: sa.Connection,
+    *,
+    actor: str,
+    action: str,
+    reason: str,
+    check_id: int | None = None,
+    kr_id: str | None = None,
+) -> str:
+    """Append an audit event chained to the previous one; returns its hash."""
+    a = m.audit_event.c
+    prev = conn.execute(sa.select(a.hash).order_by(a.id.desc()).limit(1)).scalar() or GENESIS
+    at = utcnow()
+    digest = _event_hash(prev, at, actor, action, check_id, kr_id, reason)
+    conn.execute(
+        m.audit_event.insert().values(
+            at=at,
+            actor=actor,
+            action=action,
+            check_id=check_id,
+            kr_id=kr_id,
+            reason=reason,
+            prev_hash=prev,
+            hash=digest,
+        )
+    )
+    return digest
+
+
+def _event_hash(
+    prev: str, at: datetime, actor: str, action: str, check_id: int | None, kr_id: str | None, reason: str
+) -> str:
+    body = _json([prev, at.isoformat(), actor, action, check_id, kr_id, reason])
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def audit_log(conn: sa.Connection, *, check_id: int | None = None, kr_id: str | None = None) -> list[Any]:
+    a = m.audit_event.c
+    q = sa.select(m.audit_event).order_by(a.id)
+    if check_id is not None:
+        q = q.where(a.check_id == check_id)
+    if kr_id is not None:
+        q = q.where(a.kr_id == kr_id)
+    return list(conn.execute(q))
+
+
+def verify_audit_chain(conn: sa.Connection) -> int | None:
+    """The id of the first event whose hash does not follow from its content and predecessor, or None."""
+    prev = GENESIS
+    for e in conn.execute(sa.select(m.audit_event).order_by(m.audit_event.c.id)):
+        if e.prev_hash != prev or e.hash != _event_hash(
+            prev, e.at, e.actor, e.action, e.check_id, e.kr_id, e.reason
+        ):
+            return int(e.id)
+        prev = e.hash
+    return None
