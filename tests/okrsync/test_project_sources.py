@@ -180,7 +180,7 @@ def test_a_malformed_check_is_a_load_error_with_its_line(project_dir: Path) -> N
     from okrsync.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
-        load_project(write_project(("    cursor: write_date\n",
-                                    "    cursor: write_date\n    checks:\n      - freshness: {max_age: 3}\n")))
+        bad = "    cursor: write_date\n    checks:\n      - freshness: {max_age: 3}\n"
+        load_project(write_project(("    cursor: write_date\n", bad)))
     assert "okrsync.yaml:15: streams.orders.checks[0]" in str(err.value)
     assert "max_age_hours" in str(err.value)
