@@ -85,7 +85,13 @@ _context_lock = threading.Lock()
 
 
 def _quiet_gx() -> None:
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    # GX's INFO lines (temporary docs folders…) would reach the user through Prefect's root handler;
+    # okrsync reports what matters itself.
+    gx_logger = logging.getLogger("great_expectations")
+    gx_logger.setLevel(logging.ERROR)
+    gx_logger.propagate = False
+    if not gx_logger.handlers:
+        gx_logger.addHandler(logging.NullHandler())
     warnings.filterwarnings("ignore", module=r"great_expectations(\.|$)")
 
 

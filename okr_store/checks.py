@@ -61,7 +61,7 @@ def record_outcomes(
             element_count=o.element_count,
             unexpected_count=o.unexpected_count,
             observed=o.observed,
-            sample=_json((samples or {}).get(o.check.label, [])),
+            sample=json.dumps((samples or {}).get(o.check.label, []), default=str),  # fields in source order
             result=_json(o.result),
             held_krs=_json(list(held_krs) if status == "blocked" else []),
             proposed_value=None if proposed_value is None or o.success else str(proposed_value),

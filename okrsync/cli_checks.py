@@ -125,7 +125,7 @@ def show(check_id: int, json_out: JsonOpt = False) -> None:
         f"({r.severity}), {fmt_time(r.created_at)}, run {r.run_id[:8]}"
     )
     c.print(f"  declared as: {escape(json.dumps(r.spec['kwargs']))}")
-    if r.element_count:
+    if r.element_count and not r.observed:
         c.print(f"  {r.unexpected_count} of {r.element_count} rows failed")
     if r.observed:
         c.print(f"  {escape(r.observed)}")
