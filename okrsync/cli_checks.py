@@ -210,7 +210,6 @@ def docs(
 ) -> None:
     """Build Great Expectations Data Docs for the latest validation of each stream."""
     from metrics.expectations import build_data_docs, validation_record
-
     from metrics.quality import CheckSpec, Outcome
     from okr_store.checks import list_checks
 
