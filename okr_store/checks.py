@@ -222,3 +222,27 @@ def verify_audit_chain(conn: sa.Connection) -> int | None:
             return int(e.id)
         prev = e.hash
     return None
+
+
+def decisions_for_kr(conn: sa.Connection, kr_id: str) -> list[dict[str, Any]]:
+    """Admin decisions that affected a KR: on its own checks, or on checks that held it."""
+    a, c = m.audit_event.c, m.check_result.c
+    q = (
+        sa.select(m.audit_event, c.label, c.held_krs, c.kr_id.label("check_kr"))
+        .join(m.check_result, c.id == a.check_id)
+        .order_by(a.id)
+    )
+    out = []
+    for e in conn.execute(q):
+        if e.kr_id == kr_id or e.check_kr == kr_id or kr_id in json.loads(e.held_krs):
+            out.append(
+                {
+                    "at": e.at,
+                    "actor": e.actor,
+                    "action": e.action,
+                    "check_id": e.check_id,
+                    "check": e.label,
+                    "reason": e.reason,
+                }
+            )
+    return out

@@ -272,16 +272,28 @@ def _unit(project: Any, kr_id: str) -> str | None:
 @app.command()
 def history(kr_id: str, json_out: JsonOpt = False) -> None:
     """Every computed value of a key result."""
+    from okr_store.checks import decisions_for_kr
     from okr_store.queries import history as load
     from okrsync import render
 
     project = _project()
     with _store(project).engine.connect() as conn:
         values = load(conn, kr_id)
+        decisions = decisions_for_kr(conn, kr_id)
     if json_out:
-        console.print_json(render.dumps({"kr": kr_id, "values": [render.value_json(v) for v in values]}))
+        console.print_json(
+            render.dumps(
+                {"kr": kr_id, "values": [render.value_json(v) for v in values], "decisions": decisions}
+            )
+        )
     else:
         render.history_table(console, kr_id, values, _unit(project, kr_id))
+        for d in decisions:
+            console.print(
+                f"  {render.fmt_time(d['at'])} {escape(d['actor'])} {d['action']}ed check "
+                f"#{d['check_id']} {escape(d['check'])}: {escape(d['reason'])}",
+                highlight=False,
+            )
 
 
 # ---- drill / diff -------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ def test_bad_rows_block_the_stream_and_accept_lets_them_through_once(demo_dir: P
             "refunds, confirmed by finance",
         )
         assert checks.verify_audit_chain(conn) is None
+        (decision,) = checks.decisions_for_kr(conn, "KR-REV")  # visible in the KR's history
+        assert (decision["actor"], decision["check_id"]) == ("alice", check.id)
     assert run(demo_dir)["streams"]["orders"]["rows_read"] == 0  # accepted once, and synced past it
 
 
