@@ -14,7 +14,9 @@ def test_the_audit_chain_detects_an_edited_or_removed_event(store: Store) -> Non
             checks.audit(conn, actor="alice", action="accept", reason=f"reason {i}", check_id=i + 1)
         assert checks.verify_audit_chain(conn) is None
         first, second, _ = checks.audit_log(conn)
-        conn.execute(sa.text("UPDATE audit_event SET reason = 'nothing to see' WHERE id = :i"), {"i": second.id})
+        conn.execute(
+            sa.text("UPDATE audit_event SET reason = 'nothing to see' WHERE id = :i"), {"i": second.id}
+        )
         assert checks.verify_audit_chain(conn) == second.id
         conn.execute(sa.text("UPDATE audit_event SET reason = 'reason 1' WHERE id = :i"), {"i": second.id})
         assert checks.verify_audit_chain(conn) is None
