@@ -27,33 +27,34 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy.dialects import mysql
 
 from connectors.base import StreamSpec, Watermark
+from connectors.sql_values import (
+    BAD_VALUE,
+    Col,
+    converter,
+    dbapi_col,
+    first_bad,
+    native,
+    sa_col,
+    sampled_col,
+    series,
+)
+from connectors.sql_values import UNSCALED_DECIMAL_SCALE as UNSCALED_DECIMAL_SCALE  # re-exported
 from okrsync.errors import ConfigError, SourceError
-from okrsync.schema import Field as SchemaField
 from okrsync.schema import FieldType, StreamSchema
 
-UNSCALED_DECIMAL_SCALE = 6
 SAMPLE_ROWS = 1000  # rows sampled to type SQLite columns that declare no type
 VALIDATE = "the source may have changed since the stream was declared: run `okrsync validate --check-sources`"
 _T = FieldType
-_PG_TYPES = {16: _T.BOOLEAN, 20: _T.INTEGER, 21: _T.INTEGER, 23: _T.INTEGER, 26: _T.INTEGER, 700: _T.FLOAT,
-             701: _T.FLOAT, 1700: _T.DECIMAL, 1082: _T.DATE, 1114: _T.DATETIME, 1184: _T.DATETIME}
-_MYSQL_TYPES = {0: _T.DECIMAL, 246: _T.DECIMAL, 1: _T.INTEGER, 2: _T.INTEGER, 3: _T.INTEGER, 8: _T.INTEGER,
-                9: _T.INTEGER, 13: _T.INTEGER, 4: _T.FLOAT, 5: _T.FLOAT, 10: _T.DATE, 14: _T.DATE,
-                7: _T.DATETIME, 12: _T.DATETIME}
-_UTC_TYPE = {"postgresql": 1184, "mysql": 7}  # timestamptz; TIMESTAMP (UTC in our sessions)
 _SESSION_SQL = {"sqlite": ["PRAGMA query_only = ON"],
                 "postgresql": ["SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"],
                 "mysql": ["SET SESSION TRANSACTION READ ONLY", "SET time_zone = '+00:00'"]}
@@ -64,7 +65,6 @@ _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|--[^\n]*|/\*.*
 _WRITE_WORDS = {"INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE", "GRANT",
                 "REVOKE", "COPY", "CALL", "INTO", "LOCK"}
 _TEXT_BINDS = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")  # what sa.text() would take for a bind parameter
-_BAD_VALUE = (ValueError, TypeError, ArithmeticError, UnicodeError, KeyError)
 
 
 class SqlOptions(BaseModel):
@@ -136,16 +136,9 @@ def _read_only_query(query: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Col:
-    field: SchemaField
-    nullable: bool = True
-    utc: bool = False  # naive values are UTC (MySQL TIMESTAMP) or values are aware (timestamptz)
-
-
-@dataclass(frozen=True)
 class _Plan:
     source: sa.FromClause  # untyped columns: raw driver values, converted here rather than by SQLAlchemy
-    cols: dict[str, _Col]
+    cols: dict[str, Col]
 
 
 class SqlConnector:
@@ -357,13 +350,11 @@ class SqlConnector:
         except sa.exc.DBAPIError as exc:
             raise self._source_error(exc, stream, query=so.query is not None) from None
         for i, n in enumerate(untyped):
-            first = next((r[i] for r in sample if r[i] is not None), None)
-            kind = {int: _T.INTEGER, float: _T.FLOAT}.get(type(first), _T.STRING)
-            described[n] = _Col(SchemaField(n, kind))
+            described[n] = sampled_col(n, next((r[i] for r in sample if r[i] is not None), None))
         return _Plan(source, {n: c for n, c in described.items() if c is not None})
 
     def _table_columns(self, conn: sa.Connection, stream: StreamSpec, table: str,
-                       db_schema: str | None) -> dict[str, _Col | None]:
+                       db_schema: str | None) -> dict[str, Col | None]:
         insp = sa.inspect(conn)
         try:
             columns = insp.get_columns(table, schema=db_schema)
@@ -374,43 +365,21 @@ class SqlConnector:
                               + (f" in schema {db_schema!r}" if db_schema else ""),
                               hint=f"did you mean {', '.join(close)}?" if close
                               else f"tables: {', '.join(sorted(known)[:30]) or 'none'}") from None
-        return {c["name"]: self._sa_col(c["name"], c["type"], bool(c.get("nullable", True))) for c in columns}
+        return {c["name"]: sa_col(c["name"], c["type"], bool(c.get("nullable", True)), self.backend)
+                for c in columns}
 
-    def _sa_col(self, name: str, t: sa.types.TypeEngine[Any], nullable: bool) -> _Col | None:
-        scale, utc = None, False
-        if isinstance(t, sa.types.NullType):
-            return None
-        if isinstance(t, sa.Boolean) or (isinstance(t, mysql.TINYINT) and t.display_width == 1):
-            kind = _T.BOOLEAN
-        elif isinstance(t, sa.Integer):
-            kind = _T.INTEGER
-        elif isinstance(t, sa.Float):  # before Numeric, its base class
-            kind = _T.FLOAT
-        elif isinstance(t, sa.Numeric):
-            kind, scale = _T.DECIMAL, UNSCALED_DECIMAL_SCALE if t.scale is None else t.scale
-        elif isinstance(t, sa.DateTime):
-            kind = _T.DATETIME
-            utc = isinstance(t, mysql.TIMESTAMP) or (self.backend == "postgresql" and bool(t.timezone))
-        else:
-            kind = _T.DATE if isinstance(t, sa.Date) else _T.STRING
-        return _Col(SchemaField(name, kind, scale), nullable, utc)
-
-    def _described(self, stream: StreamSpec, description: Sequence[Sequence[Any]]) -> dict[str, _Col | None]:
+    def _described(self, stream: StreamSpec, description: Sequence[Sequence[Any]]) -> dict[str, Col | None]:
         """Result columns from the DB-API description: (name, type code, _, size, _, scale, ...)."""
-        types = _PG_TYPES if self.backend == "postgresql" else _MYSQL_TYPES
-        out: dict[str, _Col | None] = {}
+        out: dict[str, Col | None] = {}
         for name, code, _, size, _, scale, *_ in description:
             if name in out:
                 raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: the query returns column "
                                   f"{name!r} twice",
                                   hint="give each result column its own name (AS ...)")
-            mysql_bool = self.backend == "mysql" and code == 1 and size == 1  # TINYINT(1)
-            kind = _T.BOOLEAN if mysql_bool else types.get(code, _T.STRING)
-            scale = (UNSCALED_DECIMAL_SCALE if scale is None else scale) if kind is _T.DECIMAL else None
-            out[name] = _Col(SchemaField(name, kind, scale), utc=code == _UTC_TYPE[self.backend])
+            out[name] = dbapi_col(self.backend, name, code, size, scale)
         return out
 
-    def _sqlite_query_columns(self, query: str) -> dict[str, _Col | None]:
+    def _sqlite_query_columns(self, query: str) -> dict[str, Col | None]:
         # SQLite reports no result types, but a TEMP view over the query has the declared types of the
         # columns it selects. A separate connection (the file still opened mode=ro) may write TEMP.
         probe = sa.create_engine(self.engine.url, creator=self._sqlite_creator, poolclass=sa.pool.NullPool)
@@ -420,7 +389,7 @@ class SqlConnector:
                 columns = sa.inspect(conn).get_columns("okrsync_probe", schema="temp")
         finally:
             probe.dispose()
-        return {c["name"]: self._sa_col(c["name"], c["type"], True) for c in columns}
+        return {c["name"]: sa_col(c["name"], c["type"], True, self.backend) for c in columns}
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -435,7 +404,7 @@ class SqlConnector:
     def _param(self, plan: _Plan, name: str, value: Any, tz: ZoneInfo) -> Any:
         """A watermark value as a bound parameter comparable with the column (see _comparable)."""
         col = plan.cols[name]
-        v = _native(value, col.field.type)
+        v = native(value, col.field.type)
         if isinstance(v, datetime):  # watermarks are naive UTC; the column may hold local times
             v = v.replace(tzinfo=UTC) if col.utc and self.backend == "postgresql" else v if col.utc \
                 else v.replace(tzinfo=UTC).astimezone(tz).replace(tzinfo=None)
@@ -456,7 +425,7 @@ class SqlConnector:
             return sa.or_(cursor.is_not(None), sa.and_(cursor.is_(None), _lex_after(keys, key_values)))
         kind = plan.cols[first].field.type
         if stream.lookback_seconds and kind.temporal:  # re-read late rows; the store drops duplicates
-            start = _native(since.cursor, _T.DATETIME) - timedelta(seconds=stream.lookback_seconds)
+            start = native(since.cursor, _T.DATETIME) - timedelta(seconds=stream.lookback_seconds)
             return cursor >= self._param(plan, first, start if kind is _T.DATETIME else start.date(), tz)
         return _lex_after([cursor, *keys], [self._param(plan, first, since.cursor, tz), *key_values])
 
@@ -481,9 +450,9 @@ class SqlConnector:
         for name, values in zip(names, zip(*rows, strict=True) if rows else [()] * len(names), strict=True):
             col = plan.cols[name]
             try:
-                data[name] = _series(values, col, tz)
-            except _BAD_VALUE as exc:
-                bad = _first_bad(values, _converter(col, tz))
+                data[name] = series(values, col, tz)
+            except BAD_VALUE as exc:
+                bad = first_bad(values, converter(col, tz))
                 at = f"row {position + bad[0] + 1} holds {bad[1]!r:.60}" if bad else f"a value fails ({exc})"
                 raise SourceError(f"{where}: field {name!r}: {at}, not a {col.field.type.value}",
                                   hint=f"fix the value at the source or leave the field out of `fields`; "
@@ -536,82 +505,6 @@ def _lex_after(exprs: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) ->
     return cond
 
 
-def _native(v: Any, kind: FieldType) -> Any:
-    """A watermark value (in memory, pandas or back from JSON) as its field's Python type."""
-    if kind.temporal:
-        ts = pd.Timestamp(v)
-        ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
-        return ts.to_pydatetime() if kind is _T.DATETIME else ts.date()
-    conv: Callable[[Any], Any] = {_T.INTEGER: int, _T.FLOAT: float, _T.BOOLEAN: bool}.get(kind, str)
-    return Decimal(str(v)) if kind is _T.DECIMAL else conv(v)
-
-
-def _series(values: Sequence[Any], col: _Col, tz: ZoneInfo) -> pd.Series:
-    """Raw driver values as a column of the field's type (vectorised when the driver's types allow)."""
-    kind, dtype = col.field.type, _DTYPES[col.field.type]
-    present = [v for v in values if v is not None]
-    if kind is _T.DATETIME and all(type(v) is datetime for v in present):
-        if present and all(v.tzinfo is not None for v in present):
-            return pd.Series(pd.to_datetime(values, utc=True).tz_localize(None), dtype=dtype)
-        if all(v.tzinfo is None for v in present):
-            naive = pd.Series(values, dtype=dtype)
-            if col.utc or tz.key == "UTC":
-                return naive
-            # first occurrence (DST) for ambiguous times and +1h for skipped ones, as zoneinfo's fold=0
-            dst = np.ones(len(naive), bool)
-            local = naive.dt.tz_localize(tz, ambiguous=dst, nonexistent=timedelta(hours=1))
-            return local.dt.tz_convert("UTC").dt.tz_localize(None).astype(dtype)
-    elif all(type(v) is _PYTHON.get(kind) for v in present):
-        return pd.Series(values, dtype=dtype)
-    convert = _converter(col, tz)
-    return pd.Series([None if v is None else convert(v) for v in values], dtype=dtype)
-
-
-def _converter(col: _Col, tz: ZoneInfo) -> Callable[[Any], Any]:
-    if col.field.type is _T.DECIMAL:  # SQLite may hand back floats: their shortest repr is the value
-        quantum, ctx = Decimal(1).scaleb(-(col.field.scale or 0)), Context(prec=80)
-        return lambda v: (Decimal(repr(v)) if isinstance(v, float) else Decimal(v)).quantize(
-            quantum, ROUND_HALF_EVEN, ctx)
-    if col.field.type is _T.DATETIME:
-        return partial(_utc, ZoneInfo("UTC") if col.utc else tz)
-    return _CONVERT[col.field.type]
-
-
-def _utc(tz: ZoneInfo, v: Any) -> datetime:
-    v = datetime.fromisoformat(v) if isinstance(v, str) else v
-    v = v if isinstance(v, datetime) else datetime(v.year, v.month, v.day)
-    return (v if v.tzinfo else v.replace(tzinfo=tz)).astimezone(UTC).replace(tzinfo=None)
-
-
-def _int(v: Any) -> int:
-    if isinstance(v, float | Decimal) and v != int(v):
-        raise ValueError(v)
-    return int(v)
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else json.dumps(v, default=str) if isinstance(v, dict | list) \
-        else str(v)
-
-
-def _bool(v: Any) -> bool:
-    return {"1": True, "true": True, "t": True, "0": False, "false": False, "f": False}[v.lower()] \
-        if isinstance(v, str) else bool(v)
-
-
-def _date(v: Any) -> date:
-    return date.fromisoformat(v[:10]) if isinstance(v, str) else v.date() if isinstance(v, datetime) else v
-
-
-def _first_bad(values: Sequence[Any], convert: Callable[[Any], Any]) -> tuple[int, Any] | None:
-    for i, v in enumerate(values):
-        try:
-            None if v is None else convert(v)
-        except _BAD_VALUE:
-            return i, v
-    return None
-
-
 def _failure_kind(exc: sa.exc.DBAPIError) -> str:
     """``transient`` (lost connection, timeout, lock, overload: retry), ``access`` or ``other``."""
     orig, text = exc.orig, str(exc.orig).lower()
@@ -631,11 +524,3 @@ def _failure_kind(exc: sa.exc.DBAPIError) -> str:
         transient, access = isinstance(exc, sa.exc.OperationalError), False
     return "transient" if transient else "access" if access else "other"
 
-
-_DTYPES: dict[FieldType, Any] = {_T.INTEGER: "Int64", _T.DECIMAL: object, _T.FLOAT: "float64",
-                                 _T.STRING: "str", _T.DATE: object, _T.DATETIME: "datetime64[us]",
-                                 _T.BOOLEAN: "boolean"}
-_PYTHON: dict[FieldType, type] = {_T.INTEGER: int, _T.FLOAT: float, _T.STRING: str, _T.DATE: date,
-                                  _T.BOOLEAN: bool}
-_CONVERT: dict[FieldType, Callable[[Any], Any]] = {_T.INTEGER: _int, _T.FLOAT: float, _T.STRING: _text,
-                                                   _T.BOOLEAN: _bool, _T.DATE: _date}
