@@ -398,25 +398,8 @@ class SyncWriter:
     def block(self, watermark: str | None, reason: str) -> None:
         """A blocking check failed: keep the staged rows (an admin may accept them), change nothing
         visible, and leave the watermark where it was."""
-        now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(
-                m.stream_state.update()
-                .where(m.stream_state.c.name == self.stream)
-                .values(last_attempt_at=now, last_error=reason, lease_sync_id=None, lease_until=None)
-            )
-            conn.execute(
-                m.sync_run.update()
-                .where(m.sync_run.c.id == self.sync_id)
-                .values(
-                    status="blocked",
-                    finished_at=now,
-                    rows_read=self.rows_read,
-                    keys_read=self.keys_read,
-                    watermark_after=watermark,
-                    error=reason,
-                )
-            )
+            self._end(conn, "blocked", reason, watermark_after=watermark)
 
     def fail(self, error: str) -> None:
         """Drop what was staged; the stream's visible records and watermark stay as they were."""
@@ -424,20 +407,25 @@ class SyncWriter:
         with self.engine.begin() as conn:
             conn.execute(stg.delete().where(stg.c._sync == s))
             conn.execute(keys.delete().where(keys.c._sync == s))
-            now = utcnow()
-            conn.execute(
-                m.stream_state.update()
-                .where(m.stream_state.c.name == self.stream)
-                .values(last_attempt_at=now, last_error=error, lease_sync_id=None, lease_until=None)
+            self._end(conn, "failed", error)
+
+    def _end(self, conn: sa.Connection, status: str, error: str, **sync_values: Any) -> None:
+        """Release the stream and record how this sync ended (without committing its rows)."""
+        now = utcnow()
+        conn.execute(
+            m.stream_state.update()
+            .where(m.stream_state.c.name == self.stream)
+            .values(last_attempt_at=now, last_error=error, lease_sync_id=None, lease_until=None)
+        )
+        conn.execute(
+            m.sync_run.update()
+            .where(m.sync_run.c.id == self.sync_id)
+            .values(
+                status=status,
+                finished_at=now,
+                rows_read=self.rows_read,
+                keys_read=self.keys_read,
+                error=error,
+                **sync_values,
             )
-            conn.execute(
-                m.sync_run.update()
-                .where(m.sync_run.c.id == s)
-                .values(
-                    status="failed",
-                    finished_at=now,
-                    rows_read=self.rows_read,
-                    keys_read=self.keys_read,
-                    error=error,
-                )
-            )
+        )
