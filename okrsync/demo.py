@@ -35,6 +35,7 @@ streams:
     table: orders
     primary_key: id
     cursor: [write_date, create_date]   # COALESCE(write_date, create_date): edits are picked up
+    timezone: UTC                       # the ERP stores its timestamps in UTC
     fields: [id, number, customer_id, region, salesperson, state, order_date, currency,
              untaxed_amount, total_amount, create_date, write_date]
     sensitive: [salesperson]            # a person's name: masked in check samples
@@ -51,6 +52,7 @@ streams:
     table: shipments
     primary_key: id
     cursor: [write_date, create_date]
+    timezone: UTC
 
 metrics:
   revenue:
