@@ -159,18 +159,9 @@ class TimedStore(Store):
             if self.timings is not None:
                 self.timings.add("record_values (write values)", time.perf_counter() - start)
 
-    def begin_sync(
-        self,
-        run_id: str,
-        stream: str,
-        source: str,
-        primary_key: tuple[str, ...],
-        schema: StreamSchema,
-        *,
-        reconcile: bool,
-    ) -> SyncWriter:
+    def begin_sync(self, *args: Any, **kwargs: Any) -> SyncWriter:
         start = time.perf_counter()
-        w = super().begin_sync(run_id, stream, source, primary_key, schema, reconcile=reconcile)
+        w = super().begin_sync(*args, **kwargs)
         if self.timings is None:
             return w
         self.timings.add("begin_sync (tables, lease)", time.perf_counter() - start)

@@ -78,6 +78,19 @@ def _text(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
 
 
+def _take_lease(conn: sa.Connection, stream: str, sync_id: int, now: datetime) -> bool:
+    """Hold ``stream`` for ``sync_id`` unless a live sync holds it (an expired lease is taken over)."""
+    st = m.stream_state.c
+    return bool(
+        conn.execute(
+            m.stream_state.update()
+            .where(st.name == stream)
+            .where(sa.or_(st.lease_sync_id.is_(None), st.lease_until < now))
+            .values(lease_sync_id=sync_id, lease_until=now + LEASE, last_attempt_at=now)
+        ).rowcount
+    )
+
+
 class Store:
     """The OKR store at one URL. Cheap to open once migrated; safe to share between threads."""
 
@@ -163,13 +176,7 @@ class Store:
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             st = m.stream_state.c
-            took = conn.execute(
-                m.stream_state.update()
-                .where(st.name == stream)
-                .where(sa.or_(st.lease_sync_id.is_(None), st.lease_until < now))
-                .values(lease_sync_id=sync_id, lease_until=now + LEASE, last_attempt_at=now)
-            ).rowcount
-            if not took:
+            if not _take_lease(conn, stream, sync_id, now):
                 holder = conn.execute(
                     sa.select(st.lease_sync_id, st.lease_until).where(st.name == stream)
                 ).one()
@@ -203,7 +210,7 @@ class Store:
 
     def resume_sync(self, sync_id: int) -> tuple[SyncWriter, str | None]:
         """The writer of a sync a check blocked, to commit its staged rows after all (admin accept)."""
-        sr, st = m.sync_run.c, m.stream_state.c
+        sr = m.sync_run.c
         now = utcnow()
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(m.sync_run).where(sr.id == sync_id)).first()
@@ -213,13 +220,7 @@ class Store:
                     f"sync {sync_id} is {state}, not blocked: there is nothing to accept",
                     hint="`okrsync checks --failed` shows what is still blocked",
                 )
-            took = conn.execute(
-                m.stream_state.update()
-                .where(st.name == row.stream)
-                .where(sa.or_(st.lease_sync_id.is_(None), st.lease_until < now))
-                .values(lease_sync_id=sync_id, lease_until=now + LEASE)
-            ).rowcount
-            if not took:
+            if not _take_lease(conn, row.stream, sync_id, now):
                 raise StoreError(
                     f"stream {row.stream!r} is being synced right now",
                     hint="wait for that run to finish, then accept again",
