@@ -34,10 +34,13 @@ class StreamSpec(BaseModel):
     primary_key: tuple[str, ...]
     cursor: tuple[str, ...] = ()
     fields: tuple[str, ...] | None = None
-    deletes: Literal["reconcile", "none"] = "reconcile"
+    # How deleted source records are found: ``reconcile`` compares every key with the source,
+    # ``tombstones`` asks the source which records it deleted (Salesforce queryAll), ``none`` never
+    # looks. Unset: the connector's default (see :func:`deletion_policy`).
+    deletes: Literal["reconcile", "tombstones", "none"] | None = None
     # Reading every key to find hard deletes costs ~10 s per million rows: large streams can do it
-    # on a cadence (e.g. 24) instead of on every sync. 0 means every sync.
-    reconcile_every_hours: float = Field(default=0, ge=0)
+    # on a cadence (e.g. 24) instead of on every sync. 0 means every sync; unset, the connector's default.
+    reconcile_every_hours: float | None = Field(default=None, ge=0)
     lookback_seconds: int = Field(default=0, ge=0)
     timezone: str | None = None
     batch_size: int = Field(default=50_000, ge=1, le=1_000_000)
@@ -126,6 +129,29 @@ def _key_text(v: Any) -> str:
 
 
 @runtime_checkable
+class ReportsDeletions(Protocol):
+    """A connector that can say which records were deleted since a watermark (tombstones)."""
+
+    def deleted(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]: ...
+
+
+def deletion_policy(stream: StreamSpec, connector: Any) -> tuple[str, float]:
+    """``(deletes, reconcile_every_hours)`` for a stream: its own settings, else the connector's
+    ``default_deletes`` / ``default_reconcile_every_hours``, else ``reconcile`` on every sync."""
+    mode = str(stream.deletes or getattr(connector, "default_deletes", "reconcile"))
+    hours = stream.reconcile_every_hours
+    if hours is None:
+        hours = float(getattr(connector, "default_reconcile_every_hours", 0))
+    if mode == "tombstones" and not isinstance(connector, ReportsDeletions):
+        raise ConfigError(
+            f"stream {stream.name!r}: source kind {getattr(connector, 'kind', '?')!r} cannot report "
+            "deleted records",
+            hint="use `deletes: reconcile` (compare every key) or `deletes: none`",
+        )
+    return mode, hours
+
+
+@runtime_checkable
 class Connector(Protocol):
     """One kind of source. Instances are cheap; they open connections lazily and close on ``close``.
 
@@ -136,6 +162,9 @@ class Connector(Protocol):
       (DECIMAL as ``decimal.Decimal``, DATETIME as naive UTC ``datetime``, DATE as ``date``).
     * ``keys`` yields DataFrames of the primary-key columns of every live record (hard-delete
       detection by reconciliation).
+
+    Optional: ``deleted(stream, since)`` (see :class:`ReportsDeletions`), ``default_deletes`` and
+    ``default_reconcile_every_hours`` class attributes, and an ``api_calls`` count the run reports.
     """
 
     kind: ClassVar[str]

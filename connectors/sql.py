@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +36,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import StreamSpec, Watermark
+from connectors.secrets import env_value, secret_value
 from connectors.sql_values import (
     BAD_VALUE,
     Col,
@@ -263,9 +263,11 @@ class SqlConnector:
     def _resolve_url(self) -> sa.URL:
         o = self.options
         if o.url_env is not None:
-            raw, where = self._env(o.url_env, "the database URL"), f"environment variable {o.url_env}"
+            raw, where = (env_value(self.name, o.url_env, "the database URL"),
+                          f"environment variable {o.url_env}")
         elif o.url_secret is not None:
-            raw, where = self._secret(o.url_secret), f"Prefect Secret block {o.url_secret!r}"
+            raw, where = (secret_value(self.name, o.url_secret, "the database URL"),
+                          f"Prefect Secret block {o.url_secret!r}")
         else:
             raw, where = str(o.url), "`url`"
         try:
@@ -274,35 +276,11 @@ class SqlConnector:
             raise ConfigError(f"source {self.name!r}: {where} does not hold a database URL",
                               hint="expected e.g. postgresql+psycopg://user:password@host:5432/db") from None
         if o.password_env is not None:
-            url = url.set(password=self._env(o.password_env, "the database password"))
+            url = url.set(password=env_value(self.name, o.password_env, "the database password"))
         if url.drivername in ("mysql", "mariadb"):  # the default driver (mysqlclient) is not installed
             url = url.set(drivername=f"{url.drivername}+pymysql")
         self._password = str(url.password) if url.password else None
         return url
-
-    def _env(self, var: str, what: str) -> str:
-        if not (value := os.environ.get(var)):
-            raise ConfigError(f"source {self.name!r}: environment variable {var} is not set",
-                              hint=f"set {var} to {what} before running okrsync")
-        return value
-
-    def _secret(self, block: str) -> str:
-        try:
-            from prefect.blocks.system import Secret  # heavy: imported only when a source uses it
-
-            # _sync: this API is synchronous even when called from an async flow (no coroutine back).
-            value = Secret.load(block, _sync=True).get()  # type: ignore[call-arg,union-attr]
-        except ValueError:
-            raise ConfigError(f"source {self.name!r}: Prefect Secret block {block!r} was not found",
-                              hint="create it (`prefect block create secret`) or fix `url_secret`") from None
-        except Exception as exc:  # the Prefect API may be down: worth a retry, not a config error
-            raise SourceError(f"source {self.name!r}: could not load Prefect Secret block {block!r} "
-                              f"({type(exc).__name__})", hint="check PREFECT_API_URL and the Prefect server",
-                              transient=True) from None
-        if not isinstance(value, str):
-            raise ConfigError(f"source {self.name!r}: Prefect Secret block {block!r} is not a string",
-                              hint="store the database URL as the secret's value")
-        return value
 
     # -- describing streams -----------------------------------------------------------------------
 

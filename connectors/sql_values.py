@@ -97,7 +97,7 @@ def native(v: Any, kind: FieldType) -> Any:
 
 def series(values: Sequence[Any], col: Col, tz: ZoneInfo) -> pd.Series:
     """Raw driver values as a column of the field's type (vectorised when the driver's types allow)."""
-    kind, dtype = col.field.type, _DTYPES[col.field.type]
+    kind, dtype = col.field.type, DTYPES[col.field.type]
     present = [v for v in values if v is not None]
     if kind is _T.DATETIME and all(type(v) is datetime for v in present):
         if present and all(v.tzinfo is not None for v in present):
@@ -161,7 +161,7 @@ def first_bad(values: Sequence[Any], convert: Callable[[Any], Any]) -> tuple[int
     return None
 
 
-_DTYPES: dict[FieldType, Any] = {_T.INTEGER: "Int64", _T.DECIMAL: object, _T.FLOAT: "float64",
+DTYPES: dict[FieldType, Any] = {_T.INTEGER: "Int64", _T.DECIMAL: object, _T.FLOAT: "float64",
                                  _T.STRING: "str", _T.DATE: object, _T.DATETIME: "datetime64[us]",
                                  _T.BOOLEAN: "boolean"}
 _PYTHON: dict[FieldType, type] = {_T.INTEGER: int, _T.FLOAT: float, _T.STRING: str, _T.DATE: date,

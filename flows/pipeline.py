@@ -16,7 +16,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from connectors.base import Connector, StreamSpec, Watermark, cursor_values, record_ids, typed_watermark
+from connectors.base import (
+    Connector,
+    ReportsDeletions,
+    StreamSpec,
+    Watermark,
+    cursor_values,
+    deletion_policy,
+    record_ids,
+    typed_watermark,
+)
 from flows import progress
 from flows.gate import StreamGate
 from metrics.definition import KrDefinition, build_definition
@@ -51,12 +60,14 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
     schema = connector.schema(stream)
     kept = stream.kept_fields(schema)
     kept_schema = StreamSchema(tuple(f for f in schema.fields if f.name in kept))
-    reconcile = stream.deletes == "reconcile" and store.reconcile_due(name, stream.reconcile_every_hours)
+    deletes, every_hours = deletion_policy(stream, connector)
+    since = typed_watermark(store.watermark(name), stream, kept_schema)
+    # A full read lists every live record itself: reconciling against it costs nothing more.
+    reconcile = deletes != "none" and (since is None or store.reconcile_due(name, every_hours))
     writer = store.begin_sync(
         run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=reconcile
     )
     progress.reporter.stream_started(name)
-    since = typed_watermark(store.watermark(name), stream, kept_schema)
     gate = StreamGate(stream, tuple(stream.checks)) if stream.checks else None
     last: Any = None
     cursor_of_last: Any = None
@@ -67,14 +78,20 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
             batch = batch[list(kept)]
             staged = batch.assign(**{RID: record_ids(batch, stream.primary_key)})
             writer.stage(staged)
+            if reconcile and since is None:
+                writer.stage_keys(staged[RID])
             if gate is not None:
                 gate.observe(staged)
             last = batch.iloc[-1]
             cursor_of_last = cursor_values(batch.tail(1), stream).iloc[0] if stream.cursor else None
             progress.reporter.stream_rows(name, writer.rows_read)
-        if reconcile:
+        if reconcile and since is not None:
             for keys in connector.keys(stream):
                 writer.stage_keys(record_ids(keys, stream.primary_key))
+        if deletes == "tombstones" and since is not None and isinstance(connector, ReportsDeletions):
+            for gone in connector.deleted(stream, since):
+                writer.stage_deleted(record_ids(gone, stream.primary_key))
+        writer.api_calls = getattr(connector, "api_calls", None)
         watermark = None
         if last is not None and stream.cursor:
             watermark = Watermark(cursor_of_last, tuple(last[k] for k in stream.primary_key)).to_json()
@@ -86,6 +103,7 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
         progress.reporter.stream_finished(name, f"blocked: {exc.message}", False)
         raise
     except OkrsyncError as exc:
+        writer.api_calls = getattr(connector, "api_calls", None)
         writer.fail(str(exc))
         progress.reporter.stream_finished(name, f"failed: {exc.message}", False)
         raise
@@ -99,10 +117,11 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
     finally:
         if gate is not None:
             gate.close()
+    calls = "" if counts.api_calls is None else f" · {counts.api_calls} API calls"
     progress.reporter.stream_finished(
         name,
         f"{counts.rows_read} rows read · {counts.inserted} new · {counts.updated} changed · "
-        f"{counts.deleted} deleted",
+        f"{counts.deleted} deleted{calls}",
         True,
     )
     return counts

@@ -87,6 +87,7 @@ sync_run = sa.Table(
     sa.Column("inserted", sa.BigInteger, nullable=False, default=0),
     sa.Column("updated", sa.BigInteger, nullable=False, default=0),
     sa.Column("deleted", sa.BigInteger, nullable=False, default=0),
+    sa.Column("api_calls", sa.BigInteger),  # requests the source counts against a budget (Salesforce)
     sa.Column("watermark_before", sa.Text),
     sa.Column("watermark_after", sa.Text),
     sa.Column("error", sa.Text),

@@ -116,13 +116,15 @@ class SyncCounts:
     inserted: int
     updated: int
     deleted: int
+    api_calls: int | None = None  # for sources that count calls against a budget
 
 
 @dataclass(frozen=True)
 class StreamTables:
     records: sa.Table
     stage: sa.Table
-    keys: sa.Table
+    keys: sa.Table  # ids of every live source record (reconciliation)
+    gone: sa.Table  # ids the source reported deleted (tombstones)
     schema: StreamSchema
 
 
@@ -177,6 +179,7 @@ class StreamRegistry:
             record_table(name, schema, md),
             stage_table("stg" + name[3:], schema, md, unlogged=self.unlogged),
             keys_table("key" + name[3:], md, unlogged=self.unlogged),
+            keys_table("del" + name[3:], md, unlogged=self.unlogged),
             schema,
         )
         self._cache[stream] = t
@@ -299,6 +302,8 @@ class SyncWriter:
         self.reconcile = reconcile
         self.rows_read = 0
         self.keys_read = 0
+        self.tombstones_read = 0
+        self.api_calls: int | None = None  # set by the caller before commit/block/fail
 
     def _renew_lease(self, conn: sa.Connection) -> None:
         conn.execute(
@@ -329,13 +334,24 @@ class SyncWriter:
             self._renew_lease(conn)
         self.keys_read += len(keys)
 
+    def stage_deleted(self, rids: pd.Series) -> None:
+        """Stage the ids of records the source reports deleted since the last sync (tombstones)."""
+        if rids.empty:
+            return
+        gone = pd.DataFrame({"_sync": self.sync_id, RID: rids.drop_duplicates().to_numpy()})
+        with self.engine.begin() as conn:
+            _write(conn, self.tables.gone, gone, replace=False)
+            self._renew_lease(conn)
+        self.tombstones_read += len(gone)
+
     def commit(self, watermark: str | None, gate: Callable[[int, int], bool] | None = None) -> SyncCounts:
         """Apply the staged rows in one transaction and advance the watermark with them.
 
         ``gate(live_before, live_after)`` sees the stream's live record count before and after the
         change, inside the transaction; if it returns False nothing is applied and :class:`Vetoed`
         is raised (the staged rows stay)."""
-        rec, stg, keys, s = self.tables.records, self.tables.stage, self.tables.keys, self.sync_id
+        rec, stg, keys, gone, s = (self.tables.records, self.tables.stage, self.tables.keys, self.tables.gone,
+                                   self.sync_id)
         staged = sa.select(stg).where(stg.c._sync == s).subquery()
         with self.engine.begin() as conn:
             live_before = 0
@@ -360,10 +376,16 @@ class SyncWriter:
                 deleted = conn.execute(
                     rec.update().where(rec.c[TO].is_(None), rec.c[FROM] < s, ~live).values({TO: s})
                 ).rowcount
+            # Tombstones close the current version, unless this sync read the record again (undeleted).
+            reported = sa.exists().where(gone.c._sync == s, gone.c[RID] == rec.c[RID])
+            deleted += conn.execute(
+                rec.update().where(rec.c[TO].is_(None), rec.c[FROM] < s, reported).values({TO: s})
+            ).rowcount
             if gate is not None and not gate(live_before, live_before + inserted - updated - deleted):
                 raise Vetoed()  # leaving the block rolls everything above back
             conn.execute(stg.delete().where(stg.c._sync == s))
             conn.execute(keys.delete().where(keys.c._sync == s))
+            conn.execute(gone.delete().where(gone.c._sync == s))
             now = utcnow()
             values: dict[str, object] = dict(
                 last_sync_id=s,
@@ -378,7 +400,8 @@ class SyncWriter:
             if self.reconcile:
                 values["last_reconcile_at"] = now
             conn.execute(m.stream_state.update().where(m.stream_state.c.name == self.stream).values(**values))
-            counts = SyncCounts(self.rows_read, self.keys_read, inserted - updated, updated, deleted)
+            counts = SyncCounts(self.rows_read, self.keys_read, inserted - updated, updated, deleted,
+                                self.api_calls)
             conn.execute(
                 m.sync_run.update()
                 .where(m.sync_run.c.id == s)
@@ -390,6 +413,7 @@ class SyncWriter:
                     inserted=counts.inserted,
                     updated=counts.updated,
                     deleted=counts.deleted,
+                    api_calls=counts.api_calls,
                     watermark_after=watermark,
                 )
             )
@@ -403,10 +427,11 @@ class SyncWriter:
 
     def fail(self, error: str) -> None:
         """Drop what was staged; the stream's visible records and watermark stay as they were."""
-        stg, keys, s = self.tables.stage, self.tables.keys, self.sync_id
+        stg, keys, gone, s = self.tables.stage, self.tables.keys, self.tables.gone, self.sync_id
         with self.engine.begin() as conn:
             conn.execute(stg.delete().where(stg.c._sync == s))
             conn.execute(keys.delete().where(keys.c._sync == s))
+            conn.execute(gone.delete().where(gone.c._sync == s))
             self._end(conn, "failed", error)
 
     def _end(self, conn: sa.Connection, status: str, error: str, **sync_values: Any) -> None:
@@ -425,6 +450,7 @@ class SyncWriter:
                 finished_at=now,
                 rows_read=self.rows_read,
                 keys_read=self.keys_read,
+                api_calls=self.api_calls,
                 error=error,
                 **sync_values,
             )

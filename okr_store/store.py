@@ -197,6 +197,7 @@ class Store:
             supersede_blocked(conn, stream, sync_id)
             conn.execute(tables.stage.delete().where(tables.stage.c._sync < sync_id))
             conn.execute(tables.keys.delete().where(tables.keys.c._sync < sync_id))
+            conn.execute(tables.gone.delete().where(tables.gone.c._sync < sync_id))
         return SyncWriter(self.engine, stream, int(sync_id), tables, reconcile)
 
     def reconcile_due(self, stream: str, every_hours: float) -> bool:

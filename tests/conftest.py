@@ -49,3 +49,9 @@ def pg_url() -> Iterator[str]:
 def mariadb_url() -> Iterator[str]:
     """The URL of a fresh, empty MariaDB database (dropped after the test)."""
     yield from _server_database("OKRSYNC_TEST_MARIADB_URL", "MariaDB")
+
+
+# The loopback Salesforce sandbox, for connector, flow and CLI tests alike.
+from tests.sandboxes.salesforce.fixtures import make_salesforce_sandbox, salesforce_sandbox  # noqa: E402
+
+__all__ = ["make_salesforce_sandbox", "mariadb_url", "pg_url", "salesforce_sandbox"]

@@ -1,0 +1,274 @@
+"""Talking to one org through simple-salesforce: login, the API budget, retries and error meanings.
+
+* Every request to ``/services/data/`` (REST and Bulk 2.0) is counted, and the org's daily usage is
+  read from each response's ``Sforce-Limit-Info`` header; :meth:`SfClient.call` refuses to start a call
+  once usage reached ``max_api_share`` of the limit.
+* 5xx answers and network errors are retried with jittered exponential backoff; ``INVALID_SESSION_ID``
+  triggers one new login (password or JWT) and one more try; ``REQUEST_LIMIT_EXCEEDED`` is never retried.
+* simple-salesforce itself would log in again up to three times: it is handed a session id instead, so
+  that re-authentication happens here, once, and is counted.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from simple_salesforce import Salesforce, SalesforceLogin
+from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceGeneralError,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+
+from connectors.salesforce.options import SalesforceOptions
+from connectors.secrets import env_value, secret_value
+from okrsync.errors import ConfigError, SourceError
+
+T = TypeVar("T")
+_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+REAUTH = "re-authenticate the integration user (check its password, token or connected app) and run again"
+
+
+class _LoginRoute(HTTPAdapter):
+    """Sends requests for ``https://{domain}.salesforce.com`` to ``login_url`` instead."""
+
+    def __init__(self, login_url: str) -> None:
+        super().__init__()
+        self.login_url = login_url
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        parts = urlsplit(request.url or "")
+        request.url = self.login_url + parts.path + (f"?{parts.query}" if parts.query else "")
+        return super().send(request, *args, **kwargs)
+
+
+class ApiError(Exception):
+    """A Salesforce error answer: ``code`` (errorCode) and ``message``, as the API gave them."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+def api_error(exc: SalesforceError) -> ApiError:
+    content = exc.content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        return ApiError(exc.status, str(first.get("errorCode", "")), str(first.get("message", "")))
+    return ApiError(exc.status, "", str(content)[:200])
+
+
+class LocatorExpired(Exception):
+    """``INVALID_QUERY_LOCATOR``: the server forgot the query cursor (the caller restarts the query)."""
+
+
+class SfClient:
+    """A logged-in ``Salesforce`` for one source, with call accounting. Logs in on first use."""
+
+    def __init__(self, source: str, options: SalesforceOptions, base_dir: Path,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.source, self.options, self.base_dir = source, options, base_dir
+        self.sleep = sleep
+        self.calls = 0  # requests to /services/data/ (what the org counts against its daily limit)
+        self.logins = 0
+        self.usage: tuple[int, int] | None = None  # (used, max) from the last Sforce-Limit-Info
+        self._sf: Salesforce | None = None
+        self._http: requests.Session | None = None
+        self._secrets: list[str] = []
+
+    # -- session ------------------------------------------------------------------------------------
+
+    @property
+    def http(self) -> requests.Session:
+        if self._http is None:
+            s = requests.Session()
+            s.trust_env = False  # REQUESTS_CA_BUNDLE and proxies from the environment do not apply
+            if self.options.ca_bundle:
+                bundle = (self.base_dir / self.options.ca_bundle).resolve()
+                if not bundle.is_file():
+                    raise ConfigError(f"source {self.source!r}: ca_bundle {bundle} does not exist",
+                                      hint="give a PEM file path relative to the project file")
+                s.verify = str(bundle)
+            if self.options.login_url:
+                for domain in {self.options.domain, "login", "test"}:
+                    s.mount(f"https://{domain}.salesforce.com/", _LoginRoute(self.options.login_url))
+            s.hooks["response"].append(self._observe)
+            self._http = s
+        return self._http
+
+    def _observe(self, resp: requests.Response, *args: Any, **kwargs: Any) -> None:
+        if "/services/data/" in urlsplit(resp.url).path:
+            self.calls += 1
+        if m := _USAGE.search(resp.headers.get("Sforce-Limit-Info", "")):
+            self.usage = (int(m.group(1)), int(m.group(2)))
+
+    @property
+    def sf(self) -> Salesforce:
+        if self._sf is None:
+            self._login()
+        assert self._sf is not None
+        return self._sf
+
+    @property
+    def instance_url(self) -> str:
+        return f"https://{self.sf.sf_instance}"
+
+    def _login(self) -> None:
+        o = self.options
+        if o.auth == "session":
+            if self.logins:
+                raise SourceError(f"source {self.source!r}: the Salesforce session expired",
+                                  hint="session auth cannot log in again: put a fresh session id in "
+                                  f"{o.session_id_env or o.session_id_secret}, or use auth password/jwt")
+            sid = self._secret(o.session_id_env, o.session_id_secret, "the session id (access token)")
+            instance = str(o.instance_url).removeprefix("https://")
+        else:
+            try:
+                sid, instance = SalesforceLogin(session=self.http, sf_version=o.api_version,
+                                                domain=o.domain, **self._login_args())
+            except SalesforceAuthenticationFailed as exc:
+                raise SourceError(f"source {self.source!r}: Salesforce refused the login "
+                                  f"({self._scrub(str(exc.code))}: {self._scrub(str(exc.message))})",
+                                  hint=REAUTH) from None
+            except NETWORK_ERRORS as exc:
+                raise SourceError(f"source {self.source!r}: cannot reach the Salesforce login at "
+                                  f"{o.login_url or f'https://{o.domain}.salesforce.com'} "
+                                  f"({type(exc).__name__})", transient=True,
+                                  hint="check the network (or that the sandbox is running); "
+                                  "okrsync retries transient failures") from None
+        self.logins += 1
+        self._secrets.append(sid)
+        self._sf = Salesforce(session_id=sid, instance=instance, session=self.http, version=o.api_version)
+
+    def _login_args(self) -> dict[str, Any]:
+        o = self.options
+        if o.auth == "password":
+            token = (self._secret(o.security_token_env, o.security_token_secret, "the security token")
+                     if (o.security_token_env or o.security_token_secret) else None)
+            args: dict[str, Any] = {
+                "username": o.username,
+                "password": self._secret(o.password_env, o.password_secret, "the password"),
+            }
+            return args | ({"security_token": token} if token else {"organizationId": ""})
+        if o.private_key_file:
+            path = (self.base_dir / o.private_key_file).resolve()
+            if not path.is_file():
+                raise ConfigError(f"source {self.source!r}: private_key_file {path} does not exist",
+                                  hint="give the connected app's private key (PEM), relative to the "
+                                  "project file")
+            key = path.read_text()
+        else:
+            key = self._secret(o.private_key_env, o.private_key_secret, "the private key (PEM)")
+        return {"username": o.username, "consumer_key": o.consumer_key, "privatekey": key}
+
+    def _secret(self, env: str | None, block: str | None, what: str) -> str:
+        value = env_value(self.source, env, what) if env else secret_value(self.source, str(block), what)
+        self._secrets.append(value)
+        return value
+
+    def _scrub(self, text: str) -> str:
+        for s in self._secrets:
+            if s:
+                text = text.replace(s, "***")
+        return text
+
+    # -- calls ----------------------------------------------------------------------------------------
+
+    def check_budget(self) -> None:
+        """Refuse to go on once the org's daily API usage reached ``max_api_share`` of its limit."""
+        if self.usage is None:
+            return
+        used, limit = self.usage
+        if limit and used >= self.options.max_api_share * limit:
+            raise SourceError(
+                f"source {self.source!r}: stopped to spare the org's daily API budget "
+                f"({used:,}/{limit:,} calls used, max_api_share {self.options.max_api_share:g})",
+                hint="the key results keep their last values; raise max_api_share or wait for the "
+                "24-hour window to free calls")
+
+    def call(self, what: str, fn: Callable[[Salesforce], T]) -> T:
+        """``fn(sf)`` with the budget check, retries, one re-login and errors turned into ours."""
+        reauthenticated = False
+        attempt = 0
+        while True:
+            self.check_budget()
+            try:
+                return fn(self.sf)
+            except SalesforceExpiredSession:
+                if self.options.auth == "session":
+                    raise SourceError(f"source {self.source!r}: {what}: the Salesforce session expired "
+                                      "(INVALID_SESSION_ID)",
+                                      hint="session auth cannot log in again: put a fresh session id in "
+                                      f"{self.options.session_id_env or self.options.session_id_secret}, "
+                                      "or use auth password or jwt") from None
+                if reauthenticated:
+                    raise SourceError(f"source {self.source!r}: {what}: the Salesforce session was "
+                                      "refused again after logging in anew (INVALID_SESSION_ID)",
+                                      hint=REAUTH) from None
+                reauthenticated = True
+                self._sf = None
+                self._login()
+            except SalesforceRefusedRequest as exc:
+                err = api_error(exc)
+                if err.code == "REQUEST_LIMIT_EXCEEDED":
+                    raise SourceError(f"source {self.source!r}: {what}: the org's API limit is exhausted "
+                                      f"({self._scrub(err.message)})",
+                                      hint="the key results keep their last values; the next run after "
+                                      "the 24-hour window frees calls will catch up") from None
+                raise SourceError(f"source {self.source!r}: {what}: Salesforce refused the request "
+                                  f"({err.code}: {self._scrub(err.message)})",
+                                  hint="give the integration user access to this object and its fields "
+                                  "(profile or permission set)") from None
+            except (SalesforceGeneralError, *NETWORK_ERRORS) as exc:
+                status = exc.status if isinstance(exc, SalesforceError) else None
+                if isinstance(exc, SalesforceError) and exc.status < 500:
+                    raise self.error(what, exc) from None
+                if attempt >= self.options.retries:
+                    why = f"HTTP {status}" if status else type(exc).__name__
+                    raise SourceError(f"source {self.source!r}: {what}: Salesforce did not answer "
+                                      f"after {attempt + 1} tries ({why})", transient=True,
+                                      hint="Salesforce or the network is having trouble; the next run "
+                                      "(or okrsync's task retry) picks up from the last committed "
+                                      "position") from None
+                self.backoff(attempt)
+                attempt += 1
+            except SalesforceError as exc:
+                if api_error(exc).code == "INVALID_QUERY_LOCATOR":
+                    raise LocatorExpired() from None
+                raise self.error(what, exc) from None
+
+    def backoff(self, attempt: int) -> None:
+        base = self.options.retry_backoff_seconds * (2 ** attempt)
+        self.sleep(base * (0.5 + random.random()))  # noqa: S311 - jitter, not cryptography
+
+    def error(self, what: str, exc: SalesforceError) -> SourceError:
+        err = api_error(exc)
+        where = f"source {self.source!r}: {what}"
+        if isinstance(exc, SalesforceResourceNotFound):
+            return SourceError(f"{where}: not found ({err.code}: {self._scrub(err.message)})",
+                               hint="check the object name and api_version")
+        if isinstance(exc, SalesforceMalformedRequest):
+            return SourceError(f"{where}: Salesforce rejected the query ({err.code}: "
+                               f"{self._scrub(err.message)})",
+                               hint="run `okrsync validate --check-sources` to compare the stream's "
+                               "fields with the object's describe")
+        return SourceError(f"{where}: Salesforce answered {exc.status} ({err.code}: "
+                           f"{self._scrub(err.message)})", hint="see the Salesforce error code")
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        self._http = self._sf = None
