@@ -47,6 +47,7 @@ from connectors.salesforce.values import (
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import Field, FieldType, StreamSchema
 
+MAX_STALLED_RESTARTS = 3
 VALIDATE = "run `okrsync validate --check-sources` to compare the stream with the object's describe"
 
 
@@ -70,6 +71,7 @@ class _Read:
     order: list[str]
     include_deleted: bool = False
     last: tuple[Any, ...] | None = None
+    floor: datetime | None = None  # once a second was finished by Id: restart at this cursor value
     rows: int = 0
     buffer: list[list[Any]] = field(default_factory=list)
 
@@ -297,37 +299,99 @@ class SalesforceConnector:
                     first = None
         yield from self._rest(stream, read, first)
 
-    def _rest_first(self, stream: StreamSpec, read: _Read) -> dict[str, Any] | None:
+    def _rest_first(self, stream: StreamSpec, read: _Read) -> dict[str, Any]:
         headers = {"Sforce-Query-Options": f"batchSize={self.options.page_size}"}
-        return self.client.call(f"stream {stream.name!r}: query",
-                                lambda sf: sf.query(self._resumed(read), include_deleted=read.include_deleted,
-                                                    headers=headers))
+        text = self._resumed(read)
+        page: dict[str, Any] = self.client.call(
+            f"stream {stream.name!r}: query",
+            lambda sf: sf.query(text, include_deleted=read.include_deleted, headers=headers))
+        return page
 
-    def _rest(self, stream: StreamSpec, read: _Read,
-              page: dict[str, Any] | None) -> Iterator[list[list[Any]]]:
+    def _pages(self, stream: StreamSpec, text: str, include_deleted: bool,
+               page: dict[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The records of each page of one query (``page``: its first page, if already fetched).
+        Raises :class:`LocatorExpired` if the server forgot the cursor."""
         headers = {"Sforce-Query-Options": f"batchSize={self.options.page_size}"}
+        if page is None:
+            page = self.client.call(
+                f"stream {stream.name!r}: query",
+                lambda sf: sf.query(text, include_deleted=include_deleted, headers=headers))
         while True:
-            if page is None:
-                page = self._rest_first(stream, read)
             assert page is not None
-            yield from self._take(stream, read, json_rows(page["records"], read.paths))
+            yield page["records"]
             if page["done"]:
-                break
+                return
             url: str = page["nextRecordsUrl"]
 
             def more(sf: Salesforce, url: str = url) -> dict[str, Any]:
                 result: dict[str, Any] = sf.query_more(url, identifier_is_url=True, headers=headers)
                 return result
 
+            page = self.client.call(f"stream {stream.name!r}: next page", more)
+
+    def _rest(self, stream: StreamSpec, read: _Read,
+              page: dict[str, Any] | None) -> Iterator[list[list[Any]]]:
+        stalled, resumed_at = 0, read.last
+        while True:
             try:
-                page = self.client.call(f"stream {stream.name!r}: next page", more)
+                text = read.soql if page is not None else self._resumed(read)
+                for records in self._pages(stream, text, read.include_deleted, page):
+                    yield from self._take(stream, read, json_rows(records, read.paths))
+                break
             except LocatorExpired:
+                page = None
+                stalled = stalled + 1 if read.last == resumed_at else 0
+                self._stalled(stream, stalled)
+                resumed_at = read.last
                 self.notes.append(f"stream {stream.name!r}: query locator expired; resumed after the "
                                   "last row read")
-                page = None
+                if read.last is not None and len(read.order) == 2:
+                    yield from self._finish_second(stream, read)
         if read.buffer:
             yield read.buffer
             read.buffer = []
+
+    def _stalled(self, stream: StreamSpec, times: int) -> None:
+        if times >= MAX_STALLED_RESTARTS:
+            raise SourceError(f"source {self.name!r}, stream {stream.name!r}: the query locator expired "
+                              f"{times} times without progress", transient=True,
+                              hint="nothing was committed; the next run reads again from the last "
+                              "committed position")
+
+    def _finish_second(self, stream: StreamSpec, read: _Read) -> Iterator[list[list[Any]]]:
+        """Read the rest of the second the last row belongs to, by Id, then go on after that second.
+
+        SOQL compares datetimes to the whole second, so restarting at ``cursor >= last`` would re-read
+        that second from its start: a mass update sharing one second could then never get past a cursor
+        that keeps expiring. Within one second the Id is an exact keyset."""
+        assert read.last is not None
+        cursor, start = read.order[0], read.last[0].replace(microsecond=0)
+        end = start + timedelta(seconds=1)
+        head = read.soql.partition(" ORDER BY ")[0]
+        glue = " AND " if " WHERE " in head else " WHERE "
+        second = f"{head}{glue}{cursor} >= {soql.literal(start)} AND {cursor} < {soql.literal(end)}"
+        keys, id_at = [read.paths.index(o) for o in read.order], read.paths.index("Id")
+        before, best, after_id, stalled = read.last, read.last, None, 0
+        while True:
+            text = second + (f" AND Id > {soql.literal(after_id)}" if after_id else "") + " ORDER BY Id"
+            try:
+                for records in self._pages(stream, text, read.include_deleted):
+                    rows = json_rows(records, read.paths)
+                    if not rows:
+                        continue
+                    after_id, stalled = rows[-1][id_at], 0
+                    fresh = [r for r in rows if _key(r, keys) > before]
+                    best = max([best, *(_key(r, keys) for r in fresh)])
+                    read.rows += len(fresh)
+                    read.buffer.extend(fresh)
+                    while len(read.buffer) >= stream.batch_size:
+                        yield read.buffer[: stream.batch_size]
+                        read.buffer = read.buffer[stream.batch_size:]
+                break
+            except LocatorExpired:
+                stalled += 1
+                self._stalled(stream, stalled)
+        read.last, read.floor = best, end
 
     def _take(self, stream: StreamSpec, read: _Read, rows: list[list[Any]]) -> Iterator[list[list[Any]]]:
         """Add rows after the keyset position to the buffer; yield full batches."""
@@ -351,7 +415,7 @@ class SalesforceConnector:
         if read.last is None:
             return read.soql
         first = read.order[0]
-        value = read.last[0]
+        value = read.floor or read.last[0]
         bound = (f"{first} >= {soql.literal(value.replace(microsecond=0))}" if isinstance(value, datetime)
                  else f"{first} >= {soql.literal(value)}")
         head, sep, order = read.soql.partition(" ORDER BY ")

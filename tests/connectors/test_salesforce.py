@@ -402,3 +402,19 @@ def test_dates_and_datetimes_are_typed(
     assert str(df["SystemModstamp"].dtype).startswith("datetime64")
     assert isinstance(df["Amount"].dropna().iloc[0], Decimal)
     assert datetime(2024, 1, 1) <= df["SystemModstamp"].min().to_pydatetime()
+
+
+def test_records_sharing_one_modstamp_across_pages_are_read_once(
+    box: SalesforceSandbox, connect: Callable[..., SalesforceConnector]
+) -> None:
+    conn = connect()
+    first = read_all(conn, spec())
+    last = first.iloc[-1]
+    wm = Watermark(last["SystemModstamp"].to_pydatetime(), (last["Id"],))
+    box.org.clock.advance(minutes=1)  # a mass update: 900 records, one SystemModstamp, over 5 pages
+    ids = sorted(live(box))[:900]
+    for rid in ids:
+        box.org.update("Opportunity", rid, Amount=1.0)
+    box.faults.expire_locator_on_page(3)  # and the cursor is lost in the middle of them
+    changed = read_all(conn, spec(), wm)
+    assert sorted(changed["Id"]) == ids
