@@ -1,7 +1,9 @@
 """A Salesforce-REST-compatible test server (like stripe-mock for Stripe) for the real
 simple-salesforce client.
 
-See :mod:`.fixtures` for the pytest fixtures and :class:`.server.SalesforceSandbox` for the test knobs.
+See :mod:`.fixtures` for the pytest fixtures, :class:`.server.SalesforceSandbox` for the test knobs,
+:meth:`.model.Org.mutate` for changing an org between syncs, and :mod:`.runner` for running it as a
+long-lived local service.
 """
 
 from .errors import ApiError

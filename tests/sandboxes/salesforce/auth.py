@@ -1,5 +1,6 @@
-"""Sessions, the SOAP ``login()`` endpoint, the OAuth token endpoint, and a transport adapter that sends
-requests for ``https://{login,test}.salesforce.com`` to the sandbox instead."""
+"""Sessions, the SOAP ``login()`` endpoint, the OAuth token endpoint (password, client credentials and
+JWT bearer flows), and a transport adapter that sends requests for ``https://{login,test}.salesforce.com``
+to the sandbox instead."""
 
 from __future__ import annotations
 
@@ -14,11 +15,16 @@ from html import escape
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from requests.adapters import HTTPAdapter
 
 _NS = {"env": "http://schemas.xmlsoap.org/soap/envelope/", "p": "urn:partner.soap.sforce.com"}
 INVALID_LOGIN = "Invalid username, password, security token; or user locked out."
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JWT_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 
 
 @dataclass
@@ -59,6 +65,81 @@ class Sessions:
             self._valid.discard(token)
 
 
+class JwtKeyPair:
+    """The RSA key pair of the connected app's JWT bearer flow: Salesforce holds the certificate (the public
+    key), the integration holds the private key and signs its assertions with it.
+
+    Given no PEM, a fresh RSA-2048 key is made on first use (so a sandbox that never sees a JWT login does
+    not pay for it)."""
+
+    def __init__(self, private_key_pem: str | bytes | None = None) -> None:
+        self._lock = threading.Lock()
+        self._pem: str | None = None
+        self._public: rsa.RSAPublicKey | None = None
+        if private_key_pem is not None:
+            pem = private_key_pem.decode() if isinstance(private_key_pem, bytes) else private_key_pem
+            self._public = _load_rsa_private_key(pem).public_key()
+            self._pem = pem
+
+    def _ensure(self) -> tuple[str, rsa.RSAPublicKey]:
+        with self._lock:
+            if self._pem is None or self._public is None:
+                self._pem = generate_rsa_private_key_pem()
+                self._public = _load_rsa_private_key(self._pem).public_key()
+            return self._pem, self._public
+
+    @property
+    def private_key_pem(self) -> str:
+        """PKCS#8 PEM, unencrypted (what ``simple_salesforce.Salesforce(privatekey=...)`` takes)."""
+        return self._ensure()[0]
+
+    @property
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._ensure()[1]
+
+
+def generate_rsa_private_key_pem(key_size: int = 2048) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _load_rsa_private_key(pem: str) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("the JWT bearer flow needs an RSA private key (RS256)")
+    return key
+
+
+def check_jwt_assertion(
+    assertion: str, creds: Credentials, public_key: rsa.RSAPublicKey
+) -> dict[str, str] | None:
+    """``None`` if the assertion is good, else the error body Salesforce answers (with HTTP 400)."""
+    invalid = {"error": "invalid_grant", "error_description": "invalid assertion"}
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return invalid
+    if claims.get("iss") != creds.consumer_key:
+        return {"error": "invalid_client_id", "error_description": "client identifier invalid"}
+    try:
+        jwt.decode(
+            assertion,
+            public_key,
+            algorithms=["RS256"],
+            audience=list(JWT_AUDIENCES),
+            options={"require": ["exp", "iss", "sub", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        return {"error": "invalid_grant", "error_description": "expired access/refresh token"}
+    except jwt.PyJWTError:
+        return invalid
+    if claims.get("sub") != creds.username:
+        return {"error": "invalid_grant", "error_description": "user hasn't approved this consumer"}
+    return None
+
+
 def soap_login_response(
     body: bytes,
     creds: Credentials,
@@ -67,7 +148,10 @@ def soap_login_response(
     version: str,
     org_id: str,
     user_id: str,
+    rejection: tuple[str, str] | None = None,
 ) -> tuple[int, bytes]:
+    if rejection is not None:  # the ``reject_token_requests`` fault: every login fails
+        return 500, _soap_fault("INVALID_LOGIN", rejection[1])
     try:
         root = ET.fromstring(body)  # noqa: S314 - loopback test server parsing its own client's request
         login = root.find(".//p:login", _NS)
@@ -112,9 +196,25 @@ def oauth_token_response(
     base_url: str,
     org_id: str,
     user_id: str,
+    jwt_keys: JwtKeyPair | None = None,
+    rejection: tuple[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    if rejection is not None:  # the ``reject_token_requests`` fault: every login fails
+        return 400, {"error": rejection[0], "error_description": rejection[1]}
     form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
     grant = form.get("grant_type")
+    if grant == JWT_BEARER and jwt_keys is not None:
+        # no client id or secret: the consumer key is the assertion's ``iss``
+        error = check_jwt_assertion(form.get("assertion", ""), creds, jwt_keys.public_key)
+        if error is not None:
+            return 400, error
+        return 200, {
+            "access_token": sessions.new(),
+            "scope": "api",
+            "instance_url": base_url,
+            "id": f"{base_url}/id/{org_id}/{user_id}",
+            "token_type": "Bearer",
+        }
     client_id, client_secret = form.get("client_id"), form.get("client_secret")
     auth = headers.get("authorization", "")
     if auth.lower().startswith("basic "):

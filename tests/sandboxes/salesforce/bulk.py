@@ -69,7 +69,7 @@ class BulkJobs:
         if delimiter not in _DELIMITERS or line_ending not in _LINE_ENDINGS:
             raise ApiError(400, "INVALIDJOB", "Invalid columnDelimiter or lineEnding")
         # validate now, as Salesforce does on create; the records are read when the job completes
-        probe = execute(self.org, soql, include_deleted=operation == "queryAll")
+        probe = execute(self.org, soql, validate_only=True)
         if probe.aggregate or probe.query.offset is not None:
             raise ApiError(
                 400, "INVALIDJOB", "Aggregate queries and OFFSET are not supported by Bulk API 2.0 query jobs"

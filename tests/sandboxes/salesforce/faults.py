@@ -56,6 +56,7 @@ class Faults:
     bulk_results_damage: dict[int, str] = field(default_factory=dict)  # page -> "abort" | "truncate"
     delay_ms: int = 0
     delay_path_contains: str = ""
+    token_rejection: tuple[str, str] | None = None  # (error, error_description)
 
     # -- arming ---------------------------------------------------------------------------------------
     def http_error_on_request(
@@ -106,6 +107,15 @@ class Faults:
             raise ValueError(mode)
         self.bulk_results_damage[page] = mode
 
+    def reject_token_requests(
+        self, error: str = "invalid_grant", description: str = "authentication failure"
+    ) -> None:
+        """Every login from now on fails, whatever it presents: OAuth token requests (any grant type) answer
+        400 ``{"error": error, "error_description": description}`` and SOAP ``login()`` answers an
+        ``INVALID_LOGIN`` fault with ``description``. With :meth:`expire_session_after` this makes a client's
+        re-authentication fail. :meth:`clear` lifts it."""
+        self.token_rejection = (error, description)
+
     def slow(self, ms: int, path_contains: str = "") -> None:
         """Delay responses (to requests whose path contains ``path_contains``) by ``ms`` milliseconds."""
         self.delay_ms = max(0, min(ms, MAX_DELAY_MS))
@@ -119,6 +129,7 @@ class Faults:
         self.bulk_polls_in_progress = 1
         self.bulk_results_damage.clear()
         self.delay_ms = 0
+        self.token_rejection = None
 
     # -- consulted by the server ----------------------------------------------------------------------
     def next_request(self) -> _Rule | None:

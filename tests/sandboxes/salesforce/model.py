@@ -143,6 +143,47 @@ class Org:
                 "SystemModstamp": now,
             }
 
+    def mutate(
+        self,
+        obj: str,
+        fraction: float,
+        seed: int,
+        delete_share: float = 0.2,
+        advance_seconds: float = 60,
+    ) -> tuple[list[str], list[str]]:
+        """Change a deterministic sample of the live records, as users would between two syncs.
+
+        The clock first moves ``advance_seconds`` on; then ``round(fraction * live records)`` live records
+        are picked with ``random.Random(seed)``; ``round(picked * delete_share)`` of them are soft-deleted
+        and the rest updated (Opportunity: a new non-null ``Amount``, sometimes a new ``StageName``;
+        Account: ``AnnualRevenue``; Lead: ``LeadSource``; Case: ``Priority``; other objects are saved
+        unchanged). The clock moves 1 ms before each record, so every change has its own SystemModstamp,
+        later than any before the call. Returns ``(updated_ids, deleted_ids)``, each in the order applied.
+        """
+        if not 0 <= fraction <= 1 or not 0 <= delete_share <= 1:
+            raise ValueError("fraction and delete_share must be between 0 and 1")
+        odef = self.object_def(obj)
+        rng = random.Random(seed)
+        with self.lock:
+            self.clock.advance(seconds=advance_seconds)
+            live = [r["Id"] for r in self.tables[odef.name].values() if not r.get("IsDeleted")]
+            picked = rng.sample(live, round(fraction * len(live)))
+            n_delete = round(len(picked) * delete_share)
+            if n_delete and not odef.deletable:
+                raise ValueError(f"{odef.name} records cannot be deleted: pass delete_share=0")
+            to_delete = set(rng.sample(range(len(picked)), n_delete))
+            updated: list[str] = []
+            deleted: list[str] = []
+            for i, rec_id in enumerate(picked):
+                self.clock.advance(milliseconds=1)
+                if i in to_delete:
+                    self._set_deleted(odef.name, rec_id, True)
+                    deleted.append(rec_id)
+                else:
+                    self.update(odef.name, rec_id, _changes(odef.name, self.tables[odef.name][rec_id], rng))
+                    updated.append(rec_id)
+        return updated, deleted
+
     @staticmethod
     def _check_fields(odef: ObjectDef, values: dict[str, Any]) -> None:
         for name in values:
@@ -349,6 +390,31 @@ class Org:
 
 def _find_15(table: dict[str, Any], id15: str) -> str:
     return next((k for k in table if k.startswith(id15)), "")
+
+
+def _changes(obj: str, rec: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """What :meth:`Org.mutate` changes in one record."""
+    if obj == "Opportunity":
+        old = rec.get("Amount")
+        amount = round(rng.uniform(500, 250_000) if old is None else old * rng.uniform(0.5, 1.5), 2)
+        if amount == old:
+            amount = round(amount + 1, 2)
+        out: dict[str, Any] = {"Amount": amount}
+        if rng.random() < 0.3:
+            stage = rng.choice([s for s in STAGES if s != rec.get("StageName")])
+            out.update(
+                StageName=stage,
+                Probability=STAGE_PROBABILITY[stage],
+                ForecastCategoryName="Closed" if stage.startswith("Closed") else "Pipeline",
+            )
+        return out
+    if obj == "Account":
+        return {"AnnualRevenue": float(rng.randrange(10**5, 10**9))}
+    if obj == "Lead":
+        return {"LeadSource": rng.choice(("Web", "Phone Inquiry", "Partner", "Event"))}
+    if obj == "Case":
+        return {"Priority": rng.choice(("High", "Medium", "Low"))}
+    return {}
 
 
 def _derive(obj: str, rec: dict[str, Any]) -> None:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from .soql_eval import QueryResult, Record, Resolved
 
 
+def _utc_millis(v: datetime) -> str:
+    """``2026-06-15T12:00:00.000`` in UTC."""
+    if v.tzinfo is not UTC and v.utcoffset():
+        v = v.astimezone(UTC)
+    return v.isoformat(timespec="milliseconds")[:23]
+
+
 def json_value(v: Any) -> Any:
     if isinstance(v, datetime):
-        return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}+0000"
+        return _utc_millis(v) + "+0000"
     if isinstance(v, date):
         return v.isoformat()
     return v
@@ -22,7 +29,7 @@ def csv_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, datetime):
-        return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
+        return _utc_millis(v) + "Z"
     if isinstance(v, date):
         return v.isoformat()
     return str(v)
@@ -33,13 +40,18 @@ def render_json(result: QueryResult, rows: list[Record], version: str) -> list[R
         return [{k: json_value(v) for k, v in row.items()} for row in rows]
     out = []
     obj = result.odef.name
+    url = f"/services/data/v{version}/sobjects/{obj}/"
+    columns: list[tuple[str | None, Resolved]] = []
+    for col in result.columns:
+        assert col.resolved is not None
+        columns.append((col.resolved.leaf.name if col.resolved.direct else None, col.resolved))
     for rec in rows:
-        doc: Record = {
-            "attributes": {"type": obj, "url": f"/services/data/v{version}/sobjects/{obj}/{rec['Id']}"}
-        }
-        for col in result.columns:
-            assert col.resolved is not None
-            _put(doc, rec, col.resolved, version)
+        doc: Record = {"attributes": {"type": obj, "url": url + rec["Id"]}}
+        for name, res in columns:
+            if name is not None:
+                doc[name] = json_value(rec.get(name))
+            else:
+                _put(doc, rec, res, version)
         out.append(doc)
     return out
 
@@ -73,4 +85,5 @@ def csv_header(result: QueryResult) -> list[str]:
 
 
 def csv_rows(result: QueryResult, rows: list[Record]) -> list[list[str]]:
-    return [[csv_value(c.resolved.get(rec)) for c in result.columns if c.resolved] for rec in rows]
+    getters = [c.resolved.getter for c in result.columns if c.resolved]
+    return [[csv_value(get(rec)) for get in getters] for rec in rows]

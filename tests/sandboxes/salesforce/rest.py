@@ -6,11 +6,11 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from .auth import Credentials, Sessions, oauth_token_response, soap_login_response
+from .auth import Credentials, JwtKeyPair, Sessions, oauth_token_response, soap_login_response
 from .bulk import BulkJobs
 from .errors import ApiError, not_found
 from .faults import Faults
@@ -57,12 +57,13 @@ class Cursor:
 
 
 class SandboxApp:
-    def __init__(self, org: Org, faults: Faults) -> None:
+    def __init__(self, org: Org, faults: Faults, jwt_private_key_pem: str | bytes | None = None) -> None:
         self.org = org
         self.faults = faults
         self.lock = threading.RLock()
         self.sessions = Sessions(org.org_id)
         self.credentials = Credentials("integration@okrsync.test", "sandbox-password", "SANDBOXTOKEN")
+        self.jwt_keys = JwtKeyPair(jwt_private_key_pem)
         self.api = ApiUsage()
         self.cursors: dict[str, Cursor] = {}
         self.user_id = "0055g00000INTEGAAA"
@@ -108,11 +109,20 @@ class SandboxApp:
                 m.group(1),
                 self.org.org_id,
                 self.user_id,
+                rejection=self.faults.token_rejection,
             )
             return Response(status, xml, {"Content-Type": "text/xml; charset=utf-8"})
         if path == "/services/oauth2/token" and method == "POST":
             status, payload = oauth_token_response(
-                body, headers, self.credentials, self.sessions, self.base_url, self.org.org_id, self.user_id
+                body,
+                headers,
+                self.credentials,
+                self.sessions,
+                self.base_url,
+                self.org.org_id,
+                self.user_id,
+                jwt_keys=self.jwt_keys,
+                rejection=self.faults.token_rejection,
             )
             return json_response(status, payload)
         m = _DATA.match(path)
@@ -263,6 +273,7 @@ class SandboxApp:
                 )
             if method == "POST":
                 values = self._writable(odef.name, json.loads(body or b"{}"), "createable")
+                self._tick()
                 new_id = self.org.insert(odef.name, values)
                 return json_response(201, {"id": new_id, "success": True, "errors": []})
             raise ApiError(
@@ -294,14 +305,20 @@ class SandboxApp:
             doc.update({n: json_value(rec.get(n)) for n in names})
             return json_response(200, doc)
         if method == "PATCH":
-            self.org.update(
-                odef.name, record_id, self._writable(odef.name, json.loads(body or b"{}"), "updateable")
-            )
+            values = self._writable(odef.name, json.loads(body or b"{}"), "updateable")
+            self._tick()
+            self.org.update(odef.name, record_id, values)
             return Response(204)
         if method == "DELETE":
+            self._tick()
             self.org.delete(odef.name, record_id)
             return Response(204)
         raise not_found()
+
+    def _tick(self) -> None:
+        """Writes through the API happen one after another in real time: each gets a SystemModstamp 1 ms
+        later than anything before it (the org's clock is otherwise frozen)."""
+        self.org.clock.advance(milliseconds=1)
 
     def _writable(self, obj: str, payload: dict[str, Any], flag: str) -> dict[str, Any]:
         odef = self.org.object_def(obj)
@@ -397,7 +414,7 @@ def _parse_datetime(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         raise ValueError(text)
-    return value
+    return value.astimezone(UTC)
 
 
 def parse_query_string(qs: str) -> dict[str, list[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 import tempfile
@@ -77,15 +78,17 @@ class _TLSServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, sandbox: SalesforceSandbox, ctx: ssl.SSLContext) -> None:
+    def __init__(self, sandbox: SalesforceSandbox, host: str, port: int) -> None:
         self.sandbox = sandbox
-        self.ctx = ctx
+        self.ctx: ssl.SSLContext | None = None  # set before serving starts
         self.open_sockets: set[socket.socket] = set()
         self._sock_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, port), _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # TLS handshake in the connection's own thread, so a slow client never blocks accept()
+        assert self.ctx is not None
         try:
             tls = self.ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
@@ -114,10 +117,18 @@ class _TLSServer(ThreadingHTTPServer):
                 pass
 
 
+_WILDCARD = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # listen on all, connect on loopback
+
+
 class SalesforceSandbox:
-    """A Salesforce-REST-compatible HTTPS server on 127.0.0.1 backed by an in-memory :class:`Org`.
+    """A Salesforce-REST-compatible HTTPS server (loopback by default) backed by an in-memory :class:`Org`.
 
     ``with SalesforceSandbox(opportunities=5000) as sf_box: sf = sf_box.client()``
+
+    ``host``/``port`` are where it listens (port 0: a free port). The TLS certificate and its key go to a
+    temporary directory removed by :meth:`stop`, or to ``cert_dir`` (``cert.pem``, ``key.pem`` mode 0600),
+    where they stay. ``jwt_private_key_pem`` is the private key the JWT bearer flow must sign with (RSA,
+    PEM); without it the sandbox makes an RSA-2048 key pair (see :attr:`jwt_private_key_pem`).
     """
 
     def __init__(
@@ -128,6 +139,10 @@ class SalesforceSandbox:
         opportunities: int = 2000,
         accounts: int = 500,
         version: str = API_VERSION,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cert_dir: Path | None = None,
+        jwt_private_key_pem: str | bytes | None = None,
         **generate: Any,
     ) -> None:
         self.org = (
@@ -137,8 +152,11 @@ class SalesforceSandbox:
         )
         self.faults = Faults()
         self.requests = RequestLog()
-        self.app = SandboxApp(self.org, self.faults)
+        self.app = SandboxApp(self.org, self.faults, jwt_private_key_pem)
         self.version = version
+        self.host = host
+        self.requested_port = port
+        self.cert_dir = None if cert_dir is None else Path(cert_dir)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
@@ -148,9 +166,35 @@ class SalesforceSandbox:
 
     # ------------------------------------------------------------------------------------- lifecycle
     def start(self) -> SalesforceSandbox:
-        self._tmp = tempfile.TemporaryDirectory(prefix="sf-sandbox-")
-        self.cert_path, key_path = make_certificate(Path(self._tmp.name))
-        self._server = _TLSServer(self, server_context(self.cert_path, key_path))
+        try:
+            server = _TLSServer(self, self.host, self.requested_port)
+        except OSError as exc:
+            where = f"{self.host}:{self.requested_port}"
+            if exc.errno == errno.EADDRINUSE:
+                msg = (
+                    f"cannot start the Salesforce sandbox on {where}: the port is already in use "
+                    "(another sandbox still running?); stop that process or choose another port"
+                )
+            else:
+                msg = f"cannot start the Salesforce sandbox on {where}: {exc.strerror or exc}"
+            raise OSError(exc.errno, msg) from exc
+        try:
+            if self.cert_dir is not None:
+                self.cert_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self.cert_path, key_path = make_certificate(
+                    self.cert_dir, [self._url_host], valid_days=365
+                )
+            else:
+                self._tmp = tempfile.TemporaryDirectory(prefix="sf-sandbox-")
+                self.cert_path, key_path = make_certificate(Path(self._tmp.name), [self._url_host])
+            server.ctx = server_context(self.cert_path, key_path)
+        except BaseException:
+            server.server_close()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+            raise
+        self._server = server
         self.app.base_url = self.instance_url
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -190,8 +234,19 @@ class SalesforceSandbox:
         return int(self._server.server_address[1])
 
     @property
+    def _url_host(self) -> str:
+        return _WILDCARD.get(self.host, self.host)
+
+    @property
     def instance_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        host = self._url_host
+        return f"https://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def jwt_private_key_pem(self) -> str:
+        """The private key (PKCS#8 PEM) of the connected app's certificate: sign JWT bearer assertions with it
+        (``iss`` = ``credentials.consumer_key``, ``sub`` = ``credentials.username``)."""
+        return self.app.jwt_keys.private_key_pem
 
     def http_session(self, route_login: bool = False) -> requests.Session:
         """A ``requests.Session`` that trusts the sandbox's certificate (and ignores REQUESTS_CA_BUNDLE)."""
@@ -219,6 +274,18 @@ class SalesforceSandbox:
             username=c.username,
             password=c.password,
             security_token=c.security_token,
+            domain=domain,
+            session=self.http_session(route_login=True),
+            version=self.version,
+        )
+
+    def jwt_client(self, domain: str = "login") -> Salesforce:
+        """A client that logs in with the OAuth 2.0 JWT bearer flow (and again on INVALID_SESSION_ID)."""
+        c = self.app.credentials
+        return Salesforce(
+            username=c.username,
+            consumer_key=c.consumer_key,
+            privatekey=self.jwt_private_key_pem,
             domain=domain,
             session=self.http_session(route_login=True),
             version=self.version,

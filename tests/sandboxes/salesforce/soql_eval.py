@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +37,21 @@ class Resolved:
     leaf: FieldDef
     org: Org
 
+    @property
+    def direct(self) -> bool:
+        """A field of the queried object itself (no relationship hops)."""
+        return not self.hops
+
+    @property
+    def getter(self) -> Callable[[Record], Any]:
+        """:meth:`get` for rows of the queried object, as fast as it can be (for sorting and rendering)."""
+        if not self.hops:
+            return operator.methodcaller("get", self.leaf.name)
+        return self.get
+
     def get(self, rec: Record | None) -> Any:
+        if not self.hops:
+            return None if rec is None else rec.get(self.leaf.name)
         for ref, target in self.hops:
             if rec is None:
                 return None
@@ -212,19 +227,36 @@ SortKey = tuple[Callable[..., Any], bool, bool | None]
 
 
 def sort_rows(rows: list[Any], keys: list[SortKey]) -> list[Any]:
-    """Stable multi-key sort; ascending puts nulls first, descending puts them last (unless NULLS given)."""
+    """Stable multi-key sort; ascending puts nulls first, descending puts them last (unless NULLS given).
+    Text sorts case-insensitively."""
     out = list(rows)
     for getter, desc, nulls_last in reversed(keys):
         last = desc if nulls_last is None else nulls_last
-        present = [r for r in out if getter(r) is not None]
-        nulls = [r for r in out if getter(r) is None]
-
-        def sort_key(r: Any, g: Callable[..., Any] = getter) -> Any:
-            return _fold(g(r))
-
-        present.sort(key=sort_key, reverse=desc)
-        out = present + nulls if last else nulls + present
+        # each key computed once; sort row positions (no per-row tuples: they would wake the GC)
+        values = [_fold(getter(r)) for r in out]
+        present = [i for i, v in enumerate(values) if v is not None]
+        present.sort(key=values.__getitem__, reverse=desc)
+        ordered = [out[i] for i in present]
+        if len(present) == len(out):
+            out = ordered
+            continue
+        nulls = [r for r, v in zip(out, values, strict=True) if v is None]
+        out = ordered + nulls if last else nulls + ordered
     return out
+
+
+def _sort_getter(fld: Resolved) -> Callable[[Record], Any]:
+    """Ids sort case-sensitively on their 15-character form, consistent with ``Id > '...'`` filters (as
+    bytes, which the case-folding of text leaves alone)."""
+    getter = fld.getter
+    if fld.leaf.type not in ("id", "reference"):
+        return getter
+
+    def get(rec: Record) -> Any:
+        v = getter(rec)
+        return v[:15].encode() if v is not None else None
+
+    return get
 
 
 @dataclass
@@ -261,7 +293,10 @@ def _aggregate(func: str, values: list[Any]) -> Any:
     return min(present, key=_fold) if func == "MIN" else max(present, key=_fold)
 
 
-def execute(org: Org, soql: str, include_deleted: bool = False) -> QueryResult:
+def execute(
+    org: Org, soql: str, include_deleted: bool = False, validate_only: bool = False
+) -> QueryResult:
+    """Run ``soql``; with ``validate_only`` only check it (and return no rows)."""
     q = parse(soql)
     try:
         odef = org.object_def(q.sobject)
@@ -298,17 +333,22 @@ def execute(org: Org, soql: str, include_deleted: bool = False) -> QueryResult:
                 raise soql_error(soql, item.expr.pos, f"duplicate field selected: {'.'.join(resolved.path)}")
             seen.add(key)
             columns.append(Column(item.alias or resolved.path[-1], resolved))
+    keys: list[SortKey] = []
+    if not q.is_aggregate:
+        for o in q.order_by:
+            if isinstance(o.expr, AggCall):
+                raise soql_error(soql, o.expr.pos, "Ordered field must be grouped or aggregated")
+            keys.append((_sort_getter(comp.field(o.expr)), o.desc, o.nulls_last))
+    if validate_only:
+        if q.is_aggregate:
+            _run_aggregate(org, q, odef, comp, columns, [])
+        return QueryResult(q, odef, columns, [], 0, aggregate=q.is_aggregate)
     with org.lock:
         source = org.records(odef.name, include_deleted=include_deleted)
         matched = [r for r in source if pred(r)] if pred else source
         if q.is_aggregate:
             return _run_aggregate(org, q, odef, comp, columns, matched)
-        if q.order_by:
-            keys: list[SortKey] = []
-            for o in q.order_by:
-                if isinstance(o.expr, AggCall):
-                    raise soql_error(soql, o.expr.pos, "Ordered field must be grouped or aggregated")
-                keys.append((comp.field(o.expr).get, o.desc, o.nulls_last))
+        if keys:
             matched = sort_rows(matched, keys)
     start = q.offset or 0
     end = None if q.limit is None else start + q.limit
