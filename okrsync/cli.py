@@ -223,6 +223,7 @@ def _print_summary(s: dict[str, Any]) -> None:
             console.print(
                 f"[green]✓[/green] {escape(name)}: {st['rows_read']} rows pulled · {st['inserted']} new · "
                 f"{st['updated']} changed · {st['deleted']} deleted"
+                + ("" if st.get("api_calls") is None else f" · {st['api_calls']} API calls")
             )
         else:
             console.print(f"[red]✗[/red] {escape(name)}: {escape(st['error'])}")
@@ -331,7 +332,7 @@ def drill(
     elif fmt == "csv":
         sys.stdout.write(render.drill_csv(d))
     else:
-        render.drill_table(console, d, _unit(project, kr_id), offset)
+        render.drill_table(console, d, _unit(project, kr_id), offset, links)
 
 
 def _links(project: Any, d: Any) -> dict[tuple[str, str], str | None]:
@@ -395,6 +396,10 @@ def demo(
         bool,
         typer.Option("--inject-bad-rows", help="Break three orders of an existing demo ERP (checks demo)."),
     ] = False,
+    salesforce: Annotated[
+        bool,
+        typer.Option(help="Also read a CRM: a local Salesforce sandbox, left running in the background."),
+    ] = True,
 ) -> None:
     """Build a demo ERP (SQLite), a project file for it, run it, and show the results."""
     from okrsync import demo as demo_mod
@@ -415,14 +420,22 @@ def demo(
         )
         return
 
-    project_file = demo_mod.build(directory, today=date.today(), force=force)
+    from okrsync.cli_sandbox import free_port, start_background
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    sf = demo_mod.SalesforceDemo(free_port(), now) if salesforce else None
+    project_file = demo_mod.build(directory, today=date.today(), force=force, salesforce=sf)
+    if sf is not None:
+        pid = start_background(directory / demo_mod.SANDBOX_DIR, port=sf.port, org_time=sf.org_time,
+                               seed=demo_mod.SANDBOX_SEED, opportunities=demo_mod.SANDBOX_OPPORTUNITIES)
+        console.print(f"Started a local Salesforce sandbox at https://127.0.0.1:{sf.port} (pid {pid}).")
     console.print(f"Built a demo ERP and project in [bold]{directory}/[/bold]. Running it (Prefect flow)…")
     State.project = project_file
     summary = execute(project_file, None)
     _print_summary(summary)
     status(json_out=False, stale_after=24.0)
     console.print()
-    console.print(demo_mod.closing_note(directory), soft_wrap=True)
+    console.print(demo_mod.closing_note(directory, salesforce=sf is not None), soft_wrap=True)
     console.print(demo_mod.next_steps(directory), soft_wrap=True)
     if summary["status"] != "succeeded":
         raise typer.Exit(1)
@@ -430,8 +443,10 @@ def demo(
 
 def _register_checks() -> None:
     from okrsync.cli_checks import checks_app
+    from okrsync.cli_sandbox import sandbox_app
 
     app.add_typer(checks_app, name="checks")
+    app.add_typer(sandbox_app, name="sandbox")
 
 
 _register_checks()

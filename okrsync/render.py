@@ -262,7 +262,10 @@ def drill_csv(d: Drill) -> str:
     return buf.getvalue()
 
 
-def drill_table(console: Console, d: Drill, unit: str | None, offset: int) -> None:
+def drill_table(
+    console: Console, d: Drill, unit: str | None, offset: int,
+    links: dict[tuple[str, str], str | None] | None = None,
+) -> None:
     v = d.value
     console.print(
         f"[bold]{v.kr_id}[/bold] = [bold]{fmt_value(v.value, unit)}[/bold] "
@@ -272,13 +275,23 @@ def drill_table(console: Console, d: Drill, unit: str | None, offset: int) -> No
     if not d.records:
         return
     t = Table()
-    names = list(d.records[0].fields)[:8]
+    first = d.records[0]
+    # a field that only repeats the record id takes no column
+    names = [n for n in first.fields if str(plain(first.fields[n])) != first.record_id][:8]
     for col in ("record", "role", "contribution", *names):
         t.add_column(col, overflow="fold")
+    links = links or {}
     for r in d.records:
-        cells = [f"{r.stream}:{r.record_id}", r.role, str(r.contribution)]
-        t.add_row(*map(Text, cells + [str(plain(r.fields.get(n, ""))) for n in names]))
+        url = links.get((r.stream, r.record_id))
+        record = Text(f"{r.stream}:{r.record_id}", style=f"link {url}" if url else "")
+        cells = [r.role, str(r.contribution), *(str(plain(r.fields.get(n, ""))) for n in names)]
+        t.add_row(record, *map(Text, cells))
     console.print(t)
+    shown = [(r.record_id, url) for r in d.records if (url := links.get((r.stream, r.record_id)))]
+    if shown:
+        console.print("[dim]open in the source:[/dim]")
+        for rid, url in shown:
+            console.print(f"  {rid}  {url}", soft_wrap=True, highlight=False)
     if d.contribution_sum is not None:
         check = "numerator" if d.denominator_sum is not None else "sum"
         den = f" · denominator: {d.denominator_sum}" if d.denominator_sum is not None else ""

@@ -207,14 +207,23 @@ def demo_started(
     prefect_api: PrefectApi,
     background: Callable[[Callable[[], Any]], Future[Any]],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Future[DemoBuild]:
-    """``okrsync demo --dir demo``, the README's first command, started in the background."""
+) -> Iterator[Future[DemoBuild]]:
+    """``okrsync demo --dir demo``, the README's first command, started in the background (and the
+    Salesforce sandbox it leaves running, stopped at the end)."""
     cwd = tmp_path_factory.mktemp("demo-build")
 
     def build() -> DemoBuild:
         return DemoBuild(cwd, api_cli(base_env, prefect_api)("demo", "--dir", "demo", cwd=cwd, timeout=300))
 
-    return background(build)
+    future = background(build)
+    yield future
+    stop_demo_sandbox(cwd / "demo")
+
+
+def stop_demo_sandbox(demo: Path) -> None:
+    from okrsync.cli_sandbox import stop_background
+
+    stop_background(demo / "salesforce-sandbox")
 
 
 @pytest.fixture(scope="session")

@@ -478,3 +478,13 @@ def test_serve_forever_prints_facts_and_stops_on_signal(tmp_path: Path, sig: sig
     port = int(conn["instance_url"].rsplit(":", 1)[1])
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_record_links_open_a_page_with_the_record(make_salesforce_sandbox: Any) -> None:
+    box = make_salesforce_sandbox(opportunities=50)
+    rec = box.org.records("Opportunity")[0]
+    page = box.http_session().get(f"{box.instance_url}/lightning/r/Opportunity/{rec['Id']}/view")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert rec["Name"] in page.text and rec["Id"] in page.text
+    assert box.http_session().get(f"{box.instance_url}/lightning/r/Opportunity/006000000000000AAA/view"
+                                  ).status_code == 404

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -84,6 +85,22 @@ class SandboxApp:
             except ApiError as exc:
                 return json_response(exc.status, exc.body(), self._limit_header(path))
 
+    def _record_page(self, obj: str, record_id: str) -> Response:
+        """The record's page in "Lightning" (a plain HTML table: where okrsync's drill links lead)."""
+        rec = self.org.get(obj, record_id)
+        name = html.escape(str(rec.get("Name") or rec["Id"]))
+        rows = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape('' if v is None else str(v))}</td></tr>"
+            for k, v in rec.items()
+        )
+        deleted = " (in the recycle bin)" if rec.get("IsDeleted") else ""
+        page = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{name} | Salesforce sandbox</title>"
+            f"</head><body><h1>{html.escape(self.org.object_def(obj).name)}: {name}{deleted}</h1>"
+            f"<table>{rows}</table></body></html>"
+        )
+        return Response(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
+
     def _limit_header(self, path: str) -> dict[str, str]:
         if _DATA.match(path):
             return {"Sforce-Limit-Info": f"api-usage={self.api.used}/{self.api.max}"}
@@ -125,6 +142,8 @@ class SandboxApp:
                 rejection=self.faults.token_rejection,
             )
             return json_response(status, payload)
+        if (m := re.match(r"^/lightning/r/(\w+)/(\w+)/view$", path)) and method == "GET":
+            return self._record_page(m.group(1), m.group(2))
         m = _DATA.match(path)
         if not m:
             raise not_found()

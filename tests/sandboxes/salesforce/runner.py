@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from .auth import generate_rsa_private_key_pem
+from .model import Org
 from .server import SalesforceSandbox
 from .tls import write_private_file
 
@@ -40,15 +42,21 @@ def start_sandbox(
     seed: int = 7,
     opportunities: int = 2000,
     accounts: int = 500,
+    now: datetime | None = None,
 ) -> SalesforceSandbox:
     """Start a sandbox in a background thread with its certificate and JWT key in ``state_dir`` (created
-    0700 if missing), and write ``state_dir/connection.json``. Raises ``OSError`` if the port is taken."""
+    0700 if missing), and write ``state_dir/connection.json``. Raises ``OSError`` if the port is taken.
+
+    ``now`` is the org's clock when it is generated (records are dated up to it); by default the one a
+    previous start in ``state_dir`` recorded, so a restarted sandbox serves the same org, else now."""
     state_dir = Path(state_dir)
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if now is None:
+        previous = read_connection(state_dir)
+        now = (datetime.fromisoformat(previous["org_now"]) if previous and previous.get("org_now")
+               else datetime.now(UTC).replace(microsecond=0))
     box = SalesforceSandbox(
-        seed=seed,
-        opportunities=opportunities,
-        accounts=accounts,
+        org=Org(now).generate(seed=seed, opportunities=opportunities, accounts=accounts),
         host=host,
         port=port,
         cert_dir=state_dir,
@@ -64,6 +72,10 @@ def start_sandbox(
             "consumer_key": creds.consumer_key,
             "private_key_file": str((state_dir / JWT_KEY_FILE).resolve()),
             "api_version": box.version,
+            "org_now": now.isoformat(),
+            "seed": seed,
+            "opportunities": opportunities,
+            "accounts": accounts,
         }
         tmp = state_dir / f".{CONNECTION_FILE}.tmp"
         tmp.write_text(json.dumps(connection, indent=2) + "\n", encoding="utf-8")
@@ -72,6 +84,16 @@ def start_sandbox(
         box.stop()
         raise
     return box
+
+
+def read_connection(state_dir: Path) -> dict[str, Any] | None:
+    """What the last start in ``state_dir`` wrote to ``connection.json`` (None if nothing)."""
+    path = Path(state_dir) / CONNECTION_FILE
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data
 
 
 def serve_forever(state_dir: Path, **kw: Any) -> None:
