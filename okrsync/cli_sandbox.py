@@ -122,6 +122,47 @@ def stop_background(state_dir: Path, timeout: float = 10) -> bool:
     return True
 
 
+def change_records(state_dir: Path, percent: float, seed: int) -> tuple[list[str], list[str]]:
+    """Change ``percent`` % of the running sandbox's live opportunities through its REST API, as users
+    would: a new Amount for most, a delete for one in five. Returns (updated ids, deleted ids)."""
+    import random
+
+    from connectors.salesforce.client import SfClient
+    from connectors.salesforce.options import SalesforceOptions
+
+    c = _runner().read_connection(state_dir)
+    if c is None:
+        raise ConfigError(f"no sandbox settings in {state_dir}", hint="start one first: "
+                          f"`okrsync sandbox salesforce --dir {state_dir} --background`")
+    options = SalesforceOptions(auth="jwt", username=c["username"], consumer_key=c["consumer_key"],
+                                private_key_file=c["private_key_file"], login_url=c["login_url"],
+                                ca_bundle=c["ca_bundle"])
+    client = SfClient("sandbox", options, state_dir)
+    try:
+        rows = client.call("listing opportunities", lambda sf: sf.query_all(
+            "SELECT Id FROM Opportunity ORDER BY Id"))["records"]
+        ids = [r["Id"] for r in rows]
+        rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+        picked = rng.sample(ids, max(1, round(len(ids) * percent / 100)))
+        deleted, updated = picked[: len(picked) // 5], picked[len(picked) // 5:]
+        for rid in updated:
+            amount = round(rng.uniform(500, 250_000), 2)
+
+            def update(sf: Any, rid: str = rid, amount: float = amount) -> Any:
+                return sf.Opportunity.update(rid, {"Amount": amount})
+
+            client.call("updating an opportunity", update)
+        for rid in deleted:
+
+            def delete(sf: Any, rid: str = rid) -> Any:
+                return sf.Opportunity.delete(rid)
+
+            client.call("deleting an opportunity", delete)
+    finally:
+        client.close()
+    return updated, deleted
+
+
 @sandbox_app.command("salesforce")
 def salesforce(
     directory: Annotated[Path, typer.Option("--dir", help="Where its certificate, JWT key and "
@@ -134,9 +175,18 @@ def salesforce(
     stop: Annotated[bool, typer.Option("--stop", help="Stop the one started with --background.")] = False,
     org_time: Annotated[str | None, typer.Option(hidden=True, help="Generate the org as of this instant "
                                                  "(ISO, with offset).")] = None,
+    change: Annotated[float | None, typer.Option(
+        min=0.01, max=100, help="Change this % of the running sandbox's opportunities (new amounts, "
+        "one in five deleted) through its API, then return.")] = None,
 ) -> None:
     """Serve a seeded Salesforce org on https://127.0.0.1 (REST, queryAll, Bulk 2.0, logins)."""
     from okrsync.cli import console
+
+    if change is not None:
+        updated, deleted = change_records(directory, change, seed)
+        console.print(f"changed {len(updated)} opportunities and deleted {len(deleted)} in the sandbox; "
+                      "the next `okrsync run` pulls exactly these", soft_wrap=True)
+        return
 
     if stop:
         stopped = stop_background(directory)

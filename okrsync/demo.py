@@ -373,7 +373,10 @@ def next_steps(directory: Path) -> str:
         ("drill KR-LATE --format json", "the shipments behind the late-shipment rate"),
         ("drill KR-SF-WON", "the opportunities behind closed-won revenue, with links"),
         ("history KR-REV", "every value computed so far"),
+        (f"sandbox salesforce --dir {directory}/{SANDBOX_DIR} --change 1",
+         "change 1 % of the CRM's opportunities through its API"),
         ("run", "sync again: only changed rows are pulled"),
+        ("diff KR-SF-PIPE", "why the pipeline KR moved: the deals that changed"),
         ("diff KR-REV", "after a change in the ERP: why the KR moved"),
         ("status --json", "the same tree, for scripts"),
     )
