@@ -387,7 +387,12 @@ def test_start_sandbox_writes_state_and_keeps_the_jwt_key(tmp_path: Path) -> Non
             "consumer_key",
             "private_key_file",
             "api_version",
+            "org_now",
+            "seed",
+            "opportunities",
+            "accounts",
         }
+        assert (conn["seed"], conn["opportunities"], conn["accounts"]) == (7, 50, 10)
         assert conn["instance_url"] == conn["login_url"] == box.instance_url
         assert conn["ca_bundle"] == str(state.resolve() / "cert.pem") and conn["api_version"] == "59.0"
         key_file = Path(conn["private_key_file"])
@@ -488,3 +493,18 @@ def test_record_links_open_a_page_with_the_record(make_salesforce_sandbox: Any) 
     assert rec["Name"] in page.text and rec["Id"] in page.text
     assert box.http_session().get(f"{box.instance_url}/lightning/r/Opportunity/006000000000000AAA/view"
                                   ).status_code == 404
+
+
+def test_a_restart_in_the_same_folder_serves_the_same_org(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = start_sandbox(state, port=0, opportunities=40, accounts=5)
+    try:
+        before = {r["Id"]: r["SystemModstamp"] for r in first.org.records("Opportunity", True)}
+    finally:
+        first.stop()
+    again = start_sandbox(state, port=0, opportunities=40, accounts=5)
+    try:
+        after = {r["Id"]: r["SystemModstamp"] for r in again.org.records("Opportunity", True)}
+    finally:
+        again.stop()
+    assert after == before
