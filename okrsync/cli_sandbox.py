@@ -73,6 +73,10 @@ def start_background(state_dir: Path, *, port: int | None = None, seed: int = 7,
     """Start the sandbox as a detached process serving ``state_dir``; returns its pid once it listens."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if (pid := _running_pid(state_dir)) is not None:
+        running = _port(state_dir, None)
+        if port is not None and port != running:
+            raise ConfigError(f"a sandbox for {state_dir} already runs on port {running} (pid {pid})",
+                              hint=f"stop it first: `okrsync sandbox salesforce --dir {state_dir} --stop`")
         return pid
     port = _port(state_dir, port)
     conn_file = state_dir / "connection.json"
@@ -110,16 +114,20 @@ def stop_background(state_dir: Path, timeout: float = 10) -> bool:
     if pid is None:
         (state_dir / PID_FILE).unlink(missing_ok=True)
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _running_pid(state_dir) is not None:
-        time.sleep(0.1)
-        try:  # reap it if it is our child (tests), so that kill(pid, 0) stops succeeding
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    (state_dir / PID_FILE).unlink(missing_ok=True)
-    return True
+    for sig in (signal.SIGTERM, signal.SIGKILL):  # ask, then insist
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _running_pid(state_dir) is not None:
+            time.sleep(0.1)
+            try:  # reap it if it is our child (tests), so that kill(pid, 0) stops succeeding
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        if _running_pid(state_dir) is None:
+            (state_dir / PID_FILE).unlink(missing_ok=True)
+            return True
+    raise SourceError(f"the Salesforce sandbox (pid {pid}) did not stop",
+                      hint=f"stop it by hand: kill -9 {pid}")
 
 
 def change_records(state_dir: Path, percent: float, seed: int) -> tuple[list[str], list[str]]:

@@ -215,17 +215,33 @@ def _one_line(exc: OkrsyncError) -> str:
 
 def _check_stream(project: Project, connector: Connector, stream: StreamSpec) -> list[str]:
     here: KeyPath = ("streams", stream.name)
+    # Declared fields, cursor and `where` are checked below, each at its own line of the file.
+    options = {k: v for k, v in stream.options.items() if k != "where"}
+    bare = {"fields": None, "cursor": (), "options": options}
     try:
-        # Declared fields and cursor are checked below, each at its own line of the file.
-        schema = connector.schema(stream.model_copy(update={"fields": None, "cursor": ()}))
+        schema = connector.schema(stream.model_copy(update=bare))
     except (ConfigError, SourceError) as exc:
         return [project.locate(here, _one_line(exc))]
     out = []
+    for name in stream.fields or ():
+        if "." in name and name not in schema:  # a related record's field (Account.Name): ask for it
+            try:
+                found = connector.schema(stream.model_copy(update={**bare, "fields": (name,)})).get(name)
+            except (ConfigError, SourceError) as exc:
+                out.append(project.locate((*here, "fields"), _one_line(exc)))
+                continue
+            if found is not None:
+                schema = StreamSchema((*schema.fields, found))
+    if "where" in stream.options:
+        try:
+            connector.schema(stream.model_copy(update={"fields": None, "cursor": ()}))
+        except (ConfigError, SourceError) as exc:
+            out.append(project.locate((*here, "where"), _one_line(exc)))
     names = list(schema.names)
     shown = ", ".join(names[:30]) + (", …" if len(names) > 30 else "")
     for key in ("primary_key", "cursor", "fields"):
         for name in getattr(stream, key) or ():
-            if name not in schema:
+            if name not in schema and not (key == "fields" and "." in name):  # dotted: reported above
                 out.append(project.locate((*here, key), f"the source has no field {name!r}"
                                           f"{did_you_mean(name, names)} (fields: {shown})"))
     kept = stream.kept_fields(schema)

@@ -122,11 +122,25 @@ def test_a_where_filter_on_an_unknown_field_is_named(box: SalesforceSandbox) -> 
     text = write_project(box, ("{field: CurrencyIsoCode, op:", "{field: CurrencyCode, op:"))
     found = check_sources(load_project("okrsync.yaml"))
     assert len(found) == 1, found
-    # reported at the stream (the connector checks the filter while planning the stream's query)
-    stream_line, where_line = line_of(text, "  opportunities:"), line_of(text, "where:")
-    assert found[0].startswith((f"okrsync.yaml:{stream_line}: streams.opportunities",
-                                f"okrsync.yaml:{where_line}: streams.opportunities.where")), found
+    assert found[0].startswith(f"okrsync.yaml:{line_of(text, 'where:')}: streams.opportunities.where"), found
     assert "where: Opportunity has no field 'CurrencyCode' (did you mean 'CurrencyIsoCode'?)" in found[0]
+
+
+def test_every_problem_of_a_stream_is_reported_at_its_own_line(box: SalesforceSandbox) -> None:
+    text = write_project(
+        box,
+        ("[Amount, StageName,", "[Amount, Account.Name, Acount.Name, StageName,"),
+        ("{field: CurrencyIsoCode, op:", "{field: CurrencyCode, op:"),
+        ("    field: Amount\n", "    field: Amout\n"),
+    )
+    found = check_sources(load_project("okrsync.yaml"))
+    assert len(found) == 3, found
+    fields, where = line_of(text, "Acount.Name"), line_of(text, "where:")
+    metric = line_of(text, "field: Amout")
+    assert found[0].startswith(f"okrsync.yaml:{fields}: streams.opportunities.fields: ") and (
+        "no relationship 'Acount' (did you mean 'Account'?)" in found[0]), found
+    assert found[1].startswith(f"okrsync.yaml:{where}: streams.opportunities.where: "), found
+    assert found[2].startswith(f"okrsync.yaml:{metric}: metrics.closed_won.field: "), found
 
 
 def test_a_wrong_password_is_a_problem_of_the_source_without_the_password(
