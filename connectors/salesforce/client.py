@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,14 @@ from connectors.secrets import env_value, secret_value
 from okrsync.errors import ConfigError, SourceError
 
 T = TypeVar("T")
+_SLOTS: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def call_slots(org: str, limit: int) -> threading.BoundedSemaphore:
+    """The process-wide cap on concurrent calls to one org (by login host and user)."""
+    with _SLOTS_LOCK:
+        return _SLOTS.setdefault((org, "", limit), threading.BoundedSemaphore(limit))
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 REAUTH = "re-authenticate the integration user (check its password, token or connected app) and run again"
@@ -88,6 +97,8 @@ class SfClient:
         self._sf: Salesforce | None = None
         self._http: requests.Session | None = None
         self._secrets: list[str] = []
+        org = f"{options.login_url or options.instance_url or options.domain}|{options.username}"
+        self.slots = call_slots(org, options.max_parallel_calls)
 
     # -- session ------------------------------------------------------------------------------------
 
@@ -206,7 +217,8 @@ class SfClient:
         while True:
             self.check_budget()
             try:
-                return fn(self.sf)
+                with self.slots:
+                    return fn(self.sf)
             except SalesforceExpiredSession:
                 if self.options.auth == "session":
                     raise SourceError(f"source {self.source!r}: {what}: the Salesforce session expired "

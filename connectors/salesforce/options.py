@@ -57,6 +57,8 @@ class SalesforceOptions(BaseModel):
     # Stop before the org's daily API usage (Sforce-Limit-Info) passes this share of its limit.
     max_api_share: float = Field(default=0.8, gt=0, le=1)
     retries: int = Field(default=4, ge=0, le=20)  # per call, for 5xx and network errors
+    # Calls in flight at once to this org from one run (streams sync concurrently).
+    max_parallel_calls: int = Field(default=2, ge=1, le=25)
     retry_backoff_seconds: float = Field(default=1.0, ge=0, le=300)
     # Company currency and conversion rates for `convert_currency`: "dated" reads the org's
     # DatedConversionRate; a mapping gives units of each currency per one company-currency unit.

@@ -418,3 +418,30 @@ def test_records_sharing_one_modstamp_across_pages_are_read_once(
     box.faults.expire_locator_on_page(3)  # and the cursor is lost in the middle of them
     changed = read_all(conn, spec(), wm)
     assert sorted(changed["Id"]) == ids
+
+
+def test_calls_to_one_org_are_capped_across_streams(box: SalesforceSandbox,
+                                                    connect: Callable[..., SalesforceConnector]) -> None:
+    import threading
+    import time
+
+    conns = [connect(max_parallel_calls=2) for _ in range(5)]  # five streams syncing at once
+    inside, peak, lock = 0, 0, threading.Lock()
+
+    def call(sf: Any) -> Any:
+        nonlocal inside, peak
+        with lock:
+            inside += 1
+            peak = max(peak, inside)
+        time.sleep(0.05)
+        result = sf.query("SELECT Id FROM Opportunity LIMIT 1")
+        with lock:
+            inside -= 1
+        return result
+
+    threads = [threading.Thread(target=c.client.call, args=("x", call)) for c in conns for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak == 2
