@@ -12,6 +12,8 @@ from pathlib import Path
 from types import FrameType
 
 from bench.core import ROOT, machine_info
+from bench.salesforce import QUICK_ROWS as SF_QUICK_ROWS
+from bench.salesforce import ROWS as SF_ROWS
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 QUICK_ROWS = 50_000
@@ -20,8 +22,9 @@ QUICK_ROWS = 50_000
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark okrsync (sync, compute, drill, Prefect overhead) against baselines measured "
-        "in the same run; checks KR values against plain SQL. Exit status 1 on any mismatch.",
+        description="Benchmark okrsync (sync, compute, drill, Prefect overhead, Salesforce extraction) "
+        "against baselines measured in the same run; checks KR values against plain SQL. Exit status 1 "
+        "on any mismatch.",
     )
     p.add_argument("--rows", type=int, default=None, help="order lines to generate (default 1,000,000)")
     p.add_argument("--krs", type=int, default=100, help="key results in the project file (default 100)")
@@ -37,10 +40,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=["gate"],
+        choices=["gate", "salesforce"],
         default=None,
-        help="run one phase only (after generating the data): gate = full sync without and with "
-        "data-quality checks (≈ 2–3 min at 1M rows)",
+        help="run one phase only: gate = generate the data, then a full sync without and with "
+        "data-quality checks (≈ 2–3 min at 1M rows); salesforce = the Salesforce extraction phase "
+        "alone (loopback sandbox, no PostgreSQL)",
+    )
+    p.add_argument(
+        "--sf-rows",
+        type=int,
+        default=None,
+        help=f"opportunities in the Salesforce sandbox (default {SF_ROWS:,}; {SF_QUICK_ROWS:,} with --quick)",
     )
     p.add_argument("--keep", action="store_true", help="keep the benchmark databases (debugging)")
     p.add_argument(
@@ -55,8 +65,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rows is None:
         args.rows = QUICK_ROWS if args.quick else 1_000_000
-    if args.rows < 1000 or args.krs < 1:
-        p.error("--rows must be at least 1000 and --krs at least 1")
+    if args.sf_rows is None:
+        args.sf_rows = SF_QUICK_ROWS if args.quick else SF_ROWS
+    if args.rows < 1000 or args.krs < 1 or args.sf_rows < 1000:
+        p.error("--rows and --sf-rows must be at least 1000 and --krs at least 1")
     return args
 
 
@@ -93,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             out_dir=args.out.parent,
             work_dir=work,
             only=args.only,
+            sf_rows=args.sf_rows,
         )
         meta = machine_info() | {
             "command": " ".join([".venv/bin/python -m bench", *(argv if argv is not None else sys.argv[1:])]),
@@ -104,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 "prefect": not args.no_prefect,
                 "profile": args.profile,
                 "only": args.only,
+                "sf_rows": args.sf_rows,
             },
         }
         try:

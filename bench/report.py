@@ -47,9 +47,11 @@ def print_results(res: Results, console: Console | None = None) -> None:
     # Piped output (a log file, CI) is not cut to 80 columns.
     console = console or (Console() if sys.stdout.isatty() else Console(width=170))
     meta = res.meta
+    args = meta.get("args", {})
     table = Table(
-        title=f"okrsync benchmark · {meta.get('args', {}).get('rows', 0):,} rows · "
-        f"{meta.get('args', {}).get('krs', 0)} KRs",
+        title=f"okrsync benchmark · {args.get('sf_rows', 0):,} Salesforce opportunities"
+        if args.get("only") == "salesforce"
+        else f"okrsync benchmark · {args.get('rows', 0):,} rows · {args.get('krs', 0)} KRs",
         caption="cost ratio = okrsync ÷ baseline (time, MB) or baseline ÷ okrsync (rows/s); "
         ">1: okrsync costs more",
     )

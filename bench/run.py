@@ -1,5 +1,6 @@
 """The benchmark phases, in order: generate, baseline reads, full sync, compute, drill, incremental
-sync, no-change sync, and (optionally) a Prefect flow run, each against a baseline of the same run."""
+sync, no-change sync, (optionally) a Prefect flow run, the data-quality gate and, once the databases
+are dropped, the Salesforce extraction, each against a baseline of the same run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import pstats
 import statistics
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -44,6 +46,7 @@ class Options:
     work_dir: Path
     repeats: int = 5
     only: str | None = None  # "gate": generate the data, then only the data-quality gate phase
+    sf_rows: int = 200_000  # opportunities in the Salesforce sandbox (bench/salesforce.py)
 
 
 def say(msg: str) -> None:
@@ -523,7 +526,29 @@ class Bench:
         return self.res
 
 
+def salesforce_phase(opts: Options, res: Results) -> None:
+    """The Salesforce extraction (bench/salesforce.py): no PostgreSQL, its own sandbox process."""
+    from bench import salesforce
+
+    salesforce.run(opts.sf_rows, res)
+
+
 def run(opts: Options) -> Results:
+    if opts.only == "salesforce":
+        res = Results()
+        salesforce_phase(opts, res)
+        return res
+    res = _run_postgres(opts)
+    if opts.only is None:
+        try:
+            salesforce_phase(opts, res)
+        except Exception as exc:  # a failure here is reported, not a loss of the phases above
+            traceback.print_exc()
+            res.check("salesforce extraction completes", False, f"{type(exc).__name__}: {exc}"[:200])
+    return res
+
+
+def _run_postgres(opts: Options) -> Results:
     server = Server(opts.admin_url)
     suffix = str(os.getpid())
     src_db, store_db = f"okrsync_bench_src_{suffix}", f"okrsync_bench_store_{suffix}"
