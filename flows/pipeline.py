@@ -37,7 +37,7 @@ from okr_store.records import RID, SyncCounts, SyncWriter, Vetoed
 from okr_store.store import Store, ValueRecord
 from okrsync.errors import CheckFailed, OkrsyncError, SourceError
 from okrsync.project import Project
-from okrsync.schema import StreamSchema
+from okrsync.schema import Field, FieldType, StreamSchema
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,10 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
     stream = effective_stream(project, name)
     schema = connector.schema(stream)
     kept = stream.kept_fields(schema)
-    kept_schema = StreamSchema(tuple(f for f in schema.fields if f.name in kept))
+    # Sensitive fields are stored sealed (okrsync.pii): as text, whatever their type at the source.
+    kept_schema = StreamSchema(tuple(Field(f.name, FieldType.STRING) if f.name in stream.sensitive else f
+                                     for f in schema.fields if f.name in kept))
+    vault = project.vault() if stream.sensitive else None
     deletes, every_hours = deletion_policy(stream, connector)
     since = typed_watermark(store.watermark(name), stream, kept_schema)
     # A full read lists every live record itself: reconciling against it costs nothing more.
@@ -77,11 +80,11 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
                 continue
             batch = batch[list(kept)]
             staged = batch.assign(**{RID: record_ids(batch, stream.primary_key)})
-            writer.stage(staged)
+            if gate is not None:
+                gate.observe(staged)  # checks see clear values; their samples mask sensitive ones
+            writer.stage(vault.seal_frame(staged, stream.sensitive) if vault is not None else staged)
             if reconcile and since is None:
                 writer.stage_keys(staged[RID])
-            if gate is not None:
-                gate.observe(staged)
             last = batch.iloc[-1]
             cursor_of_last = cursor_values(batch.tail(1), stream).iloc[0] if stream.cursor else None
             progress.reporter.stream_rows(name, writer.rows_read)
@@ -231,12 +234,45 @@ def register_okrs(project: Project, store: Store) -> None:
 
 
 def definitions(project: Project) -> dict[str, KrDefinition]:
+    metrics, sealed_dims = project.metrics, _sealed_dimensions(project)
+    if project.sensitive():  # compare sealed fields with sealed values (okrsync.pii)
+        metrics = _sealed_metrics(project)
     return {
         b.spec.id: build_definition(
-            b.spec.id, project.metrics[b.spec.metric], project.metrics, b.spec.dimensions, b.period
+            b.spec.id,
+            metrics[b.spec.metric],
+            metrics,
+            sealed_dims(b.spec.metric, b.spec.dimensions),
+            b.period,
         )
         for b in project.key_results()
     }
+
+
+def _sealed_metrics(project: Project) -> dict[str, Any]:
+    from okrsync.pii import sealed_filter
+
+    vault, hidden = project.vault(), project.sensitive()
+    out: dict[str, Any] = {}
+    for name, m in project.metrics.items():
+        fields = set(hidden.get(getattr(m, "stream", ""), ()))
+        sealed = sealed_filter(getattr(m, "filter", None), fields, vault) if fields else None
+        out[name] = m.model_copy(update={"filter": sealed}) if sealed is not None else m
+    return out
+
+
+def _sealed_dimensions(project: Project) -> Any:
+    """``(metric, dimensions) -> dimensions`` with values pinned on sensitive fields sealed."""
+    hidden = project.sensitive()
+    vault = project.vault() if hidden else None
+
+    def seal(metric: str, dims: Any) -> Any:
+        if vault is None or not dims:
+            return dims
+        fields = {f for s in project.streams_of(metric) for f in hidden.get(s, ())}
+        return type(dims)({k: (vault.seal(k, v) if k in fields else v) for k, v in dims.items()})
+
+    return seal
 
 
 def compute_values(

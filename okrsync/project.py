@@ -46,6 +46,24 @@ def _zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
+class RoleSpec(BaseModel):
+    """What a role sees: ``records`` (drill-down and diff: record ids and fields), ``sensitive`` (the
+    clear values of streams' ``sensitive`` fields; everyone else sees •••)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    records: bool = True
+    sensitive: bool = False
+
+
+DEFAULT_ROLES = {
+    "viewer": RoleSpec(records=False),
+    "leadership": RoleSpec(),
+    "hr": RoleSpec(sensitive=True),
+    "admin": RoleSpec(sensitive=True),
+}
+
+
 class Settings(BaseModel):
     """The ``settings:`` section (see docs/project-file.md)."""
 
@@ -58,6 +76,10 @@ class Settings(BaseModel):
     default_period: str | None = None
     at_risk_gap: Decimal = Field(default=Decimal("0.10"), ge=0)
     off_track_gap: Decimal = Field(default=Decimal("0.25"), ge=0)
+    # The key sealing sensitive fields (okrsync.pii): this variable, else .okrsync/pii.key (SQLite store).
+    pii_key_env: str = Field(default="OKRSYNC_PII_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    roles: dict[str, RoleSpec] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
+    role: str = "leadership"  # the CLI's role; the environment variable OKRSYNC_ROLE overrides it
 
     _timezone = field_validator("timezone")(check_timezone)
     _numbers = field_validator("at_risk_gap", "off_track_gap", mode="before")(parse_number)
@@ -71,6 +93,8 @@ class Settings(BaseModel):
     def _gaps_ordered(self) -> Settings:
         if self.at_risk_gap > self.off_track_gap:
             raise ValueError("at_risk_gap must not exceed off_track_gap")
+        if self.role not in self.roles:
+            raise ValueError(f"role {self.role!r} is not one of the roles: {', '.join(self.roles)}")
         return self
 
 
@@ -135,6 +159,26 @@ class Project:
         """The store URL: the ``settings.store_url_env`` variable, else SQLite in ``.okrsync/``."""
         from_env = os.environ.get(self.settings.store_url_env, "").strip()
         return from_env or f"sqlite:///{self.base_dir / '.okrsync' / 'store.db'}"
+
+    def sensitive(self) -> dict[str, tuple[str, ...]]:
+        """Each stream's sensitive fields (streams without any left out)."""
+        return {name: s.sensitive for name, s in self.streams.items() if s.sensitive}
+
+    def vault(self) -> Any:
+        """The :class:`okrsync.pii.Vault` sealing sensitive fields (None if no stream has any)."""
+        if not self.sensitive():
+            return None
+        from okrsync.pii import vault_for
+
+        return vault_for(self.settings.pii_key_env, self.store_url())
+
+    def role(self) -> tuple[str, RoleSpec]:
+        """The CLI's role: ``OKRSYNC_ROLE``, else ``settings.role``."""
+        name = os.environ.get("OKRSYNC_ROLE", "").strip() or self.settings.role
+        if name not in self.settings.roles:
+            raise ConfigError(f"OKRSYNC_ROLE names role {name!r}, which the project does not define",
+                              hint=f"roles: {', '.join(self.settings.roles)} (settings.roles)")
+        return name, self.settings.roles[name]
 
     def connector(self, source_name: str) -> Connector:
         """A new connector for the source (the caller closes it)."""

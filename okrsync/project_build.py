@@ -20,6 +20,7 @@ from metrics.periods import parse_period
 from metrics.quality import METRIC_BUILTINS, CheckSpec
 from metrics.spec import KeyResultSpec, Measure, ObjectiveSpec, RatioMetric, SimpleMetric
 from okrsync.errors import ConfigError
+from okrsync.pii import sensitive_uses
 from okrsync.project import Project, Settings, SourceSpec, check_timezone
 from okrsync.project_problems import KeyPath, Marks, Problems, describe, did_you_mean, display_path
 
@@ -75,6 +76,7 @@ class _Builder:
             if (objective := self._objective(raw, ("objectives", i), None)) is not None:
                 self.objectives.append(objective)
         self._key_result_references(default if isinstance(default, str) else None)
+        self._sensitive_uses()
         self.problems.raise_if_any()
         path = self.marks[()][0]
         return Project(path, path.parent, self.settings, self.sources, self.streams, self.metrics,
@@ -227,6 +229,20 @@ class _Builder:
                 data = {**{k: v for k, v in raw.items() if k != "name"}, "name": name}
                 if (metric := self._validate(model, data, path, hidden=("name",))) is not None:
                     self.metrics[name] = metric
+
+    def _sensitive_uses(self) -> None:
+        """Sensitive fields are stored sealed: refuse what cannot work on sealed values."""
+        hidden = {name: s.sensitive for name, s in self.streams.items() if s.sensitive}
+        for name, s in self.streams.items():
+            for key in ("primary_key", "cursor"):
+                for f in getattr(s, key):
+                    if f in s.sensitive:
+                        self.problems.add(("streams", name, "sensitive"),
+                                          f"{f!r} is the stream's {key.replace('_', ' ')}: it cannot be "
+                                          "sensitive (it is needed in clear to sync)")
+        for name, metric in self.metrics.items():
+            for path, why in sensitive_uses(hidden, metric):
+                self.problems.add(("metrics", name, *path), why)
 
     def _objective(self, raw: Any, path: KeyPath, inherited: str | None) -> ObjectiveSpec | None:
         """Validate one objective, its key results and children separately, so all problems surface."""
