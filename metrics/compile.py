@@ -273,3 +273,23 @@ def window_condition(
         if window == "period_to_date":
             return sa.and_(time_col >= _bound(time_col, period.start), time_col <= _bound(time_col, last))
     raise ConfigError(f"{where}: unknown window {window!r}")
+
+
+def still_active(
+    until_col: sa.ColumnElement[Any], until_type: FieldType, period: Period, as_of: datetime, *,
+    where: str = "metric",
+) -> sa.ColumnElement[bool]:
+    """``until`` has not passed at the end of an ``as_of_end`` window: null, or after that end.
+
+    The end is ``min(as_of, period end)``. A DATE ``until`` (a termination date: the last day
+    employed) counts as passed from that day on: active means ``until > last``, ``last`` being the
+    window's last local day, so a headcount at a date excludes people whose last day it is."""
+    if not until_type.temporal:
+        raise ConfigError(f"{where}: until_field is a {until_type.value} field; it needs a date or datetime",
+                          hint="set until_field to the date a record stops counting (termination_date)")
+    as_of = naive_utc(as_of)
+    if until_type == FieldType.DATETIME:
+        end = min(as_of, period.end_utc())
+        return sa.or_(until_col.is_(None), until_col > _bound(until_col, end))
+    last = min(period.local_date(as_of), period.end - timedelta(days=1))
+    return sa.or_(until_col.is_(None), until_col > _bound(until_col, last))

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from metrics.compile import condition_for, window_condition
+from metrics.compile import condition_for, still_active, window_condition
 from metrics.definition import KrDefinition
 from metrics.spec import Condition, SimpleMetric
 from okrsync.errors import MetricError
@@ -69,6 +69,13 @@ def part_condition(
                 view.table.c[metric.time_field], ftype.type, metric.window, d.period.period(), as_of
             )
         )
+    if metric.until_field is not None:
+        utype = view.schema.get(metric.until_field)
+        if utype is None:
+            raise MetricError(f"{where}: until_field {metric.until_field!r} is not in stream {view.stream!r}",
+                              hint="run `okrsync validate --check-sources`")
+        conds.append(still_active(view.table.c[metric.until_field], utype.type, d.period.period(), as_of,
+                                  where=where))
     if metric.field is not None:
         conds.append(view.table.c[metric.field].is_not(None))
     return sa.and_(*conds)

@@ -154,6 +154,9 @@ class SimpleMetric(BaseModel):
     filter: Filter | None = None
     time_field: str | None = None
     window: Window = "period_to_date"
+    # With window as_of_end: records still "open" at the window's end, e.g. headcount at a date
+    # (time_field: hire_date, until_field: termination_date).
+    until_field: str | None = Field(default=None, exclude_if=lambda v: v is None)  # unset: old hashes hold
     dimensions: tuple[str, ...] = ()
     description: str | None = None
     unit: str | None = None
@@ -173,6 +176,9 @@ class SimpleMetric(BaseModel):
                 raise ValueError(f"window {self.window!r} needs a 'time_field'")
         if isinstance(self.window, TrailingWindow) and self.time_field is None:
             raise ValueError("a trailing window needs a 'time_field'")
+        if self.until_field is not None and (self.window != "as_of_end" or self.time_field is None):
+            raise ValueError("until_field counts what is still open at a date: it needs window: as_of_end "
+                             "and a time_field (e.g. hire_date and termination_date for a headcount)")
         return self
 
     def fields_used(self) -> set[str]:
@@ -181,6 +187,8 @@ class SimpleMetric(BaseModel):
             used.add(self.field)
         if self.time_field:
             used.add(self.time_field)
+        if self.until_field:
+            used.add(self.until_field)
         return used
 
 

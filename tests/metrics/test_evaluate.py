@@ -147,3 +147,40 @@ def test_contributions_add_up_to_the_value(kr: str) -> None:
         assert {r.role for r in got} == {"both", "denominator"}
     else:
         assert num == value
+
+
+def test_until_field_counts_what_is_still_open_at_the_window_end() -> None:
+    """Headcount at a date: hired on or before it, and no termination date, or a later one."""
+    engine = sa.create_engine("sqlite://")
+    t = sa.Table("people", sa.MetaData(), sa.Column("_rid", sa.String), sa.Column("id", sa.Integer),
+                 sa.Column("hired", sa.Date), sa.Column("left", sa.Date))
+    t.metadata.create_all(engine)
+    people = [  # (hired, left): the as-of day is 2026-11-20, inside Q4
+        (date(2025, 1, 10), None),  # in
+        (date(2026, 11, 20), None),  # hired today: in
+        (date(2026, 11, 21), None),  # hired tomorrow: out
+        (date(2024, 3, 1), date(2026, 11, 20)),  # last day today: out
+        (date(2024, 3, 1), date(2026, 11, 21)),  # leaves tomorrow: in
+        (date(2024, 3, 1), date(2026, 6, 30)),  # left last quarter: out
+    ]
+    with engine.begin() as conn:
+        conn.execute(t.insert(), [{"_rid": str(i), "id": i, "hired": h, "left": lv}
+                                  for i, (h, lv) in enumerate(people)])
+    schema = StreamSchema((Field("id", FieldType.INTEGER), Field("hired", FieldType.DATE),
+                           Field("left", FieldType.DATE)))
+    headcount = SimpleMetric.model_validate({"name": "headcount", "stream": "people", "measure": "count",
+                                             "time_field": "hired", "window": "as_of_end",
+                                             "until_field": "left"})
+    d = build_definition("KR-HC", headcount, {"headcount": headcount}, {}, Q4)
+    with engine.connect() as conn:
+        got = evaluate(conn, {"people": StreamView("people", t, schema)}, [d], AS_OF)
+    assert got["KR-HC"].value == 3
+    # at the end of a past quarter (as of a later day, capped at the period end)
+    q3 = parse_period("2026-Q3", timezone="Europe/Berlin")
+    d3 = build_definition("KR-HC3", headcount, {"headcount": headcount}, {}, q3)
+    with engine.connect() as conn:
+        got = evaluate(conn, {"people": StreamView("people", t, schema)}, [d3], AS_OF)
+    assert got["KR-HC3"].value == 3  # the 2025 hire and the two leaving in November 2026
+    with pytest.raises(ValueError, match="until_field counts what is still open"):
+        SimpleMetric.model_validate({"name": "x", "stream": "people", "measure": "count",
+                                     "time_field": "hired", "until_field": "left"})
