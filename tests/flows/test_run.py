@@ -3,6 +3,8 @@ idempotence and failure handling. Expected values come from SQL on the ERP itsel
 
 from __future__ import annotations
 
+import base64
+import os
 import shutil
 import sqlite3
 from datetime import datetime
@@ -16,6 +18,7 @@ from flows.okr_flow import okrsync_run
 from okr_store import lineage, queries
 from okr_store.store import Store
 from okrsync.demo_erp import change_order_amount, delete_order
+from okrsync.errors import ConfigError
 from okrsync.project import load_project
 
 AS_OF = datetime(2026, 11, 20, 18, 0)  # naive UTC, inside 2026-Q4
@@ -171,6 +174,9 @@ def test_postgres_store_gives_the_same_values(
 ) -> None:
     sqlite_values = run(demo_dir)["values"]
     monkeypatch.setenv("OKRSYNC_STORE_URL", pg_url)
+    with pytest.raises(ConfigError, match="OKRSYNC_PII_KEY holds no key"):  # a server store needs the key
+        run(demo_dir)
+    monkeypatch.setenv("OKRSYNC_PII_KEY", base64.b64encode(os.urandom(64)).decode())
     pg = run(demo_dir)
     assert pg["values"] == sqlite_values
     store = Store(pg_url)
