@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -132,11 +132,13 @@ def stop_background(state_dir: Path, timeout: float = 10) -> bool:
 
 def change_records(state_dir: Path, percent: float, seed: int) -> tuple[list[str], list[str]]:
     """Change ``percent`` % of the running sandbox's live opportunities through its REST API, as users
-    would: a new Amount for most, a delete for one in five. Returns (updated ids, deleted ids)."""
+    would: a new Amount for most, a delete for one in five. The recently created ones (last 92 days,
+    what this quarter's KRs read) are picked first. Returns (updated ids, deleted ids)."""
     import random
 
     from connectors.salesforce.client import SfClient
     from connectors.salesforce.options import SalesforceOptions
+    from connectors.salesforce.values import parse_datetime
 
     c = _runner().read_connection(state_dir)
     if c is None:
@@ -148,10 +150,15 @@ def change_records(state_dir: Path, percent: float, seed: int) -> tuple[list[str
     client = SfClient("sandbox", options, state_dir)
     try:
         rows = client.call("listing opportunities", lambda sf: sf.query_all(
-            "SELECT Id FROM Opportunity ORDER BY Id"))["records"]
-        ids = [r["Id"] for r in rows]
+            "SELECT Id, CreatedDate FROM Opportunity ORDER BY Id"))["records"]
+        count = max(1, round(len(rows) * percent / 100))
+        since = (datetime.now(UTC) - timedelta(days=92)).isoformat()
+        recent = [r["Id"] for r in rows if parse_datetime(r["CreatedDate"]).isoformat() >= since[:19]]
+        chosen = set(recent)
+        older = [r["Id"] for r in rows if r["Id"] not in chosen]
         rng = random.Random(seed)  # noqa: S311 - test data, not secrets
-        picked = rng.sample(ids, max(1, round(len(ids) * percent / 100)))
+        picked = rng.sample(recent, min(count, len(recent)))
+        picked += rng.sample(older, count - len(picked))
         deleted, updated = picked[: len(picked) // 5], picked[len(picked) // 5:]
         for rid in updated:
             amount = round(rng.uniform(500, 250_000), 2)
