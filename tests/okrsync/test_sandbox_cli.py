@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from connectors.base import StreamSpec
+from connectors.base import StreamSpec, Watermark
 from connectors.salesforce import SalesforceConnector
 from okrsync.cli_sandbox import PID_FILE, free_port, stop_background
 from tests.okrsync.conftest import OKRSYNC, Cli, Result
@@ -240,3 +240,34 @@ def test_foreground_stops_on_sigterm_and_a_restart_serves_the_same_org_on_the_sa
     assert code == 0, out
     assert "Salesforce sandbox stopped" in out, out
     assert not listening(port)
+
+
+def test_change_edits_the_running_org_through_its_api_and_a_sync_pulls_just_that(
+    cli: Cli, tmp_path: Path, background_dirs: list[Path]
+) -> None:
+    d, port = tmp_path / "sf-sandbox", free_port()
+    background_dirs.append(d)
+    assert sandbox(cli, tmp_path, "--dir", d, "--port", str(port), "--background").code == 0
+    c = connection(d)
+    options = {"auth": "jwt", "username": c["username"], "consumer_key": c["consumer_key"],
+               "private_key_file": c["private_key_file"], "login_url": c["login_url"],
+               "ca_bundle": c["ca_bundle"]}
+    conn = SalesforceConnector("crm", options, tmp_path)
+    try:
+        first = pd.concat(list(conn.read(OPPORTUNITIES, None)))
+        last = first.iloc[-1]
+        since = Watermark(last["SystemModstamp"].to_pydatetime(), (last["Id"],))
+        changed = sandbox(cli, tmp_path, "--dir", d, "--change", "2")
+        assert changed.code == 0, changed
+        m = re.search(r"changed (\d+) opportunities and deleted (\d+)", changed.out)
+        assert m, changed
+        updated, deleted = int(m.group(1)), int(m.group(2))
+        assert updated + deleted == round(len(first) * 0.02) and deleted == (updated + deleted) // 5
+        after = list(conn.read(OPPORTUNITIES, since))
+        gone = list(conn.deleted(OPPORTUNITIES, since))
+        assert sum(len(f) for f in after) == updated
+        # (queryAll may also list records deleted before the first read, after its last row: no-ops)
+        gone_ids = set(pd.concat(gone)["Id"]) if gone else set()
+        assert len(gone_ids & set(first["Id"])) == deleted
+    finally:
+        conn.close()
