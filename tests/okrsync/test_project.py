@@ -345,7 +345,7 @@ def test_unknown_metric(in_tmp: Path) -> None:
 def test_unknown_source_and_kind(in_tmp: Path) -> None:
     base(("    source: erp\n", "    source: epr\n"), ("kind: sql", "kind: postgres"))
     assert problems() == [
-        "okrsync.yaml:4: sources.erp.kind: unknown source kind 'postgres' (installed: salesforce, sql)",
+        "okrsync.yaml:4: sources.erp.kind: unknown source kind 'postgres' (installed: hr, salesforce, sql)",
         "okrsync.yaml:8: streams.orders.source: unknown source 'epr' (did you mean 'erp'?) (defined: erp)",
     ]
 
