@@ -255,7 +255,7 @@ def window_condition(
             start = as_of - timedelta(days=window.trailing_days)
             return sa.and_(time_col >= _bound(time_col, start), time_col < _bound(time_col, as_of))
         upper = min(as_of, period.end_utc())
-        if window == "as_of_end":
+        if window in ("as_of_end", "period_average"):  # period_average: see open_at_start
             return time_col < _bound(time_col, upper)
         if window == "period_to_date":
             return sa.and_(
@@ -268,11 +268,30 @@ def window_condition(
             return sa.and_(time_col > _bound(time_col, first), time_col <= _bound(time_col, today))
         # `d < end and d <= today` in one bound: the last day of the period or the as-of day.
         last = min(today, period.end - timedelta(days=1))
-        if window == "as_of_end":
+        if window in ("as_of_end", "period_average"):
             return time_col <= _bound(time_col, last)
         if window == "period_to_date":
             return sa.and_(time_col >= _bound(time_col, period.start), time_col <= _bound(time_col, last))
     raise ConfigError(f"{where}: unknown window {window!r}")
+
+
+def open_at_start(
+    time_col: sa.ColumnElement[Any], time_type: FieldType, until_col: sa.ColumnElement[Any],
+    until_type: FieldType, period: Period,
+) -> sa.ColumnElement[bool]:
+    """Open on the eve of the period: started before it, and not ended before it began.
+
+    DATE fields: ``time <= eve`` and ``until`` null or ``> eve``, ``eve`` being the day before the
+    period (as :func:`still_active` judges its last day); DATETIME: ``time < start <= until``."""
+    if time_type == FieldType.DATETIME:
+        started = time_col < _bound(time_col, period.start_utc())
+    else:
+        started = time_col <= _bound(time_col, period.start - timedelta(days=1))
+    if until_type == FieldType.DATETIME:
+        going = until_col >= _bound(until_col, period.start_utc())
+    else:
+        going = until_col > _bound(until_col, period.start - timedelta(days=1))
+    return sa.and_(started, sa.or_(until_col.is_(None), going))
 
 
 def still_active(

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from metrics.compile import condition_for, still_active, window_condition
+from metrics.compile import condition_for, open_at_start, still_active, window_condition
 from metrics.definition import KrDefinition
 from metrics.spec import Condition, SimpleMetric
 from okrsync.errors import MetricError
@@ -70,22 +70,47 @@ def part_condition(
             )
         )
     if metric.until_field is not None:
-        utype = view.schema.get(metric.until_field)
-        if utype is None:
-            raise MetricError(f"{where}: until_field {metric.until_field!r} is not in stream {view.stream!r}",
-                              hint="run `okrsync validate --check-sources`")
-        conds.append(still_active(view.table.c[metric.until_field], utype.type, d.period.period(), as_of,
-                                  where=where))
+        start, end = _open_conditions(metric, d, view, as_of, where)
+        # period_average counts what was open at the start or at the end (weighted by average_weight)
+        conds[-1] = sa.or_(start, end) if metric.window == "period_average" else sa.and_(conds[-1], end)
     if metric.field is not None:
         conds.append(view.table.c[metric.field].is_not(None))
     return sa.and_(*conds)
 
 
-def _terms(metric: SimpleMetric, cond: sa.ColumnElement[bool], t: sa.FromClause) -> tuple[Any, Any]:
+def _open_conditions(
+    metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime, where: str
+) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
+    """(open on the eve of the period, open at the window's end) for a metric with an until_field."""
+    assert metric.until_field is not None and metric.time_field is not None
+    utype, ttype = view.schema.get(metric.until_field), view.schema.get(metric.time_field)
+    if utype is None or ttype is None:
+        raise MetricError(f"{where}: until_field {metric.until_field!r} is not in stream {view.stream!r}",
+                          hint="run `okrsync validate --check-sources`")
+    t, period = view.table, d.period.period()
+    end = sa.and_(window_condition(t.c[metric.time_field], ttype.type, "as_of_end", period, as_of),
+                  still_active(t.c[metric.until_field], utype.type, period, as_of, where=where))
+    start = open_at_start(t.c[metric.time_field], ttype.type, t.c[metric.until_field], utype.type, period)
+    return start, end
+
+
+def average_weight(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime) -> Any:
+    """For window period_average: each record counts ½ for being open at the period's start and ½ for
+    being open at its end, so the count is the mean of the two headcounts (None for other windows)."""
+    if metric.window != "period_average":
+        return None
+    start, end = _open_conditions(metric, d, view, as_of, f"metric {metric.name!r}")
+    half = sa.literal(Decimal("0.5"), sa.Numeric(3, 1))
+    return sa.case((start, half), else_=0) + sa.case((end, half), else_=0)
+
+
+def _terms(
+    metric: SimpleMetric, cond: sa.ColumnElement[bool], t: sa.FromClause, weight: Any = None
+) -> tuple[Any, Any]:
     """(aggregate, count of contributing records) for one simple metric."""
     n = sa.func.count(sa.case((cond, 1)))
     if metric.measure == "count":
-        return n, n
+        return (n if weight is None else sa.func.coalesce(sa.func.sum(sa.case((cond, weight))), 0)), n
     col = t.c[metric.field]  # type: ignore[index]
     picked = sa.case((cond, col))
     agg = {
@@ -140,7 +165,7 @@ def evaluate(
             view = views[metric.stream]
             cond = part_condition(metric, d, view, as_of)
             conds[part] = (metric.stream, cond)
-            agg, n = _terms(metric, cond, view.table)
+            agg, n = _terms(metric, cond, view.table, average_weight(metric, d, view, as_of))
             slots[(d.kr_id, part)] = (metric.stream, len(terms[metric.stream]))
             terms[metric.stream] += [agg, n]
         if len(conds) == 2 and len({s for s, _ in conds.values()}) == 1:
@@ -195,7 +220,9 @@ class ContributionPart:
     view: StreamView
 
 
-def _contribution(metric: SimpleMetric, t: sa.FromClause) -> Any:
+def _contribution(metric: SimpleMetric, t: sa.FromClause, weight: Any = None) -> Any:
+    if weight is not None:
+        return weight
     if metric.measure in ("count", "count_distinct"):
         return sa.literal(1)
     return t.c[metric.field]  # type: ignore[index]
@@ -234,7 +261,7 @@ def contribution_parts(
         else:
             sel = sa.select(
                 t.c[RID],
-                _contribution(m, t).label("contribution"),
+                _contribution(m, t, average_weight(m, d, view, as_of)).label("contribution"),
                 sa.cast(sa.null(), sa.Numeric).label("denominator_contribution"),
                 sa.literal(ROLES[m.measure]).label("role"),
             ).where(cond)
@@ -247,8 +274,10 @@ def contribution_parts(
         cn, cd = part_condition(num, d, view, as_of), part_condition(den, d, view, as_of)
         sel = sa.select(
             t.c[RID],
-            sa.case((cn, _contribution(num, t)), else_=0).label("contribution"),
-            sa.case((cd, _contribution(den, t)), else_=0).label("denominator_contribution"),
+            sa.case((cn, _contribution(num, t, average_weight(num, d, view, as_of))), else_=0).label(
+                "contribution"),
+            sa.case((cd, _contribution(den, t, average_weight(den, d, view, as_of))), else_=0).label(
+                "denominator_contribution"),
             sa.case((sa.and_(cn, cd), "both"), (cn, "numerator"), else_="denominator").label("role"),
         ).where(sa.or_(cn, cd))
         return [ContributionPart(num.stream, sel, view)]
@@ -256,7 +285,7 @@ def contribution_parts(
     for metric, role in ((num, "numerator"), (den, "denominator")):
         view = views[metric.stream]
         t = view.table
-        c = _contribution(metric, t)
+        c = _contribution(metric, t, average_weight(metric, d, view, as_of))
         sel = sa.select(
             t.c[RID],
             (c if role == "numerator" else sa.literal(0)).label("contribution"),

@@ -129,7 +129,7 @@ class TrailingWindow(BaseModel):
     trailing_days: int = Field(ge=1, le=3660)
 
 
-WindowKind = Literal["period_to_date", "as_of_end", "all"]
+WindowKind = Literal["period_to_date", "as_of_end", "all", "period_average"]
 Window = Union[WindowKind, TrailingWindow]  # noqa: UP007
 
 Measure = Literal["count", "count_distinct", "sum", "avg", "min", "max"]
@@ -176,9 +176,14 @@ class SimpleMetric(BaseModel):
                 raise ValueError(f"window {self.window!r} needs a 'time_field'")
         if isinstance(self.window, TrailingWindow) and self.time_field is None:
             raise ValueError("a trailing window needs a 'time_field'")
-        if self.until_field is not None and (self.window != "as_of_end" or self.time_field is None):
+        if self.until_field is not None and (self.window not in ("as_of_end", "period_average")
+                                             or self.time_field is None):
             raise ValueError("until_field counts what is still open at a date: it needs window: as_of_end "
-                             "and a time_field (e.g. hire_date and termination_date for a headcount)")
+                             "(or period_average) and a time_field (e.g. hire_date and termination_date "
+                             "for a headcount)")
+        if self.window == "period_average" and (self.until_field is None or self.measure != "count"):
+            raise ValueError("window period_average is the mean of the counts open at the period's start "
+                             "and end: it needs measure: count and an until_field")
         return self
 
     def fields_used(self) -> set[str]:

@@ -184,3 +184,41 @@ def test_until_field_counts_what_is_still_open_at_the_window_end() -> None:
     with pytest.raises(ValueError, match="until_field counts what is still open"):
         SimpleMetric.model_validate({"name": "x", "stream": "people", "measure": "count",
                                      "time_field": "hired", "until_field": "left"})
+
+
+def test_period_average_is_the_mean_of_the_headcounts_at_start_and_end() -> None:
+    """Average headcount of Q4 (as of 2026-11-20): open on 2026-09-30 and on 2026-11-20, halved."""
+    engine = sa.create_engine("sqlite://")
+    t = sa.Table("people", sa.MetaData(), sa.Column("_rid", sa.String), sa.Column("id", sa.Integer),
+                 sa.Column("hired", sa.Date), sa.Column("left", sa.Date), sa.Column("why", sa.String))
+    t.metadata.create_all(engine)
+    people = [  # (hired, left, why) → (open at start, open at end)
+        (date(2025, 1, 10), None, None),  # both: 1
+        (date(2026, 10, 5), None, None),  # end only: ½
+        (date(2024, 3, 1), date(2026, 10, 31), "voluntary"),  # start only: ½
+        (date(2024, 3, 1), date(2026, 9, 30), "voluntary"),  # last day the eve: neither
+        (date(2026, 9, 30), None, None),  # hired the eve: both: 1
+        (date(2026, 11, 21), None, None),  # not yet: neither
+    ]
+    with engine.begin() as conn:
+        conn.execute(t.insert(), [{"_rid": str(i), "id": i, "hired": h, "left": lv, "why": w}
+                                  for i, (h, lv, w) in enumerate(people)])
+    schema = StreamSchema((Field("id", FieldType.INTEGER), Field("hired", FieldType.DATE),
+                           Field("left", FieldType.DATE), Field("why", FieldType.STRING)))
+    avg = SimpleMetric.model_validate({"name": "avg_hc", "stream": "people", "measure": "count",
+                                       "time_field": "hired", "window": "period_average",
+                                       "until_field": "left"})
+    quits = SimpleMetric.model_validate({"name": "quits", "stream": "people", "measure": "count",
+                                         "time_field": "left",
+                                         "filter": {"field": "why", "op": "=", "value": "voluntary"}})
+    rate = RatioMetric(name="attrition", measure="ratio", numerator="quits", denominator="avg_hc")
+    metrics = {"avg_hc": avg, "quits": quits, "attrition": rate}
+    defs = [build_definition("KR-AVG", avg, metrics, {}, Q4), build_definition("KR-ATT", rate, metrics, {}, Q4)]
+    views = {"people": StreamView("people", t, schema)}
+    with engine.connect() as conn:
+        got = evaluate(conn, views, defs, AS_OF)
+        assert got["KR-AVG"].value == Decimal("3")  # (3 at start + 3 at end) / 2
+        assert got["KR-ATT"].value == (Decimal(1) / Decimal(3)).quantize(got["KR-ATT"].value)
+        parts = contribution_parts(views, defs[0], AS_OF)
+        rows = conn.execute(parts[0].select).all()
+    assert sum(Decimal(str(r.contribution)) for r in rows) == Decimal("3")  # drill adds up
