@@ -213,7 +213,8 @@ def test_period_average_is_the_mean_of_the_headcounts_at_start_and_end() -> None
                                          "filter": {"field": "why", "op": "=", "value": "voluntary"}})
     rate = RatioMetric(name="attrition", measure="ratio", numerator="quits", denominator="avg_hc")
     metrics = {"avg_hc": avg, "quits": quits, "attrition": rate}
-    defs = [build_definition("KR-AVG", avg, metrics, {}, Q4), build_definition("KR-ATT", rate, metrics, {}, Q4)]
+    defs = [build_definition("KR-AVG", avg, metrics, {}, Q4),
+            build_definition("KR-ATT", rate, metrics, {}, Q4)]
     views = {"people": StreamView("people", t, schema)}
     with engine.connect() as conn:
         got = evaluate(conn, views, defs, AS_OF)
