@@ -67,6 +67,9 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
     since = typed_watermark(store.watermark(name), stream, kept_schema)
     # A full read lists every live record itself: reconciling against it costs nothing more.
     reconcile = deletes != "none" and (since is None or store.reconcile_due(name, every_hours))
+    refresh = getattr(connector, "needs_full_refresh", None)
+    if reconcile and since is not None and refresh is not None and refresh(stream):
+        since = None  # values that change without moving the cursor (formulas): re-read them all
     writer = store.begin_sync(
         run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=reconcile
     )

@@ -132,6 +132,13 @@ class SalesforceConnector:
         for rows in self.extractor.extract(stream, read):
             yield pd.DataFrame({"Id": pd.Series([r[0] for r in rows], dtype="str")})
 
+    def needs_full_refresh(self, stream: StreamSpec) -> bool:
+        """Formula fields change without moving SystemModstamp (a parent's edit, TODAY()): a stream
+        that keeps one is read in full whenever its keys are reconciled (weekly by default)."""
+        plan = self._plan(stream)
+        kept = stream.kept_fields(StreamSchema(tuple(f.field for f in plan.fields.values())))
+        return any(plan.fields[k].calculated or "." in k for k in kept if k in plan.fields)
+
     def record_url(self, stream: StreamSpec, record_id: str) -> str | None:
         """``{instance}/lightning/r/{Object}/{Id}/view`` (the instance from ``instance_url`` or
         ``login_url``; for a My Domain login, ``https://{domain}.salesforce.com``)."""

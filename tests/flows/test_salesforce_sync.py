@@ -209,3 +209,27 @@ def test_every_fault_leaves_the_kr_right_or_at_its_last_good_value(
     expected_to_fail = {"503 forever on page 3", "session expiry, re-login refused",
                         "API budget nearly spent", "API limit exhausted", "bulk page cut short"}
     assert failed == (fault in expected_to_fail), error
+
+
+def test_formula_fields_are_read_again_in_full_when_keys_are_reconciled(
+    make_salesforce_sandbox: Callable[..., SalesforceSandbox], env: Callable[[SalesforceSandbox], None],
+    tmp_path: Path,
+) -> None:
+    box = make_salesforce_sandbox(opportunities=500, seed=8)
+    env(box)
+    path = project_file(tmp_path, box)
+    doc = yaml.safe_load(path.read_text())
+    stream = doc["streams"]["opportunities"]
+    stream["fields"].append("ExpectedRevenue")  # a formula: it changes without moving SystemModstamp
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    runner = Runner(path)
+    runner.run()
+    rec = next(r for r in box.org.records("Opportunity") if r["ExpectedRevenue"])
+    # the formula's inputs changed elsewhere: a new value, the same SystemModstamp
+    box.org.tables["Opportunity"][rec["Id"]] = {**rec, "ExpectedRevenue": rec["ExpectedRevenue"] + 1}
+    counts, _ = runner.run()
+    assert counts.updated == 0  # an incremental read cannot see it
+    stream["reconcile_every_hours"] = 0  # keys are compared on every sync: formulas are re-read with them
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    counts, _ = Runner(path).run()
+    assert counts.updated == 1 and counts.rows_read == len(box.org.records("Opportunity"))
