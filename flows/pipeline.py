@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,7 +65,11 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
                                      for f in schema.fields if f.name in kept))
     vault = project.vault() if stream.sensitive else None
     deletes, every_hours = deletion_policy(stream, connector)
-    since = typed_watermark(store.watermark(name), stream, kept_schema)
+    raw_watermark = store.watermark(name)
+    since = typed_watermark(raw_watermark, stream, kept_schema)
+    spec = extraction_spec(stream)
+    if since is not None and _spec_of(raw_watermark) not in (None, spec):
+        since = None  # what is extracted changed (object, filter, fields): read everything again
     # A full read lists every live record itself: reconciling against it costs nothing more.
     reconcile = deletes != "none" and (since is None or store.reconcile_due(name, every_hours))
     refresh = getattr(connector, "needs_full_refresh", None)
@@ -101,6 +106,7 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
         watermark = None
         if last is not None and stream.cursor:
             watermark = Watermark(cursor_of_last, tuple(last[k] for k in stream.primary_key)).to_json()
+            watermark = json.dumps({**json.loads(watermark), "spec": spec})
         if gate is None:
             counts = writer.commit(watermark)
         else:
@@ -131,6 +137,22 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
         True,
     )
     return counts
+
+
+def extraction_spec(stream: StreamSpec) -> str:
+    """A digest of what a stream extracts (connector options such as a pushed-down filter, the kept
+    fields, key and cursor). Kept with the watermark: when it changes, the next sync reads everything
+    again, so records the old extraction left out are not missing for good."""
+    body = json.dumps([stream.options, stream.fields, stream.primary_key, stream.cursor], sort_keys=True,
+                      default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _spec_of(raw: str | None) -> str | None:
+    try:
+        return json.loads(raw).get("spec") if raw else None  # type: ignore[no-any-return]
+    except (ValueError, AttributeError):
+        return None
 
 
 def _gated_commit(

@@ -233,3 +233,30 @@ def test_formula_fields_are_read_again_in_full_when_keys_are_reconciled(
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     counts, _ = Runner(path).run()
     assert counts.updated == 1 and counts.rows_read == len(box.org.records("Opportunity"))
+
+
+def test_changing_what_a_stream_extracts_reads_everything_again(
+    make_salesforce_sandbox: Callable[..., SalesforceSandbox], env: Callable[[SalesforceSandbox], None],
+    tmp_path: Path,
+) -> None:
+    box = make_salesforce_sandbox(opportunities=600, seed=6)
+    env(box)
+    path = project_file(tmp_path, box)
+    doc = yaml.safe_load(path.read_text())
+    stream = doc["streams"]["opportunities"]
+    stream["where"] = {"field": "StageName", "op": "=", "value": "Closed Won"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    first, _ = Runner(path).run()
+    stages = [r["StageName"] for r in box.org.records("Opportunity")]
+    assert first.inserted == stages.count("Closed Won")
+    again, _ = Runner(path).run()
+    assert again.rows_read == 0  # nothing changed: incremental
+    stream["where"] = {"field": "StageName", "op": "in", "value": ["Closed Won", "Closed Lost"]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    widened, _ = Runner(path).run()
+    # the old filter left the lost deals out since the start: the wider one reads everything again
+    assert widened.inserted == stages.count("Closed Lost") and widened.updated == 0
+    stream["where"] = {"field": "StageName", "op": "=", "value": "Closed Lost"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    narrowed, _ = Runner(path).run()
+    assert narrowed.deleted == stages.count("Closed Won")  # no longer extracted: closed, kept in history
