@@ -325,9 +325,11 @@ def drill(
         )
     if v.kr_id != kr_id:
         raise ConfigError(f"value #{v.id} belongs to {v.kr_id}, not {kr_id}")
-    role = _records_role(project)
+    from okrsync import access
+
+    role = access.records_role(project)
     d = lineage.drill(store, v, limit=limit, offset=offset, sort=sort, sums=sums)  # type: ignore[arg-type]
-    d = _drill_as(project, role, d)
+    d = access.drill_as(project, role, d)
     links = _links(project, d)
     if fmt == "json":
         console.print_json(render.dumps(render.drill_json(d, links)))
@@ -335,51 +337,6 @@ def drill(
         sys.stdout.write(render.drill_csv(d))
     else:
         render.drill_table(console, d, _unit(project, kr_id), offset, links)
-
-
-def _records_role(project: Any) -> Any:
-    """The CLI's role (OKRSYNC_ROLE or settings.role), if it may see records at all."""
-    name, role = project.role()
-    if not role.records:
-        raise ConfigError(f"role {name!r} may see key results but not the records behind them",
-                          hint="ask for a role with `records: true` (settings.roles), e.g. leadership")
-    return role
-
-
-def _vault_for(project: Any, role: Any) -> Any:
-    return project.vault() if role.sensitive and project.sensitive() else None
-
-
-def _drill_as(project: Any, role: Any, d: Any) -> Any:
-    """The drill as the role sees it: sensitive fields opened, or masked (okrsync.pii)."""
-    from dataclasses import replace
-
-    from okrsync.pii import reveal
-
-    hidden = project.sensitive()
-    if not hidden:
-        return d
-    vault = _vault_for(project, role)
-    records = [replace(r, fields=reveal(r.fields, hidden.get(r.stream, ()), vault)) for r in d.records]
-    return replace(d, records=records)
-
-
-def _diff_as(project: Any, role: Any, df: Any) -> Any:
-    from dataclasses import replace
-
-    from okrsync.pii import reveal
-
-    hidden = project.sensitive()
-    if not hidden:
-        return df
-    vault = _vault_for(project, role)
-    changes = []
-    for c in df.changes:
-        fields = hidden.get(c.stream, ())
-        before = reveal({k: a for k, (a, _) in c.field_changes.items()}, fields, vault)
-        after = reveal({k: b for k, (_, b) in c.field_changes.items()}, fields, vault)
-        changes.append(replace(c, field_changes={k: (before[k], after[k]) for k in c.field_changes}))
-    return replace(df, changes=changes)
 
 
 def _links(project: Any, d: Any) -> dict[tuple[str, str], str | None]:
@@ -427,8 +384,10 @@ def diff(
                 raise ConfigError(f"{kr_id} has only one value so far", hint="run `okrsync run` again later")
             moved = [v for v in earlier if v.value != after.value]
             before = moved[-1] if moved else earlier[-1]
-    role = _records_role(project)
-    result = _diff_as(project, role, lineage.diff(store, before, after, limit=limit))
+    from okrsync import access
+
+    role = access.records_role(project)
+    result = access.diff_as(project, role, lineage.diff(store, before, after, limit=limit))
     if json_out:
         console.print_json(render.dumps(render.diff_json(result)))
     else:

@@ -22,11 +22,12 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from okrsync.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PREFIX = "pii:"
 MASK = "•••"
@@ -61,7 +62,8 @@ class Vault:
         self._cache: dict[tuple[str, str], str] = {}
 
     def seal(self, field: str, value: Any) -> str | None:
-        if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+        missing = type(value).__name__ == "NaTType" or (isinstance(value, float) and value != value)
+        if value is None or missing:
             return None
         text = _text(value)
         hit = self._cache.get((field, text))
@@ -87,6 +89,8 @@ class Vault:
 
     def seal_frame(self, df: pd.DataFrame, fields: Iterable[str]) -> pd.DataFrame:
         """``df`` with each sensitive column replaced by its sealed text (one encryption per value)."""
+        import pandas as pd
+
         out = df.copy()
         for f in fields:
             if f in out.columns:

@@ -18,7 +18,7 @@ import pytest
 from flows.okr_flow import okrsync_run
 from okr_store import lineage, queries
 from okr_store.store import Store
-from okrsync import cli
+from okrsync import access
 from okrsync.errors import ConfigError
 from okrsync.pii import MASK, PREFIX
 from okrsync.project import load_project
@@ -102,23 +102,23 @@ def test_names_are_sealed_in_the_store_yet_pin_filter_and_reveal_by_role(
     # drill-down: leadership (the default role) sees record ids and •••, hr sees the names
     d = lineage.drill(store, pinned, limit=1000)
     monkeypatch.delenv("OKRSYNC_ROLE", raising=False)
-    as_leadership = cli._drill_as(project, cli._records_role(project), d)
+    as_leadership = access.drill_as(project, access.records_role(project), d)
     assert {r.fields["salesperson"] for r in as_leadership.records} == {MASK}
     assert all(r.fields["region"] for r in as_leadership.records)  # other fields stay readable
     monkeypatch.setenv("OKRSYNC_ROLE", "hr")
-    as_hr = cli._drill_as(project, cli._records_role(project), d)
+    as_hr = access.drill_as(project, access.records_role(project), d)
     assert {r.fields["salesperson"] for r in as_hr.records} == {who}
     monkeypatch.setenv("OKRSYNC_ROLE", "viewer")
     with pytest.raises(ConfigError, match="may see key results but not the records"):
-        cli._records_role(project)
+        access.records_role(project)
     monkeypatch.setenv("OKRSYNC_ROLE", "cfo")
     with pytest.raises(ConfigError, match="does not define"):
-        cli._records_role(project)
+        access.records_role(project)
 
     # another key cannot open them: hr with the wrong key sees •••
     monkeypatch.setenv("OKRSYNC_ROLE", "hr")
     monkeypatch.setenv("OKRSYNC_PII_KEY", base64.b64encode(os.urandom(64)).decode())
-    wrong = cli._drill_as(project, cli._records_role(project), d)
+    wrong = access.drill_as(project, access.records_role(project), d)
     assert {r.fields["salesperson"] for r in wrong.records} == {MASK}
     store.close()
 
