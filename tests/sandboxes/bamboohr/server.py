@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
-import ssl
 import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.sandboxes.https import LoopbackTLSServer
 from tests.sandboxes.salesforce.tls import make_certificate, server_context
 
 from .app import BambooHrApp, Response, parse_query_string
@@ -59,46 +58,10 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _dispatch
 
 
-class _TLSServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _TLSServer(LoopbackTLSServer):
     def __init__(self, sandbox: BambooHrSandbox, host: str, port: int) -> None:
         self.sandbox = sandbox
-        self.ctx: ssl.SSLContext | None = None
-        self.open_sockets: set[socket.socket] = set()
-        self._sock_lock = threading.Lock()
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        super().__init__((host, port), _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        assert self.ctx is not None
-        try:
-            tls = self.ctx.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        with self._sock_lock:
-            self.open_sockets.add(tls)
-        try:
-            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
-        except (ConnectionError, ssl.SSLError, TimeoutError):
-            pass
-        finally:
-            with self._sock_lock:
-                self.open_sockets.discard(tls)
-            try:
-                tls.close()
-            except OSError:
-                pass
-
-    def drop_connections(self) -> None:
-        with self._sock_lock:
-            socks = list(self.open_sockets)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        super().__init__(host, port, _Handler)
 
 
 class BambooHrSandbox:

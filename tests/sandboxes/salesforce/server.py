@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import errno
-import socket
-import ssl
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,6 +14,8 @@ from urllib.parse import urlsplit
 
 import requests
 from simple_salesforce.api import Salesforce
+
+from tests.sandboxes.https import LoopbackTLSServer
 
 from .auth import route_login_hosts
 from .faults import Faults, RequestLog, RequestRecord
@@ -74,47 +74,10 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _dispatch
 
 
-class _TLSServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _TLSServer(LoopbackTLSServer):
     def __init__(self, sandbox: SalesforceSandbox, host: str, port: int) -> None:
         self.sandbox = sandbox
-        self.ctx: ssl.SSLContext | None = None  # set before serving starts
-        self.open_sockets: set[socket.socket] = set()
-        self._sock_lock = threading.Lock()
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        super().__init__((host, port), _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # TLS handshake in the connection's own thread, so a slow client never blocks accept()
-        assert self.ctx is not None
-        try:
-            tls = self.ctx.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        with self._sock_lock:
-            self.open_sockets.add(tls)
-        try:
-            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
-        except (ConnectionError, ssl.SSLError, TimeoutError):
-            pass
-        finally:
-            with self._sock_lock:
-                self.open_sockets.discard(tls)
-            try:
-                tls.close()
-            except OSError:
-                pass
-
-    def drop_connections(self) -> None:
-        with self._sock_lock:
-            socks = list(self.open_sockets)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        super().__init__(host, port, _Handler)
 
 
 _WILDCARD = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # listen on all, connect on loopback

@@ -1,0 +1,54 @@
+"""The HTTPS server under the loopback sandboxes: TLS per connection, and connections it can cut."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class LoopbackTLSServer(ThreadingHTTPServer):
+    """A threading HTTP server that speaks TLS (``ctx``, set before serving starts) on ``host:port``."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.ctx: ssl.SSLContext | None = None
+        self.open_sockets: set[socket.socket] = set()
+        self._sock_lock = threading.Lock()
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, port), handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # TLS handshake in the connection's own thread, so a slow client never blocks accept()
+        assert self.ctx is not None
+        try:
+            tls = self.ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        with self._sock_lock:
+            self.open_sockets.add(tls)
+        try:
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            pass
+        finally:
+            with self._sock_lock:
+                self.open_sockets.discard(tls)
+            try:
+                tls.close()
+            except OSError:
+                pass
+
+    def drop_connections(self) -> None:
+        """Cut every open connection (a server going away mid-response)."""
+        with self._sock_lock:
+            socks = list(self.open_sockets)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
