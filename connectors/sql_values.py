@@ -8,6 +8,7 @@ nullable bool and int. Values that do not convert raise one of :data:`BAD_VALUE`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Col:
     field: SchemaField
     nullable: bool = True
     utc: bool = False  # naive values are UTC (MySQL TIMESTAMP) or values are aware (timestamptz)
+    binary: bool = False  # BLOB/bytea (a rendered document, an image): kept as its SHA-256, not the bytes
 
 
 # -- database types as fields ---------------------------------------------------------------------
@@ -62,6 +64,8 @@ def sa_col(name: str, t: sa.types.TypeEngine[Any], nullable: bool, backend: str)
     elif isinstance(t, sa.DateTime):
         kind = _T.DATETIME
         utc = isinstance(t, mysql.TIMESTAMP) or (backend == "postgresql" and bool(t.timezone))
+    elif isinstance(t, sa.types._Binary):
+        return Col(SchemaField(name, _T.STRING), nullable, binary=True)
     else:
         kind = _T.DATE if isinstance(t, sa.Date) else _T.STRING
     return Col(SchemaField(name, kind, scale), nullable, utc)
@@ -117,9 +121,13 @@ def series(values: Sequence[Any], col: Col, tz: ZoneInfo) -> pd.Series:
 
 
 def converter(col: Col, tz: ZoneInfo) -> Callable[[Any], Any]:
-    if col.field.type is _T.DECIMAL:  # SQLite may hand back floats: their shortest repr is the value
+    if col.binary:
+        return _digest
+    if col.field.type is _T.DECIMAL:  # SQLite may hand back floats: their shortest repr is the value,
+        # or bytes (Tryton registers a converter storing NUMERIC as text blobs: b'1142.40')
         quantum, ctx = Decimal(1).scaleb(-(col.field.scale or 0)), Context(prec=80)
-        return lambda v: (Decimal(repr(v)) if isinstance(v, float) else Decimal(v)).quantize(
+        return lambda v: (Decimal(repr(v)) if isinstance(v, float) else Decimal(
+            bytes(v).decode("ascii") if isinstance(v, bytes | memoryview) else v)).quantize(
             quantum, ROUND_HALF_EVEN, ctx)
     if col.field.type is _T.DATETIME:
         return partial(_utc, ZoneInfo("UTC") if col.utc else tz)
@@ -130,6 +138,12 @@ def _utc(tz: ZoneInfo, v: Any) -> datetime:
     v = datetime.fromisoformat(v) if isinstance(v, str) else v
     v = v if isinstance(v, datetime) else datetime(v.year, v.month, v.day)
     return (v if v.tzinfo else v.replace(tzinfo=tz)).astimezone(UTC).replace(tzinfo=None)
+
+
+def _digest(v: Any) -> str:
+    """A binary value as ``sha256:<hex>``: changes are still seen, the bytes stay out of the store."""
+    data = bytes(v) if isinstance(v, bytes | memoryview | bytearray) else str(v).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _int(v: Any) -> int:

@@ -1,0 +1,104 @@
+"""Tryton's own API for tests: change a Tryton database as a user would, or compute expected values.
+
+    python -m tests.erp.tryton_api advance-draft --sqlite PATH [--day 2026-11-20]
+    python -m tests.erp.tryton_api facts --postgres URL --start 2026-10-01 --end 2026-11-20
+
+Each command runs in a process of its own (Tryton's configuration and sqlite3 adapters are process-wide)
+and prints one JSON line; :func:`call` runs one and returns the parsed result. Expected values are
+computed from Tryton's model reads (``sale.sale``, ``stock.shipment.out``, ``account.invoice``): never
+from SQL and never through okrsync, so they check okrsync's reading of Tryton's tables independently.
+Decimals are strings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from tests.erp.tryton_build import Clock, Target, connect, run_tryton
+
+BOOKED = ("confirmed", "processing", "done")  # sale states whose untaxed amount counts as booked revenue
+
+
+def call(command: str, target: Target, *args: str) -> dict[str, Any]:
+    """Run a command of this module against ``target`` in a Tryton process; its JSON result."""
+    flag = ["--sqlite", str(target.path)] if target.path else ["--postgres", target.sqlalchemy_url]
+    return run_tryton("tests.erp.tryton_api", [command, *flag, *args], timeout=600)
+
+
+def advance_draft(day: date) -> dict[str, Any]:
+    """Take the oldest draft sale through quote, confirm, shipment and posted invoice, all on ``day``."""
+    from proteus import Model
+
+    Clock().day = day
+    sale_model = Model.get("sale.sale")
+    sale = sale_model.find([("state", "=", "draft")], order=[("id", "ASC")], limit=1)[0]
+    sale.sale_date = day  # the order is (re)dated the day it is finally quoted and confirmed
+    sale.click("quote")
+    sale.click("confirm")
+    (shipment,), (invoice,) = sale.shipments, sale.invoices
+    for button in ("assign_try", "pick", "pack", "do"):
+        shipment.click(button)
+    invoice.click("post")
+    sale.reload()
+    return {"sale": sale.id, "sale_date": sale.sale_date.isoformat(), "state": sale.state,
+            "untaxed_amount": str(sale.untaxed_amount), "party": sale.party.id,
+            "shipment": shipment.id, "invoice": invoice.id, "invoice_date": invoice.invoice_date.isoformat()}
+
+
+def facts(start: date, end: date) -> dict[str, Any]:
+    """What the metric pack's key results should be for dates ``start``..``end`` (inclusive)."""
+    from proteus import Model
+
+    def within(d: date | None) -> bool:
+        return d is not None and start <= d <= end
+
+    booked: Counter[int] = Counter()
+    days: list[int] = []
+    for sale in Model.get("sale.sale").find([("state", "in", BOOKED)]):
+        if within(sale.sale_date):
+            booked[sale.party.id] += sale.untaxed_amount
+        dates = [i.invoice_date for i in sale.invoices if i.type == "out" and i.state in ("posted", "paid")]
+        if dates and within(min(dates)):
+            days.append((min(dates) - sale.sale_date).days)
+    shipments = [s for s in Model.get("stock.shipment.out").find([("state", "=", "done")])
+                 if within(s.effective_date)]
+    invoiced = sum((i.untaxed_amount for i in Model.get("account.invoice").find(
+        [("type", "=", "out"), ("state", "in", ["posted", "paid"])]) if within(i.invoice_date)), Decimal(0))
+    return {
+        "booked_revenue": str(sum(booked.values(), Decimal(0))),
+        "booked_by_party": {str(k): str(v) for k, v in sorted(booked.items())},
+        "shipments_done": len(shipments),
+        "shipments_on_time": sum(1 for s in shipments if s.effective_date <= s.planned_date),
+        "invoiced_revenue": str(invoiced),
+        "days_to_invoice": days,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.erp.tryton_api")
+    parser.add_argument("command", choices=["advance-draft", "facts"])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--sqlite", metavar="PATH")
+    where.add_argument("--postgres", metavar="URL")
+    parser.add_argument("--day", type=date.fromisoformat, help="advance-draft: the day it all happens")
+    parser.add_argument("--start", type=date.fromisoformat, help="facts: the first day")
+    parser.add_argument("--end", type=date.fromisoformat, help="facts: the last day")
+    o = parser.parse_args(argv)
+    connect(Target.parse(o.sqlite or o.postgres))
+    if o.command == "advance-draft":
+        result = advance_draft(o.day or date.today())
+    else:
+        result = facts(o.start, o.end)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The Tryton metric pack (examples/tryton/okrsync.yaml) against real Tryton databases.
+
+The pack runs as a run does (sync every stream, compute every KR: the pipeline's steps without Prefect's
+scheduling) on a private copy of a Tryton database built through Tryton's own API (tests/erp/), on
+PostgreSQL and on SQLite. Every KR value must equal what Tryton itself says, computed by
+``tests.erp.tryton_api facts`` from Tryton's model reads (never SQL, never okrsync). Then Tryton's API
+takes a draft order through quote, confirmation, shipment and invoice, and an incremental run must read
+exactly the changed records and move the KRs to Tryton's new values.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows import pipeline
+from okr_store import queries
+from okr_store.records import SyncCounts
+from okr_store.store import Store
+from okrsync.errors import OkrsyncError
+from okrsync.project import Project, load_project
+from tests.erp.fixtures import (  # noqa: F401
+    TEST_TODAY,
+    TrytonDb,
+    tryton_for,
+    tryton_pg_template,
+    tryton_postgres,
+    tryton_sqlite,
+    tryton_sqlite_template,
+)
+
+PACK = Path(__file__).resolve().parents[2] / "examples" / "tryton" / "okrsync.yaml"
+AS_OF = datetime(2026, 11, 20, 18, 0)  # UTC, the pack's timezone: the last day of the built data
+Q4 = (date(2026, 10, 1), TEST_TODAY)  # the pack's default period, to date
+PLACES = Decimal("1e-12")  # okrsync keeps ratios and averages to 12 places
+KEY_ACCOUNT = "2"  # the party the pack pins (Acme Holdings, the builder's key account)
+# postgresql first: under xdist the connector tests build SQLite meanwhile, on the other worker
+BACKENDS = ["postgresql", "sqlite"]
+
+
+class Runner:
+    """Sync every stream and compute every KR as a run does (without Prefect's scheduling around it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.project: Project = load_project(path)
+        self.store = Store(self.project.store_url())
+        pipeline.register_okrs(self.project, self.store)
+
+    def run(self) -> tuple[dict[str, SyncCounts], dict[str, str]]:
+        run_id = self.store.start_run(AS_OF, None)
+        counts: dict[str, SyncCounts] = {}
+        failed: dict[str, str] = {}
+        connector = self.project.connector("tryton")
+        try:
+            for name in self.project.streams:
+                try:
+                    counts[name] = pipeline.sync_stream(self.project, self.store, connector, run_id, name)
+                except OkrsyncError as exc:
+                    failed[name] = exc.message
+        finally:
+            connector.close()
+        pipeline.compute_values(self.project, self.store, run_id, None, AS_OF, failed)
+        self.store.finish_run(run_id, "partial" if failed else "succeeded", None)
+        return counts, failed
+
+    def krs(self) -> dict[str, queries.KrStatus]:
+        with self.store.engine.connect() as conn:
+            return {k.id: k for o in queries.status_tree(conn) for k in o.key_results}
+
+
+def expected(db: TrytonDb) -> dict[str, Decimal]:
+    """Every KR of the pack, from Tryton's own model reads."""
+    f = db.api("facts", "--start", Q4[0].isoformat(), "--end", Q4[1].isoformat())
+    booked = Decimal(f["booked_revenue"])
+    key = Decimal(f["booked_by_party"].get(KEY_ACCOUNT, "0"))
+    days = f["days_to_invoice"]
+    assert booked and f["shipments_done"] and days, f"the built data leaves a KR of the pack empty: {f}"
+    return {
+        "KR-BOOKED": booked,
+        "KR-KEY-ACCOUNT": key,
+        "KR-KEY-SHARE": (key / booked).quantize(PLACES),
+        "KR-ON-TIME": (Decimal(f["shipments_on_time"]) / f["shipments_done"]).quantize(PLACES),
+        "KR-DAYS-TO-INVOICE": (Decimal(sum(days)) / len(days)).quantize(PLACES),
+        "KR-INVOICED": Decimal(f["invoiced_revenue"]),
+    }
+
+
+def check(runner: Runner, want: dict[str, Decimal]) -> None:
+    """Assert every KR was computed (none held) and equals Tryton's own value."""
+    krs = runner.krs()
+    assert set(krs) == set(want)
+    for kr_id, value in want.items():
+        kr = krs[kr_id]
+        assert kr.held_reason is None, (kr_id, kr.held_reason)
+        assert kr.value is not None and kr.value.value == value, (kr_id, kr.value, value)
+
+
+@pytest.fixture
+def pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the pack in a folder of its own (its store goes to .okrsync/ beside it)."""
+    monkeypatch.delenv("OKRSYNC_STORE_URL", raising=False)
+    shutil.copyfile(PACK, tmp_path / "okrsync.yaml")
+    return tmp_path / "okrsync.yaml"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pack_krs_equal_trytons_own_numbers_before_and_after_a_change(
+    request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tryton_for(request, backend)
+    assert db.summary["top_customer"]["party_id"] == int(KEY_ACCOUNT)  # the pack pins the largest customer
+    monkeypatch.setenv("TRYTON_DATABASE_URL", db.url)
+    runner = Runner(pack)
+
+    counts, failed = runner.run()
+    check(runner, expected(db))
+    assert not failed, failed
+    states = db.summary["sale_states"]
+    confirmed = states.get("processing", 0) + states.get("done", 0)  # one shipment and invoice each
+    assert counts["shipments"].inserted == confirmed
+    before = runner.krs()["KR-BOOKED"].value
+
+    changed = db.api("advance-draft", "--day", TEST_TODAY.isoformat())  # quote → confirm → ship → invoice
+    counts, failed = runner.run()
+    reads = {name: (c.rows_read, c.inserted, c.updated, c.deleted) for name, c in counts.items()}
+    want_reads: dict[str, Any] = {"shipments": (1, 1, 0, 0), "order_to_invoice": (1, 1, 0, 0),
+                                  "sales": (1, 0, 1, 0), "invoices": (1, 1, 0, 0)}
+    assert reads == want_reads, reads
+    after = expected(db)
+    check(runner, after)
+    # the order, dated today, adds its untaxed amount to this quarter's bookings
+    assert before is not None and after["KR-BOOKED"] == before.value + Decimal(changed["untaxed_amount"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pack_validates_against_trytons_schema(request: pytest.FixtureRequest, backend: str,
+                                               pack: Path) -> None:
+    db = tryton_for(request, backend)
+    env = {k: v for k, v in os.environ.items() if k not in ("OKRSYNC_PROJECT", "OKRSYNC_STORE_URL")}
+    done = subprocess.run([Path(sys.executable).parent / "okrsync", "-p", str(pack), "validate",
+                           "--check-sources"], env={**env, "TRYTON_DATABASE_URL": db.url},
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 streams, 8 metrics, 6 key results" in " ".join(done.stdout.split())
