@@ -10,7 +10,8 @@ Decisions worth knowing:
 * NUMERIC without a declared scale is DECIMAL with :data:`UNSCALED_DECIMAL_SCALE` places (finer
   values round half-even): declare the scale of money columns.
 * MySQL ``TINYINT(1)`` is BOOLEAN (MySQL's spelling of it). Types outside :class:`FieldType` (JSON,
-  UUID, BLOB, intervals…) are read as STRING.
+  UUID, intervals…) are read as STRING; binary ones (BLOB, bytea) as ``sha256:<hex>`` of their bytes.
+  NUMERIC values a driver hands back as bytes (Tryton on SQLite) are read as exact decimals.
 * SQLite keeps no type for computed query columns: they are typed from sampled values (INTEGER,
   FLOAT or STRING). SQLite dates and datetimes compare through ``julianday()``, as stored.
 * Rows whose effective cursor is NULL sort first: full reads return them; incremental reads only
