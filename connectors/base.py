@@ -91,16 +91,19 @@ class Watermark:
 
     cursor: Any
     key: tuple[Any, ...]
+    # A digest of what the stream extracted up to here (see flows.pipeline.extraction_spec).
+    spec: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"cursor": _jsonable(self.cursor), "key": [_jsonable(k) for k in self.key]})
+        data = {"cursor": _jsonable(self.cursor), "key": [_jsonable(k) for k in self.key]}
+        return json.dumps(data if self.spec is None else {**data, "spec": self.spec})
 
     @classmethod
     def from_json(cls, raw: str | None) -> Watermark | None:
         if not raw:
             return None
         data = json.loads(raw)
-        return cls(data["cursor"], tuple(data["key"]))
+        return cls(data["cursor"], tuple(data["key"]), data.get("spec"))
 
 
 def cursor_values(df: pd.DataFrame, stream: StreamSpec) -> pd.Series:
@@ -221,7 +224,7 @@ def typed_watermark(raw: str | None, stream: StreamSpec, schema: StreamSchema) -
         return None
     cursor_field = schema.get(stream.cursor[0]) if stream.cursor else None
     key = tuple(_typed(v, schema.get(k)) for v, k in zip(wm.key, stream.primary_key, strict=False))
-    return Watermark(_typed(wm.cursor, cursor_field), key)
+    return Watermark(_typed(wm.cursor, cursor_field), key, wm.spec)
 
 
 def _typed(v: Any, f: Any) -> Any:

@@ -65,10 +65,9 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
                                      for f in schema.fields if f.name in kept))
     vault = project.vault() if stream.sensitive else None
     deletes, every_hours = deletion_policy(stream, connector)
-    raw_watermark = store.watermark(name)
-    since = typed_watermark(raw_watermark, stream, kept_schema)
+    since = typed_watermark(store.watermark(name), stream, kept_schema)
     spec = extraction_spec(stream)
-    if since is not None and _spec_of(raw_watermark) not in (None, spec):
+    if since is not None and since.spec not in (None, spec):
         since = None  # what is extracted changed (object, filter, fields): read everything again
     # A full read lists every live record itself: reconciling against it costs nothing more.
     reconcile = deletes != "none" and (since is None or store.reconcile_due(name, every_hours))
@@ -105,8 +104,7 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
         writer.api_calls = getattr(connector, "api_calls", None)
         watermark = None
         if last is not None and stream.cursor:
-            watermark = Watermark(cursor_of_last, tuple(last[k] for k in stream.primary_key)).to_json()
-            watermark = json.dumps({**json.loads(watermark), "spec": spec})
+            watermark = Watermark(cursor_of_last, tuple(last[k] for k in stream.primary_key), spec).to_json()
         if gate is None:
             counts = writer.commit(watermark)
         else:
@@ -146,13 +144,6 @@ def extraction_spec(stream: StreamSpec) -> str:
     body = json.dumps([stream.options, stream.fields, stream.primary_key, stream.cursor], sort_keys=True,
                       default=str)
     return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
-def _spec_of(raw: str | None) -> str | None:
-    try:
-        return json.loads(raw).get("spec") if raw else None  # type: ignore[no-any-return]
-    except (ValueError, AttributeError):
-        return None
 
 
 def _gated_commit(
@@ -259,9 +250,19 @@ def register_okrs(project: Project, store: Store) -> None:
 
 
 def definitions(project: Project) -> dict[str, KrDefinition]:
-    metrics, sealed_dims = project.metrics, _sealed_dimensions(project)
-    if project.sensitive():  # compare sealed fields with sealed values (okrsync.pii)
-        metrics = _sealed_metrics(project)
+    hidden = project.sensitive()
+    vault = project.vault() if hidden else None
+    metrics = project.metrics
+    if vault is not None:  # compare sealed fields with sealed values (okrsync.pii)
+        metrics = _sealed_metrics(project, hidden, vault)
+
+    def sealed_dims(metric: str, dims: Any) -> Any:
+        """The KR's pinned values, those on sensitive fields sealed."""
+        if vault is None or not dims:
+            return dims
+        fields = {f for s in project.streams_of(metric) for f in hidden.get(s, ())}
+        return type(dims)({k: (vault.seal(k, v) if k in fields else v) for k, v in dims.items()})
+
     return {
         b.spec.id: build_definition(
             b.spec.id,
@@ -274,30 +275,15 @@ def definitions(project: Project) -> dict[str, KrDefinition]:
     }
 
 
-def _sealed_metrics(project: Project) -> dict[str, Any]:
+def _sealed_metrics(project: Project, hidden: Mapping[str, tuple[str, ...]], vault: Any) -> dict[str, Any]:
     from okrsync.pii import sealed_filter
 
-    vault, hidden = project.vault(), project.sensitive()
     out: dict[str, Any] = {}
     for name, m in project.metrics.items():
         fields = set(hidden.get(getattr(m, "stream", ""), ()))
         sealed = sealed_filter(getattr(m, "filter", None), fields, vault) if fields else None
         out[name] = m.model_copy(update={"filter": sealed}) if sealed is not None else m
     return out
-
-
-def _sealed_dimensions(project: Project) -> Any:
-    """``(metric, dimensions) -> dimensions`` with values pinned on sensitive fields sealed."""
-    hidden = project.sensitive()
-    vault = project.vault() if hidden else None
-
-    def seal(metric: str, dims: Any) -> Any:
-        if vault is None or not dims:
-            return dims
-        fields = {f for s in project.streams_of(metric) for f in hidden.get(s, ())}
-        return type(dims)({k: (vault.seal(k, v) if k in fields else v) for k, v in dims.items()})
-
-    return seal
 
 
 def compute_values(

@@ -38,14 +38,14 @@ from connectors.secrets import env_value, secret_value
 from okrsync.errors import ConfigError, SourceError
 
 T = TypeVar("T")
-_SLOTS: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
+_SLOTS: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 _SLOTS_LOCK = threading.Lock()
 
 
 def call_slots(org: str, limit: int) -> threading.BoundedSemaphore:
     """The process-wide cap on concurrent calls to one org (by login host and user)."""
     with _SLOTS_LOCK:
-        return _SLOTS.setdefault((org, "", limit), threading.BoundedSemaphore(limit))
+        return _SLOTS.setdefault((org, limit), threading.BoundedSemaphore(limit))
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 REAUTH = "re-authenticate the integration user (check its password, token or connected app) and run again"

@@ -147,8 +147,7 @@ class SalesforceConnector:
             f"https://{o.domain}.salesforce.com" if o.domain not in ("login", "test") else None)
         if base is None:
             return None
-        obj = SalesforceStreamOptions.model_validate(stream.options).object
-        return f"{base}/lightning/r/{obj}/{record_id}/view"
+        return f"{base}/lightning/r/{stream.options.get('object')}/{record_id}/view"
 
     def close(self) -> None:
         self.client.close()
@@ -193,7 +192,7 @@ class SalesforceConnector:
             fields[path] = self._related(stream, so.object, own, path)
         names = list(fields)
         for name in (*(stream.fields or ()), *stream.primary_key, *stream.cursor):
-            if name not in fields and not (so.convert_currency and name in self._converted_names(so)):
+            if name not in fields and name not in self._converted_names(so):
                 raise ConfigError(f"{where}: {so.object} has no field {name!r}{_did_you_mean(name, names)}",
                                   hint=VALIDATE)
         if len(stream.cursor) > 1 or (stream.cursor and fields[stream.cursor[0]].field.type
@@ -220,8 +219,7 @@ class SalesforceConnector:
         clause = None
         if so.where is not None:
             try:
-                clause = soql.where_clause(
-                    so.where, lambda n: self._filter_field(stream, so.object, fields, n))
+                clause = soql.where_clause(so.where, lambda n: _source_field(so.object, fields, converted, n))
             except soql.FilterError as exc:
                 raise ConfigError(f"{where}: where: {exc}", hint="a `where` filter has the shape of a "
                                   "metric's `filter`") from None
@@ -233,12 +231,6 @@ class SalesforceConnector:
     def _converted_names(self, so: SalesforceStreamOptions) -> set[str]:
         cc = so.convert_currency
         return {f"{f}_{self.options.currency}" for f in cc.fields} if cc else set()
-
-    def _filter_field(self, stream: StreamSpec, obj: str, fields: dict[str, SfField], name: str) -> str:
-        if name not in fields or name in self._converted_names(
-                SalesforceStreamOptions.model_validate(stream.options)):
-            raise soql.FilterError(f"{obj} has no field {name!r}{_did_you_mean(name, list(fields))}")
-        return name
 
     def _related(self, stream: StreamSpec, obj: str, own: dict[str, Any], path: str) -> SfField:
         """``Account.Name``: follow the relationship through the parent object's describe."""
@@ -293,6 +285,13 @@ def _as_datetime(value: Any) -> datetime:
     if isinstance(value, pd.Timestamp):
         return value.to_pydatetime()
     return parse_datetime(str(value))
+
+
+def _source_field(obj: str, fields: dict[str, SfField], converted: dict[str, str], name: str) -> str:
+    """A field a ``where`` filter may name: one of the object's (converted columns exist only here)."""
+    if name not in fields or name in converted:
+        raise soql.FilterError(f"{obj} has no field {name!r}{_did_you_mean(name, list(fields))}")
+    return name
 
 
 def _did_you_mean(name: str, names: list[str]) -> str:
