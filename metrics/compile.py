@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
 from metrics.periods import Period, naive_utc
 from metrics.spec import COMPARISONS, LIST_OPS, And, Condition, Filter, Not, Or, TrailingWindow, Window
@@ -312,3 +313,59 @@ def still_active(
         return sa.or_(until_col.is_(None), until_col > _bound(until_col, end))
     last = min(period.local_date(as_of), period.end - timedelta(days=1))
     return sa.or_(until_col.is_(None), until_col > _bound(until_col, last))
+
+
+class _DaysBetween(sa.sql.functions.FunctionElement[int]):
+    """``to − from`` in whole days for two DATE columns, written in each store's dialect."""
+
+    type = sa.Integer()
+    name = "days_between"
+    inherit_cache = True
+
+
+@compiles(_DaysBetween)
+def _days_between_default(element: _DaysBetween, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({end} - {start})"  # PostgreSQL: date − date is an integer of days
+
+
+@compiles(_DaysBetween, "sqlite")
+def _days_between_sqlite(element: _DaysBetween, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(julianday({end}) - julianday({start}) AS INTEGER)"  # dates are ISO text
+
+
+@compiles(_DaysBetween, "mysql")
+@compiles(_DaysBetween, "mariadb")
+def _days_between_mysql(element: _DaysBetween, compiler: Any, **kw: Any) -> str:
+    start, end = (compiler.process(c, **kw) for c in element.clauses)
+    return f"DATEDIFF({end}, {start})"
+
+
+def days_between_problem(pair: tuple[str, str], schema: StreamSchema) -> str | None:
+    """Why ``days_between: [from, to]`` cannot be computed on ``schema`` (None: it can)."""
+    for key, name in zip(("from", "to"), pair, strict=True):
+        field = schema.get(name)
+        if field is None:
+            return f"days_between: the {key} field {name!r} is not a field of the stream"
+        if field.type != FieldType.DATE:
+            return (f"days_between: the {key} field {name!r} is a {field.type.value} field; days_between "
+                    "counts the days between two date fields")
+    return None
+
+
+def days_between(
+    pair: tuple[str, str], table: sa.FromClause, schema: StreamSchema, *, where: str
+) -> sa.ColumnElement[int]:
+    """The whole days from the first date field of ``pair`` to the second, per record (negative when the
+    second is earlier; null when either is). ConfigError for a field that is missing or not a date."""
+    problem = days_between_problem(pair, schema)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}",
+                          hint="give two date fields: days_between: [appliedDate, hiredDate]")
+    start, end = pair
+    if start not in table.c or end not in table.c:
+        raise MetricError(f"{where}: days_between: a field is in the stream schema but not in its stored "
+                          "table",
+                          hint="run a sync of the stream so the store picks up the field")
+    return _DaysBetween(table.c[start], table.c[end])

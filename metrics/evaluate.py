@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from metrics.compile import condition_for, open_at_start, still_active, window_condition
+from metrics.compile import condition_for, days_between, open_at_start, still_active, window_condition
 from metrics.definition import KrDefinition
 from metrics.spec import Condition, SimpleMetric
 from okrsync.errors import MetricError
@@ -75,7 +75,18 @@ def part_condition(
         conds[-1] = sa.or_(start, end) if metric.window == "period_average" else sa.and_(conds[-1], end)
     if metric.field is not None:
         conds.append(view.table.c[metric.field].is_not(None))
+    if metric.days_between is not None:
+        measured(metric, view, where)  # both fields are dates, or a ConfigError says which is not
+        conds += [view.table.c[name].is_not(None) for name in metric.days_between]
     return sa.and_(*conds)
+
+
+def measured(metric: SimpleMetric, view: StreamView, where: str = "metric") -> Any:
+    """The per-record value a metric aggregates: its ``field``, or the days of its ``days_between``."""
+    if metric.days_between is not None:
+        return days_between(metric.days_between, view.table, view.schema,
+                            where=f"metric {metric.name!r}" if where == "metric" else where)
+    return view.table.c[metric.field]  # type: ignore[index]
 
 
 def _open_conditions(
@@ -105,14 +116,13 @@ def average_weight(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_o
 
 
 def _terms(
-    metric: SimpleMetric, cond: sa.ColumnElement[bool], t: sa.FromClause, weight: Any = None
+    metric: SimpleMetric, cond: sa.ColumnElement[bool], view: StreamView, weight: Any = None
 ) -> tuple[Any, Any]:
     """(aggregate, count of contributing records) for one simple metric."""
     n = sa.func.count(sa.case((cond, 1)))
     if metric.measure == "count":
         return (n if weight is None else sa.func.coalesce(sa.func.sum(sa.case((cond, weight))), 0)), n
-    col = t.c[metric.field]  # type: ignore[index]
-    picked = sa.case((cond, col))
+    picked = sa.case((cond, measured(metric, view)))
     agg = {
         "count_distinct": lambda: sa.func.count(sa.distinct(picked)),
         "sum": lambda: sa.func.sum(picked),
@@ -165,7 +175,7 @@ def evaluate(
             view = views[metric.stream]
             cond = part_condition(metric, d, view, as_of)
             conds[part] = (metric.stream, cond)
-            agg, n = _terms(metric, cond, view.table, average_weight(metric, d, view, as_of))
+            agg, n = _terms(metric, cond, view, average_weight(metric, d, view, as_of))
             slots[(d.kr_id, part)] = (metric.stream, len(terms[metric.stream]))
             terms[metric.stream] += [agg, n]
         if len(conds) == 2 and len({s for s, _ in conds.values()}) == 1:
@@ -220,12 +230,12 @@ class ContributionPart:
     view: StreamView
 
 
-def _contribution(metric: SimpleMetric, t: sa.FromClause, weight: Any = None) -> Any:
+def _contribution(metric: SimpleMetric, view: StreamView, weight: Any = None) -> Any:
     if weight is not None:
         return weight
     if metric.measure in ("count", "count_distinct"):
         return sa.literal(1)
-    return t.c[metric.field]  # type: ignore[index]
+    return measured(metric, view)
 
 
 ROLES = {
@@ -261,7 +271,7 @@ def contribution_parts(
         else:
             sel = sa.select(
                 t.c[RID],
-                _contribution(m, t, average_weight(m, d, view, as_of)).label("contribution"),
+                _contribution(m, view, average_weight(m, d, view, as_of)).label("contribution"),
                 sa.cast(sa.null(), sa.Numeric).label("denominator_contribution"),
                 sa.literal(ROLES[m.measure]).label("role"),
             ).where(cond)
@@ -274,9 +284,9 @@ def contribution_parts(
         cn, cd = part_condition(num, d, view, as_of), part_condition(den, d, view, as_of)
         sel = sa.select(
             t.c[RID],
-            sa.case((cn, _contribution(num, t, average_weight(num, d, view, as_of))), else_=0).label(
+            sa.case((cn, _contribution(num, view, average_weight(num, d, view, as_of))), else_=0).label(
                 "contribution"),
-            sa.case((cd, _contribution(den, t, average_weight(den, d, view, as_of))), else_=0).label(
+            sa.case((cd, _contribution(den, view, average_weight(den, d, view, as_of))), else_=0).label(
                 "denominator_contribution"),
             sa.case((sa.and_(cn, cd), "both"), (cn, "numerator"), else_="denominator").label("role"),
         ).where(sa.or_(cn, cd))
@@ -285,7 +295,7 @@ def contribution_parts(
     for metric, role in ((num, "numerator"), (den, "denominator")):
         view = views[metric.stream]
         t = view.table
-        c = _contribution(metric, t, average_weight(metric, d, view, as_of))
+        c = _contribution(metric, view, average_weight(metric, d, view, as_of))
         sel = sa.select(
             t.c[RID],
             (c if role == "numerator" else sa.literal(0)).label("contribution"),

@@ -133,6 +133,7 @@ WindowKind = Literal["period_to_date", "as_of_end", "all", "period_average"]
 Window = Union[WindowKind, TrailingWindow]  # noqa: UP007
 
 Measure = Literal["count", "count_distinct", "sum", "avg", "min", "max"]
+DAYS_MEASURES = ("sum", "avg", "min", "max")  # the measures that take days_between
 
 
 class SimpleMetric(BaseModel):
@@ -142,7 +143,8 @@ class SimpleMetric(BaseModel):
     period start to the as-of time, capped at the period end), ``as_of_end`` (everything up to the
     as-of time capped at the period end, e.g. customers ever won), ``{trailing_days: N}``, or ``all``
     (no time restriction). ``dimensions`` lists the fields a key result may pin to a value
-    (``dimensions: {region: EMEA}``), so one metric serves many team-level KRs.
+    (``dimensions: {region: EMEA}``), so one metric serves many team-level KRs. ``days_between: [from, to]``
+    aggregates the days from one date field to another instead of a ``field`` (``to − from``, per record).
     """
 
     model_config = FROZEN
@@ -157,6 +159,9 @@ class SimpleMetric(BaseModel):
     # With window as_of_end: records still "open" at the window's end, e.g. headcount at a date
     # (time_field: hire_date, until_field: termination_date).
     until_field: str | None = Field(default=None, exclude_if=lambda v: v is None)  # unset: old hashes hold
+    # Instead of `field`: the days from the first date field to the second, per record (time to hire:
+    # days_between: [appliedDate, hiredDate]); records where either date is null are left out.
+    days_between: tuple[str, str] | None = Field(default=None, exclude_if=lambda v: v is None)
     dimensions: tuple[str, ...] = ()
     description: str | None = None
     unit: str | None = None
@@ -168,8 +173,19 @@ class SimpleMetric(BaseModel):
 
     @model_validator(mode="after")
     def _field_needed(self) -> SimpleMetric:
-        if self.measure != "count" and not self.field:
-            raise ValueError(f"measure {self.measure!r} needs a 'field' to aggregate")
+        if self.days_between is not None:
+            if self.field is not None:
+                raise ValueError("give either 'field' or 'days_between' (the value to aggregate), not both")
+            if self.measure not in DAYS_MEASURES:
+                raise ValueError(f"days_between is a number of days to aggregate: it needs measure "
+                                 f"{', '.join(DAYS_MEASURES)}, not {self.measure!r}")
+            start, end = self.days_between
+            if not start or not end or start == end:
+                raise ValueError("days_between takes two different date fields: [from, to], e.g. "
+                                 "[appliedDate, hiredDate]")
+        elif self.measure != "count" and not self.field:
+            raise ValueError(f"measure {self.measure!r} needs a 'field' to aggregate (or, for a number of "
+                             "days, 'days_between: [from, to]')")
         if self.window != "all" and not isinstance(self.window, TrailingWindow) and self.time_field is None:
             # Without a time field the window has nothing to apply to; say so rather than ignore it.
             if self.window != "period_to_date":
@@ -194,6 +210,8 @@ class SimpleMetric(BaseModel):
             used.add(self.time_field)
         if self.until_field:
             used.add(self.until_field)
+        if self.days_between:
+            used.update(self.days_between)
         return used
 
 

@@ -303,6 +303,8 @@ def _check_metric(
     stream = metric.stream
     for name in sorted(metric.fields_used()):
         key = next((k for k in ("field", "time_field") if getattr(metric, k) == name), None)
+        if key is None and metric.days_between and name in metric.days_between:
+            key = "days_between"
         key = key or ("dimensions" if name in metric.dimensions else "filter")
         if name in schema and name not in kept:
             why = f"stream {stream!r} does not keep field {name!r} (add it to streams.{stream}.fields)"
@@ -315,6 +317,11 @@ def _check_metric(
     if metric.measure in ("sum", "avg") and measured is not None and not measured.type.numeric:
         out.append(project.locate((*here, "field"), f"measure {metric.measure!r} needs a numeric field; "
                                   f"{metric.field!r} is {measured.type.value}"))
+    if metric.days_between is not None and all(n in schema for n in metric.days_between):
+        from metrics.compile import days_between_problem
+
+        if problem := days_between_problem(metric.days_between, schema):
+            out.append(project.locate((*here, "days_between"), problem))
     timed = schema.get(metric.time_field) if metric.time_field else None
     if timed is not None and not timed.type.temporal:
         why = f"time_field {metric.time_field!r} must be a date or datetime field; it is {timed.type.value}"

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from connectors.base import StreamSpec, Watermark
+from connectors.hr.ats import BambooHrAts
 from connectors.hr.bamboohr_client import BambooHrClient
 from connectors.hr.options import BambooHrOptions, stream_options
 from connectors.hr.values import as_naive_utc, did_you_mean, typed_frame
@@ -119,6 +120,7 @@ class BambooHr:
                               hint=f"columns: {', '.join(DEFAULT_FIELD_IDS)}")
         self.field_ids = DEFAULT_FIELD_IDS | options.field_ids
         self.client = BambooHrClient(name, options, base_dir, sleep, now)
+        self.ats = BambooHrAts(name, self.client, options.hired_statuses)
         self._changed_cache: dict[tuple[str, str], list[_Change]] = {}
 
     @property
@@ -132,10 +134,15 @@ class BambooHr:
         self.client.get("meta/fields", "checking the connection")
 
     def schema(self, stream: StreamSpec) -> StreamSchema:
+        if (report := _ats(self.name, stream)) is not None:
+            return self.ats.schema(stream, report)
         self._check(stream)
         return StreamSchema(tuple(c.field for c in EMPLOYEE_COLUMNS))
 
     def read(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
+        if (report := _ats(self.name, stream)) is not None:
+            yield from self.ats.read(stream, report)  # no cursor: always the whole list
+            return
         kept = stream.kept_fields(self.schema(stream))
         # Only what the stream keeps is asked for (data minimisation), plus the id and the order's cursor.
         needed = [c for c in EMPLOYEE_COLUMNS if c.field.name in {*kept, "id", CURSOR}]
@@ -168,7 +175,8 @@ class BambooHr:
 
     def deleted(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
         """Ids of employees BambooHR reports as deleted since the watermark; nothing on a full read."""
-        self._check(stream)
+        if _ats(self.name, stream) is None:
+            self._check(stream)
         if since is None or not stream.cursor:
             return
         changes = self._changes(stream, since, cache=False)
@@ -177,6 +185,9 @@ class BambooHr:
             yield pd.DataFrame({"id": pd.Series(gone, dtype="Int64")})
 
     def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
+        if (report := _ats(self.name, stream)) is not None:
+            yield from self.ats.keys(stream, report)
+            return
         self._check(stream)
         records = self._report(stream, [COLUMNS_BY_NAME[CURSOR]], None)
         if not records:  # reconciling against nothing would delete every employee
@@ -188,7 +199,7 @@ class BambooHr:
             yield pd.DataFrame({"id": pd.Series(ids[start:start + stream.batch_size], dtype="Int64")})
 
     def record_url(self, stream: StreamSpec, record_id: str) -> str | None:
-        if not _ID.match(record_id):
+        if not _ID.match(record_id) or _ats(self.name, stream) is not None:
             return None
         return f"https://{self.options.company_domain}.bamboohr.com/employees/employee.php?id={record_id}"
 
@@ -322,6 +333,12 @@ class BambooHr:
         if kind is _T.DATETIME:
             return _timestamp(raw)
         return _text(raw)
+
+
+def _ats(source: str, stream: StreamSpec) -> str | None:
+    """The applicant tracking report a stream reads (applications, jobs), or None for employees."""
+    report = stream_options(source, stream).report
+    return report if report in ("applications", "jobs") else None
 
 
 def _describe(f: Field) -> str:

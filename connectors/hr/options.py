@@ -98,6 +98,8 @@ class BambooHrOptions(BaseModel):
     # (e.g. {terminationType: "1360"} when the account's alias differs).
     field_ids: dict[str, str] = Field(default_factory=dict)
     termination_types: TerminationTypes = TerminationTypes()
+    # Application status labels that mean hired (applications stream: hiredDate); case does not matter.
+    hired_statuses: tuple[str, ...] = Field(default=("Hired",), min_length=1)
 
     @field_validator("company_domain")
     @classmethod
@@ -334,12 +336,13 @@ def _located(exc: ValidationError, model: type[BaseModel], system: str) -> Valid
 
 
 class HrStreamOptions(BaseModel):
-    """A stream of an hr source. BambooHR streams name their report (``report: employees``); a files
+    """A stream of an hr source. BambooHR streams name their report (``report: employees``, or the applicant
+    tracking lists ``applications`` and ``jobs``); a files
     source's columns are declared on the source, so its streams take no key of their own."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    report: Literal["employees"] | None = None
+    report: Literal["employees", "applications", "jobs"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -360,5 +363,6 @@ def stream_options(source: str, stream: StreamSpec) -> HrStreamOptions:
         why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}"
                         for e in exc.errors(include_input=False, include_url=False))
         raise ConfigError(f"source {source!r}, stream {stream.name!r}: {why}",
-                          hint="a BambooHR stream takes `report: employees`; a files stream takes no key of "
+                          hint="a BambooHR stream takes `report: employees | applications | jobs`; a files "
+                          "stream takes no key of "
                           "its own (its columns are declared on the source)") from None

@@ -20,6 +20,7 @@ from decimal import Decimal
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -798,3 +799,91 @@ def test_the_sandbox_speaks_bamboohr(box: BambooHrSandbox) -> None:
     assert requests.get(box.base_url.replace("/acme/", "/other/") + "meta/fields", verify=str(box.cert_path),
                         auth=(box.api_key, "x")).status_code == 404
     s.close()
+
+
+# -- applicant tracking: applications and jobs -----------------------------------------------------------
+
+
+def ats_spec(report: str = "applications", fields: tuple[str, ...] | None = None, **more: Any) -> StreamSpec:
+    return StreamSpec(name=report, source="people", primary_key="id", fields=fields,
+                      timezone="Europe/Berlin", options={"report": report}, **more)
+
+
+def test_applications_are_read_page_by_page_with_the_hire_date_of_each_hire(
+    box: BambooHrSandbox, connect: Callable[..., HrConnector]
+) -> None:
+    box.app.applications_page_size = 40
+    conn = connect()
+    df = read_all(conn, ats_spec())
+    ats, berlin = box.ats, ZoneInfo("Europe/Berlin")
+    assert list(df["id"]) == sorted(ats.applications)
+    hired = {i for i, a in ats.applications.items() if a.status == "Hired"}
+    pages = -(-len(ats.applications) // 40)
+    assert pages > 1 and conn.api_calls == pages + len(hired) + 1  # the pages, one per hire, the jobs
+    listed = box.requests.matching("applicant_tracking/applications")[:pages]
+    assert [r.query["page"] for r in listed] == [[str(n)] for n in range(1, pages + 1)]
+    assert all(r.query["applicationStatus"] == ["ALL"] and r.query["jobStatusGroups"] == ["ALL"]
+               for r in listed)  # every application, hired and rejected ones too, of every job
+    for row in df.to_dict("records"):
+        a = ats.applications[int(row["id"])]
+        job = ats.jobs[a.jobId]
+        assert row["appliedDate"] == a.appliedDate.astimezone(berlin).date()
+        assert row["hiredDate"] == (a.statusChanged.astimezone(berlin).date() if a.id in hired else None)
+        assert (row["status"], row["jobId"], row["jobTitle"], row["department"]) == (
+            a.status, job.id, job.title, job.department)
+        assert row["jobOpenedDate"] == job.postedDate.astimezone(berlin).date()
+        assert (row["firstName"], row["lastName"]) == (a.firstName, a.lastName)
+
+
+def test_only_the_calls_the_kept_fields_need_are_made(
+    box: BambooHrSandbox, connect: Callable[..., HrConnector]
+) -> None:
+    conn = connect()
+    df = read_all(conn, ats_spec(fields=("appliedDate", "status")))
+    assert list(df.columns) == ["id", "appliedDate", "status"]
+    assert conn.api_calls == -(-len(box.ats.applications) // box.app.applications_page_size)  # pages only
+
+
+def test_jobs_are_one_call(box: BambooHrSandbox, connect: Callable[..., HrConnector]) -> None:
+    conn = connect()
+    df = read_all(conn, ats_spec("jobs"))
+    assert conn.api_calls == 1 and list(df["id"]) == sorted(box.ats.jobs)
+    assert box.requests[-1].query == {"statusGroups": ["ALL"]}
+    assert {j.status for j in box.ats.jobs.values()} >= {"Filled", "Open"}
+
+
+def test_throttling_and_outages_on_the_ats_are_waited_out(
+    box: BambooHrSandbox, connect: Callable[..., HrConnector], clock: VirtualClock
+) -> None:
+    box.faults.throttle(times=1, retry_after=4, path_contains="applicant_tracking/applications")
+    box.faults.throttle(times=1, status=503, retry_after=2, path_contains="applicant_tracking/jobs")
+    df = read_all(connect(), ats_spec())
+    assert len(df) == len(box.ats.applications)
+    assert clock.sleeps == [2.0, 4.0]  # the jobs (read first), then the first page of applications
+    statuses = [r.status for r in box.requests]
+    assert (statuses[:4], statuses.count(429), statuses.count(503)) == ([503, 200, 429, 200], 1, 1)
+
+
+def test_an_ats_outage_fails_as_transient_and_a_refused_key_at_once(
+    box: BambooHrSandbox, connect: Callable[..., HrConnector]
+) -> None:
+    box.faults.unavailable(times=None, path_contains="applicant_tracking")
+    with pytest.raises(SourceError, match="HTTP 503") as exc:
+        read_all(connect(retries=2), ats_spec())
+    assert exc.value.transient
+    box.faults.clear()
+    box.faults.reject_key()
+    with pytest.raises(SourceError, match="refused the API key") as exc:
+        read_all(connect(), ats_spec())
+    assert not exc.value.transient and box.api_key not in error_texts(exc.value)
+
+
+def test_ats_streams_take_no_cursor_and_know_their_fields(connect: Callable[..., HrConnector]) -> None:
+    conn = connect()
+    with pytest.raises(ConfigError, match="no change cursor"):
+        conn.schema(ats_spec(cursor="appliedDate"))
+    with pytest.raises(ConfigError, match="did you mean 'hiredDate'"):
+        conn.schema(ats_spec(fields=("hireDate",)))
+    schema = conn.schema(ats_spec())
+    assert schema.get("appliedDate").type is FieldType.DATE  # type: ignore[union-attr]
+    assert schema.get("hiredDate").type is FieldType.DATE  # type: ignore[union-attr]

@@ -184,3 +184,16 @@ def test_a_malformed_check_is_a_load_error_with_its_line(project_dir: Path) -> N
         load_project(write_project(("    cursor: write_date\n", bad)))
     assert "okrsync.yaml:15: streams.orders.checks[0]" in str(err.value)
     assert "max_age_hours" in str(err.value)
+
+
+def test_days_between_fields_are_checked_with_their_line(project_dir: Path) -> None:
+    avg_days = ("measure: sum\n    field: total_amount", "measure: avg\n    days_between: [order_date, note]")
+    found = check_sources(load_project(write_project(avg_days)))
+    assert found == [
+        "okrsync.yaml:18: metrics.revenue.days_between: days_between: the to field 'note' is a string "
+        "field; days_between counts the days between two date fields"
+    ]
+    missing = check_sources(load_project(write_project(("measure: sum\n    field: total_amount",
+                                                        "measure: avg\n    days_between: [order_date, sent]"))))
+    assert [line.split(": ", 2)[:2] for line in missing] == [["okrsync.yaml:18", "metrics.revenue.days_between"]]
+    assert "has no field 'sent'" in missing[0]

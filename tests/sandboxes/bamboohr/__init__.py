@@ -5,8 +5,10 @@ See :mod:`.fixtures` for the pytest fixtures, :class:`.server.BambooHrSandbox` f
 :class:`.model.Org` for changing the company between syncs and :class:`.faults.Faults` for errors.
 """
 
+from .ats import Application, Ats, Job
 from .faults import Faults, RequestLog, RequestRecord
 from .model import Employee, Org
 from .server import BambooHrSandbox
 
-__all__ = ["BambooHrSandbox", "Employee", "Faults", "Org", "RequestLog", "RequestRecord"]
+__all__ = ["Application", "Ats", "BambooHrSandbox", "Employee", "Faults", "Job", "Org", "RequestLog",
+           "RequestRecord"]

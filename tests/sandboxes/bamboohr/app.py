@@ -11,6 +11,12 @@ Under ``/api/gateway.php/{company_domain}/v1/``:
 * ``GET employees/changed?since=ISO8601[&type=inserted|updated|deleted]`` answers
   ``{"latest": ..., "employees": {"12": {"id": "12", "action": "Updated", "lastChanged": ...}}}``.
 * ``GET meta/fields`` lists the fields; ``GET employees/{id}?fields=a,b`` one employee.
+* Applicant tracking (JSON only): ``GET applicant_tracking/applications?page=N[&applicationStatus=ALL|
+  ALL_ACTIVE|NEW|ACTIVE|INACTIVE|HIRED][&jobStatusGroups=ALL|DRAFT_AND_OPEN|Open|Filled|…][&jobId=…]``
+  answers ``{"paginationComplete", "nextPageUrl", "applications": [...]}``, ``applications_page_size`` per
+  page (pages count from 1; without the filters every application of every job);
+  ``GET applicant_tracking/applications/{id}`` the details (``status.dateChanged``);
+  ``GET applicant_tracking/jobs[?statusGroups=…]`` the job summaries (not paged).
 
 Without ``Accept: application/json`` the GET endpoints answer XML, as BambooHR does. Errors carry BambooHR's
 ``X-BambooHR-Error-Message`` header; 401 also ``WWW-Authenticate``. Nothing is ever logged.
@@ -28,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from .ats import ACTIVE, INACTIVE, Application, Ats
 from .faults import Faults
 from .model import FIELDS, Org
 
@@ -70,8 +77,11 @@ def _parse_since(text: str) -> datetime | None:
 class BambooHrApp:
     """Answers requests for one company (``company_domain``) and one API key."""
 
-    def __init__(self, org: Org, faults: Faults, company_domain: str, api_key: str) -> None:
+    def __init__(self, org: Org, faults: Faults, company_domain: str, api_key: str, ats: Ats | None = None
+                 ) -> None:
         self.org, self.faults = org, faults
+        self.ats = ats if ats is not None else Ats.generate(org)
+        self.applications_page_size = 25
         self.company_domain, self.api_key = company_domain, api_key
         self.hidden_fields: set[str] = set()  # fields the key's user may not see (left out of reports)
         self.lock = threading.Lock()
@@ -106,6 +116,8 @@ class BambooHrApp:
             return _json(data) if wants_json else _xml("fields", len(data))
         if (e := re.match(r"^employees/(\d+)$", rest)) is not None:
             return self._employee(int(e.group(1)), query, wants_json)
+        if rest.startswith("applicant_tracking/"):
+            return self._ats(rest.removeprefix("applicant_tracking/"), query)
         return _error(404, "Not found")
 
     def _authorized(self, header: str) -> bool:
@@ -197,6 +209,69 @@ class BambooHrApp:
                 if f in FIELDS and f not in self.hidden_fields:
                     row[f] = self.org.report_value(emp, f, True)
         return _json(row) if wants_json else _xml("employee", 1)
+
+
+    # -- applicant tracking ------------------------------------------------------------------------
+
+    def _ats(self, rest: str, query: dict[str, list[str]]) -> Response:
+        with self.org.lock:
+            if rest == "applications":
+                return self._applications(query)
+            if (a := re.match(r"^applications/(\d+)$", rest)) is not None:
+                app = self.ats.applications.get(int(a.group(1)))
+                if app is None:
+                    return _error(404, "Application not found")
+                return _json(self.ats.details(app))
+            if rest == "jobs":
+                groups = _groups(query, "statusGroups")
+                return _json([self.ats.summary(j) for j in self.ats.jobs.values()
+                              if _job_in(j.status, groups)])
+        return _error(404, "Not found")
+
+    def _applications(self, query: dict[str, list[str]]) -> Response:
+        try:
+            page = int((query.get("page") or ["1"])[0])
+            job_id = int(query["jobId"][0]) if query.get("jobId") else None
+        except ValueError:
+            return _error(400, "page and jobId must be integers")
+        if page < 1:
+            return _error(400, "page must be 1 or more")
+        wanted = _groups(query, "applicationStatus")
+        unknown = wanted - {"ALL", "ALL_ACTIVE", "NEW", "ACTIVE", "INACTIVE", "HIRED"}
+        if unknown:
+            return _error(400, f"Unknown applicationStatus {sorted(unknown)[0]}")
+        jobs = _groups(query, "jobStatusGroups")
+        picked = [a for _, a in sorted(self.ats.applications.items())
+                  if (job_id is None or a.jobId == job_id) and _app_in(a, wanted)
+                  and _job_in(self.ats.jobs[a.jobId].status, jobs)]
+        size = self.applications_page_size
+        chunk = picked[(page - 1) * size:page * size]
+        complete = page * size >= len(picked)
+        base = f"/api/gateway.php/{self.company_domain}/v1/applicant_tracking/applications"
+        nxt = None if complete else f"{base}?page={page + 1}"
+        return _json({"paginationComplete": complete, "nextPageUrl": nxt,
+                      "applications": [self.ats.listed(a) for a in chunk]})
+
+
+def _groups(query: dict[str, list[str]], key: str) -> set[str]:
+    return {g.strip() for v in query.get(key, []) for g in v.split(",") if g.strip()}
+
+
+def _app_in(app: Application, groups: set[str]) -> bool:
+    if not groups or "ALL" in groups:
+        return True
+    status_groups = {"ALL_ACTIVE"} if app.status in ACTIVE else set()
+    status_groups |= {"NEW"} if app.status == "New" else set()
+    status_groups |= {"ACTIVE"} if app.status in ACTIVE and app.status != "New" else set()
+    status_groups |= {"INACTIVE"} if app.status in INACTIVE else set()
+    status_groups |= {"HIRED"} if app.status == "Hired" else set()
+    return bool(groups & status_groups)
+
+
+def _job_in(status: str, groups: set[str]) -> bool:
+    if not groups or "ALL" in groups:
+        return True
+    return status in groups or ("DRAFT_AND_OPEN" in groups and status in ("Draft", "Open"))
 
 
 def _xml(root: str, count: int) -> Response:

@@ -16,6 +16,7 @@ from tests.sandboxes.https import LoopbackTLSServer
 from tests.sandboxes.salesforce.tls import make_certificate, server_context
 
 from .app import BambooHrApp, Response, parse_query_string
+from .ats import Ats
 from .faults import Faults, RequestLog, RequestRecord
 from .model import Org
 
@@ -70,7 +71,8 @@ class BambooHrSandbox:
     ``with BambooHrSandbox(employees=300) as box: ...`` — ``box.base_url`` is the API base to give the
     connector (``base_url``), ``box.cert_path`` the certificate to trust (``ca_bundle``), ``box.api_key``
     the key it accepts. ``box.org`` is the company (change it between syncs), ``box.faults`` arms errors,
-    ``box.requests`` logs what was asked, ``box.hidden_fields`` hides fields from the key's user.
+    ``box.requests`` logs what was asked, ``box.hidden_fields`` hides fields from the key's user, ``box.ats``
+    holds the job openings and applications (change them between syncs too).
     """
 
     def __init__(self, org: Org | None = None, *, seed: int = 7, employees: int = 300, deleted: int = 3,
@@ -81,7 +83,8 @@ class BambooHrSandbox:
         self.requests = RequestLog()
         self.company_domain = company_domain
         self.api_key = api_key or f"sandbox-{secrets.token_hex(20)}"
-        self.app = BambooHrApp(self.org, self.faults, company_domain, self.api_key)
+        self.app = BambooHrApp(self.org, self.faults, company_domain, self.api_key,
+                               Ats.generate(self.org, seed))
         self.host, self.requested_port = host, port
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server: _TLSServer | None = None
@@ -136,6 +139,10 @@ class BambooHrSandbox:
         """The API base: ``https://127.0.0.1:PORT/api/gateway.php/{company_domain}/v1/``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}:{self.port}/api/gateway.php/{self.company_domain}/v1/"
+
+    @property
+    def ats(self) -> Ats:
+        return self.app.ats
 
     @property
     def hidden_fields(self) -> set[str]:
