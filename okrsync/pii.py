@@ -140,6 +140,10 @@ def sensitive_uses(
     if metric.field in hidden and metric.measure not in COUNTING:
         out.append((("field",), f"{metric.field!r} is sensitive (stored encrypted): only count and "
                                 f"count_distinct may use it"))
+    for name in getattr(metric, "days_between", None) or ():
+        if name in hidden:
+            out.append((("days_between",), f"{name!r} is sensitive (stored encrypted): days cannot be "
+                                           "counted from it"))
     if metric.time_field in hidden:
         out.append((("time_field",), f"{metric.time_field!r} is sensitive (stored encrypted): it cannot "
                                      "place records in time"))
