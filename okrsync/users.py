@@ -1,0 +1,151 @@
+"""Who may sign in to the web app: password hashing (argon2), session and API tokens, login throttling.
+
+Passwords are hashed with argon2id (argon2-cffi's defaults); session and API tokens are 256-bit random
+strings of which the store keeps only the SHA-256, so a copy of the store opens nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from okr_store import users as stored
+from okrsync.errors import ConfigError
+
+TOKEN_PREFIX = "okr_"
+MIN_PASSWORD = 10
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
+_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise ConfigError(
+            f"{name!r} is not a valid user name",
+            hint="use letters, digits, '.', '_', '@' or '-', up to 100 characters",
+        )
+    return name
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise ConfigError(
+            f"the password is too short ({len(password)} characters)",
+            hint=f"use at least {MIN_PASSWORD} characters",
+        )
+    return password
+
+
+def check_role(project: Any, role: str) -> str:
+    if role not in project.settings.roles:
+        raise ConfigError(
+            f"role {role!r} is not one of the project's roles",
+            hint=f"roles: {', '.join(project.settings.roles)} (settings.roles)",
+        )
+    return role
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(check_password(password))
+
+
+def verify_password(conn: sa.Connection, name: str, password: str) -> bool:
+    found = stored.password_hash(conn, name)
+    try:
+        return _hasher.verify(found or _DUMMY, password) and found is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def csrf_for(session_token: str) -> str:
+    """The CSRF token of a session: derived from the session token, so nothing more is stored and a
+    page on another origin, which cannot read the cookie, cannot forge it."""
+    return hmac.new(session_token.encode(), b"okrsync csrf", hashlib.sha256).hexdigest()
+
+
+def csrf_ok(session_token: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(csrf_for(session_token), given)
+
+
+def start_session(conn: sa.Connection, name: str, hours: float) -> str:
+    token = new_token()
+    now = utcnow()
+    stored.add_session(conn, digest(token), name, now, now + timedelta(hours=hours))
+    return token
+
+
+def issue_token(conn: sa.Connection, name: str, label: str, days: int | None) -> tuple[str, stored.Token]:
+    token = new_token()
+    now = utcnow()
+    expires = now + timedelta(days=days) if days else None
+    return token, stored.add_token(conn, digest(token), name, label, now, expires)
+
+
+def user_of_session(conn: sa.Connection, token: str) -> stored.User | None:
+    return stored.session_user(conn, digest(token), utcnow())
+
+
+def user_of_token(conn: sa.Connection, token: str) -> stored.User | None:
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    return stored.token_user(conn, digest(token), utcnow())
+
+
+@dataclass
+class Throttle:
+    """At most ``attempts`` failed logins per user name within ``window`` seconds; then that name is
+    refused for ``window`` seconds (whatever the password), so guessing costs time."""
+
+    attempts: int = 5
+    window: float = 300.0
+
+    def __post_init__(self) -> None:
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, name: str, now: float) -> deque[float]:
+        q = self._failures.setdefault(name, deque())
+        while q and now - q[0] > self.window:
+            q.popleft()
+        return q
+
+    def blocked_for(self, name: str) -> float:
+        """Seconds until ``name`` may try again (0: now)."""
+        now = time.monotonic()
+        with self._lock:
+            q = self._recent(name, now)
+            return self.window - (now - q[0]) if len(q) >= self.attempts else 0.0
+
+    def failed(self, name: str) -> None:
+        with self._lock:
+            self._recent(name, time.monotonic()).append(time.monotonic())
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)
