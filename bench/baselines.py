@@ -90,6 +90,9 @@ def copy_pipe(src_conninfo: str, dst_conninfo: str) -> ReadResult:
 _REGION = sql.SQL(" AND region = %(region)s")
 _NONE = sql.SQL("")
 _SQL = {
+    "gross": sql.SQL(
+        "SELECT sum(amount), count(amount) FROM order_lines WHERE order_date BETWEEN %(first)s AND %(last)s"
+    ),
     "revenue": sql.SQL(
         "SELECT sum(amount), count(amount) FROM order_lines "
         "WHERE state IN ('confirmed', 'done') AND order_date BETWEEN %(first)s AND %(last)s"
@@ -107,17 +110,20 @@ _SQL = {
         "WHERE order_date BETWEEN %(first)s AND %(last)s"
     ),
 }
-_TOP = sql.SQL(
-    "SELECT * FROM order_lines "
-    "WHERE state IN ('confirmed', 'done') AND order_date BETWEEN %(first)s AND %(last)s"
-)
+_TOP = {
+    "revenue": sql.SQL(
+        "SELECT * FROM order_lines "
+        "WHERE state IN ('confirmed', 'done') AND order_date BETWEEN %(first)s AND %(last)s"
+    ),
+    "gross": sql.SQL("SELECT * FROM order_lines WHERE order_date BETWEEN %(first)s AND %(last)s"),
+}
 _TOP_ORDER = sql.SQL(" ORDER BY amount DESC, id LIMIT %(limit)s")
 
 
 def _value(metric: str, a: Any, b: Any) -> Decimal | None:
     """The KR value from the two aggregates, with okrsync's documented semantics."""
     n = int(b or 0)
-    if metric == "revenue":
+    if metric in ("revenue", "gross"):
         return Decimal(a) if a is not None else Decimal(0)
     if metric == "lines":
         return Decimal(n)
@@ -140,10 +146,9 @@ def kr_values(conninfo: str, krs: Iterable[KrPlan]) -> dict[str, Decimal | None]
 
 
 def top_lines(conn: psycopg.Connection[Any], k: KrPlan, limit: int | None) -> list[tuple[int, Decimal]]:
-    """The plain-SQL answer to a drill's page: the ``limit`` biggest lines behind a revenue KR (None: all
-    of them, every column fetched as a drill does)."""
-    assert k.metric == "revenue"
-    query = _TOP + (_REGION if k.region else _NONE) + _TOP_ORDER
+    """The plain-SQL answer to a drill's page: the ``limit`` biggest lines behind a revenue or gross KR
+    (None: all of them, every column fetched as a drill does)."""
+    query = _TOP[k.metric] + (_REGION if k.region else _NONE) + _TOP_ORDER
     params = {"first": k.first_day, "last": k.last_day, "region": k.region, "limit": limit}
     rows = conn.execute(query, params).fetchall()  # LIMIT NULL = no limit
     return [(int(r[0]), r[6]) for r in rows]

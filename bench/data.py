@@ -244,6 +244,12 @@ def plan_krs(n: int) -> list[KrPlan]:
     return out
 
 
+def drill_kr() -> KrPlan:
+    """The drill phase's KR: every line of the year (1,000,000 contributing records at 1M rows)."""
+    first, last = _OTHER[""]
+    return KrPlan(f"KR-DRILL-gross-ALL-{YEAR}", "gross", None, str(YEAR), first, last)
+
+
 def _kr_entry(k: KrPlan) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": k.id,
@@ -271,6 +277,7 @@ def project_document(krs: list[KrPlan], batch_size: int) -> dict[str, Any]:
     }
     metrics: dict[str, Any] = {
         "revenue": {**common, "measure": "sum", "field": "amount", "filter": booked, "unit": "EUR"},
+        "gross": {**common, "measure": "sum", "field": "amount", "unit": "EUR"},  # the drill phase's KR
         "lines": {**common, "measure": "count", "filter": booked},
         "avg_line_value": {**common, "measure": "avg", "field": "amount", "filter": booked, "unit": "EUR"},
         "cancelled_lines": {

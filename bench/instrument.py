@@ -12,7 +12,8 @@ not there are skipped and their time stays in the database-write remainder.
 For a stream with ``checks:`` (the gate): ``BatchValidator.validate`` (GX, per batch), the rest of
 ``StreamGate.observe``, the outcomes before the commit, recording them, and dropping the GX objects.
 
-For ``compute_values``: ``evaluate`` (the aggregate SQL), ``score`` and ``Store.record_values``.
+For ``compute_values``: ``evaluate`` (the aggregate SQL), ``score``, ``Store.record_values`` and
+``record_ranks`` (each new value's first drill positions).
 
 Nothing of okrsync is changed on disk: module attributes are swapped for the duration of one step.
 """
@@ -190,9 +191,11 @@ GATE_SWAPS: list[tuple[Any, str, str]] = [
     (StreamGate, "close", "gate: close (drop GX objects)"),
 ]
 NESTED: dict[str, tuple[str, ...]] = {GATE_OBSERVE: (GATE_VALIDATE,)}
+RANKS = "record_ranks (first drill positions)"
 COMPUTE_SWAPS: list[tuple[Any, str, str]] = [
     (pipeline_module, "evaluate", "evaluate (one aggregate query per stream)"),
     (pipeline_module, "score", "score"),
+    (pipeline_module, "record_ranks", RANKS),
 ]
 
 

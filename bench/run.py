@@ -22,10 +22,18 @@ import psycopg
 from bench import baselines, data
 from bench.core import MB, Results, Row, Stopwatch, median_of, peak_rss, timed
 from bench.data import AS_OF, SOURCE, STREAM, KrPlan, Server
-from bench.instrument import COMPUTE_SWAPS, TimedConnector, TimedStore, Timings, breakdown, instrumented
+from bench.instrument import (
+    COMPUTE_SWAPS,
+    RANKS,
+    TimedConnector,
+    TimedStore,
+    Timings,
+    breakdown,
+    instrumented,
+)
 from flows import pipeline
 from metrics.evaluate import Evaluation
-from okr_store import lineage, queries
+from okr_store import lineage, models, queries
 from okr_store.records import SyncCounts
 from okr_store.store import Store
 from okrsync.project import Project, load_project
@@ -139,7 +147,7 @@ class Bench:
         self.res.extra["generate_seconds"] = round(seconds, 2)
         self.res.extra["source_table_mb"] = round(size / MB, 1)
         say(f"  {seconds:.1f} s, {size / MB:.0f} MB with indexes")
-        self.krs = data.plan_krs(self.o.krs)
+        self.krs = [*data.plan_krs(self.o.krs), data.drill_kr()]
         path = data.write_project(self.o.work_dir, self.krs, self.o.batch_size, self.src_sa, self.store_url)
         self.project = load_project(path)
         self.res.extra["project_file"] = str(path)
@@ -233,6 +241,7 @@ class Bench:
         say(f"  {seconds:.2f} s; per-KR SQL on the source …")
         base = self.check_values("KR values = per-KR SQL on the source (after full sync)", values)
         say(f"  {base:.2f} s")
+        ranks = self.res.breakdown[f"compute of {len(self.krs)} KRs"].get(RANKS, 0.0)
         self.res.add(
             Row(
                 "compute",
@@ -241,67 +250,111 @@ class Bench:
                 "s",
                 "one SQL query per KR on source",
                 base,
-                note="okrsync: one scan of the versioned records, values recorded",
+                note=f"one scan of the versioned records, values recorded; {ranks:.2f} s of it record_ranks",
             )
         )
+        self.ranks_cost(seconds, ranks, "after full sync")
+
+    def ranks_cost(self, seconds: float, ranks: float, when: str) -> None:
+        """What storing the first drill positions adds to a compute: against the same compute without it."""
+        self.res.add(
+            Row(
+                "compute",
+                f"record_ranks: first drill positions ({when})",
+                ranks,
+                "s",
+                "the same compute without it",
+                seconds - ranks,
+                note=f"compute {seconds - ranks:.2f} → {seconds:.2f} s",
+            )
+        )
+
+    def fresh_value(self, i: int) -> queries.StoredValue:
+        """The drill KR's value, computed afresh (all KRs, values recorded) for all samples but the first,
+        which takes the compute phase's value: each drill sample is the first request on its value."""
+        assert self.store is not None
+        kr = data.drill_kr()
+        if i > 0:
+            run_id = self.store.start_run(AS_OF, None)
+            self.compute(f"compute of {len(self.krs)} KRs (drill sample {i + 1})", run_id)
+            self.store.finish_run(run_id, "succeeded")
+        with self.store.engine.connect() as conn:
+            return queries.value_at(conn, kr.id)
+
+    def first_request(self, v: queries.StoredValue, **kw: Any) -> tuple[lineage.Drill, float]:
+        """One drill through a Store opened for it (no engine, pool or table cache of an earlier request)."""
+        store = Store(self.store_url)
+        try:
+            return timed(lambda: lineage.drill(store, v, **kw))
+        finally:
+            store.close()
 
     def drill_phase(self) -> None:
         assert self.store is not None
         store = self.store
-        with store.engine.connect() as conn:
-            stored = {k.id: queries.value_at(conn, k.id) for k in self.krs if k.metric == "revenue"}
-        kr = max((k for k in self.krs if k.id in stored), key=lambda k: stored[k.id].records)
-        v = stored[kr.id]
-        say(f"drill into {kr.id} ({v.records:,} records, value {v.value}) …")
-        page, page_s, all_s = median_of(self.o.repeats, lambda: lineage.drill(store, v, limit=50))
+        kr = data.drill_kr()
+        samples: list[tuple[queries.StoredValue, lineage.Drill, float]] = []
+        for i in range(self.o.repeats):
+            v = self.fresh_value(i)
+            if i == 0:
+                say(f"drill into {kr.id} ({v.records:,} records, value {v.value}) …")
+            page, seconds = self.first_request(v, limit=50, sums=False)
+            samples.append((v, page, seconds))
+        stored_s = statistics.median(s for _, _, s in samples)
+        v, fast, _ = samples[-1]
+        ranks = [b.get(RANKS, 0.0) for k, b in self.res.breakdown.items() if "(drill sample" in k]
+        self.res.extra["drill_first_request_seconds"] = [round(s, 4) for _, _, s in samples]
+        self.res.extra["record_ranks_seconds_in_drill_samples"] = [round(r, 3) for r in ranks]
         with psycopg.connect(self.src) as conn:
             top, top_s, _ = median_of(self.o.repeats, lambda: baselines.top_lines(conn, kr, 50))
             every, every_base_s = timed(lambda: baselines.top_lines(conn, kr, None))
-        say(f"  first page {page_s * 1000:.0f} ms (plain SQL {top_s * 1000:.0f} ms)")
-        self.res.add(
-            Row(
-                "drill",
-                "first page (50), median of 5",
-                page_s,
-                "s",
-                "SELECT … ORDER BY amount DESC LIMIT 50 on source",
-                top_s,
-                note=f"{kr.id}: {v.records:,} records",
-            )
-        )
+        say(f"  first page, first request on a fresh value {stored_s * 1000:.1f} ms (median of "
+            f"{len(samples)}; plain SQL {top_s * 1000:.0f} ms)")
+        base = "SELECT … ORDER BY amount DESC LIMIT 50 on source"
+        note = f"stored positions; first request on a fresh value; {v.records:,} records"
+        measure = f"first page (50), sums=False, median of {len(samples)}"
+        self.res.add(Row("drill", measure, stored_s, "s", base, top_s, note=note))
         self.res.check(
-            "drill contributions sum to the KR value (biggest KR)",
+            "drill first page = top 50 amounts by plain SQL (every sample)",
+            all([r.contribution for r in p.records] == [a for _, a in top] and p.total == s.records
+                for s, p, _ in samples),
+            f"{len(fast.records)} records, total {fast.total:,}",
+        )
+        with store.engine.begin() as conn:  # as for a value recorded before positions were stored
+            conn.execute(models.kr_value_top.delete().where(models.kr_value_top.c.value_id == v.id))
+        live, live_s, _ = median_of(self.o.repeats, lambda: self.first_request(v, limit=50, sums=False)[0])
+        say(f"  the same page live (no stored positions) {live_s * 1000:.0f} ms")
+        self.res.add(Row("drill", "first page (50), sums=False, live", live_s, "s", base, top_s,
+                         note="no stored positions (values recorded before them)"))
+        self.res.check(
+            "stored first page = live first page (records, contributions, fields)",
+            [(r.record_id, r.contribution, r.fields) for r in fast.records]
+            == [(r.record_id, r.contribution, r.fields) for r in live.records],
+            f"{len(live.records)} records",
+        )
+        page, page_s, _ = median_of(self.o.repeats, lambda: self.first_request(v, limit=50)[0])
+        self.res.add(Row("drill", "first page (50) with sums", page_s, "s", base, top_s,
+                         note="sums scan every contribution"))
+        self.res.check(
+            "drill contributions sum to the KR value (drill KR)",
             page.contribution_sum == v.value and page.total == v.records,
             f"Σ {page.contribution_sum} vs value {v.value}; total {page.total:,} vs {v.records:,}",
         )
-        self.res.check(
-            "drill first page = top 50 amounts by plain SQL",
-            [r.contribution for r in page.records] == [a for _, a in top],
-            f"{len(page.records)} records",
-        )
-        self.res.extra["drill_page_seconds"] = [round(s, 4) for s in all_s]
-        fast, fast_s, fast_all = median_of(
-            self.o.repeats, lambda: lineage.drill(store, v, limit=50, sums=False)
-        )
-        say(f"  first page without the sums {fast_s * 1000:.0f} ms")
-        self.res.add(
-            Row(
-                "drill",
-                "first page (50), sums=False, median of 5",
-                fast_s,
-                "s",
-                "SELECT … ORDER BY amount DESC LIMIT 50 on source",
-                top_s,
-                note="no full-scan contribution sums",
-            )
-        )
-        self.res.check(
-            "drill first page without sums = the same records",
-            [r.record_id for r in fast.records] == [r.record_id for r in page.records]
-            and fast.total == v.records,
-            f"{len(fast.records)} records, total {fast.total:,}",
-        )
-        self.res.extra["drill_page_nosums_seconds"] = [round(s, 4) for s in fast_all]
+        others: list[tuple[str, dict[str, Any]]] = [
+            ("page 11 (offset 500), live", {"offset": 500}),
+            ("first page sorted by order_date desc", {"sort": "order_date", "descending": True}),
+            ("first page, equals region=EMEA", {"equals": {"region": "EMEA"}}),
+        ]
+        for label, kw in others:
+            got, secs = self.first_request(v, limit=50, sums=False, **kw)
+            say(f"  {label}: {secs * 1000:.0f} ms ({got.total:,} records)")
+            note = f"one request, {got.total:,} records"
+            self.res.add(Row("drill", label, secs, "s", base, top_s, note=note))
+        self.drill_everything(v, every, every_base_s)
+
+    def drill_everything(self, v: queries.StoredValue, every: list[Any], every_base_s: float) -> None:
+        assert self.store is not None
+        store = self.store
         say("  every contribution (lineage.contributions_frame, no fields) …")
         (_, frame), frame_s = timed(lambda: lineage.contributions_frame(store, v))
         frame_sum = sum((Decimal(x) for x in frame["contribution"]), Decimal(0))

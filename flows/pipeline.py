@@ -34,6 +34,7 @@ from metrics.evaluate import Evaluation, StreamView, evaluate
 from metrics.quality import max_jump
 from metrics.score import score
 from okr_store.checks import record_outcomes
+from okr_store.ranking import Ranked, record_ranks
 from okr_store.records import RID, SyncCounts, SyncWriter, Vetoed
 from okr_store.store import Store, ValueRecord
 from okrsync.errors import CheckFailed, OkrsyncError, SourceError
@@ -365,5 +366,9 @@ def compute_values(
             )
         )
         progress.reporter.metric_done(d.kr_id, f"{e.value if e.value is not None else '—'} ({sc.status})")
-    store.record_values(run_id, flow_run_id, as_of, records, held)
+    ids = store.record_values(run_id, flow_run_id, as_of, records, held)
+    # Each new value's first drill positions, from the same snapshot (values never change afterwards).
+    by_kr = {d.kr_id: d for d in computable}
+    ranked = [Ranked(i, by_kr[r.kr_id], r.records) for i, r in zip(ids, records, strict=True)]
+    record_ranks(store, views, ranked, as_of)
     return results, held

@@ -17,9 +17,12 @@ import sqlalchemy as sa
 
 from metrics.definition import KrDefinition
 from metrics.evaluate import ContributionPart, StreamView, contribution_parts
+from okr_store.drill_query import SORTS, DrillQuery, drill_query, field_conditions, id_condition
 from okr_store.queries import StoredValue, definition_body, stream_sources
+from okr_store.ranking import ranked_part
 from okr_store.records import FROM, HASH, RID, TO, visible
 from okr_store.store import Store
+from okrsync.schema import StreamSchema
 
 INTERNAL = {RID, FROM, TO, HASH}
 
@@ -43,6 +46,7 @@ class Drill:
     contribution_sum: Decimal | None
     denominator_sum: Decimal | None
     records: list[DrillRecord]
+    columns: dict[str, list[str]] = field(default_factory=dict)  # stream → its fields, in order
 
 
 def _views(store: Store, d: KrDefinition, snapshot: Mapping[str, int | None]) -> dict[str, StreamView]:
@@ -71,28 +75,61 @@ def _parts(store: Store, v: StoredValue) -> tuple[KrDefinition, list[Contributio
     return d, contribution_parts(views, d, v.as_of)
 
 
-def _totals(conn: sa.Connection, part: ContributionPart, sums: bool) -> tuple[int, Decimal, Decimal]:
-    sub = part.select.subquery()
+def _keys(sub: sa.FromClause, ask: DrillQuery) -> list[Any]:
+    """ORDER BY for a page: the sort key, then the record id so that pages never overlap."""
+    rid = sub.c[RID]
+    if ask.sort == "record":
+        return [rid.desc() if ask.descending else rid]
+    if ask.sort == "contribution":
+        key = sub.c.contribution
+        return [key.desc() if ask.descending else key.asc(), rid]
+    if "sort_key" not in sub.c:
+        return [rid]  # a stream without that field (a ratio over two streams)
+    col = sub.c.sort_key
+    return [(col.desc() if ask.descending else col.asc()).nulls_last(), rid]
+
+
+def _matching(conn: sa.Connection, part: ContributionPart, ask: DrillQuery) -> sa.Subquery:
+    """The part's contributions that pass the filters, with the sort field when the sort is a field.
+
+    A contribution computed from its own record alone reads the fields in the same scan; a distinct
+    count's (which depends on the records before it) is joined to them."""
+    sub = part.select.subquery("contributions")
+    t = part.view.table
+    rid_cond = [] if ask.record_id is None else [id_condition(conn, sub.c[RID], ask.record_id)]
+    if not ask.equals and ask.sort in SORTS:
+        return sa.select(sub).where(*rid_cond).subquery("matching")
+    sort_col = [t.c[ask.sort].label("sort_key")] if ask.sort not in SORTS and ask.sort in t.c else []
+    if t in part.select.get_final_froms():  # row by row: filter and sort key in the same scan
+        own = [] if ask.record_id is None else [id_condition(conn, t.c[RID], ask.record_id)]
+        q = part.select.where(*own, *field_conditions(part.view, ask)).add_columns(*sort_col)
+        return q.subquery("matching")
+    q = (
+        sa.select(sub, *sort_col)
+        .select_from(sub.join(t, sub.c[RID] == t.c[RID]))
+        .where(*rid_cond, *field_conditions(part.view, ask))
+    )
+    return q.subquery("matching")
+
+
+def _totals(conn: sa.Connection, matching: sa.Subquery, sums: bool) -> tuple[int, Decimal, Decimal]:
     if not sums:
-        return (
-            int(conn.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one()),
-            Decimal(0),
-            Decimal(0),
-        )
+        n = conn.execute(sa.select(sa.func.count()).select_from(matching)).scalar_one()
+        return int(n), Decimal(0), Decimal(0)
+    c = matching.c
     n, s1, s2 = conn.execute(
-        sa.select(
-            sa.func.count(), sa.func.sum(sub.c.contribution), sa.func.sum(sub.c.denominator_contribution)
-        )
+        sa.select(sa.func.count(), sa.func.sum(c.contribution), sa.func.sum(c.denominator_contribution))
     ).one()
     return int(n), _dec(s1), _dec(s2)
 
 
-def _page(conn: sa.Connection, part: ContributionPart, sort: str, limit: int, offset: int) -> list[Any]:
+def _page(
+    conn: sa.Connection, part: ContributionPart, matching: sa.Subquery, ask: DrillQuery, limit: int,
+    offset: int,
+) -> list[Any]:
     """A page of contributions, then the fields of just those records (one query: the page is cut
     before the join, so PostgreSQL keeps a top-N heap instead of sorting every candidate)."""
-    sub = part.select.subquery()
-    order = [sub.c.contribution.desc(), sub.c[RID]] if sort == "contribution" else [sub.c[RID]]
-    page = sa.select(sub).order_by(*order).limit(limit).offset(offset).subquery("page")
+    page = sa.select(matching).order_by(*_keys(matching, ask)).limit(limit).offset(offset).subquery("page")
     t = part.view.table
     names = part.view.schema.names
     q = (
@@ -104,9 +141,24 @@ def _page(conn: sa.Connection, part: ContributionPart, sort: str, limit: int, of
             *(t.c[n].label(f"f{i}") for i, n in enumerate(names)),
         )
         .join_from(page, t, page.c[RID] == t.c[RID])
-        .order_by(*([page.c.contribution.desc(), page.c[RID]] if sort == "contribution" else [page.c[RID]]))
+        .order_by(*_keys(page, ask))
     )
     return list(conn.execute(q))
+
+
+def _records(part: ContributionPart, rows: list[Any], source: str) -> list[DrillRecord]:
+    names = part.view.schema.names
+    out = []
+    for r in rows:
+        den = None if r.denominator_contribution is None else _dec(r.denominator_contribution)
+        fields = {n: r[4 + i] for i, n in enumerate(names)}
+        out.append(DrillRecord(source, part.stream, r[0], _dec(r.contribution), den, r.role, fields))
+    return out
+
+
+def _schemas(store: Store, d: KrDefinition) -> dict[str, StreamSchema]:
+    found = {s: store.streams.tables(s) for s in d.streams}
+    return {s: t.schema for s, t in found.items() if t is not None}
 
 
 def drill(
@@ -115,41 +167,60 @@ def drill(
     *,
     limit: int = 50,
     offset: int = 0,
-    sort: Literal["contribution", "record"] = "contribution",
+    sort: str = "contribution",
+    descending: bool | None = None,
+    equals: Mapping[str, str] | None = None,
+    record_id: str | None = None,
     sums: bool = True,
 ) -> Drill:
-    """One page of the records behind ``v``. ``total`` counts all of them; with ``sums`` the
-    contributions of all of them are added up too (a full scan: skip it for a fast first page)."""
+    """One page of the records behind ``v``.
+
+    ``sort``: ``contribution`` (largest first by default), ``record`` (record id) or a field of the
+    value's stream(s) (ascending by default, empty values last); ``descending`` overrides the default
+    direction. Ties are broken by record id, so pages are stable. ``equals`` keeps the records whose
+    field equals the text (converted to the field's type: ``2026-01-05``, ``12.50``, ``true``); ``record_id``
+    keeps the records whose id contains that text (case-sensitive). An unknown field or a text that
+    does not convert is a :class:`ConfigError`. A ratio over two streams lists the numerator's records,
+    then the denominator's.
+
+    ``total`` counts the matching records; with ``sums`` their contributions are added up too (a full
+    scan: skip it for a fast first page). Without filters or sums, ``total`` is the count recorded with
+    the value, and the default first pages come from the positions stored when it was recorded."""
     d, parts = _parts(store, v)
+    schemas = _schemas(store, d)
+    ask = drill_query(schemas, sort, descending, equals, record_id)
+    columns = {s: list(schema.names) for s, schema in schemas.items()}
+    records: list[DrillRecord] = []
     with store.engine.connect() as conn:
         sources = stream_sources(conn)
-        if len(parts) == 1 and not sums:
+        ranked = None
+        if len(parts) == 1 and ask.default_order and not ask.filtered:
+            ranked = ranked_part(
+                conn, store, d, v.id, v.snapshot, v.as_of, records=v.records, limit=limit, offset=offset
+            )
+        if ranked is not None:
+            plain = DrillQuery("contribution", True, {}, None)
+            rows = _page(conn, ranked, sa.select(ranked.select.subquery()).subquery(), plain, limit, 0)
+            records = _records(ranked, rows, sources.get(ranked.stream, ""))
+        matching = [_matching(conn, p, ask) for p in parts]
+        if len(parts) == 1 and not sums and not ask.filtered:
             totals = [(v.records, Decimal(0), Decimal(0))]  # counted when the value was computed
         else:
-            totals = [_totals(conn, p, sums) for p in parts]
-        records: list[DrillRecord] = []
-        skip, want = offset, limit
-        for p, (n, _, _) in zip(parts, totals, strict=True):
+            totals = [_totals(conn, q, sums) for q in matching]
+        skip, want = offset, (0 if ranked is not None else limit)
+        for p, q, (n, _, _) in zip(parts, matching, totals, strict=True):
             if want <= 0:
                 break
             if skip >= n:
                 skip -= n
                 continue
-            page = _page(conn, p, sort, want, skip)
+            page = _records(p, _page(conn, p, q, ask, want, skip), sources.get(p.stream, ""))
+            records += page
             skip, want = 0, want - len(page)
-            names = p.view.schema.names
-            for r in page:
-                den = None if r.denominator_contribution is None else _dec(r.denominator_contribution)
-                fields = {n: r[4 + i] for i, n in enumerate(names)}
-                records.append(
-                    DrillRecord(
-                        sources.get(p.stream, ""), p.stream, r[0], _dec(r.contribution), den, r.role, fields
-                    )
-                )
     total = sum(t[0] for t in totals)
     csum = sum((t[1] for t in totals), Decimal(0)) if sums else None
     dsum = sum((t[2] for t in totals), Decimal(0)) if sums and d.ratio is not None else None
-    return Drill(v, d, total, csum, dsum, records)
+    return Drill(v, d, total, csum, dsum, records, columns)
 
 
 def contributions_frame(store: Store, v: StoredValue) -> tuple[KrDefinition, pd.DataFrame]:

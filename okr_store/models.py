@@ -202,3 +202,14 @@ api_token = sa.Table(
     sa.Column("expires_at", sa.DateTime),
     sa.Column("last_used_at", sa.DateTime),
 )
+
+# ---- drill: each value's first contributions, in drill order ---------------------------------------
+# Written when a value is recorded (values never change, so these rows never go stale): a drill's first
+# pages, sorted by contribution, are an index lookup instead of a sort over every contributing record.
+kr_value_top = sa.Table(
+    "kr_value_top",
+    metadata,
+    sa.Column("value_id", sa.BigInteger, primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),  # 1-based: contribution desc, then record id
+    sa.Column("record_id", sa.String(512), nullable=False),
+)

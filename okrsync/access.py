@@ -14,6 +14,31 @@ from okrsync.errors import ConfigError
 from okrsync.pii import reveal
 
 
+class NotAllowed(ConfigError):
+    """The role may not do this (the web app answers 403)."""
+
+
+def drill_filters(
+    project: Any, role_name: str, role: Any, equals: dict[str, str], sort: str
+) -> dict[str, str]:
+    """Drill filters as stored: a sensitive field's value sealed as the store keeps it, for roles that
+    may see such fields; no sorting on sealed fields (their order means nothing)."""
+    hidden = {f for fields in project.sensitive().values() for f in fields}
+    if sort in hidden:
+        raise ConfigError(f"{sort!r} is a sensitive field: it is stored sealed and cannot be sorted on")
+    out: dict[str, str] = {}
+    for name, text in equals.items():
+        if name in hidden:
+            if not role.sensitive:
+                raise NotAllowed(
+                    f"{name!r} is a sensitive field; your role ({role_name}) cannot filter on it",
+                    hint="ask for a role with `sensitive: true` (e.g. hr)",
+                )
+            text = project.vault().seal(name, text)
+        out[name] = text
+    return out
+
+
 def records_role(project: Any) -> Any:
     """The CLI's role (OKRSYNC_ROLE or settings.role), if it may see records at all."""
     name, role = project.role()
@@ -49,3 +74,20 @@ def diff_as(project: Any, role: Any, df: Any) -> Any:
         after = reveal({k: b for k, (_, b) in c.field_changes.items()}, fields, vault)
         changes.append(replace(c, field_changes={k: (before[k], after[k]) for k in c.field_changes}))
     return replace(df, changes=changes)
+
+
+def record_links(project: Any, d: Any) -> dict[tuple[str, str], str | None]:
+    """Links to each record of a drill in its source's own UI, where the connector knows one."""
+    out: dict[tuple[str, str], str | None] = {}
+    for stream in {r.stream for r in d.records}:
+        if stream not in project.streams:
+            continue
+        spec = project.streams[stream]
+        connector = project.connector(spec.source)
+        try:
+            for r in d.records:
+                if r.stream == stream:
+                    out[(stream, r.record_id)] = connector.record_url(spec, r.record_id)
+        finally:
+            connector.close()
+    return out

@@ -305,7 +305,11 @@ def drill(
     value_id: Annotated[int | None, typer.Option("--value", help="A value id from `history`.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
-    sort: Annotated[str, typer.Option(help="contribution | record")] = "contribution",
+    sort: Annotated[str, typer.Option(help="contribution | record | a field of the stream")] = "contribution",
+    desc: Annotated[bool | None, typer.Option("--desc/--asc", help="Sort direction (default: "
+                                              "contribution descending, others ascending).")] = None,
+    where: Annotated[list[str] | None, typer.Option(help="FIELD=VALUE, exact match; repeatable.")] = None,
+    record_id: Annotated[str | None, typer.Option(help="Record ids containing this text.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
     sums: Annotated[bool, typer.Option(help="Also add up all contributions (a full scan).")] = True,
 ) -> None:
@@ -313,8 +317,12 @@ def drill(
     from okr_store import lineage, queries
     from okrsync import render
 
-    if fmt not in ("table", "csv", "json") or sort not in ("contribution", "record"):
-        raise ConfigError("--format takes table, csv or json; --sort takes contribution or record")
+    if fmt not in ("table", "csv", "json"):
+        raise ConfigError("--format takes table, csv or json")
+    bad = [w for w in where or [] if "=" not in w]
+    if bad:
+        raise ConfigError(f"--where {bad[0]!r}: expected FIELD=VALUE", hint="e.g. --where region=EMEA")
+    equals = dict(w.split("=", 1) for w in where or [])
     project = _project()
     store = _store(project)
     with store.engine.connect() as conn:
@@ -328,32 +336,17 @@ def drill(
     from okrsync import access
 
     role = access.records_role(project)
-    d = lineage.drill(store, v, limit=limit, offset=offset, sort=sort, sums=sums)  # type: ignore[arg-type]
+    equals = access.drill_filters(project, project.role()[0], role, equals, sort)
+    d = lineage.drill(store, v, limit=limit, offset=offset, sort=sort, descending=desc, equals=equals,
+                      record_id=record_id, sums=sums)
     d = access.drill_as(project, role, d)
-    links = _links(project, d)
+    links = access.record_links(project, d)
     if fmt == "json":
         console.print_json(render.dumps(render.drill_json(d, links)))
     elif fmt == "csv":
         sys.stdout.write(render.drill_csv(d))
     else:
         render.drill_table(console, d, _unit(project, kr_id), offset, links)
-
-
-def _links(project: Any, d: Any) -> dict[tuple[str, str], str | None]:
-    """Links to each record in its source's own UI, where the connector knows one."""
-    out: dict[tuple[str, str], str | None] = {}
-    for stream in {r.stream for r in d.records}:
-        if stream not in project.streams:
-            continue
-        spec = project.streams[stream]
-        connector = project.connector(spec.source)
-        try:
-            for r in d.records:
-                if r.stream == stream:
-                    out[(stream, r.record_id)] = connector.record_url(spec, r.record_id)
-        finally:
-            connector.close()
-    return out
 
 
 @app.command()

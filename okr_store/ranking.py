@@ -1,0 +1,194 @@
+"""Each value's first contributions in drill order, written when the value is recorded.
+
+A drill's default page (contribution descending, then record id) is otherwise a top-N sort over every
+record behind the value: ~300 ms at 800k records on PostgreSQL. Values never change, so the record ids
+at their first positions (up to :data:`TOP`) are stored once, right after a run records them
+(:func:`record_ranks`), and a drill reads a page of them back through the primary key
+(:func:`ranked_part`). The contributions themselves are not stored: they are evaluated again from those
+record versions with the value's own definition, so a stored page and a live one cannot disagree.
+Whatever the stored positions do not cover (later pages, other sorts, filters, values recorded before
+this table existed) is answered by the live query.
+
+Cost at compute time: a KR whose records contribute a plain field or a constant (sum, avg, min, max,
+count, and a ratio on one stream whose numerator is one of those) takes its first positions from its
+stream's *shared order* by that field: one bounded scan (a top-:data:`PREFIX` heap, or the primary key's
+order for counts) serves every such KR of the run. A KR counting few of those :data:`PREFIX` records
+gets fewer positions (exact still, as the order is the same) and its later pages are live. Other
+single-stream values (period averages, days_between) take one top-:data:`TOP` query each;
+``count_distinct`` values and ratios over two streams get none: whether a record counts as distinct
+depends on the records before it, and two streams have no common order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql import visitors
+
+from metrics.definition import KrDefinition
+from metrics.evaluate import ContributionPart, StreamView, contribution_parts, part_condition
+from okr_store import models as m
+from okr_store.records import RID, visible
+from okr_store.store import Store
+
+TOP = 500  # positions stored per value: ten pages of 50
+PREFIX = 20_000  # records of a stream's shared order that the KRs take their first positions from
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A recorded value whose first positions are to be stored."""
+
+    value_id: int
+    definition: KrDefinition
+    records: int
+
+
+def rankable(d: KrDefinition) -> bool:
+    """Whether values of ``d`` can have stored positions: one stream, no distinct counting."""
+    if d.metric is not None:
+        return d.metric.measure != "count_distinct"
+    assert d.numerator is not None and d.denominator is not None
+    return d.numerator.stream == d.denominator.stream
+
+
+def _shared_key(d: KrDefinition) -> tuple[str, str | None] | None:
+    """(stream, field, or None for a constant) when the KR's first positions can come from its stream's
+    shared order by that field."""
+    metric = d.metric if d.metric is not None else d.numerator
+    if metric is None or metric.window == "period_average" or getattr(metric, "days_between", None):
+        return None
+    if metric.measure == "count":
+        return metric.stream, None
+    if metric.measure in ("sum", "avg", "min", "max") and metric.field is not None:
+        return metric.stream, metric.field
+    return None
+
+
+def _order(t: sa.FromClause, field: str | None) -> list[Any]:
+    return [t.c[field].desc(), t.c[RID]] if field is not None else [t.c[RID]]
+
+
+def _positions(value_id: int, rank: Any, rid: Any) -> list[Any]:
+    return [sa.literal(value_id, sa.BigInteger).label("value_id"), rank.label("position"),
+            rid.label("record_id")]
+
+
+def _leading(d: KrDefinition, view: StreamView, field: str | None, as_of: datetime) -> sa.ColumnElement[bool]:
+    """A KR's leading records within the shared order, in the same order: those it counts; for a ratio,
+    its numerator records that contribute more than 0 (they rank before every other record of it)."""
+    if d.metric is not None:
+        return part_condition(d.metric, d, view, as_of)
+    assert d.numerator is not None
+    cond = part_condition(d.numerator, d, view, as_of)
+    return cond if field is None else sa.and_(cond, view.table.c[field] > 0)
+
+
+def _columns(cond: sa.ColumnElement[bool], t: sa.FromClause) -> set[str]:
+    """The names of the columns of ``t`` that ``cond`` reads."""
+    return {e.name for e in visitors.iterate(cond) if isinstance(e, sa.Column) and e.table is t}
+
+
+def _shared(view: StreamView, field: str | None, group: Sequence[Ranked], as_of: datetime) -> sa.Insert:
+    """One INSERT for the KRs of one shared order: the stream's first :data:`PREFIX` records in that
+    order, numbered once, then each KR's leading records among them, numbered again."""
+    t = view.table
+    # Only the columns the KRs' conditions read go through the top-N heap: it copies every row it sees.
+    used = {RID, *([field] if field else [])}
+    for r in group:
+        used |= _columns(_leading(r.definition, view, field, as_of), t)
+    cut = sa.select(*(c for c in t.c if c.name in used))
+    if field is not None:
+        cut = cut.where(t.c[field].is_not(None))
+    first = cut.order_by(*_order(t, field)).limit(PREFIX).subquery("first")
+    numbered = sa.func.row_number().over(order_by=_order(first, field)).label("_g")
+    prefix = sa.select(first, numbered).cte("prefix")
+    within = StreamView(view.stream, prefix, view.schema)
+    branches = []
+    for r in group:
+        rank = sa.func.row_number().over(order_by=prefix.c._g)
+        cond = _leading(r.definition, within, field, as_of)
+        ranked = sa.select(*_positions(r.value_id, rank, prefix.c[RID])).where(cond).subquery()
+        branches.append(sa.select(ranked).where(ranked.c.position <= TOP))
+    return m.kr_value_top.insert().from_select(["value_id", "position", "record_id"], sa.union_all(*branches))
+
+
+def _single(part: ContributionPart, value_id: int) -> sa.Insert:
+    """The first positions of one value from its own top-:data:`TOP` query."""
+    sub = part.select.subquery()
+    top = (
+        sa.select(sub.c[RID], sub.c.contribution)
+        .order_by(sub.c.contribution.desc(), sub.c[RID])
+        .limit(TOP)
+        .subquery()
+    )
+    rank = sa.func.row_number().over(order_by=[top.c.contribution.desc(), top.c[RID]])
+    return m.kr_value_top.insert().from_select(
+        ["value_id", "position", "record_id"], sa.select(*_positions(value_id, rank, top.c[RID]))
+    )
+
+
+def record_ranks(
+    store: Store, views: Mapping[str, StreamView], values: Sequence[Ranked], as_of: datetime
+) -> None:
+    """Store the first positions of freshly recorded values (computed on ``views``, at ``as_of``)."""
+    groups: dict[tuple[str, str | None], list[Ranked]] = defaultdict(list)
+    single: list[Ranked] = []
+    for r in values:
+        d = r.definition
+        if r.records == 0 or not rankable(d) or any(s not in views for s in d.streams):
+            continue
+        key = _shared_key(d)
+        if key is None:
+            single.append(r)
+        else:
+            groups[key].append(r)
+    with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))  # the shared top-N heap stays in memory
+        for (stream, field), group in groups.items():
+            conn.execute(_shared(views[stream], field, group, as_of))
+        for r in single:
+            (part,) = contribution_parts(views, r.definition, as_of)
+            conn.execute(_single(part, r.value_id))
+
+
+def ranked_part(
+    conn: sa.Connection,
+    store: Store,
+    d: KrDefinition,
+    value_id: int,
+    snapshot: Mapping[str, int | None],
+    as_of: datetime,
+    *,
+    records: int,
+    limit: int,
+    offset: int,
+) -> ContributionPart | None:
+    """The contributions at positions ``offset + 1 … offset + limit`` of a value, from its stored
+    positions; None when they do not cover that page (the caller asks the live query)."""
+    if not rankable(d) or offset >= TOP:
+        return None
+    top = m.kr_value_top.c
+    in_page = sa.and_(top.value_id == value_id, top.position > offset, top.position <= offset + limit)
+    stored = conn.execute(sa.select(sa.func.count()).where(in_page)).scalar_one()
+    if stored == 0 or stored != min(limit, records - offset):
+        return None
+    (stream,) = set(d.streams)
+    tables = store.streams.tables(stream)
+    if tables is None:
+        return None
+    rec = tables.records
+    page = (
+        sa.select(rec)
+        .join(m.kr_value_top, top.record_id == rec.c[RID])
+        .where(in_page, visible(rec, snapshot.get(stream)))
+        .subquery("ranked")
+    )
+    (part,) = contribution_parts({stream: StreamView(stream, page, tables.schema)}, d, as_of)
+    return part
