@@ -193,7 +193,9 @@ def test_days_between_fields_are_checked_with_their_line(project_dir: Path) -> N
         "okrsync.yaml:18: metrics.revenue.days_between: days_between: the to field 'note' is a string "
         "field; days_between counts the days between two date fields"
     ]
-    missing = check_sources(load_project(write_project(("measure: sum\n    field: total_amount",
-                                                        "measure: avg\n    days_between: [order_date, sent]"))))
-    assert [line.split(": ", 2)[:2] for line in missing] == [["okrsync.yaml:18", "metrics.revenue.days_between"]]
+    sent = ("measure: sum\n    field: total_amount", "measure: avg\n    days_between: [order_date, sent]")
+    missing = check_sources(load_project(write_project(sent)))
+    assert [line.split(": ", 2)[:2] for line in missing] == [
+        ["okrsync.yaml:18", "metrics.revenue.days_between"]
+    ]
     assert "has no field 'sent'" in missing[0]
