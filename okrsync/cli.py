@@ -444,9 +444,12 @@ def demo(
 def _register_checks() -> None:
     from okrsync.cli_checks import checks_app
     from okrsync.cli_sandbox import sandbox_app
+    from okrsync.cli_users import serve, users_app
 
     app.add_typer(checks_app, name="checks")
     app.add_typer(sandbox_app, name="sandbox")
+    app.add_typer(users_app, name="users")
+    app.command()(serve)
 
 
 _register_checks()

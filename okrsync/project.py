@@ -48,19 +48,22 @@ def _zones() -> frozenset[str]:
 
 class RoleSpec(BaseModel):
     """What a role sees: ``records`` (drill-down and diff: record ids and fields), ``sensitive`` (the
-    clear values of streams' ``sensitive`` fields; everyone else sees •••)."""
+    clear values of streams' ``sensitive`` fields; everyone else sees •••), ``admin`` (the web app's
+    check review and user management)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     records: bool = True
     sensitive: bool = False
+    admin: bool = False
 
 
 DEFAULT_ROLES = {
     "viewer": RoleSpec(records=False),
     "leadership": RoleSpec(),
     "hr": RoleSpec(sensitive=True),
-    "admin": RoleSpec(sensitive=True),
+    # Check review and users, not HR fields in clear (a project may define a role with both).
+    "admin": RoleSpec(admin=True),
 }
 
 
@@ -79,6 +82,8 @@ class Settings(BaseModel):
     # The key sealing sensitive fields (okrsync.pii): this variable, else .okrsync/pii.key (SQLite store).
     pii_key_env: str = Field(default="OKRSYNC_PII_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     roles: dict[str, RoleSpec] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
+    # Where each KR value links to the flow run that produced it (else PREFECT_UI_URL, else no link).
+    prefect_ui_url: str | None = Field(default=None, pattern=r"^https?://")
     role: str = "leadership"  # the CLI's role; the environment variable OKRSYNC_ROLE overrides it
 
     _timezone = field_validator("timezone")(check_timezone)

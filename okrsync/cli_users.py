@@ -1,0 +1,212 @@
+"""``okrsync users`` (who may sign in to the web app) and ``okrsync serve`` (the web app itself)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from okrsync.errors import ConfigError
+
+users_app = typer.Typer(
+    help="Users of the web app (okrsync serve): names, roles, passwords, API tokens.", no_args_is_help=True
+)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input (for scripts).")
+]
+
+
+def _ctx() -> tuple[Any, Any, Any]:
+    from okrsync import cli
+
+    project = cli._project()
+    return cli, project, cli._store(project)
+
+
+def _password(from_stdin: bool) -> str:
+    from okrsync.users import check_password
+
+    if from_stdin:
+        text = sys.stdin.readline().rstrip("\r\n")
+    else:
+        text = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return check_password(text)
+
+
+@users_app.command("add")
+def add(
+    name: str,
+    role: Annotated[str, typer.Option(help="One of the project's roles (settings.roles).")],
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Add a user who signs in with a password (asked twice, never echoed)."""
+    from okr_store import users as stored
+    from okrsync import users
+
+    cli, project, store = _ctx()
+    users.check_name(name)
+    users.check_role(project, role)
+    hashed = users.hash_password(_password(password_stdin))
+    with store.engine.begin() as conn:
+        stored.add_user(conn, name, role, hashed, users.utcnow())
+    cli.console.print(f"[green]✓[/green] added {escape(name)} ({escape(role)})")
+
+
+@users_app.command("list")
+def list_(json_out: JsonOpt = False) -> None:
+    """Every user with their role."""
+    from okr_store import users as stored
+    from okrsync.render import dumps, fmt_time
+
+    cli, _, store = _ctx()
+    with store.engine.connect() as conn:
+        found = stored.list_users(conn)
+    if json_out:
+        cli.console.print_json(dumps({"users": [u.__dict__ for u in found]}))
+        return
+    if not found:
+        cli.console.print("No users yet: `okrsync users add NAME --role admin`.")
+        return
+    t = Table(title="Users")
+    for col in ("name", "role", "created", "disabled"):
+        t.add_column(col)
+    for u in found:
+        t.add_row(escape(u.name), escape(u.role), fmt_time(u.created_at), "yes" if u.disabled else "")
+    cli.console.print(t)
+
+
+@users_app.command("remove")
+def remove(name: str) -> None:
+    """Remove a user, with their sessions and API tokens."""
+    from okr_store import users as stored
+
+    cli, _, store = _ctx()
+    with store.engine.begin() as conn:
+        stored.remove_user(conn, name)
+    cli.console.print(f"[green]✓[/green] removed {escape(name)}")
+
+
+@users_app.command("passwd")
+def passwd(name: str, password_stdin: PasswordStdin = False) -> None:
+    """Set a user's password (and end their sessions)."""
+    from okr_store import users as stored
+    from okrsync import users
+
+    cli, _, store = _ctx()
+    hashed = users.hash_password(_password(password_stdin))
+    with store.engine.begin() as conn:
+        stored.set_password(conn, name, hashed)
+    cli.console.print(f"[green]✓[/green] new password set for {escape(name)}; their sessions ended")
+
+
+@users_app.command("role")
+def role(name: str, new_role: Annotated[str, typer.Argument(metavar="ROLE")]) -> None:
+    """Give a user another role."""
+    from okr_store import users as stored
+    from okrsync import users
+
+    cli, project, store = _ctx()
+    users.check_role(project, new_role)
+    with store.engine.begin() as conn:
+        stored.set_role(conn, name, new_role)
+    cli.console.print(f"[green]✓[/green] {escape(name)} is now {escape(new_role)}")
+
+
+@users_app.command("token")
+def token(
+    name: str,
+    label: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+    days: Annotated[int | None, typer.Option(min=1, max=3650, help="Expire after this many days.")] = None,
+) -> None:
+    """Create an API token for a user and print it once (send it as `Authorization: Bearer …`)."""
+    from okrsync import users
+
+    cli, _, store = _ctx()
+    with store.engine.begin() as conn:
+        secret, t = users.issue_token(conn, name, label, days)
+    err = cli.err
+    err.print(
+        f"API token #{t.id} for {escape(name)} ({escape(label)})"
+        + (f", expires {t.expires_at:%Y-%m-%d}" if t.expires_at else "")
+        + ". It is shown only now:"
+    )
+    sys.stdout.write(secret + "\n")
+
+
+@users_app.command("revoke")
+def revoke(token_id: int) -> None:
+    """Revoke an API token by its number (`okrsync users tokens` lists them)."""
+    from okr_store import users as stored
+
+    cli, _, store = _ctx()
+    with store.engine.begin() as conn:
+        stored.revoke_token(conn, token_id)
+    cli.console.print(f"[green]✓[/green] revoked API token #{token_id}")
+
+
+@users_app.command("tokens")
+def tokens(json_out: JsonOpt = False) -> None:
+    """Every API token (never the token itself: the store keeps only its hash)."""
+    from okr_store import users as stored
+    from okrsync.render import dumps, fmt_time
+
+    cli, _, store = _ctx()
+    with store.engine.connect() as conn:
+        found = stored.list_tokens(conn)
+    if json_out:
+        cli.console.print_json(dumps({"tokens": [t.__dict__ for t in found]}))
+        return
+    t = Table(title="API tokens")
+    for col in ("#", "user", "label", "created", "expires", "last used"):
+        t.add_column(col)
+    for x in found:
+        t.add_row(
+            str(x.id),
+            escape(x.user_name),
+            escape(x.label),
+            fmt_time(x.created_at),
+            fmt_time(x.expires_at) if x.expires_at else "never",
+            fmt_time(x.last_used_at) if x.last_used_at else "",
+        )
+    cli.console.print(t)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8800,
+    session_hours: Annotated[
+        float, typer.Option(min=0.1, max=24 * 30, help="How long a sign-in lasts.")
+    ] = 12.0,
+) -> None:
+    """Start the web app: the objectives tree, KR history and drill-down, and the admin's check review."""
+    import uvicorn
+
+    from okr_store import users as stored
+    from okrsync.web.app import create_app
+
+    cli, project, store = _ctx()
+    with store.engine.connect() as conn:
+        if not stored.list_users(conn):
+            cli.err.print(
+                "[yellow]No users yet[/yellow]: nobody can sign in. Add one with "
+                f"`okrsync -p {project.path} users add NAME --role admin`."
+            )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        cli.err.print(
+            "[yellow]Listening beyond this machine[/yellow]: put it behind HTTPS (a reverse proxy) "
+            "so passwords and session cookies are not sent in clear."
+        )
+    try:  # uvicorn would only log a bind error and exit 3: say it our way, before starting
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port"
+        ) from None
+    app = create_app(project, store, session_hours=session_hours)
+    cli.console.print(f"okrsync web app on http://{host}:{port}/ ({store.describe()}) — Ctrl+C stops it")
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

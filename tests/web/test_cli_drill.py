@@ -1,0 +1,59 @@
+"""``okrsync drill`` with filters and sorting, on the same demo store the web tests use (history, a
+sensitive salesperson field): the real console script, as each role."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.web.conftest import Site
+
+OKRSYNC = Path(sys.executable).parent / "okrsync"
+
+
+@pytest.fixture
+def project(web_template: Site, tmp_path: Path) -> Path:
+    shutil.copytree(web_template.project_dir, tmp_path / "demo")
+    return tmp_path / "demo" / "okrsync.yaml"
+
+
+def drill(project: Path, *args: str, role: str = "leadership") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")} | {"OKRSYNC_ROLE": role}
+    return subprocess.run([str(OKRSYNC), "-p", str(project), "drill", "KR-REV", "--format", "json",
+                           "--limit", "100000", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_where_sort_direction_and_record_id(project: Path) -> None:
+    out = json.loads(drill(project, "--where", "region=APAC", "--sort", "order_date", "--desc").stdout)
+    assert out["records"] and {r["fields"]["region"] for r in out["records"]} == {"APAC"}
+    dates = [r["fields"]["order_date"] for r in out["records"]]
+    assert dates == sorted(dates, reverse=True) and out["total"] == len(out["records"])
+    con = sqlite3.connect(project.parent / "erp.db")
+    (n,) = con.execute("SELECT COUNT(*) FROM orders WHERE state IN ('confirmed','done') AND region = 'APAC' "
+                       "AND order_date >= '2026-10-01' AND order_date <= '2026-11-19'").fetchone()
+    con.close()
+    assert out["total"] == n
+    some = out["records"][0]["record_id"]
+    found = json.loads(drill(project, "--record-id", some, "--sort", "record").stdout)["records"]
+    assert some in [r["record_id"] for r in found] and all(some in r["record_id"] for r in found)
+
+
+def test_a_sensitive_field_filters_for_hr_only(project: Path) -> None:
+    con = sqlite3.connect(project.parent / "erp.db")
+    (name,) = con.execute("SELECT salesperson FROM orders WHERE region = 'EMEA' LIMIT 1").fetchone()
+    con.close()
+    hr = json.loads(drill(project, "--where", f"salesperson={name}", role="hr").stdout)
+    assert hr["records"] and {r["fields"]["salesperson"] for r in hr["records"]} == {name}
+    lead = drill(project, "--where", f"salesperson={name}")
+    assert lead.returncode == 2 and "your role (leadership) cannot filter on it" in " ".join(lead.stderr.split())
+    bad = drill(project, "--where", "region")
+    assert bad.returncode == 2 and "expected FIELD=VALUE" in bad.stderr
+    unknown = drill(project, "--sort", "nope")
+    assert unknown.returncode == 2 and "nope" in unknown.stderr
