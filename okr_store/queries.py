@@ -184,6 +184,14 @@ def history(conn: sa.Connection, kr_id: str) -> list[StoredValue]:
     return [StoredValue.of(r) for r in rows]
 
 
+def compared_with(values: Sequence[StoredValue], after: StoredValue) -> StoredValue | None:
+    """What ``after`` is compared with by default: the latest earlier value that differs from it, else
+    the previous one (None: it is the first)."""
+    earlier = [v for v in values if v.id < after.id]
+    moved = [v for v in earlier if v.value != after.value]
+    return moved[-1] if moved else (earlier[-1] if earlier else None)
+
+
 def value_at(conn: sa.Connection, kr_id: str, at: datetime | None = None) -> StoredValue:
     """The value current at ``at`` (naive UTC): the last one computed at or before it; else the latest."""
     _require_kr(conn, kr_id)

@@ -372,11 +372,10 @@ def diff(
         if from_ is not None:
             before = queries.value_at(conn, kr_id, parse_time(from_, tz))
         else:
-            earlier = [v for v in queries.history(conn, kr_id) if v.id < after.id]
-            if not earlier:
+            found = queries.compared_with(queries.history(conn, kr_id), after)
+            if found is None:
                 raise ConfigError(f"{kr_id} has only one value so far", hint="run `okrsync run` again later")
-            moved = [v for v in earlier if v.value != after.value]
-            before = moved[-1] if moved else earlier[-1]
+            before = found
     from okrsync import access
 
     role = access.records_role(project)

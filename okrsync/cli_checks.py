@@ -38,26 +38,9 @@ def _ctx() -> tuple[Any, Any, Any]:
 
 
 def _row_json(r: Any) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "created_at": r.created_at,
-        "run_id": r.run_id,
-        "sync_id": r.sync_id,
-        "stream": r.stream,
-        "kr_id": r.kr_id,
-        "check": r.label,
-        "kind": r.kind,
-        "spec": r.spec,
-        "severity": r.severity,
-        "status": r.status,
-        "element_count": r.element_count,
-        "unexpected_count": r.unexpected_count,
-        "observed": r.observed,
-        "held_krs": r.held_krs,
-        "proposed_value": r.proposed_value,
-        "resolved_at": r.resolved_at,
-        "resolved_by": r.resolved_by,
-    }
+    from okrsync.render import check_json
+
+    return check_json(r)
 
 
 @checks_app.callback()

@@ -355,3 +355,28 @@ def diff_text(console: Console, df: Diff, unit: str | None) -> None:
     console.print(t)
     if df.total_changes > len(df.changes):
         console.print(f"[dim]… {df.total_changes - len(df.changes)} more; use --limit or --json[/dim]")
+
+
+# ---- checks -----------------------------------------------------------------------------------
+def check_json(r: Any) -> dict[str, Any]:
+    """One check result (okr_store.checks.CheckRow) as the CLI's and the API's JSON show it."""
+    return {
+        "id": r.id,
+        "created_at": r.created_at,
+        "run_id": r.run_id,
+        "sync_id": r.sync_id,
+        "stream": r.stream,
+        "kr_id": r.kr_id,
+        "check": r.label,
+        "kind": r.kind,
+        "spec": r.spec,
+        "severity": r.severity,
+        "status": r.status,
+        "element_count": r.element_count,
+        "unexpected_count": r.unexpected_count,
+        "observed": r.observed,
+        "held_krs": r.held_krs,
+        "proposed_value": r.proposed_value,
+        "resolved_at": r.resolved_at,
+        "resolved_by": r.resolved_by,
+    }

@@ -355,11 +355,10 @@ def kr_diff(
     if from_value:
         before = _value(w, kr_id, from_value)
     else:
-        earlier = [v for v in values if v.id < after.id]
-        if not earlier:
+        found = queries.compared_with(values, after)
+        if found is None:
             raise ApiError(404, f"value #{after.id} is the first value of {kr_id}: nothing to compare with")
-        moved = [v for v in earlier if v.value != after.value]
-        before = moved[-1] if moved else earlier[-1]
+        before = found
     result = access.diff_as(w.project, c.role, lineage.diff(w.store, before, after, limit=limit))
     body = render.diff_json(result)
     body["from"], body["to"] = _value_json(w, before), _value_json(w, after)
@@ -367,26 +366,7 @@ def kr_diff(
 
 
 # ---- checks (admin) --------------------------------------------------------------------------
-def _check_json(r: store_checks.CheckRow) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "created_at": r.created_at,
-        "run_id": r.run_id,
-        "sync_id": r.sync_id,
-        "stream": r.stream,
-        "kr_id": r.kr_id,
-        "check": r.label,
-        "kind": r.kind,
-        "severity": r.severity,
-        "status": r.status,
-        "element_count": r.element_count,
-        "unexpected_count": r.unexpected_count,
-        "observed": r.observed,
-        "held_krs": r.held_krs,
-        "proposed_value": r.proposed_value,
-        "resolved_at": r.resolved_at,
-        "resolved_by": r.resolved_by,
-    }
+_check_json = render.check_json
 
 
 @router.get("/checks", response_model=s.Checks, tags=["checks"])

@@ -310,7 +310,10 @@ def test_misspelt_measure(in_tmp: Path) -> None:
 
 def test_measure_without_its_field(in_tmp: Path) -> None:
     base(("    field: total_amount\n", ""))
-    assert only_problem() == "okrsync.yaml:12: metrics.revenue: measure 'sum' needs a 'field' to aggregate"
+    assert only_problem() == (
+        "okrsync.yaml:12: metrics.revenue: measure 'sum' needs a 'field' to aggregate (or, for a number "
+        "of days, 'days_between: [from, to]')"
+    )
 
 
 def test_missing_required_key(in_tmp: Path) -> None:

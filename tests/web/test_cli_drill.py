@@ -52,7 +52,8 @@ def test_a_sensitive_field_filters_for_hr_only(project: Path) -> None:
     hr = json.loads(drill(project, "--where", f"salesperson={name}", role="hr").stdout)
     assert hr["records"] and {r["fields"]["salesperson"] for r in hr["records"]} == {name}
     lead = drill(project, "--where", f"salesperson={name}")
-    assert lead.returncode == 2 and "your role (leadership) cannot filter on it" in " ".join(lead.stderr.split())
+    assert lead.returncode == 2
+    assert "your role (leadership) cannot filter on it" in " ".join(lead.stderr.split())
     bad = drill(project, "--where", "region")
     assert bad.returncode == 2 and "expected FIELD=VALUE" in bad.stderr
     unknown = drill(project, "--sort", "nope")
