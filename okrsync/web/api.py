@@ -134,12 +134,10 @@ def _find_kr(w: Web, kr_id: str) -> queries.KrStatus:
     raise ApiError(404, f"no key result {kr_id!r}", "GET /api/tree lists them")
 
 
-def _value_json(w: Web, v: queries.StoredValue, kr: queries.KrStatus | None = None) -> dict[str, Any]:
-    pace = None
-    if kr is not None:
-        pace = kr.baseline + v.expected * (kr.target - kr.baseline)
-    elif v.expected is not None:
-        pace = v.baseline + v.expected * (v.target - v.baseline)
+def _value_json(w: Web, v: queries.StoredValue) -> dict[str, Any]:
+    """One point of a KR's history; its pace from the value's own baseline and target (they may have
+    changed since)."""
+    pace = v.baseline + v.expected * (v.target - v.baseline)
     return {
         "value_id": v.id,
         "value": v.value,
@@ -164,7 +162,6 @@ def kr_detail(kr_id: str, c: Viewer, w: WebDep) -> Any:
     with w.store.engine.connect() as conn:
         values = queries.history(conn, kr_id)
         decisions = store_checks.decisions_for_kr(conn, kr_id)
-    # pace from each value's own baseline and target (they may have changed since)
     return plain(
         {
             "kr": _kr_json(w, kr, _now()),
