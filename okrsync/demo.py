@@ -379,6 +379,8 @@ def next_steps(directory: Path) -> str:
         ("diff KR-SF-PIPE", "why the pipeline KR moved: the deals that changed"),
         ("diff KR-REV", "after a change in the ERP: why the KR moved"),
         ("status --json", "the same tree, for scripts"),
+        ("users add ana --role leadership", "a user for the web app (asks for a password)"),
+        ("serve", "the web app: http://127.0.0.1:8800 (tree, charts, drill-down, check review)"),
     )
     return "\n".join(f"  [dim]# {what}[/dim]\n  {o} {cmd}" for cmd, what in steps)
 
