@@ -14,7 +14,7 @@ from okr_store import users as stored_users
 from okrsync import access, render, users
 from okrsync.errors import ConfigError, NotFound
 from okrsync.web import schemas as s
-from okrsync.web.auth import SESSION_COOKIE, Admin, Records, Viewer
+from okrsync.web.auth import SESSION_COOKIE, Records, Viewer
 from okrsync.web.context import ApiError, Web, web
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -45,7 +45,7 @@ def plain(obj: Any) -> Any:
     return render.plain(obj)
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return users.utcnow()
 
 
@@ -115,10 +115,10 @@ def _objective_json(w: Web, o: queries.ObjectiveStatus, now: datetime) -> dict[s
 @router.get("/tree", response_model=s.Tree, tags=["key results"])
 def tree(c: Viewer, w: WebDep) -> Any:
     """Every active objective with its key results' latest values."""
-    now = _now()
+    at = now()
     with w.store.engine.connect() as conn:
         roots = queries.status_tree(conn)
-    return plain({"now": now, "objectives": [_objective_json(w, o, now) for o in roots]})
+    return plain({"now": at, "objectives": [_objective_json(w, o, at) for o in roots]})
 
 
 def _find_kr(w: Web, kr_id: str) -> queries.KrStatus:
@@ -164,7 +164,7 @@ def kr_detail(kr_id: str, c: Viewer, w: WebDep) -> Any:
         decisions = store_checks.decisions_for_kr(conn, kr_id)
     return plain(
         {
-            "kr": _kr_json(w, kr, _now()),
+            "kr": _kr_json(w, kr, now()),
             "history": [_value_json(w, v) for v in values],
             "decisions": decisions,
         }
@@ -360,179 +360,3 @@ def kr_diff(
     body = render.diff_json(result)
     body["from"], body["to"] = _value_json(w, before), _value_json(w, after)
     return plain(body)
-
-
-# ---- checks (admin) --------------------------------------------------------------------------
-_check_json = render.check_json
-
-
-@router.get("/checks", response_model=s.Checks, tags=["checks"])
-def list_checks(c: Admin, w: WebDep, failed: bool = False) -> Any:
-    """Check results, newest first (``failed``: only those that did not pass), and the held KRs."""
-    with w.store.engine.connect() as conn:
-        rows = store_checks.list_checks(conn, failed=failed)
-        roots = queries.status_tree(conn)
-    held, stack = [], list(roots)
-    while stack:
-        o = stack.pop(0)
-        held += [
-            {
-                "kr_id": k.id,
-                "title": k.title,
-                "reason": k.held_reason,
-                "since": k.held_since,
-                "value_id": k.value.id if k.value else None,
-            }
-            for k in o.key_results
-            if k.held_reason
-        ]
-        stack.extend(o.objectives)
-    return plain({"checks": [_check_json(r) for r in rows], "held": held})
-
-
-@router.get("/checks/{check_id}", response_model=s.CheckDetail, tags=["checks"])
-def check_detail(check_id: Id, c: Admin, w: WebDep) -> Any:
-    """One check: what it found, the offending rows (sensitive fields as the role allows), the audit."""
-    with w.store.engine.connect() as conn:
-        try:
-            r = store_checks.get_check(conn, check_id)
-        except NotFound:
-            raise ApiError(404, f"no check #{check_id}", "GET /api/checks lists them") from None
-        events = store_checks.audit_log(conn, check_id=check_id)
-    hidden = w.project.sensitive().get(r.stream or "", ())
-    vault = w.project.vault() if hidden and c.role.sensitive else None
-    from okrsync.pii import reveal
-
-    sample = [
-        {"record_id": str(x["record_id"]), "fields": reveal(x["fields"], hidden, vault)} for x in r.sample
-    ]
-    audit = [{"at": e.at, "actor": e.actor, "action": e.action, "reason": e.reason} for e in events]
-    return plain({**_check_json(r), "sample": sample, "audit": audit})
-
-
-@router.post(
-    "/checks/{check_id}/accept",
-    response_model=s.Accepted,
-    tags=["checks"],
-    responses={409: {"model": s.Problem}},
-)
-def accept_check(check_id: Id, body: s.AcceptBody, c: Admin, w: WebDep) -> Any:
-    """Let what a blocked check held back through once (audited), and recompute the held KRs."""
-    from flows.review import accept
-
-    with w.store.engine.connect() as conn:
-        try:
-            store_checks.get_check(conn, check_id)
-        except NotFound:
-            raise ApiError(404, f"no check #{check_id}", "GET /api/checks lists them") from None
-    try:
-        done = accept(w.project, w.store, check_id, reason=body.reason.strip(), actor=c.name)
-    except ConfigError as exc:
-        raise ApiError(409, exc.message, exc.hint) from None
-    return plain(
-        {
-            "check_ids": done.check_ids,
-            "stream": done.stream,
-            "rows_committed": done.rows_committed,
-            "values": done.values,
-            "held": done.held,
-        }
-    )
-
-
-@router.post(
-    "/checks/{check_id}/rerun",
-    response_model=s.Job,
-    status_code=202,
-    tags=["checks"],
-    responses={409: {"model": s.Problem}},
-)
-def rerun_check(check_id: Id, c: Admin, w: WebDep) -> Any:
-    """Run the project again (after the source was fixed); poll the job for the result."""
-    with w.store.engine.connect() as conn:
-        try:
-            store_checks.get_check(conn, check_id)
-        except NotFound:
-            raise ApiError(404, f"no check #{check_id}", "GET /api/checks lists them") from None
-    return plain(w.jobs.start_rerun(check_id, c.name))
-
-
-@router.get("/jobs/{job_id}", response_model=s.Job, tags=["checks"])
-def job(job_id: str, c: Admin, w: WebDep) -> Any:
-    """A re-run started from the check review: running, then its summary."""
-    found = w.jobs.get(job_id)
-    if found is None:
-        raise ApiError(404, f"no job {job_id!r}")
-    return plain(found)
-
-
-# ---- users and tokens ------------------------------------------------------------------------
-def _user_json(u: stored_users.User) -> dict[str, Any]:
-    return {"name": u.name, "role": u.role, "created_at": u.created_at, "disabled": u.disabled}
-
-
-@router.get("/users", response_model=s.Users, tags=["users"])
-def list_users(c: Admin, w: WebDep) -> Any:
-    with w.store.engine.connect() as conn:
-        return plain({"users": [_user_json(u) for u in stored_users.list_users(conn)]})
-
-
-@router.post(
-    "/users", response_model=s.User, status_code=201, tags=["users"], responses={409: {"model": s.Problem}}
-)
-def add_user(body: s.NewUser, c: Admin, w: WebDep) -> Any:
-    if body.role not in w.project.settings.roles:
-        raise ApiError(
-            400,
-            f"role {body.role!r} is not one of the project's roles",
-            f"roles: {', '.join(w.project.settings.roles)}",
-        )
-    with w.store.engine.begin() as conn:
-        if stored_users.get_user(conn, body.name):
-            raise ApiError(409, f"user {body.name!r} already exists")
-        u = stored_users.add_user(conn, body.name, body.role, users.hash_password(body.password), _now())
-    return plain(_user_json(u))
-
-
-@router.delete("/users/{name}", status_code=204, tags=["users"])
-def remove_user(name: str, c: Admin, w: WebDep) -> None:
-    """Remove a user, their sessions and their tokens (not yourself: ask another admin)."""
-    if name == c.name:
-        raise ApiError(400, "you cannot remove yourself", "ask another admin")
-    with w.store.engine.begin() as conn:
-        if stored_users.get_user(conn, name) is None:
-            raise ApiError(404, f"no user {name!r}")
-        stored_users.remove_user(conn, name)
-
-
-def _token_json(t: stored_users.Token) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "label": t.label,
-        "created_at": t.created_at,
-        "expires_at": t.expires_at,
-        "last_used_at": t.last_used_at,
-    }
-
-
-@router.get("/tokens", response_model=s.Tokens, tags=["users"])
-def my_tokens(c: Viewer, w: WebDep) -> Any:
-    with w.store.engine.connect() as conn:
-        return plain({"tokens": [_token_json(t) for t in stored_users.list_tokens(conn, c.name)]})
-
-
-@router.post("/tokens", response_model=s.IssuedToken, status_code=201, tags=["users"])
-def new_token(body: s.NewToken, c: Viewer, w: WebDep) -> Any:
-    """An API token for yourself; it is shown once (the store keeps only its hash)."""
-    with w.store.engine.begin() as conn:
-        token, t = users.issue_token(conn, c.name, body.label, body.days)
-    return plain({"id": t.id, "label": t.label, "token": token, "expires_at": t.expires_at})
-
-
-@router.delete("/tokens/{token_id}", status_code=204, tags=["users"])
-def revoke_token(token_id: Id, c: Viewer, w: WebDep) -> None:
-    with w.store.engine.begin() as conn:
-        try:
-            stored_users.revoke_token(conn, token_id, c.name)
-        except NotFound:
-            raise ApiError(404, f"you have no API token #{token_id}") from None

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from okrsync.errors import ConfigError, NotFound, OkrsyncError
-from okrsync.web import api, pages
+from okrsync.web import admin, api, pages
 from okrsync.web.context import ApiError, Web
 from okrsync.web.jobs import Jobs
 
@@ -53,6 +53,7 @@ def create_app(project: Any, store: Any, *, session_hours: float = 12.0, jobs: J
         return response
 
     app.include_router(api.router)
+    app.include_router(admin.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC, check_dir=False), name="static")
     return app

@@ -46,9 +46,10 @@ def records_url(kr: str, value_id: int) -> str:
 
 # ---- authentication ---------------------------------------------------------------------------
 def test_every_api_route_outside_the_public_list_needs_a_sign_in(web_server: Site) -> None:
-    from okrsync.web.api import router
+    from okrsync.web import admin, api
 
-    routes = [(m, r.path) for r in router.routes for m in getattr(r, "methods", ()) - {"HEAD"}]
+    every = [*api.router.routes, *admin.router.routes]
+    routes = [(m, r.path) for r in every for m in getattr(r, "methods", ()) - {"HEAD"}]
     assert len(routes) >= 20
     spec = web_server.app.openapi()["paths"]  # every route is in the spec, and nothing else
     assert sorted((m.upper(), p) for p, ops in spec.items() for m in ops) == sorted(routes)
