@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import sqlalchemy as sa
 
 from connectors.base import (
     Connector,
@@ -49,6 +52,8 @@ class StreamOutcome:
     counts: SyncCounts | None
     error: str | None
 
+
+log = logging.getLogger("okrsync.pipeline")
 
 def effective_stream(project: Project, name: str) -> StreamSpec:
     """The stream spec with the company timezone filled in for naive source datetimes."""
@@ -370,5 +375,9 @@ def compute_values(
     # Each new value's first drill positions, from the same snapshot (values never change afterwards).
     by_kr = {d.kr_id: d for d in computable}
     ranked = [Ranked(i, by_kr[r.kr_id], r.records) for i, r in zip(ids, records, strict=True)]
-    record_ranks(store, views, ranked, as_of)
+    try:
+        record_ranks(store, views, ranked, as_of)
+    except sa.exc.SQLAlchemyError as exc:  # only a speed-up: the values stand, their drills run live
+        log.warning("could not store the first drill positions of this run's values (%s); drill-down "
+                    "works without them, more slowly", type(exc).__name__)
     return results, held

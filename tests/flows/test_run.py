@@ -208,3 +208,23 @@ def test_transient_source_errors_are_retried_and_others_are_not(
     assert summary["status"] == "partial"
     assert set(summary["held"]) == {"KR-LATE", "KR-ONTIME"}
     assert "KR-REV" in summary["values"]
+
+
+def test_values_stand_when_their_drill_positions_cannot_be_stored(
+    demo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stored first drill positions are a speed-up: failing to write them fails nothing."""
+    import flows.pipeline
+
+    def broken(*_: object) -> None:
+        raise sa.exc.OperationalError("INSERT INTO kr_value_top …", {}, Exception("disk full"))
+
+    monkeypatch.setattr(flows.pipeline, "record_ranks", broken)
+    assert run(demo_dir)["status"] == "succeeded"
+    store = store_of(demo_dir)
+    with store.engine.connect() as conn:
+        v = queries.value_at(conn, "KR-REV")
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM kr_value_top")).scalar_one() == 0
+    d = lineage.drill(store, v, limit=100_000, sums=False)  # the live query answers
+    assert v.value == erp_revenue(demo_dir) == sum(r.contribution for r in d.records)
+    store.close()
