@@ -44,6 +44,8 @@ from okrsync.errors import CheckFailed, OkrsyncError, SourceError
 from okrsync.project import Project
 from okrsync.schema import Field, FieldType, StreamSchema
 
+log = logging.getLogger("okrsync.pipeline")
+
 
 @dataclass(frozen=True)
 class StreamOutcome:
@@ -52,8 +54,6 @@ class StreamOutcome:
     counts: SyncCounts | None
     error: str | None
 
-
-log = logging.getLogger("okrsync.pipeline")
 
 def effective_stream(project: Project, name: str) -> StreamSpec:
     """The stream spec with the company timezone filled in for naive source datetimes."""

@@ -101,17 +101,22 @@ Or.model_rebuild()
 Not.model_rebuild()
 
 
+def conditions(f: Filter | None) -> list[Condition]:
+    """Every condition of a filter, however nested in and / or / not."""
+    if f is None:
+        return []
+    if isinstance(f, Condition):
+        return [f]
+    if isinstance(f, And):
+        return [c for x in f.and_ for c in conditions(x)]
+    if isinstance(f, Or):
+        return [c for x in f.or_ for c in conditions(x)]
+    return conditions(f.not_)
+
+
 def filter_fields(f: Filter | None) -> set[str]:
     """Every field a filter refers to."""
-    if f is None:
-        return set()
-    if isinstance(f, Condition):
-        return {f.field}
-    if isinstance(f, And):
-        return set().union(*(filter_fields(x) for x in f.and_))
-    if isinstance(f, Or):
-        return set().union(*(filter_fields(x) for x in f.or_))
-    return filter_fields(f.not_)
+    return {c.field for c in conditions(f)}
 
 
 def _metric_checks(checks: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:

@@ -236,7 +236,7 @@ def _print_summary(s: dict[str, Any]) -> None:
         console.print(f"  [yellow]⏸ {escape(kr)}[/yellow]: {escape(why)}")
 
 
-# ---- status / history ---------------------------------------------------------------------------
+# ---- status -------------------------------------------------------------------------------------
 @app.command()
 def status(
     json_out: JsonOpt = False,
@@ -262,132 +262,8 @@ def status(
     render.status_tree(console, roots, now, window)
 
 
-def _unit(project: Any, kr_id: str) -> str | None:
-    try:
-        b = project.key_result(kr_id)
-    except OkrsyncError:
-        return None
-    return b.spec.unit or project.metrics[b.spec.metric].unit
-
-
-@app.command()
-def history(kr_id: str, json_out: JsonOpt = False) -> None:
-    """Every computed value of a key result."""
-    from okr_store.checks import decisions_for_kr
-    from okr_store.queries import history as load
-    from okrsync import render
-
-    project = _project()
-    with _store(project).engine.connect() as conn:
-        values = load(conn, kr_id)
-        decisions = decisions_for_kr(conn, kr_id)
-    if json_out:
-        console.print_json(
-            render.dumps(
-                {"kr": kr_id, "values": [render.value_json(v) for v in values], "decisions": decisions}
-            )
-        )
-    else:
-        render.history_table(console, kr_id, values, _unit(project, kr_id))
-        for d in decisions:
-            console.print(
-                f"  {render.fmt_time(d['at'])} {escape(d['actor'])} {d['action']}ed check "
-                f"#{d['check_id']} {escape(d['check'])}: {escape(d['reason'])}",
-                highlight=False,
-            )
-
-
-# ---- drill / diff -------------------------------------------------------------------------------
-@app.command()
-def drill(
-    kr_id: str,
-    at: Annotated[str | None, typer.Option(help="The value current at this time (default: latest).")] = None,
-    value_id: Annotated[int | None, typer.Option("--value", help="A value id from `history`.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
-    sort: Annotated[str, typer.Option(help="contribution | record | a field of the stream")] = "contribution",
-    desc: Annotated[bool | None, typer.Option("--desc/--asc", help="Sort direction (default: "
-                                              "contribution descending, others ascending).")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="FIELD=VALUE, exact match; repeatable.")] = None,
-    record_id: Annotated[str | None, typer.Option(help="Record ids containing this text.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
-    sums: Annotated[bool, typer.Option(help="Also add up all contributions (a full scan).")] = True,
-) -> None:
-    """The source records behind a key result value, each with its contribution."""
-    from okr_store import lineage, queries
-    from okrsync import render
-
-    if fmt not in ("table", "csv", "json"):
-        raise ConfigError("--format takes table, csv or json")
-    bad = [w for w in where or [] if "=" not in w]
-    if bad:
-        raise ConfigError(f"--where {bad[0]!r}: expected FIELD=VALUE", hint="e.g. --where region=EMEA")
-    equals = dict(w.split("=", 1) for w in where or [])
-    project = _project()
-    store = _store(project)
-    with store.engine.connect() as conn:
-        v = (
-            queries.value_by_id(conn, value_id)
-            if value_id
-            else queries.value_at(conn, kr_id, parse_time(at, project.settings.timezone))
-        )
-    if v.kr_id != kr_id:
-        raise ConfigError(f"value #{v.id} belongs to {v.kr_id}, not {kr_id}")
-    from okrsync import access
-
-    role = access.records_role(project)
-    equals = access.drill_filters(project, project.role()[0], role, equals, sort)
-    d = lineage.drill(store, v, limit=limit, offset=offset, sort=sort, descending=desc, equals=equals,
-                      record_id=record_id, sums=sums)
-    d = access.drill_as(project, role, d)
-    links = access.record_links(project, d)
-    if fmt == "json":
-        console.print_json(render.dumps(render.drill_json(d, links)))
-    elif fmt == "csv":
-        sys.stdout.write(render.drill_csv(d))
-    else:
-        render.drill_table(console, d, _unit(project, kr_id), offset, links)
-
-
-@app.command()
-def diff(
-    kr_id: str,
-    from_: Annotated[str | None, typer.Option("--from", help="Time of the earlier value.")] = None,
-    to: Annotated[str | None, typer.Option(help="Time of the later value (default: latest).")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 50,
-    json_out: JsonOpt = False,
-) -> None:
-    """Why a key result moved: records added, removed or changed between two of its values.
-
-    Without --from, compares with the most recent earlier value that differs (else the previous one).
-    """
-    from okr_store import lineage, queries
-    from okrsync import render
-
-    project = _project()
-    tz = project.settings.timezone
-    store = _store(project)
-    with store.engine.connect() as conn:
-        after = queries.value_at(conn, kr_id, parse_time(to, tz))
-        if from_ is not None:
-            before = queries.value_at(conn, kr_id, parse_time(from_, tz))
-        else:
-            found = queries.compared_with(queries.history(conn, kr_id), after)
-            if found is None:
-                raise ConfigError(f"{kr_id} has only one value so far", hint="run `okrsync run` again later")
-            before = found
-    from okrsync import access
-
-    role = access.records_role(project)
-    result = access.diff_as(project, role, lineage.diff(store, before, after, limit=limit))
-    if json_out:
-        console.print_json(render.dumps(render.diff_json(result)))
-    else:
-        render.diff_text(console, result, _unit(project, kr_id))
-
-
 # ---- demo ---------------------------------------------------------------------------------------
-@app.command()
+# (history, drill and diff are in okrsync.cli_values; _register_commands lists them before demo)
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where to build the demo.")] = Path("okrsync-demo"),
     force: Annotated[bool, typer.Option(help="Rebuild an existing demo directory.")] = False,
@@ -440,18 +316,21 @@ def demo(
         raise typer.Exit(1)
 
 
-def _register_checks() -> None:
+def _register_commands() -> None:
+    """The commands kept in their own modules, and demo, in the order `okrsync --help` lists them."""
     from okrsync.cli_checks import checks_app
     from okrsync.cli_sandbox import sandbox_app
     from okrsync.cli_users import serve, users_app
+    from okrsync.cli_values import diff, drill, history
 
+    for command in (history, drill, diff, demo, serve):
+        app.command()(command)
     app.add_typer(checks_app, name="checks")
     app.add_typer(sandbox_app, name="sandbox")
     app.add_typer(users_app, name="users")
-    app.command()(serve)
 
 
-_register_checks()
+_register_commands()
 
 
 def main() -> None:

@@ -37,12 +37,6 @@ def _ctx() -> tuple[Any, Any, Any]:
     return cli, project, cli._store(project)
 
 
-def _row_json(r: Any) -> dict[str, Any]:
-    from okrsync.render import check_json
-
-    return check_json(r)
-
-
 @checks_app.callback()
 def checks(
     ctx: typer.Context,
@@ -54,13 +48,13 @@ def checks(
     if ctx.invoked_subcommand is not None:
         return
     from okr_store.checks import list_checks
-    from okrsync.render import dumps, fmt_time
+    from okrsync.render import check_json, dumps, fmt_time
 
     cli, project, store = _ctx()
     with store.engine.connect() as conn:
         rows = list_checks(conn, failed=failed, since=cli.parse_time(since, project.settings.timezone))
     if json_out:
-        cli.console.print_json(dumps({"checks": [_row_json(r) for r in rows]}))
+        cli.console.print_json(dumps({"checks": [check_json(r) for r in rows]}))
         return
     if not rows:
         cli.console.print("No check results." + ("" if failed else " Declare checks in the project file."))
@@ -87,7 +81,7 @@ def checks(
 def show(check_id: int, json_out: JsonOpt = False) -> None:
     """One check: what it found, a sample of the offending rows, the KRs it held, the decisions."""
     from okr_store.checks import audit_log, get_check
-    from okrsync.render import dumps, fmt_time
+    from okrsync.render import check_json, dumps, fmt_time
 
     cli, _, store = _ctx()
     with store.engine.connect() as conn:
@@ -98,7 +92,7 @@ def show(check_id: int, json_out: JsonOpt = False) -> None:
     ]
     if json_out:
         cli.console.print_json(
-            dumps({**_row_json(r), "sample": r.sample, "result": r.result, "audit": audit})
+            dumps({**check_json(r), "sample": r.sample, "result": r.result, "audit": audit})
         )
         return
     c = cli.console

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from metrics.periods import current_period, parse_period
+from metrics.periods import Period, current_period, parse_period
 from okrsync.demo_erp import build_erp
 from okrsync.errors import ConfigError
 
@@ -254,10 +254,15 @@ def _round(v: Decimal, step: int) -> Decimal:
     return (v / step).quantize(Decimal(1), rounding=ROUND_HALF_UP) * step
 
 
+def _last_quarter(today: date) -> Period:
+    """The last full quarter before ``today``'s: what the demo's targets are based on."""
+    q = current_period("quarter", today)
+    return parse_period(f"{q.start.year - (q.start.month == 1)}-Q{(q.start.month - 1) // 3 or 4}")
+
+
 def _last_quarter_figures(erp: Path, today: date) -> tuple[Decimal, Decimal, dict[str, Decimal]]:
     """Revenue, average order value and revenue by region of the last full quarter: the plan's base."""
-    q = current_period("quarter", today)
-    prev = parse_period(f"{q.start.year - (q.start.month == 1)}-Q{(q.start.month - 1) // 3 or 4}")
+    prev = _last_quarter(today)
     engine = sa.create_engine(f"sqlite:///{erp}")
     orders = sa.Table("orders", sa.MetaData(), autoload_with=engine)
     booked = sa.and_(
@@ -293,8 +298,7 @@ def _crm_targets(sf: SalesforceDemo, today: date) -> tuple[Decimal, Decimal]:
     from tests.sandboxes.salesforce.model import Org
 
     org = Org(sf.org_time).generate(seed=SANDBOX_SEED, opportunities=SANDBOX_OPPORTUNITIES)
-    q = current_period("quarter", today)
-    prev = parse_period(f"{q.start.year - (q.start.month == 1)}-Q{(q.start.month - 1) // 3 or 4}")
+    prev = _last_quarter(today)
     won = pipe = Decimal(0)
     for r in org.records("Opportunity"):
         usd = Decimal(repr(r["Amount"] or 0)) / Decimal(repr(org.conversion_rate(r["CurrencyIsoCode"],

@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from metrics.spec import conditions
 from okrsync.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -147,23 +148,11 @@ def sensitive_uses(
     if metric.time_field in hidden:
         out.append((("time_field",), f"{metric.time_field!r} is sensitive (stored encrypted): it cannot "
                                      "place records in time"))
-    for cond in _conditions(metric.filter):
+    for cond in conditions(metric.filter):
         if cond.field in hidden and cond.op not in ALLOWED_OPS:
             out.append((("filter",), f"{cond.field!r} is sensitive (stored encrypted): filter it with "
                                      f"{', '.join(ALLOWED_OPS)}, not {cond.op!r}"))
     return out
-
-
-def _conditions(f: Any) -> list[Any]:
-    if f is None:
-        return []
-    if hasattr(f, "and_"):
-        return [c for x in f.and_ for c in _conditions(x)]
-    if hasattr(f, "or_"):
-        return [c for x in f.or_ for c in _conditions(x)]
-    if hasattr(f, "not_"):
-        return _conditions(f.not_)
-    return [f]
 
 
 def sealed_filter(f: Any, hidden: set[str], vault: Vault) -> Any:

@@ -6,6 +6,7 @@ strings of which the store keeps only the SHA-256, so a copy of the store opens 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -28,8 +29,13 @@ TOKEN_PREFIX = "okr_"
 MIN_PASSWORD = 10
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 _hasher = PasswordHasher()
-# Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
-_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy() -> str:
+    """Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
+    Made on first use: an argon2 hash costs ~0.2 s, which commands that never verify should not pay."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def utcnow() -> datetime:
@@ -74,7 +80,7 @@ def hash_password(password: str) -> str:
 def verify_password(conn: sa.Connection, name: str, password: str) -> bool:
     found = stored.password_hash(conn, name)
     try:
-        return _hasher.verify(found or _DUMMY, password) and found is not None
+        return _hasher.verify(found or _dummy(), password) and found is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

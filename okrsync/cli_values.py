@@ -1,0 +1,135 @@
+"""``okrsync history``, ``drill`` and ``diff``: a key result's values and the records behind them.
+
+Registered on the main app by :mod:`okrsync.cli`; like the rest of the CLI, they import the store and
+render modules only when they run (and never prefect or great_expectations).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from okrsync.errors import ConfigError, OkrsyncError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _unit(project: Any, kr_id: str) -> str | None:
+    try:
+        b = project.key_result(kr_id)
+    except OkrsyncError:
+        return None
+    return b.spec.unit or project.metrics[b.spec.metric].unit
+
+
+def history(kr_id: str, json_out: JsonOpt = False) -> None:
+    """Every computed value of a key result."""
+    from okr_store.checks import decisions_for_kr
+    from okr_store.queries import history as load
+    from okrsync import cli, render
+
+    project = cli._project()
+    with cli._store(project).engine.connect() as conn:
+        values = load(conn, kr_id)
+        decisions = decisions_for_kr(conn, kr_id)
+    if json_out:
+        cli.console.print_json(
+            render.dumps(
+                {"kr": kr_id, "values": [render.value_json(v) for v in values], "decisions": decisions}
+            )
+        )
+    else:
+        render.history_table(cli.console, kr_id, values, _unit(project, kr_id))
+        for d in decisions:
+            cli.console.print(
+                f"  {render.fmt_time(d['at'])} {escape(d['actor'])} {d['action']}ed check "
+                f"#{d['check_id']} {escape(d['check'])}: {escape(d['reason'])}",
+                highlight=False,
+            )
+
+
+def drill(
+    kr_id: str,
+    at: Annotated[str | None, typer.Option(help="The value current at this time (default: latest).")] = None,
+    value_id: Annotated[int | None, typer.Option("--value", help="A value id from `history`.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    sort: Annotated[str, typer.Option(help="contribution | record | a field of the stream")] = "contribution",
+    desc: Annotated[bool | None, typer.Option("--desc/--asc", help="Sort direction (default: "
+                                              "contribution descending, others ascending).")] = None,
+    where: Annotated[list[str] | None, typer.Option(help="FIELD=VALUE, exact match; repeatable.")] = None,
+    record_id: Annotated[str | None, typer.Option(help="Record ids containing this text.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    sums: Annotated[bool, typer.Option(help="Also add up all contributions (a full scan).")] = True,
+) -> None:
+    """The source records behind a key result value, each with its contribution."""
+    from okr_store import lineage, queries
+    from okrsync import access, cli, render
+
+    if fmt not in ("table", "csv", "json"):
+        raise ConfigError("--format takes table, csv or json")
+    bad = [w for w in where or [] if "=" not in w]
+    if bad:
+        raise ConfigError(f"--where {bad[0]!r}: expected FIELD=VALUE", hint="e.g. --where region=EMEA")
+    equals = dict(w.split("=", 1) for w in where or [])
+    project = cli._project()
+    store = cli._store(project)
+    with store.engine.connect() as conn:
+        v = (
+            queries.value_by_id(conn, value_id)
+            if value_id
+            else queries.value_at(conn, kr_id, cli.parse_time(at, project.settings.timezone))
+        )
+    if v.kr_id != kr_id:
+        raise ConfigError(f"value #{v.id} belongs to {v.kr_id}, not {kr_id}")
+    role = access.records_role(project)
+    equals = access.drill_filters(project, project.role()[0], role, equals, sort)
+    d = lineage.drill(store, v, limit=limit, offset=offset, sort=sort, descending=desc, equals=equals,
+                      record_id=record_id, sums=sums)
+    d = access.drill_as(project, role, d)
+    links = access.record_links(project, d)
+    if fmt == "json":
+        cli.console.print_json(render.dumps(render.drill_json(d, links)))
+    elif fmt == "csv":
+        sys.stdout.write(render.drill_csv(d))
+    else:
+        render.drill_table(cli.console, d, _unit(project, kr_id), offset, links)
+
+
+def diff(
+    kr_id: str,
+    from_: Annotated[str | None, typer.Option("--from", help="Time of the earlier value.")] = None,
+    to: Annotated[str | None, typer.Option(help="Time of the later value (default: latest).")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Why a key result moved: records added, removed or changed between two of its values.
+
+    Without --from, compares with the most recent earlier value that differs (else the previous one).
+    """
+    from okr_store import lineage, queries
+    from okrsync import access, cli, render
+
+    project = cli._project()
+    tz = project.settings.timezone
+    store = cli._store(project)
+    with store.engine.connect() as conn:
+        after = queries.value_at(conn, kr_id, cli.parse_time(to, tz))
+        if from_ is not None:
+            before = queries.value_at(conn, kr_id, cli.parse_time(from_, tz))
+        else:
+            found = queries.compared_with(queries.history(conn, kr_id), after)
+            if found is None:
+                raise ConfigError(f"{kr_id} has only one value so far", hint="run `okrsync run` again later")
+            before = found
+    role = access.records_role(project)
+    result = access.diff_as(project, role, lineage.diff(store, before, after, limit=limit))
+    if json_out:
+        cli.console.print_json(render.dumps(render.diff_json(result)))
+    else:
+        render.diff_text(cli.console, result, _unit(project, kr_id))
+
+
