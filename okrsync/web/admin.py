@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter
 
 from okr_store import checks as store_checks
@@ -12,36 +13,45 @@ from okr_store import queries
 from okr_store import users as stored_users
 from okrsync import render, users
 from okrsync.errors import ConfigError, NotFound
+from okrsync.pii import reveal
 from okrsync.web import schemas as s
-from okrsync.web.api import PROBLEMS, Id, WebDep, now, plain
+from okrsync.web.api import PROBLEMS, Id, WebDep, each_kr, plain
 from okrsync.web.auth import Admin, Viewer
-from okrsync.web.context import ApiError
+from okrsync.web.context import ApiError, Web
 
 router = APIRouter(prefix="/api", responses=PROBLEMS)
 
 
 # ---- checks (admin) --------------------------------------------------------------------------
+def _check(conn: sa.Connection, check_id: int) -> store_checks.CheckRow:
+    try:
+        return store_checks.get_check(conn, check_id)
+    except NotFound:
+        raise ApiError(404, f"no check #{check_id}", "GET /api/checks lists them") from None
+
+
+def _require_check(w: Web, check_id: int) -> None:
+    with w.store.engine.connect() as conn:
+        _check(conn, check_id)
+
+
 @router.get("/checks", response_model=s.Checks, tags=["checks"])
 def list_checks(c: Admin, w: WebDep, failed: bool = False) -> Any:
     """Check results, newest first (``failed``: only those that did not pass), and the held KRs."""
     with w.store.engine.connect() as conn:
         rows = store_checks.list_checks(conn, failed=failed)
         roots = queries.status_tree(conn)
-    held, stack = [], list(roots)
-    while stack:
-        o = stack.pop(0)
-        held += [
-            {
-                "kr_id": k.id,
-                "title": k.title,
-                "reason": k.held_reason,
-                "since": k.held_since,
-                "value_id": k.value.id if k.value else None,
-            }
-            for k in o.key_results
-            if k.held_reason
-        ]
-        stack.extend(o.objectives)
+    held = [
+        {
+            "kr_id": k.id,
+            "title": k.title,
+            "reason": k.held_reason,
+            "since": k.held_since,
+            "value_id": k.value.id if k.value else None,
+        }
+        for k in each_kr(roots)
+        if k.held_reason
+    ]
     return plain({"checks": [render.check_json(r) for r in rows], "held": held})
 
 
@@ -49,15 +59,10 @@ def list_checks(c: Admin, w: WebDep, failed: bool = False) -> Any:
 def check_detail(check_id: Id, c: Admin, w: WebDep) -> Any:
     """One check: what it found, the offending rows (sensitive fields as the role allows), the audit."""
     with w.store.engine.connect() as conn:
-        try:
-            r = store_checks.get_check(conn, check_id)
-        except NotFound:
-            raise ApiError(404, f"no check #{check_id}", "GET /api/checks lists them") from None
+        r = _check(conn, check_id)
         events = store_checks.audit_log(conn, check_id=check_id)
     hidden = w.project.sensitive().get(r.stream or "", ())
     vault = w.project.vault() if hidden and c.role.sensitive else None
-    from okrsync.pii import reveal
-
     sample = [
         {"record_id": str(x["record_id"]), "fields": reveal(x["fields"], hidden, vault)} for x in r.sample
     ]
@@ -73,13 +78,9 @@ def check_detail(check_id: Id, c: Admin, w: WebDep) -> Any:
 )
 def accept_check(check_id: Id, body: s.AcceptBody, c: Admin, w: WebDep) -> Any:
     """Let what a blocked check held back through once (audited), and recompute the held KRs."""
-    from flows.review import accept
+    from flows.review import accept  # the flows are heavy to import: only when an admin accepts
 
-    with w.store.engine.connect() as conn:
-        try:
-            store_checks.get_check(conn, check_id)
-        except NotFound:
-            raise ApiError(404, f"no check #{check_id}", "GET /api/checks lists them") from None
+    _require_check(w, check_id)
     try:
         done = accept(w.project, w.store, check_id, reason=body.reason.strip(), actor=c.name)
     except ConfigError as exc:
@@ -104,12 +105,8 @@ def accept_check(check_id: Id, body: s.AcceptBody, c: Admin, w: WebDep) -> Any:
 )
 def rerun_check(check_id: Id, c: Admin, w: WebDep) -> Any:
     """Run the project again (after the source was fixed); poll the job for the result."""
-    with w.store.engine.connect() as conn:
-        try:
-            store_checks.get_check(conn, check_id)
-        except NotFound:
-            raise ApiError(404, f"no check #{check_id}", "GET /api/checks lists them") from None
-    return plain(w.jobs.start_rerun(check_id, c.name))
+    _require_check(w, check_id)
+    return plain(w.jobs.start_rerun(check_id))
 
 
 @router.get("/jobs/{job_id}", response_model=s.Job, tags=["checks"])
@@ -142,10 +139,11 @@ def add_user(body: s.NewUser, c: Admin, w: WebDep) -> Any:
             f"role {body.role!r} is not one of the project's roles",
             f"roles: {', '.join(w.project.settings.roles)}",
         )
+    hashed = users.hash_password(body.password)  # slow by design: not inside the transaction
     with w.store.engine.begin() as conn:
         if stored_users.get_user(conn, body.name):
             raise ApiError(409, f"user {body.name!r} already exists")
-        u = stored_users.add_user(conn, body.name, body.role, users.hash_password(body.password), now())
+        u = stored_users.add_user(conn, body.name, body.role, hashed, users.utcnow())
     return plain(_user_json(u))
 
 

@@ -3,9 +3,11 @@ nothing else."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from okr_store import checks as store_checks
@@ -43,10 +45,6 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [plain(v) for v in obj]
     return render.plain(obj)
-
-
-def now() -> datetime:
-    return users.utcnow()
 
 
 # ---- sessions --------------------------------------------------------------------------------------
@@ -115,42 +113,34 @@ def _objective_json(w: Web, o: queries.ObjectiveStatus, now: datetime) -> dict[s
 @router.get("/tree", response_model=s.Tree, tags=["key results"])
 def tree(c: Viewer, w: WebDep) -> Any:
     """Every active objective with its key results' latest values."""
-    at = now()
+    at = users.utcnow()
     with w.store.engine.connect() as conn:
         roots = queries.status_tree(conn)
     return plain({"now": at, "objectives": [_objective_json(w, o, at) for o in roots]})
 
 
-def _find_kr(w: Web, kr_id: str) -> queries.KrStatus:
-    with w.store.engine.connect() as conn:
-        roots = queries.status_tree(conn)
-    stack = list(roots)
-    while stack:
-        o = stack.pop()
-        for k in o.key_results:
-            if k.id == kr_id:
-                return k
-        stack.extend(o.objectives)
-    raise ApiError(404, f"no key result {kr_id!r}", "GET /api/tree lists them")
+def each_kr(roots: list[queries.ObjectiveStatus]) -> Iterator[queries.KrStatus]:
+    """Every key result of the tree, objective by objective, level by level."""
+    level = list(roots)
+    while level:
+        o = level.pop(0)
+        yield from o.key_results
+        level.extend(o.objectives)
+
+
+def _find_kr(conn: sa.Connection, kr_id: str) -> queries.KrStatus:
+    found = next((k for k in each_kr(queries.status_tree(conn)) if k.id == kr_id), None)
+    if found is None:
+        raise ApiError(404, f"no key result {kr_id!r}", "GET /api/tree lists them")
+    return found
 
 
 def _value_json(w: Web, v: queries.StoredValue) -> dict[str, Any]:
-    """One point of a KR's history; its pace from the value's own baseline and target (they may have
-    changed since)."""
-    pace = v.baseline + v.expected * (v.target - v.baseline)
+    """One point of a KR's history (the response model keeps the API's fields); its pace from the
+    value's own baseline and target (they may have changed since)."""
     return {
-        "value_id": v.id,
-        "value": v.value,
-        "reason": v.reason,
-        "progress": v.progress,
-        "expected": v.expected,
-        "pace_value": pace,
-        "status": v.status,
-        "records": v.records,
-        "as_of": v.as_of,
-        "computed_at": v.computed_at,
-        "run_id": v.run_id,
-        "flow_run_id": v.flow_run_id,
+        **render.value_json(v),
+        "pace_value": v.baseline + v.expected * (v.target - v.baseline),
         "flow_run_url": w.flow_run_url(v.flow_run_id),
     }
 
@@ -158,17 +148,21 @@ def _value_json(w: Web, v: queries.StoredValue) -> dict[str, Any]:
 @router.get("/krs/{kr_id}", response_model=s.KrDetail, tags=["key results"])
 def kr_detail(kr_id: str, c: Viewer, w: WebDep) -> Any:
     """A key result, every value it had, and the admin decisions that touched it."""
-    kr = _find_kr(w, kr_id)
     with w.store.engine.connect() as conn:
+        kr = _find_kr(conn, kr_id)
         values = queries.history(conn, kr_id)
         decisions = store_checks.decisions_for_kr(conn, kr_id)
     return plain(
         {
-            "kr": _kr_json(w, kr, now()),
+            "kr": _kr_json(w, kr, users.utcnow()),
             "history": [_value_json(w, v) for v in values],
             "decisions": decisions,
         }
     )
+
+
+def _no_value(kr_id: str, value_id: int) -> ApiError:
+    return ApiError(404, f"{kr_id} has no value #{value_id}", f"GET /api/krs/{kr_id} lists its values")
 
 
 def _value(w: Web, kr_id: str, value_id: int) -> queries.StoredValue:
@@ -176,9 +170,9 @@ def _value(w: Web, kr_id: str, value_id: int) -> queries.StoredValue:
         try:
             v = queries.value_by_id(conn, value_id)
         except NotFound:
-            v = None
-    if v is None or v.kr_id != kr_id:  # never another KR's value through this KR's path
-        raise ApiError(404, f"{kr_id} has no value #{value_id}", f"GET /api/krs/{kr_id} lists its values")
+            raise _no_value(kr_id, value_id) from None
+    if v.kr_id != kr_id:  # never another KR's value through this KR's path
+        raise _no_value(kr_id, value_id)
     return v
 
 
@@ -258,8 +252,7 @@ def value_records(
         where=where,
         sums=False,
     )
-    links = access.record_links(w.project, d)
-    body = render.drill_json(d, links)
+    body = render.drill_json(d, access.record_links(w.project, d))
     descending = desc if desc is not None else sort == "contribution"
     hidden = w.project.sensitive()
     return plain(
@@ -274,22 +267,7 @@ def value_records(
             "desc": descending,
             "columns": d.columns,
             "sensitive": {k: list(f) for k, f in hidden.items() if k in d.columns},
-            "records": [
-                {
-                    k: r[k]
-                    for k in (
-                        "source",
-                        "stream",
-                        "record_id",
-                        "contribution",
-                        "denominator_contribution",
-                        "role",
-                        "url",
-                        "fields",
-                    )
-                }
-                for r in body["records"]
-            ],
+            "records": body["records"],
         }
     )
 
@@ -343,14 +321,18 @@ def kr_diff(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> Any:
     """What changed between two values of a key result: records added, removed or changed."""
-    _find_kr(w, kr_id)
     with w.store.engine.connect() as conn:
+        _find_kr(conn, kr_id)
         values = queries.history(conn, kr_id)
     if not values:
         raise ApiError(404, f"{kr_id} has no values yet", "run `okrsync run`")
-    after = _value(w, kr_id, to_value) if to_value else values[-1]
+    by_id = {v.id: v for v in values}  # this KR's values only: never another KR's through its path
+    for wanted in (to_value, from_value):
+        if wanted and wanted not in by_id:
+            raise _no_value(kr_id, wanted)
+    after = by_id[to_value] if to_value else values[-1]
     if from_value:
-        before = _value(w, kr_id, from_value)
+        before = by_id[from_value]
     else:
         found = queries.compared_with(values, after)
         if found is None:

@@ -29,9 +29,9 @@ class Jobs:
     def get(self, job_id: str) -> dict[str, Any] | None:
         with self._lock:
             found = self._jobs.get(job_id)
-            return {k: v for k, v in found.items() if k != "actor"} if found else None
+            return dict(found) if found else None
 
-    def start_rerun(self, check_id: int, actor: str) -> dict[str, Any]:
+    def start_rerun(self, check_id: int) -> dict[str, Any]:
         with self._lock:
             if any(j["status"] == "running" for j in self._jobs.values()):
                 raise ApiError(
@@ -47,13 +47,12 @@ class Jobs:
                 "finished_at": None,
                 "summary": None,
                 "error": None,
-                "actor": actor,
             }
             self._jobs[job_id] = job
         threading.Thread(
             target=self._run, args=(job_id,), name=f"okrsync-rerun-{check_id}", daemon=True
         ).start()
-        return {k: v for k, v in job.items() if k != "actor"}
+        return dict(job)
 
     def _run(self, job_id: str) -> None:
         try:

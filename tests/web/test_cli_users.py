@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.web.conftest import Site
+from tests.web.conftest import Site, _free_port
 
 OKRSYNC = Path(sys.executable).parent / "okrsync"
 
@@ -78,10 +77,18 @@ def test_users_add_list_role_passwd_token_revoke_remove(project: Path) -> None:
     assert gone.returncode == 2 and "no user 'maria'" in gone.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _serve(project_file: Path) -> tuple[subprocess.Popen[str], int]:
+    """``okrsync serve`` on a free loopback port, without the caller's OKRSYNC_ settings."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
+    proc = subprocess.Popen(
+        [str(OKRSYNC), "-p", str(project_file), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, port
 
 
 def _wait(url: str, proc: subprocess.Popen[str]) -> None:
@@ -111,15 +118,7 @@ def test_serve_starts_the_web_app_and_a_user_signs_in(project: Path) -> None:
         ).returncode
         == 0
     )
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
-    proc = subprocess.Popen(
-        [str(OKRSYNC), "-p", str(project), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = _serve(project)
     try:
         _wait(f"http://127.0.0.1:{port}/api/health", proc)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
@@ -145,15 +144,7 @@ def test_serve_warns_when_nobody_can_sign_in(tmp_path: Path) -> None:
     (tmp_path / "okrsync.yaml").write_text(
         "version: 1\nsources: {}\nstreams: {}\nmetrics: {}\nobjectives: []\n"
     )
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
-    proc = subprocess.Popen(
-        [str(OKRSYNC), "-p", str(tmp_path / "okrsync.yaml"), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, port = _serve(tmp_path / "okrsync.yaml")
     try:
         _wait(f"http://127.0.0.1:{port}/api/health", proc)
     finally:

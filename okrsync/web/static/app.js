@@ -129,24 +129,19 @@ export function safeHref(href) {
   return "#";
 }
 
-/** A table: `columns` are header labels (strings or nodes); rows are arrays of cells. */
-export function table(columns, rows, { testid, caption, className } = {}) {
+/** A table: `columns` are header labels (strings or `th` nodes), `rows` its `tr` nodes; `testid` is
+ * the table's id and data-testid. */
+export function table(columns, rows, { testid, className } = {}) {
   return el(
     "div",
     { class: "table-wrap" },
     el(
       "table",
-      { "data-testid": testid, class: className },
-      caption ? el("caption", { text: caption }) : null,
+      { "data-testid": testid, id: testid, class: className },
       el("thead", {}, el("tr", {}, columns.map((c) => (c instanceof Node ? c : el("th", { scope: "col", text: c }))))),
-      el("tbody", {}, rows.map((r) => (r instanceof Node ? r : el("tr", {}, r.map(cell))))),
+      el("tbody", {}, rows),
     ),
   );
-}
-
-function cell(c) {
-  if (c instanceof Node && c.nodeName === "TD") return c;
-  return el("td", {}, c);
 }
 
 /** Show a message in a page's aria-live status region (kind: "info" | "error" | "ok"). */

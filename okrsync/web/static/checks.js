@@ -1,6 +1,6 @@
 // The check review (`/admin/checks`): failed checks and held KRs; one check's findings, offending
 // rows and audit; accept a blocked check with a reason, or re-run and follow the job.
-import { $, api, badge, el, fill, fmtExact, fmtTime, fmtValue, pauseIcon, say, sayError, startPage, withQuery } from "/static/app.js";
+import { $, api, badge, el, fill, fmtExact, fmtTime, fmtValue, pauseIcon, say, sayError, startPage, table, withQuery } from "/static/app.js";
 
 const status = $("page-status");
 const result = $("action-result");
@@ -58,7 +58,7 @@ function drawHeld(held) {
       el("td", { class: "num", text: h.value_id === null || h.value_id === undefined ? "—" : `#${h.value_id}` }),
     ),
   );
-  fill($("held-list"), tableOf(["KR", "title", "why it is held", "since", "last good value"], rows, "held-table"));
+  fill($("held-list"), table(["KR", "title", "why it is held", "since", "last good value"], rows, { testid: "held-table" }));
 }
 
 function onWhat(c) {
@@ -97,15 +97,7 @@ function drawChecks(checks) {
       el("td", {}, c.held_krs.map((k, i) => [i ? ", " : "", krLink(k)])),
     );
   });
-  fill($("checks-list"), tableOf(["check", "when", "on", "what", "severity", "status", "found", "held KRs"], rows, "checks-table"));
-}
-
-function tableOf(cols, rows, testid, className) {
-  return el(
-    "div",
-    { class: "table-wrap" },
-    el("table", { "data-testid": testid, id: testid, class: className }, el("thead", {}, el("tr", {}, cols.map((c) => el("th", { scope: "col", text: c })))), el("tbody", {}, rows)),
-  );
+  fill($("checks-list"), table(["check", "when", "on", "what", "severity", "status", "found", "held KRs"], rows, { testid: "checks-table" }));
 }
 
 // ---- one check -----------------------------------------------------------------------------
@@ -146,7 +138,7 @@ function drawDetail(c) {
   const sample = c.sample.length
     ? [
         el("h3", { text: `Offending rows (${c.sample.length}${c.unexpected_count > c.sample.length ? ` of ${c.unexpected_count}` : ""})` }),
-        tableOf(
+        table(
           ["record", ...fields],
           c.sample.map((s) =>
             el(
@@ -156,17 +148,17 @@ function drawDetail(c) {
               fields.map((f) => el("td", { text: show(s.fields[f]) })),
             ),
           ),
-          "sample-table",
+          { testid: "sample-table" },
         ),
       ]
     : el("p", { class: "muted", text: "No offending rows were sampled for this check." });
   const audit = c.audit.length
     ? [
         el("h3", { text: "Decisions" }),
-        tableOf(
+        table(
           ["when", "who", "action", "reason"],
           c.audit.map((a) => el("tr", { "data-testid": "audit-row" }, el("td", { class: "time", text: fmtTime(a.at) }), el("td", { text: a.actor }), el("td", { text: a.action }), el("td", { text: a.reason }))),
-          "audit-table",
+          { testid: "audit-table" },
         ),
       ]
     : null;
@@ -357,7 +349,7 @@ function jobSummary(sum) {
     "div",
     { class: "job-summary", "data-testid": "job-summary" },
     streams.length
-      ? tableOf(
+      ? table(
           ["stream", "synced", "rows read", "new", "changed", "deleted", "problem"],
           streams.map(([name, st]) =>
             el(
@@ -372,8 +364,7 @@ function jobSummary(sum) {
               el("td", { text: st.error || "" }),
             ),
           ),
-          "job-streams",
-          "compact",
+          { testid: "job-streams", className: "compact" },
         )
       : null,
     values.length

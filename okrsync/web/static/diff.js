@@ -1,6 +1,6 @@
 // "What changed": the selected value against an earlier one (by default the most recent earlier
 // value that differs): the delta, a summary by kind, and the records added, removed or changed.
-import { api, el, fill, fmtExact, fmtTime, fmtValue, say, sayError, withQuery } from "/static/app.js";
+import { api, el, fill, fmtExact, fmtTime, fmtValue, say, sayError, table, withQuery } from "/static/app.js";
 
 const LIMIT = 200;
 
@@ -82,13 +82,12 @@ export class DiffPanel {
       ? el("p", { class: "notice", "data-testid": "diff-definition-changed", text: "The KR's definition changed between these values: part of the move comes from the definition, not from the data." })
       : null;
     const summaryTable = summary.length
-      ? tableOf(
+      ? table(
           ["change", "records", "contribution delta"],
           summary.map(([kind, s]) =>
             el("tr", {}, el("td", {}, kindBadge(kind)), el("td", { class: "num", text: String(s.records) }), el("td", { class: "num", text: signed(s.contribution_delta) })),
           ),
-          "diff-summary",
-          "compact",
+          { testid: "diff-summary", className: "compact" },
         )
       : el("p", { class: "empty", text: "No record changed between these values." });
     const changes = (d.changes || []).map((c) =>
@@ -114,19 +113,11 @@ export class DiffPanel {
       changes.length
         ? [
             el("h3", { text: `Records that changed: ${d.total_changes}${more}` }),
-            tableOf(["change", "record", "stream", "before", "after", "delta", "why", "fields"], changes, "diff-changes"),
+            table(["change", "record", "stream", "before", "after", "delta", "why", "fields"], changes, { testid: "diff-changes" }),
           ]
         : null,
     );
   }
-}
-
-function tableOf(cols, rows, testid, className) {
-  return el(
-    "div",
-    { class: "table-wrap" },
-    el("table", { "data-testid": testid, id: testid, class: className }, el("thead", {}, el("tr", {}, cols.map((c) => el("th", { scope: "col", text: c })))), el("tbody", {}, rows)),
-  );
 }
 
 function kindBadge(kind) {

@@ -1,7 +1,7 @@
 // A key result's page (`/kr/{id}`): its header, the history chart (value, target, expected pace),
 // the table of values; selecting a value shows its records and what changed since an earlier one.
 import {
-  $, api, badge, el, fill, flags, fmtAge, fmtPct, fmtShortTime, fmtTime, fmtValue, link, pauseIcon, progressBar, say, sayError, startPage,
+  $, api, badge, el, fill, flags, fmtAge, fmtPct, fmtShortTime, fmtTime, fmtValue, link, pauseIcon, progressBar, say, sayError, startPage, table,
 } from "/static/app.js";
 import { COLORS } from "/static/charts.js";
 import { DiffPanel } from "/static/diff.js";
@@ -187,20 +187,9 @@ function drawHistoryTable() {
       el("td", {}, flowRun(v)),
     );
   });
-  fill($("history-table"), tableOf(["select", "computed", "data as of", "value", "progress", "status", "records", "flow run"], rows, "history-table"));
-}
-
-function tableOf(cols, rows, testid) {
-  return el(
-    "div",
-    { class: "table-wrap" },
-    el(
-      "table",
-      { "data-testid": testid, id: testid },
-      el("thead", {}, el("tr", {}, cols.map((c, i) => el("th", { scope: "col", text: i === 0 ? "" : c, "aria-label": i === 0 ? c : null })))),
-      el("tbody", {}, rows),
-    ),
-  );
+  const selectHead = el("th", { scope: "col", text: "", "aria-label": "select" });
+  const cols = [selectHead, "computed", "data as of", "value", "progress", "status", "records", "flow run"];
+  fill($("history-table"), table(cols, rows, { testid: "history-table" }));
 }
 
 function num(v, unit) {

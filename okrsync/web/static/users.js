@@ -1,5 +1,5 @@
 // Users (`/admin/users`): list, add and remove users; create, list and revoke your own API tokens.
-import { $, api, badge, el, fill, fmtTime, say, sayError, startPage } from "/static/app.js";
+import { $, api, badge, el, fill, fmtTime, say, sayError, startPage, table } from "/static/app.js";
 
 const status = $("page-status");
 let me = null;
@@ -9,14 +9,6 @@ async function main() {
   $("add-user").addEventListener("submit", addUser);
   $("new-token").addEventListener("submit", newToken);
   await Promise.all([loadUsers(), loadTokens()]);
-}
-
-function tableOf(cols, rows, testid) {
-  return el(
-    "div",
-    { class: "table-wrap" },
-    el("table", { "data-testid": testid, id: testid }, el("thead", {}, el("tr", {}, cols.map((c) => el("th", { scope: "col", text: c })))), el("tbody", {}, rows)),
-  );
 }
 
 /** A button that asks once more before doing something that cannot be undone. */
@@ -72,7 +64,7 @@ async function loadUsers() {
       ),
     ),
   );
-  fill($("users-list"), rows.length ? tableOf(["name", "role", "added", "status", ""], rows, "users-table") : el("p", { class: "empty", text: "No users." }));
+  fill($("users-list"), rows.length ? table(["name", "role", "added", "status", ""], rows, { testid: "users-table" }) : el("p", { class: "empty", text: "No users." }));
 }
 
 async function removeUser(name) {
@@ -129,7 +121,7 @@ async function loadTokens() {
   );
   fill(
     $("tokens-list"),
-    rows.length ? tableOf(["label", "created", "expires", "last used", ""], rows, "tokens-table") : el("p", { class: "empty", text: "You have no API tokens." }),
+    rows.length ? table(["label", "created", "expires", "last used", ""], rows, { testid: "tokens-table" }) : el("p", { class: "empty", text: "You have no API tokens." }),
   );
 }
 
