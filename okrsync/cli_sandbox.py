@@ -208,15 +208,14 @@ def salesforce(
         console.print("stopped the Salesforce sandbox" if stopped
                       else f"no sandbox is running for {directory}")
         return
+    when = datetime.fromisoformat(org_time) if org_time else None
     if background:
-        when = datetime.fromisoformat(org_time) if org_time else None
         pid = start_background(directory, port=port, seed=seed, opportunities=opportunities, org_time=when)
         console.print(f"Salesforce sandbox running in the background (pid {pid}), settings in "
                       f"{directory}/connection.json; stop it with "
                       f"`okrsync sandbox salesforce --dir {directory} --stop`", soft_wrap=True)
         return
     try:
-        when = datetime.fromisoformat(org_time) if org_time else None
         _runner().serve_forever(directory, port=_port(directory, port), seed=seed,
                                 opportunities=opportunities, now=when)
     except OSError as exc:

@@ -47,6 +47,10 @@ class _Plan:
     has_currency: bool
     deletable: bool
 
+    @property
+    def schema(self) -> StreamSchema:
+        return StreamSchema(tuple(f.field for f in self.fields.values()))
+
 
 class SalesforceConnector:
     """One org. Cheap to create; logs in on first use."""
@@ -94,11 +98,11 @@ class SalesforceConnector:
 
     def schema(self, stream: StreamSpec) -> StreamSchema:
         self._plans.pop(stream.name, None)
-        return StreamSchema(tuple(f.field for f in self._plan(stream).fields.values()))
+        return self._plan(stream).schema
 
     def read(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
         plan = self._plan(stream)
-        kept = stream.kept_fields(StreamSchema(tuple(f.field for f in plan.fields.values())))
+        kept = stream.kept_fields(plan.schema)
         paths = self._query_paths(plan, kept)
         conditions = [plan.where] if plan.where else []
         if since is not None and stream.cursor:
@@ -123,20 +127,20 @@ class SalesforceConnector:
         read = Read(soql.select(plan.obj, ["Id", cursor], conditions, [cursor, "Id"]), ["Id", cursor],
                      [cursor, "Id"], include_deleted=True)
         for rows in self.extractor.extract(stream, read):
-            yield pd.DataFrame({"Id": pd.Series([r[0] for r in rows], dtype="str")})
+            yield _ids(rows)
 
     def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
         plan = self._plan(stream)
         text = soql.select(plan.obj, ["Id"], [plan.where] if plan.where else [], ["Id"])
         read = Read(text, ["Id"], ["Id"])
         for rows in self.extractor.extract(stream, read):
-            yield pd.DataFrame({"Id": pd.Series([r[0] for r in rows], dtype="str")})
+            yield _ids(rows)
 
     def needs_full_refresh(self, stream: StreamSpec) -> bool:
         """Formula fields change without moving SystemModstamp (a parent's edit, TODAY()): a stream
         that keeps one is read in full whenever its keys are reconciled (weekly by default)."""
         plan = self._plan(stream)
-        kept = stream.kept_fields(StreamSchema(tuple(f.field for f in plan.fields.values())))
+        kept = stream.kept_fields(plan.schema)
         return any(plan.fields[k].calculated or "." in k for k in kept if k in plan.fields)
 
     def record_url(self, stream: StreamSpec, record_id: str) -> str | None:
@@ -277,7 +281,11 @@ class SalesforceConnector:
                                          "CurrencyIsoCode" if plan.has_currency else None, plan.date_field)
         return df[list(kept)]
 
-    # -- currencies ---------------------------------------------------------------------------------------
+
+def _ids(rows: list[list[Any]]) -> pd.DataFrame:
+    """The ``Id`` column of rows whose first value is the Id."""
+    return pd.DataFrame({"Id": pd.Series([r[0] for r in rows], dtype="str")})
+
 
 def _as_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):

@@ -34,12 +34,18 @@ class Rates:
         today = datetime.now(UTC).date()
         dates = df[date_field] if date_field else pd.Series(today, index=df.index)
         out: list[Decimal | None] = []
+        found: dict[tuple[str, date], Decimal] = {}  # a few currencies and days serve a whole batch
         for rid, value, code, on in zip(df["Id"], df[amount], codes, dates, strict=True):
             if value is None or (isinstance(value, float) and value != value):
                 out.append(None)
                 continue
             day = on.date() if isinstance(on, datetime) else on if isinstance(on, date) else today
-            rate = Decimal(1) if code == company else self.rate(stream, str(code), day, rid)
+            if code == company:
+                rate = Decimal(1)
+            else:
+                if (str(code), day) not in found:
+                    found[str(code), day] = self.rate(stream, str(code), day, rid)
+                rate = found[str(code), day]
             out.append((value / rate).quantize(quantum, rounding=ROUND_HALF_EVEN))
         return pd.Series(out, index=df.index, dtype=object)
 

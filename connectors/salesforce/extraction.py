@@ -48,6 +48,7 @@ class Extractor:
 
     def __init__(self, name: str, client: SfClient) -> None:
         self.name, self.client, self.options = name, client, client.options
+        self.headers = {"Sforce-Query-Options": f"batchSize={self.options.page_size}"}
         self.bulk_jobs = 0
         self.notes: list[str] = []  # what was decided (fallbacks, resumes), for the run's log
 
@@ -67,22 +68,21 @@ class Extractor:
         yield from self._rest(stream, read, first)
 
     def _rest_first(self, stream: StreamSpec, read: Read) -> dict[str, Any]:
-        headers = {"Sforce-Query-Options": f"batchSize={self.options.page_size}"}
-        text = self._resumed(read)
+        return self._query(stream, self._resumed(read), read.include_deleted)
+
+    def _query(self, stream: StreamSpec, text: str, include_deleted: bool) -> dict[str, Any]:
+        """The first page of one query."""
         page: dict[str, Any] = self.client.call(
             f"stream {stream.name!r}: query",
-            lambda sf: sf.query(text, include_deleted=read.include_deleted, headers=headers))
+            lambda sf: sf.query(text, include_deleted=include_deleted, headers=self.headers))
         return page
 
     def _pages(self, stream: StreamSpec, text: str, include_deleted: bool,
                page: dict[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
         """The records of each page of one query (``page``: its first page, if already fetched).
         Raises :class:`LocatorExpired` if the server forgot the cursor."""
-        headers = {"Sforce-Query-Options": f"batchSize={self.options.page_size}"}
         if page is None:
-            page = self.client.call(
-                f"stream {stream.name!r}: query",
-                lambda sf: sf.query(text, include_deleted=include_deleted, headers=headers))
+            page = self._query(stream, text, include_deleted)
         while True:
             assert page is not None
             yield page["records"]
@@ -91,7 +91,7 @@ class Extractor:
             url: str = page["nextRecordsUrl"]
 
             def more(sf: Salesforce, url: str = url) -> dict[str, Any]:
-                result: dict[str, Any] = sf.query_more(url, identifier_is_url=True, headers=headers)
+                result: dict[str, Any] = sf.query_more(url, identifier_is_url=True, headers=self.headers)
                 return result
 
             page = self.client.call(f"stream {stream.name!r}: next page", more)
@@ -114,9 +114,7 @@ class Extractor:
                                   "last row read")
                 if read.last is not None and len(read.order) == 2:
                     yield from self._finish_second(stream, read)
-        if read.buffer:
-            yield read.buffer
-            read.buffer = []
+        yield from _batches(read, stream.batch_size, final=True)
 
     def _stalled(self, stream: StreamSpec, times: int) -> None:
         if times >= MAX_STALLED_RESTARTS:
@@ -135,8 +133,7 @@ class Extractor:
         cursor, start = read.order[0], read.last[0].replace(microsecond=0)
         end = start + timedelta(seconds=1)
         head = read.soql.partition(" ORDER BY ")[0]
-        glue = " AND " if " WHERE " in head else " WHERE "
-        second = f"{head}{glue}{cursor} >= {soql.literal(start)} AND {cursor} < {soql.literal(end)}"
+        second = _narrowed(head, f"{cursor} >= {soql.literal(start)} AND {cursor} < {soql.literal(end)}")
         keys, id_at = [read.paths.index(o) for o in read.order], read.paths.index("Id")
         before, best, after_id, stalled = read.last, read.last, None, 0
         while True:
@@ -151,9 +148,7 @@ class Extractor:
                     best = max([best, *(_key(r, keys) for r in fresh)])
                     read.rows += len(fresh)
                     read.buffer.extend(fresh)
-                    while len(read.buffer) >= stream.batch_size:
-                        yield read.buffer[: stream.batch_size]
-                        read.buffer = read.buffer[stream.batch_size:]
+                    yield from _batches(read, stream.batch_size)
                 break
             except LocatorExpired:
                 stalled += 1
@@ -173,9 +168,7 @@ class Extractor:
         read.last = _key(rows[-1], keys)
         read.rows += len(rows)
         read.buffer.extend(rows)
-        while len(read.buffer) >= stream.batch_size:
-            yield read.buffer[: stream.batch_size]
-            read.buffer = read.buffer[stream.batch_size:]
+        yield from _batches(read, stream.batch_size)
 
     def _resumed(self, read: Read) -> str:
         """The query, restarted after the last row read (keyset) if some were read already."""
@@ -186,8 +179,7 @@ class Extractor:
         bound = (f"{first} >= {soql.literal(value.replace(microsecond=0))}" if isinstance(value, datetime)
                  else f"{first} >= {soql.literal(value)}")
         head, sep, order = read.soql.partition(" ORDER BY ")
-        glue = " AND " if " WHERE " in head else " WHERE "
-        return f"{head}{glue}{bound}{sep}{order}"
+        return f"{_narrowed(head, bound)}{sep}{order}"
 
     def _bulk(self, stream: StreamSpec, read: Read) -> Iterator[list[list[Any]]]:
         """One Bulk API 2.0 query job; CSV pages read one locator at a time, each checked."""
@@ -218,9 +210,7 @@ class Extractor:
             raise SourceError(f"source {self.name!r}, stream {stream.name!r}: the Bulk job reported "
                               f"{expected} rows but its results held {got}", transient=True,
                               hint="nothing was committed; the next run reads again")
-        if read.buffer:
-            yield read.buffer
-            read.buffer = []
+        yield from _batches(read, stream.batch_size, final=True)
 
     def _bulk_page(self, stream: StreamSpec, read: Read, text: str, job_id: str,
                    locator: str) -> tuple[list[list[Any]], str]:
@@ -244,8 +234,24 @@ class Extractor:
                           transient=True,
                           hint="nothing was committed; the next run reads again")
 
+
 class _BulkFailed(Exception):
     pass
+
+
+def _batches(read: Read, size: int, *, final: bool = False) -> Iterator[list[list[Any]]]:
+    """Take the full batches of ``size`` rows off ``read.buffer`` (and with ``final`` the rest too)."""
+    rows = read.buffer
+    end = len(rows) if final else len(rows) - len(rows) % size
+    if end:  # sliced by position: the rows left over are copied once, not once per batch
+        read.buffer = rows[end:]
+        for start in range(0, end, size):
+            yield rows[start:start + size]
+
+
+def _narrowed(head: str, condition: str) -> str:
+    """``SELECT … FROM … [WHERE …]`` (no ORDER BY) with ``condition`` ANDed to its filter."""
+    return f"{head}{' AND ' if ' WHERE ' in head else ' WHERE '}{condition}"
 
 
 def _bulk_client(sf: Salesforce, text: str) -> Any:

@@ -16,7 +16,7 @@ from simple_salesforce.format import format_soql, quote_soql_value
 
 from connectors.salesforce.options import NAME, PATH
 
-COMPARISONS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")  # the filter's op is the SOQL operator
 MAX_LIST = 1000
 MAX_TEXT = 1024
 
@@ -42,19 +42,21 @@ def literal(value: Any) -> str:
             raise FilterError("a filter number must be finite")
         return format(d, "f")
     if isinstance(value, str):
-        if len(value) > MAX_TEXT or "\x00" in value:
-            raise FilterError(f"a filter string may hold at most {MAX_TEXT} characters and no NUL")
-        return quote_soql_value(value)
+        return quote_soql_value(_checked_text(value))
     raise FilterError(f"cannot use a {type(value).__name__} as a filter value")
 
 
 def _like(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise FilterError("contains/starts_with need a text value")
+    # simple-salesforce's own LIKE escaping: quotes, backslashes, % and _ of the value are literal.
+    return format_soql("'" + ("%" if where == "contains" else "") + "{:like}%'", _checked_text(value))
+
+
+def _checked_text(value: str) -> str:
     if len(value) > MAX_TEXT or "\x00" in value:
         raise FilterError(f"a filter string may hold at most {MAX_TEXT} characters and no NUL")
-    # simple-salesforce's own LIKE escaping: quotes, backslashes, % and _ of the value are literal.
-    return format_soql("'" + ("%" if where == "contains" else "") + "{:like}%'", value)
+    return value
 
 
 def where_clause(node: Any, field: Callable[[str], str]) -> str:
@@ -77,7 +79,7 @@ def where_clause(node: Any, field: Callable[[str], str]) -> str:
     if op in COMPARISONS:
         if isinstance(value, list) or value is None:
             raise FilterError(f"op {op!r} needs a single value")
-        return f"{name} {COMPARISONS[op]} {literal(value)}"
+        return f"{name} {op} {literal(value)}"
     if op in ("in", "not_in"):
         if not isinstance(value, list) or not value or len(value) > MAX_LIST:
             raise FilterError(f"op {op!r} needs a list of 1 to {MAX_LIST} values")

@@ -71,6 +71,12 @@ def read_all(conn: SalesforceConnector, stream: StreamSpec, since: Watermark | N
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def after_last(df: pd.DataFrame) -> Watermark:
+    """The position after the last row read (what a sync commits)."""
+    last = df.iloc[-1]
+    return Watermark(last["SystemModstamp"].to_pydatetime(), (last["Id"],))
+
+
 def live(box: SalesforceSandbox, obj: str = "Opportunity") -> dict[str, dict[str, Any]]:
     return {r["Id"]: r for r in box.org.records(obj)}
 
@@ -148,9 +154,7 @@ def test_incremental_read_returns_what_changed_and_deleted_ids(
     box: SalesforceSandbox, connect: Callable[..., SalesforceConnector]
 ) -> None:
     conn = connect()
-    first = read_all(conn, spec())
-    last = first.iloc[-1]
-    wm = Watermark(last["SystemModstamp"].to_pydatetime(), (last["Id"],))
+    wm = after_last(read_all(conn, spec()))
     box.org.clock.advance(minutes=5)
     ids = sorted(live(box))[:5]
     box.org.update("Opportunity", ids[0], Amount=1234.5)
@@ -172,12 +176,10 @@ def test_lookback_re_reads_a_late_arriving_record(
     box: SalesforceSandbox, connect: Callable[..., SalesforceConnector]
 ) -> None:
     conn = connect()
-    first = read_all(conn, spec())
-    last = first.iloc[-1]
-    wm = Watermark(last["SystemModstamp"].to_pydatetime(), (last["Id"],))
+    wm = after_last(read_all(conn, spec()))
     # a record committed late: its SystemModstamp is 30 s before the watermark
     late = sorted(live(box))[7]
-    box.org.clock.set(last["SystemModstamp"].to_pydatetime().replace(tzinfo=UTC) - pd.Timedelta(seconds=30))
+    box.org.clock.set(wm.cursor.replace(tzinfo=UTC) - pd.Timedelta(seconds=30))
     box.org.update("Opportunity", late, Amount=99.0)
     without = read_all(conn, spec(), wm)
     assert late not in set(without.get("Id", []))
@@ -408,9 +410,7 @@ def test_records_sharing_one_modstamp_across_pages_are_read_once(
     box: SalesforceSandbox, connect: Callable[..., SalesforceConnector]
 ) -> None:
     conn = connect()
-    first = read_all(conn, spec())
-    last = first.iloc[-1]
-    wm = Watermark(last["SystemModstamp"].to_pydatetime(), (last["Id"],))
+    wm = after_last(read_all(conn, spec()))
     box.org.clock.advance(minutes=1)  # a mass update: 900 records, one SystemModstamp, over 5 pages
     ids = sorted(live(box))[:900]
     for rid in ids:

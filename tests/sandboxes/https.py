@@ -1,4 +1,5 @@
-"""The HTTPS server under the loopback sandboxes: TLS per connection, and connections it can cut."""
+"""The HTTPS server under the loopback sandboxes: TLS per connection, connections it can cut, a serving
+thread, and the log of the requests a sandbox received."""
 
 from __future__ import annotations
 
@@ -6,7 +7,25 @@ import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+
+class _Request(Protocol):
+    method: str
+    path: str
+
+
+R = TypeVar("R", bound=_Request)
+
+
+class RequestLog(list[R]):
+    """Every request received, in order (a list), with small helpers for call-count assertions."""
+
+    def count(self, path_contains: str = "", method: str | None = None) -> int:  # type: ignore[override]
+        return len(self.matching(path_contains, method))
+
+    def matching(self, path_contains: str = "", method: str | None = None) -> list[R]:
+        return [r for r in list(self) if path_contains in r.path and (method is None or r.method == method)]
 
 
 class LoopbackTLSServer(ThreadingHTTPServer):
@@ -17,6 +36,7 @@ class LoopbackTLSServer(ThreadingHTTPServer):
 
     def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
         self.ctx: ssl.SSLContext | None = None
+        self._thread: threading.Thread | None = None
         self.open_sockets: set[socket.socket] = set()
         self._sock_lock = threading.Lock()
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -52,3 +72,19 @@ class LoopbackTLSServer(ThreadingHTTPServer):
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def serve_in_thread(self, name: str) -> None:
+        """Serve from a daemon thread named ``name`` (``ctx`` must be set); :meth:`stop` ends it."""
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name,
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, cut open connections, close the socket and wait for the serving thread."""
+        if self._thread is not None:
+            self.shutdown()
+        self.drop_connections()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

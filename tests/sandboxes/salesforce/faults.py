@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.sandboxes import https
+
 MAX_DELAY_MS = 2000
 
 
@@ -23,14 +25,8 @@ class RequestRecord:
         return values[0] if values else None
 
 
-class RequestLog(list[RequestRecord]):
-    """Every request received, in order (a list), with small helpers for call-count assertions."""
-
-    def count(self, path_contains: str = "", method: str | None = None) -> int:  # type: ignore[override]
-        return len(self.matching(path_contains, method))
-
-    def matching(self, path_contains: str = "", method: str | None = None) -> list[RequestRecord]:
-        return [r for r in list(self) if path_contains in r.path and (method is None or r.method == method)]
+class RequestLog(https.RequestLog[RequestRecord]):
+    """Every request the Salesforce sandbox received, in order."""
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import tempfile
-import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -122,7 +121,6 @@ class SalesforceSandbox:
         self.cert_dir = None if cert_dir is None else Path(cert_dir)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server: _TLSServer | None = None
-        self._thread: threading.Thread | None = None
         self._clients: list[requests.Session] = []
         self.session_id = ""
         self.cert_path = Path()
@@ -159,13 +157,7 @@ class SalesforceSandbox:
             raise
         self._server = server
         self.app.base_url = self.instance_url
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="salesforce-sandbox",
-            daemon=True,
-        )
-        self._thread.start()
+        server.serve_in_thread("salesforce-sandbox")
         self.session_id = self.app.sessions.new()
         return self
 
@@ -173,14 +165,10 @@ class SalesforceSandbox:
         for s in self._clients:
             s.close()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.drop_connections()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._server.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
-        self._server = self._thread = self._tmp = None
+        self._server = self._tmp = None
 
     def __enter__(self) -> SalesforceSandbox:
         return self.start()
