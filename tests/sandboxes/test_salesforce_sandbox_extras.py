@@ -327,28 +327,20 @@ def test_order_by_id_agrees_with_id_comparisons(salesforce_sandbox: SalesforceSa
     assert [r["Id"] for r in after] == ids[201:]
 
 
-def test_200k_rows_generate_query_and_bulk_in_reasonable_time(make_salesforce_sandbox: Factory) -> None:
-    started = time.perf_counter()
+def test_200k_rows_generate_query_and_bulk(make_salesforce_sandbox: Factory) -> None:
+    """200k opportunities through SOQL, Bulk 2.0 and REST paging (their speed is measured by
+    `python -m bench --only salesforce`, not asserted here)."""
     org = Org().generate(opportunities=200_000)
-    generate_s = time.perf_counter() - started
-    assert generate_s < 6, generate_s
     soql = "SELECT Id, Amount, SystemModstamp FROM Opportunity ORDER BY SystemModstamp, Id"
-    started = time.perf_counter()
     result = execute(org, soql)
-    execute_s = time.perf_counter() - started
-    assert execute_s < 3, execute_s
     stamps = [(r["SystemModstamp"], r["Id"]) for r in result.rows]
     assert stamps == sorted(stamps) and len(stamps) == len(org.records("Opportunity"))
     box = make_salesforce_sandbox(org=org)
     sf = box.client()
-    started = time.perf_counter()
     pages = [str(p) for p in _bulk2(sf).query(soql, wait=_WAIT)]
-    bulk_s = time.perf_counter() - started
     assert [r["Id"] for r in _csv(pages)] == [i for _, i in stamps]
-    started = time.perf_counter()
     n = sum(1 for _ in sf.query_all_iter(soql))
-    rest_s = time.perf_counter() - started
-    assert n == len(stamps) and bulk_s < 10 and rest_s < 10, (bulk_s, rest_s)
+    assert n == len(stamps)
 
 
 # --------------------------------------------------------------------------------------- REST writes
