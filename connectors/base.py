@@ -10,6 +10,7 @@ from decimal import Decimal
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -68,6 +69,14 @@ class StreamSpec(BaseModel):
         wanted |= set(self.primary_key) | set(self.cursor)
         return tuple(n for n in schema.names if n in wanted)
 
+
+def stream_zone(source: str, stream: StreamSpec) -> ZoneInfo:
+    """The stream's ``timezone`` (naive source values are in it; UTC when unset), or a ConfigError."""
+    try:
+        return ZoneInfo(stream.timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"source {source!r}, stream {stream.name!r}: unknown timezone {stream.timezone!r}",
+                          hint="use an IANA zone name such as Europe/Berlin") from None
 
 def _jsonable(v: Any) -> Any:
     if v is None or v is pd.NaT or (isinstance(v, float) and v != v):

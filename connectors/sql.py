@@ -30,13 +30,13 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connectors.base import StreamSpec, Watermark
+from connectors.base import StreamSpec, Watermark, stream_zone
 from connectors.secrets import env_value, secret_value
 from connectors.sql_values import (
     BAD_VALUE,
@@ -397,7 +397,7 @@ class SqlConnector:
             raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: the watermark key has "
                               f"{len(since.key)} part(s), the primary key {len(stream.primary_key)}",
                               hint="the primary key changed: reset the stream's watermark (full refresh)")
-        tz, first = _zone(self.name, stream), stream.cursor[0]
+        tz, first = stream_zone(self.name, stream), stream.cursor[0]
         key_values = [self._param(plan, k, v, tz) for k, v in zip(stream.primary_key, since.key, strict=True)]
         c = since.cursor
         if c == "NaT" if isinstance(c, str) else pd.isna(c):  # still among the NULL cursors (sorted first)
@@ -410,7 +410,7 @@ class SqlConnector:
 
     def _frames(self, stream: StreamSpec, plan: _Plan, stmt: sa.Select[Any],
                 names: Sequence[str]) -> Iterator[pd.DataFrame]:
-        tz, position = _zone(self.name, stream), 0
+        tz, position = stream_zone(self.name, stream), 0
         try:
             # The result closes before the connection: MySQL's unbuffered cursor must be drained first
             # when a reader stops early.
@@ -468,14 +468,6 @@ def _errors(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
 
 
-def _zone(source: str, stream: StreamSpec) -> ZoneInfo:
-    try:
-        return ZoneInfo(stream.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"source {source!r}, stream {stream.name!r}: unknown timezone {stream.timezone!r}",
-                          hint="use an IANA zone name such as Europe/Berlin") from None
-
-
 def _lex_after(exprs: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
     """``(a, b, c) > (x, y, z)`` spelt out, so that every database can use its indexes."""
     cond: sa.ColumnElement[bool] = exprs[-1] > values[-1]
@@ -502,4 +494,3 @@ def _failure_kind(exc: sa.exc.DBAPIError) -> str:
     else:
         transient, access = isinstance(exc, sa.exc.OperationalError), False
     return "transient" if transient else "access" if access else "other"
-

@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from connectors.base import StreamSpec
+from connectors.base import StreamSpec, stream_zone
 from connectors.hr.bamboohr_client import BambooHrClient
 from connectors.hr.values import as_naive_utc, did_you_mean, typed_frame
 from okrsync.errors import ConfigError, SourceError
@@ -67,7 +67,7 @@ class BambooHrAts:
 
     def read(self, stream: StreamSpec, report: str) -> Iterator[pd.DataFrame]:
         kept = stream.kept_fields(self.schema(stream, report))
-        zone = _zone(self.name, stream)
+        zone = stream_zone(self.name, stream)
         if report == "jobs":
             rows = [self._job_row(stream, j, zone) for j in self._jobs(stream)]
         else:
@@ -205,14 +205,6 @@ class BambooHrAts:
                 raise ConfigError(f"{where}: the {report} report has no field {name!r}"
                                   f"{did_you_mean(name, names)}",
                                   hint=f"fields: {', '.join(names)}")
-
-
-def _zone(source: str, stream: StreamSpec) -> ZoneInfo:
-    try:
-        return ZoneInfo(stream.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"source {source!r}, stream {stream.name!r}: unknown timezone {stream.timezone!r}",
-                          hint="use an IANA name such as Europe/Berlin") from None
 
 
 def _obj(record: dict[str, Any], key: str) -> dict[str, Any]:

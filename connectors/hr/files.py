@@ -18,7 +18,8 @@ is newer:
   file in the folder holds it).
 
 An unchanged folder therefore reads nothing. Every file a sync reads is validated whole before any row is
-yielded (:mod:`connectors.hr.parse`); a bad file fails the sync and nothing of it is committed.
+yielded (:mod:`connectors.hr.parse`, :mod:`connectors.hr.columns`); a bad file fails the sync and nothing
+of it is committed.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from connectors.base import StreamSpec, Watermark
+from connectors.base import StreamSpec, Watermark, stream_zone
+from connectors.hr.columns import Parsed, typed_rows
 from connectors.hr.options import META_COLUMNS, HrFilesOptions, stream_options
-from connectors.hr.parse import XLSX_SUFFIXES, FileRejected, Parsed, csv_table, decode, typed_rows, xlsx_table
+from connectors.hr.parse import XLSX_SUFFIXES, FileRejected, csv_table, decode, xlsx_table
 from connectors.hr.values import as_naive_utc, did_you_mean, typed_frame
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import Field, FieldType, StreamSchema
@@ -84,18 +85,18 @@ class HrFiles:
         self.folder = base_dir / options.folder
         # snapshot: records missing from the newest file are gone; append: nothing is ever deleted.
         self.default_deletes = "reconcile" if options.mode == "snapshot" else "none"
+        declared = tuple(Field(n, s.field_type, s.scale) for n, s in options.columns.items())
+        self._schema = StreamSchema(declared + META_FIELDS)
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._parsed: dict[tuple[Any, ...], _Read] = {}
 
     # -- the Connector protocol --------------------------------------------------------------------
 
     def check(self) -> None:
-        files = self._files()
-        if not files:
-            raise self._no_files()
+        self._files()
 
     def schema(self, stream: StreamSpec) -> StreamSchema:
-        schema = self._schema()
+        schema = self._schema
         where = f"source {self.name!r}, stream {stream.name!r}"
         so = stream_options(self.name, stream)
         if so.report is not None:
@@ -122,8 +123,6 @@ class HrFiles:
     def read(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
         schema = self.schema(stream)
         files = self._files()
-        if not files:
-            raise self._no_files()
         mark = as_naive_utc(since.cursor) if since is not None and stream.cursor else None
         if self.options.mode == "snapshot":
             rows = self._snapshot_rows(stream, files, mark)
@@ -139,8 +138,6 @@ class HrFiles:
     def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
         schema = self.schema(stream)
         files = self._files()
-        if not files:
-            raise self._no_files()
         if self.options.mode == "snapshot":
             reads = [self._read_file(stream, files[-1])]
         else:
@@ -202,7 +199,7 @@ class HrFiles:
         for r in reads:  # in modification-time order: a later file's record replaces an earlier one's
             for row in self._rows(r):
                 latest[tuple(row[i] for i in key)] = row
-        at = list(self._schema().names).index(CURSOR)
+        at = list(self._schema.names).index(CURSOR)
         return sorted(latest.values(), key=lambda row: (row[at], *(row[i] for i in key)))
 
     def _distinct(self, stream: StreamSpec, files: Sequence[_File], seen: set[str]) -> list[_Read]:
@@ -218,8 +215,8 @@ class HrFiles:
 
     def _changed(self, stream: StreamSpec, rows: list[list[Any]], before: list[list[Any]]) -> list[list[Any]]:
         """The rows whose kept columns differ from the same record's in ``before`` (or that are new)."""
-        names = list(self._schema().names)
-        kept = [names.index(k) for k in stream.kept_fields(self._schema()) if k not in META_COLUMNS]
+        names = list(self._schema.names)
+        kept = [names.index(k) for k in stream.kept_fields(self._schema) if k not in META_COLUMNS]
         key = self._key_positions(stream)
         old = {tuple(row[i] for i in key): [row[i] for i in kept] for row in before}
         return [row for row in rows if old.get(tuple(row[i] for i in key)) != [row[i] for i in kept]]
@@ -227,6 +224,7 @@ class HrFiles:
     # -- files -------------------------------------------------------------------------------------
 
     def _files(self) -> list[_File]:
+        """The folder's exports, oldest first (a SourceError if there is none)."""
         if not self.folder.is_dir():
             raise SourceError(f"source {self.name!r}: folder {self.folder} does not exist",
                               hint="create it, mount it, or fix the source's `folder` (relative to the "
@@ -239,12 +237,11 @@ class HrFiles:
             modified = _EPOCH + timedelta(microseconds=st.st_mtime_ns // 1000)
             name = p.relative_to(self.folder).as_posix()
             found.append(_File(p, name, modified, st.st_size, st.st_mtime_ns))
+        if not found:
+            raise SourceError(f"source {self.name!r}: no file in {self.folder} matches "
+                              f"{self.options.pattern!r}", hint="drop an export there, or fix the source's "
+                              "`pattern`; with no file the key results keep their last values")
         return sorted(found, key=lambda f: (f.modified, f.name))
-
-    def _no_files(self) -> SourceError:
-        return SourceError(f"source {self.name!r}: no file in {self.folder} matches {self.options.pattern!r}",
-                           hint="drop an export there, or fix the source's `pattern`; with no file the "
-                           "key results keep their last values")
 
     def _bytes(self, f: _File) -> bytes:
         limit = int(self.options.max_file_mb * 1024 * 1024)
@@ -279,7 +276,7 @@ class HrFiles:
         else:
             text = decode(data, o.encoding, self.name, f.name)
             table = csv_table(text, o.delimiter, wanted, self.name, f.name)
-        parsed = typed_rows(table, o, stream.primary_key, _zone(self.name, stream), self.name, f.name)
+        parsed = typed_rows(table, o, stream.primary_key, stream_zone(self.name, stream), self.name, f.name)
         if o.mode == "snapshot" and not parsed.rows:
             raise FileRejected(self.name, f.name, "", "the export has a header but no rows: as a snapshot it "
                                "would delete every record", "check the export (or remove the file)")
@@ -293,10 +290,6 @@ class HrFiles:
 
     # -- rows --------------------------------------------------------------------------------------
 
-    def _schema(self) -> StreamSchema:
-        declared = tuple(Field(n, s.field_type, s.scale) for n, s in self.options.columns.items())
-        return StreamSchema(declared + META_FIELDS)
-
     def _rows(self, r: _Read) -> list[list[Any]]:
         """Rows in schema order: the declared columns, then the file's columns."""
         f = r.file
@@ -304,13 +297,5 @@ class HrFiles:
                 for values, line in zip(r.parsed.rows, r.parsed.lines, strict=True)]
 
     def _key_positions(self, stream: StreamSpec) -> list[int]:
-        names = list(self._schema().names)
+        names = list(self._schema.names)
         return [names.index(k) for k in stream.primary_key]
-
-
-def _zone(source: str, stream: StreamSpec) -> ZoneInfo:
-    try:
-        return ZoneInfo(stream.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"source {source!r}, stream {stream.name!r}: unknown timezone {stream.timezone!r}",
-                          hint="use an IANA name such as Europe/Berlin") from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
-import sys
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -658,27 +657,11 @@ def _broken(render: Callable[..., Any], emp_id: int) -> Callable[..., Any]:
     return value
 
 
-# -- through the project file and the store (entry point registered from a temporary distribution) ---
-
-
-@pytest.fixture
-def hr_kind(tmp_path: Path) -> Iterator[None]:
-    """Register ``kind: hr`` as the lead will in pyproject.toml, without touching it."""
-    site = tmp_path / "site"
-    info = site / "okrsync_hr_test-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: okrsync-hr-test\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[okrsync.connectors]\nhr = connectors.hr:HrConnector\n")
-    sys.path.insert(0, str(site))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(site))
-        shutil.rmtree(site)
+# -- through the project file and the store (kind: hr, registered in pyproject.toml) -----------------
 
 
 def test_syncs_through_the_store_move_only_changes_and_tombstones(
-    hr_kind: None, box: BambooHrSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    box: BambooHrSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flows import pipeline
     from okr_store.store import Store

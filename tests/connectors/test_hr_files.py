@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -472,27 +471,11 @@ def test_no_personal_data_in_logs_or_errors(
         assert all(secret not in e for e in errors)
 
 
-# -- through the project file and the store (entry point registered from a temporary distribution) ---
-
-
-@pytest.fixture
-def hr_kind(tmp_path: Path) -> Iterator[None]:
-    """Register ``kind: hr`` as the lead will in pyproject.toml, without touching it."""
-    site = tmp_path / "site"
-    info = site / "okrsync_hr_files_test-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: okrsync-hr-files-test\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[okrsync.connectors]\nhr = connectors.hr:HrConnector\n")
-    sys.path.insert(0, str(site))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(site))
-        shutil.rmtree(site)
+# -- through the project file and the store (kind: hr, registered in pyproject.toml) -----------------
 
 
 def test_an_unchanged_folder_syncs_nothing_and_a_new_snapshot_only_its_changes(
-    hr_kind: None, folder: Path, tmp_path: Path
+    folder: Path, tmp_path: Path
 ) -> None:
     from flows import pipeline
     from okr_store.store import Store
@@ -544,7 +527,7 @@ def test_an_unchanged_folder_syncs_nothing_and_a_new_snapshot_only_its_changes(
 
 
 def test_a_file_overwritten_in_place_without_cursor_versions_only_real_changes(
-    hr_kind: None, folder: Path, tmp_path: Path
+    folder: Path, tmp_path: Path
 ) -> None:
     from flows import pipeline
     from okr_store.store import Store
