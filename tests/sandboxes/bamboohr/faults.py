@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.sandboxes import https
+
 
 @dataclass
 class RequestRecord:
@@ -17,14 +19,8 @@ class RequestRecord:
     status: int = 0
 
 
-class RequestLog(list[RequestRecord]):
-    """Every request received, in order, with helpers for call-count assertions."""
-
-    def count(self, path_contains: str = "", method: str | None = None) -> int:  # type: ignore[override]
-        return len(self.matching(path_contains, method))
-
-    def matching(self, path_contains: str = "", method: str | None = None) -> list[RequestRecord]:
-        return [r for r in list(self) if path_contains in r.path and (method is None or r.method == method)]
+class RequestLog(https.RequestLog[RequestRecord]):
+    """Every request the BambooHR sandbox received, in order."""
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
-import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
@@ -88,7 +87,6 @@ class BambooHrSandbox:
         self.host, self.requested_port = host, port
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server: _TLSServer | None = None
-        self._thread: threading.Thread | None = None
         self.cert_path = Path()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -105,21 +103,15 @@ class BambooHrSandbox:
                 self._tmp = None
             raise
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="bamboohr-sandbox", daemon=True)
-        self._thread.start()
+        server.serve_in_thread("bamboohr-sandbox")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.drop_connections()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._server.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
-        self._server = self._thread = self._tmp = None
+        self._server = self._tmp = None
 
     def __enter__(self) -> BambooHrSandbox:
         return self.start()
