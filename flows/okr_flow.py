@@ -1,42 +1,41 @@
-"""The Prefect flow behind ``okrsync run`` and the deployments in ``prefect.yaml``.
+"""The Prefect flow behind the deployments in ``prefect.yaml`` (and ``okrsync run`` with a Prefect API).
 
-One task per stream (retried with backoff on transient source errors, run concurrently), then one
-task that evaluates and records every key result. Task results are not persisted: they carry source
-data, and Prefect's default result storage pickles to a shared folder.
+One task per stream (retried with backoff on transient source errors, run concurrently by whatever
+task runner the flow has: threads by default, Dask or Ray for scale-out), then one task that evaluates
+and records every key result. Tasks take picklable arguments only (:class:`flows.run.RunContext`) and
+open their own connections. Task results are not persisted: they carry counts and values, and
+Prefect's default result storage pickles to a shared folder.
+
+The flow run tells the truth: it ends **Completed** only when every stream synced and every key result
+was recorded. A failed stream, a blocked check or a held key result ends it **Failed**, with a message
+starting ``okrsync:`` that names them, so Prefect automations can alert on it (docs/scheduling.md).
+Its name is the project and as-of time, its tags name the project and source kinds, its logs carry
+okrsync's messages, and a markdown artifact lists every key result's value, change and hold.
 """
 
 from __future__ import annotations
 
-import traceback
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
+from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 from prefect.tasks import exponential_backoff
 
-from flows import pipeline
+from flows import run as runner
+from flows.run import Computed, RunContext, RunSummary
 from okr_store.records import SyncCounts
-from okr_store.store import Store
 from okrsync.errors import OkrsyncError, SourceError
-from okrsync.project import Project, load_project
 
-
-@dataclass
-class RunSummary:
-    """What a run did, for the CLI and for scripts (``okrsync run --json``)."""
-
-    run_id: str
-    flow_run_id: str | None
-    status: str  # succeeded | partial | failed
-    as_of: datetime
-    streams: dict[str, dict[str, Any]] = field(default_factory=dict)
-    values: dict[str, str | None] = field(default_factory=dict)
-    held: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
+FORWARDED = ("okrsync", "connectors", "metrics", "flows")  # okrsync's own loggers, into the run's logs
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -50,92 +49,189 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+def _counts_line(name: str, c: SyncCounts) -> str:
+    calls = "" if c.api_calls is None else f" · {c.api_calls} API calls"
+    return (f"sync {name}: {c.rows_read} rows pulled · {c.inserted} new · {c.updated} changed · "
+            f"{c.deleted} deleted{calls}")
+
+
 @task(
     name="sync-stream",
-    retries=3,
+    retries=runner.RETRIES,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
     retry_condition_fn=_transient,
     persist_result=False,
     cache_policy=NO_CACHE,
     task_run_name="sync {name}",
+    timeout_seconds=7200,
 )
-def sync_task(project: Project, store: Store, run_id: str, name: str) -> SyncCounts:
-    connector = project.connector(project.streams[name].source)
+def sync_task(ctx: RunContext, name: str) -> SyncCounts:
+    logger = get_run_logger()
     try:
-        return pipeline.sync_stream(project, store, connector, run_id, name)
-    finally:
-        connector.close()
+        counts = runner.sync_step(ctx, name)
+    except OkrsyncError as exc:
+        logger.warning("sync %s failed: %s", name, exc.message)
+        raise
+    logger.info("%s", _counts_line(name, counts))
+    return counts
 
 
-@task(name="compute-key-results", persist_result=False, cache_policy=NO_CACHE)
-def compute_task(
-    project: Project,
-    store: Store,
-    run_id: str,
-    flow_run_id: str | None,
-    as_of: datetime,
-    failed: dict[str, str],
-) -> tuple[dict[str, Any], dict[str, str]]:
-    return pipeline.compute_values(project, store, run_id, flow_run_id, as_of, failed)
+@task(name="compute-key-results", persist_result=False, cache_policy=NO_CACHE, timeout_seconds=7200)
+def compute_task(ctx: RunContext, failed: dict[str, str]) -> Computed:
+    logger = get_run_logger()
+    computed = runner.compute_step(ctx, failed)
+    for kr, value in computed.values.items():
+        logger.info("%s = %s (%s; was %s)", kr, value if value is not None else "—",
+                    computed.statuses.get(kr, "no status"), computed.previous.get(kr) or "—")
+    for kr, why in computed.held.items():
+        logger.warning("%s held at its last good value: %s", kr, why)
+    return computed
 
 
-@flow(name="okrsync-run", persist_result=False, log_prints=False, validate_parameters=True)
-def okrsync_run(
-    project_file: str = "okrsync.yaml", as_of: datetime | None = None, retry_delay_seconds: float = 2.0
-) -> dict[str, Any]:
-    """Sync every stream of the project, then compute and record every key result.
+class PrefectSteps:
+    """The steps of a run as Prefect tasks, on the flow's task runner."""
 
-    A stream that fails (after retries for transient errors) leaves its records and watermark as they
-    were; the key results that read it are held at their last good value, with the reason.
-    """
-    summary = run_project(load_project(project_file), as_of=as_of, retry_delay_seconds=retry_delay_seconds)
-    return summary.__dict__ | {"as_of": summary.as_of.isoformat()}
-
-
-def run_project(
-    project: Project, *, as_of: datetime | None = None, retry_delay_seconds: float = 2.0
-) -> RunSummary:
-    """The body of the flow (call it inside a flow run)."""
-    as_of = (as_of.astimezone(UTC).replace(tzinfo=None) if as_of and as_of.tzinfo else as_of) or datetime.now(
-        UTC
-    ).replace(tzinfo=None)
-    store = Store(project.store_url())
-    fr_id = flow_run.get_id()
-    pipeline.register_okrs(project, store)
-    run_id = store.start_run(as_of, fr_id)
-    summary = RunSummary(run_id, fr_id, "running", as_of)
-    try:
+    def sync_all(self, ctx: RunContext, names: Sequence[str]) -> dict[str, SyncCounts | OkrsyncError]:
         sync = sync_task.with_options(
-            retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_seconds)
+            retry_delay_seconds=exponential_backoff(backoff_factor=ctx.retry_delay_seconds),
+            timeout_seconds=ctx.timeout_seconds,
         )
-        futures = {name: sync.submit(project, store, run_id, name) for name in project.streams}
+        futures = {name: sync.submit(ctx, name) for name in names}
         wait(list(futures.values()))
-        failed: dict[str, str] = {}
+        out: dict[str, SyncCounts | OkrsyncError] = {}
         for name, fut in futures.items():
             try:
-                counts = fut.result()
-                summary.streams[name] = {"ok": True, **counts.__dict__}
+                out[name] = fut.result()
             except OkrsyncError as exc:
-                failed[name] = exc.message
-                summary.streams[name] = {"ok": False, "error": exc.message}
-        results, held = compute_task(project, store, run_id, fr_id, as_of, failed)
-        summary.values = {k: (None if e.value is None else str(e.value)) for k, e in results.items()}
-        summary.held = held
-        summary.status = "partial" if failed or held else "succeeded"
-        summary.error = "; ".join(f"{k}: {v}" for k, v in failed.items()) or None
-        store.finish_run(run_id, summary.status, summary.error)
-    except Exception as exc:
-        summary.status = "failed"
-        summary.error = exc.message if isinstance(exc, OkrsyncError) else f"{type(exc).__name__}: {exc}"
-        store.finish_run(run_id, "failed", summary.error)
-        # Nothing of this run was recorded; say so on every KR, which keeps its last good value.
-        held = {b.spec.id: f"run failed: {summary.error}" for b in project.key_results()}
-        store.record_values(run_id, fr_id, as_of, [], held)
-        summary.held = held
-        if not isinstance(exc, OkrsyncError):
-            summary.error += "\n" + traceback.format_exc(limit=5)
-        raise
+                out[name] = exc
+            except Exception as exc:  # a task timeout, a lost Dask worker…
+                out[name] = SourceError(f"stream {name!r}: {type(exc).__name__}: {exc}",
+                                        hint="see the task run's logs in Prefect")
+        return out
+
+    def compute(self, ctx: RunContext, failed: Mapping[str, str]) -> Computed:
+        return compute_task.with_options(timeout_seconds=ctx.timeout_seconds)(ctx, dict(failed))
+
+
+def _run_name() -> str:
+    """``<project> as of <time>`` (the project's name without loading the whole file)."""
+    params = flow_run.parameters or {}
+    as_of = params.get("as_of")
+    when = runner.utc_naive(as_of if isinstance(as_of, datetime) else None)
+    try:
+        name = runner.project_name(runner.resolve_project_file(params.get("project_file")))
+    except OkrsyncError:
+        name = "okrsync"
+    return f"{name} as of {when:%Y-%m-%d %H:%M}Z"
+
+
+def _close_leftovers(flw: Any, fr: Any, state: State) -> None:
+    """on_crashed / on_cancellation: close this flow run's open okrsync runs and free their leases."""
+    why = f"the flow run was {(state.name or state.type.value).lower()}: {state.message or 'no message'}"
+    try:
+        runner.close_flow_run((fr.parameters or {}).get("project_file"), str(fr.id), why)
+    except Exception as exc:  # a hook must not hide the state it reacts to
+        logging.getLogger("okrsync.run").warning("could not close the okrsync run of flow run %s: %s",
+                                                 fr.id, exc)
+
+
+@contextmanager
+def _forward_logs(logger: Any) -> Iterator[None]:
+    """okrsync's own log records (from any thread of this process) into the flow run's logs."""
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logger.log(record.levelno, "%s", record.getMessage())
+
+    handler = Forward(level=logging.INFO)
+    loggers = [logging.getLogger(n) for n in FORWARDED]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.level == logging.NOTSET or lg.level > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield
     finally:
-        store.close()
-    return summary
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+
+
+@flow(
+    name="okrsync-run",
+    flow_run_name=_run_name,
+    persist_result=False,
+    log_prints=False,
+    validate_parameters=True,
+    timeout_seconds=6 * 3600,
+    on_crashed=[_close_leftovers],  # type: ignore[list-item]
+    on_cancellation=[_close_leftovers],  # type: ignore[list-item]
+)
+def okrsync_run(
+    project_file: str | None = None, as_of: datetime | None = None, retry_delay_seconds: float = 2.0
+) -> Any:
+    """Sync every stream of the project, then compute and record every key result.
+
+    ``project_file`` unset: the ``OKRSYNC_PROJECT`` variable of the process running the flow (the
+    worker's environment), else ``./okrsync.yaml``. A stream that fails (after retries for transient
+    errors) leaves its records and watermark as they were; the key results that read it are held at
+    their last good value, and the flow run ends Failed.
+    """
+    logger = get_run_logger()
+    fr_id = flow_run.get_id()
+    try:
+        with _forward_logs(logger):
+            path = runner.resolve_project_file(project_file)
+            _tag(path)
+            summary = runner.run_project(
+                path, PrefectSteps(), as_of=as_of, flow_run_id=fr_id, retry_delay_seconds=retry_delay_seconds,
+                on_wait=lambda holder: logger.info("waiting for %s to finish", holder),
+            )
+    except OkrsyncError as exc:
+        logger.error("%s", exc)
+        return Failed(message=f"okrsync: {exc.message}", data=exc)
+    _publish(summary)
+    if summary.status != "succeeded":
+        logger.error("okrsync: %s", summary.headline())
+        return Failed(message=f"okrsync: {summary.headline()}", data=summary.as_dict())
+    logger.info("okrsync: %s", summary.headline())
+    return summary.as_dict()
+
+
+def _tag(path: Any) -> None:
+    """Tags naming the project and its source kinds, added to the flow run's own."""
+    fr_id = flow_run.get_id()
+    if fr_id is None:
+        return
+    from prefect.client.orchestration import get_client
+
+    project = runner.opened.project(str(path))
+    tags = {"okrsync", f"project:{project.name}", *(f"source:{s.kind}" for s in project.sources.values())}
+    try:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(UUID(fr_id)).tags or []
+            client.update_flow_run(UUID(fr_id), tags=sorted(set(current) | tags))
+    except Exception as exc:  # tags are a convenience: never fail a run for them
+        get_run_logger().warning("could not tag the flow run: %s", type(exc).__name__)
+
+
+def _publish(summary: RunSummary) -> None:
+    """A markdown artifact of the run: every KR's value, change, status and hold, with links."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from flows.report import markdown
+
+    try:
+        web = runner.opened.project(summary.project_file).settings.web_url
+    except (OSError, OkrsyncError):
+        web = None
+    try:
+        create_markdown_artifact(
+            markdown=markdown(summary, web),
+            key=runner.artifact_key(summary.project),
+            description=f"okrsync run {summary.run_id[:8]}: {summary.headline()}",
+        )
+    except Exception as exc:  # the values are recorded; a missing artifact is only a warning
+        get_run_logger().warning("could not publish the run's artifact: %s", type(exc).__name__)

@@ -37,10 +37,11 @@ from metrics.evaluate import Evaluation, StreamView, evaluate
 from metrics.quality import max_jump
 from metrics.score import score
 from okr_store.checks import record_outcomes
+from okr_store.lease import Fence
 from okr_store.ranking import Ranked, record_ranks
 from okr_store.records import RID, SyncCounts, SyncWriter, Vetoed
 from okr_store.store import Store, ValueRecord
-from okrsync.errors import CheckFailed, OkrsyncError, SourceError
+from okrsync.errors import CheckFailed, LeaseLost, OkrsyncError, SourceError
 from okrsync.project import Project
 from okrsync.schema import Field, FieldType, StreamSchema
 
@@ -61,8 +62,12 @@ def effective_stream(project: Project, name: str) -> StreamSpec:
     return spec if spec.timezone else spec.model_copy(update={"timezone": project.settings.timezone})
 
 
-def sync_stream(project: Project, store: Store, connector: Connector, run_id: str, name: str) -> SyncCounts:
-    """Sync one stream; raises :class:`SourceError` (transient or not) after cleaning up."""
+def sync_stream(
+    project: Project, store: Store, connector: Connector, run_id: str, name: str, fence: Fence | None = None
+) -> SyncCounts:
+    """Sync one stream; raises :class:`SourceError` (transient or not) after cleaning up.
+
+    With ``fence`` (the run's lease), the commit changes nothing unless the run still holds it."""
     stream = effective_stream(project, name)
     schema = connector.schema(stream)
     kept = stream.kept_fields(schema)
@@ -81,7 +86,7 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
     if reconcile and since is not None and refresh is not None and refresh(stream):
         since = None  # values that change without moving the cursor (formulas): re-read them all
     writer = store.begin_sync(
-        run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=reconcile
+        run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=reconcile, fence=fence
     )
     progress.reporter.stream_started(name)
     gate = StreamGate(stream, tuple(stream.checks)) if stream.checks else None
@@ -117,6 +122,10 @@ def sync_stream(project: Project, store: Store, connector: Connector, run_id: st
             counts = _gated_commit(project, store, run_id, writer, gate, watermark, since)
     except CheckFailed as exc:
         progress.reporter.stream_finished(name, f"blocked: {exc.message}", False)
+        raise
+    except LeaseLost as exc:  # a newer run holds the stream: its state is not ours to touch
+        writer.end_lost(str(exc))
+        progress.reporter.stream_finished(name, f"stopped: {exc.message}", False)
         raise
     except OkrsyncError as exc:
         writer.api_calls = getattr(connector, "api_calls", None)
@@ -212,7 +221,7 @@ def _jump_hold(
     return f"value held by check #{i} {o.check.label}: {o.observed} (accept with `okrsync checks accept {i}`)"
 
 
-def register_okrs(project: Project, store: Store) -> None:
+def register_okrs(project: Project, store: Store, fence: Fence | None = None) -> None:
     """Write the project's objective tree and KR settings into the store (ids are stable keys)."""
     objectives: list[dict[str, Any]] = []
 
@@ -252,7 +261,7 @@ def register_okrs(project: Project, store: Store) -> None:
                 position=i,
             )
         )
-    store.register_okrs(objectives, krs)
+    store.register_okrs(objectives, krs, fence)
 
 
 def definitions(project: Project) -> dict[str, KrDefinition]:
@@ -300,6 +309,7 @@ def compute_values(
     as_of: datetime,
     failed_streams: Mapping[str, str],
     acknowledged: frozenset[str] = frozenset(),
+    fence: Fence | None = None,
 ) -> tuple[dict[str, Evaluation], dict[str, str]]:
     """Evaluate and record every KR whose streams synced; hold the rest. Returns (values, held).
 
@@ -371,7 +381,7 @@ def compute_values(
             )
         )
         progress.reporter.metric_done(d.kr_id, f"{e.value if e.value is not None else '—'} ({sc.status})")
-    ids = store.record_values(run_id, flow_run_id, as_of, records, held)
+    ids = store.record_values(run_id, flow_run_id, as_of, records, held, fence)
     # Each new value's first drill positions, from the same snapshot (values never change afterwards).
     by_kr = {d.kr_id: d for d in computable}
     ranked = [Ranked(i, by_kr[r.kr_id], r.records) for i, r in zip(ids, records, strict=True)]

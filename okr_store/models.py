@@ -103,6 +103,22 @@ run = sa.Table(
     sa.Column("as_of", sa.DateTime, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # running | succeeded | partial | failed
     sa.Column("error", sa.Text),
+    sa.Column("host", sa.String(255)),  # where the run's process ran, and its PID (crash take-over)
+    sa.Column("pid", sa.Integer),
+)
+
+# The project's run lease (one row, name = "project"): the run holding it, until when, and the fencing
+# token that every commit and value recording checks in its own transaction (okr_store.lease).
+run_lease = sa.Table(
+    "run_lease",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("acquired_at", sa.DateTime),
+    sa.Column("until", sa.DateTime),
 )
 
 kr_value = sa.Table(

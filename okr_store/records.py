@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -29,8 +29,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from okr_store import models as m
 from okr_store.columns import column_type
-from okrsync.errors import StoreError
+from okrsync.errors import LeaseLost, StoreError
 from okrsync.schema import Field, StreamSchema
+
+if TYPE_CHECKING:
+    from okr_store.lease import Fence
 
 LEASE = timedelta(minutes=15)
 RID, FROM, TO, HASH = "_rid", "_from", "_to", "_hash"
@@ -296,22 +299,43 @@ class SyncWriter:
     """One sync of one stream: stage batches, then ``commit`` (atomic) or ``fail``."""
 
     def __init__(
-        self, engine: sa.Engine, stream: str, sync_id: int, tables: StreamTables, reconcile: bool
+        self,
+        engine: sa.Engine,
+        stream: str,
+        sync_id: int,
+        tables: StreamTables,
+        reconcile: bool,
+        fence: Fence | None = None,
     ) -> None:
         self.engine, self.stream, self.sync_id, self.tables = engine, stream, sync_id, tables
         self.reconcile = reconcile
+        self.fence = fence  # the run's lease: checked in the commit's own transaction
+        self.lease = fence.lease if fence is not None else LEASE
         self.rows_read = 0
         self.keys_read = 0
         self.tombstones_read = 0
         self.api_calls: int | None = None  # set by the caller before commit/block/fail
 
+    def _lost(self, conn: sa.Connection) -> LeaseLost:
+        holder = conn.execute(
+            sa.select(m.stream_state.c.lease_sync_id).where(m.stream_state.c.name == self.stream)
+        ).scalar()
+        return LeaseLost(
+            f"stream {self.stream!r}: sync {self.sync_id} no longer holds the stream"
+            + (f" (sync {holder} does now)" if holder else "") + "; it changes nothing more",
+            hint="the run stalled past its lease and a newer run took over; the newer run's data stands",
+        )
+
     def _renew_lease(self, conn: sa.Connection) -> None:
-        conn.execute(
+        """Keep the stream while staging; a sync that lost it stops here instead of reading on."""
+        renewed = conn.execute(
             m.stream_state.update()
             .where(m.stream_state.c.name == self.stream)
             .where(m.stream_state.c.lease_sync_id == self.sync_id)
-            .values(lease_until=utcnow() + LEASE)
-        )
+            .values(lease_until=utcnow() + self.lease)
+        ).rowcount
+        if renewed != 1:
+            raise self._lost(conn)
 
     def stage(self, batch: pd.DataFrame) -> None:
         """Stage a batch: columns ``_rid`` plus the stream's fields."""
@@ -354,6 +378,11 @@ class SyncWriter:
                                    self.sync_id)
         staged = sa.select(stg).where(stg.c._sync == s).subquery()
         with self.engine.begin() as conn:
+            # Fencing: first, in this very transaction, check that the run still holds the project and
+            # this sync the stream; a run that stalled past its lease changes nothing.
+            if self.fence is not None:
+                self.fence.check(conn)
+            self._renew_lease(conn)
             live_before = 0
             if gate is not None:
                 count_live = sa.select(sa.func.count()).select_from(rec).where(rec.c[TO].is_(None))
@@ -399,7 +428,11 @@ class SyncWriter:
                 values["watermark"] = watermark
             if self.reconcile:
                 values["last_reconcile_at"] = now
-            conn.execute(m.stream_state.update().where(m.stream_state.c.name == self.stream).values(**values))
+            st = m.stream_state.c
+            if conn.execute(
+                m.stream_state.update().where(st.name == self.stream, st.lease_sync_id == s).values(**values)
+            ).rowcount != 1:
+                raise self._lost(conn)
             counts = SyncCounts(self.rows_read, self.keys_read, inserted - updated, updated, deleted,
                                 self.api_calls)
             conn.execute(
@@ -434,12 +467,22 @@ class SyncWriter:
             conn.execute(gone.delete().where(gone.c._sync == s))
             self._end(conn, "failed", error)
 
+    def end_lost(self, error: str) -> None:
+        """This sync lost its stream to a newer one: close its own row, touch nothing shared (the
+        newer sync drops the staged rows of older ones)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                m.sync_run.update().where(m.sync_run.c.id == self.sync_id).values(
+                    status="failed", finished_at=utcnow(), error=error, rows_read=self.rows_read
+                )
+            )
+
     def _end(self, conn: sa.Connection, status: str, error: str, **sync_values: Any) -> None:
         """Release the stream and record how this sync ended (without committing its rows)."""
         now = utcnow()
-        conn.execute(
+        conn.execute(  # only while this sync still holds the stream: a newer sync's state is not ours
             m.stream_state.update()
-            .where(m.stream_state.c.name == self.stream)
+            .where(m.stream_state.c.name == self.stream, m.stream_state.c.lease_sync_id == self.sync_id)
             .values(last_attempt_at=now, last_error=error, lease_sync_id=None, lease_until=None)
         )
         conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -14,8 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from okr_store import lease
 from okr_store import models as m
 from okr_store.checks import supersede_blocked
+from okr_store.lease import Fence
 from okr_store.records import LEASE, StreamRegistry, StreamTables, SyncWriter, utcnow, visible
 from okrsync.errors import StoreError
 from okrsync.schema import StreamSchema
@@ -78,17 +80,22 @@ def _text(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
 
 
-def _take_lease(conn: sa.Connection, stream: str, sync_id: int, now: datetime) -> bool:
-    """Hold ``stream`` for ``sync_id`` unless a live sync holds it (an expired lease is taken over)."""
+def _take_lease(
+    conn: sa.Connection, stream: str, sync_id: int, now: datetime, fence: Fence | None = None
+) -> bool:
+    """Hold ``stream`` for ``sync_id`` unless a live sync holds it (an expired lease is taken over).
+
+    A run holding the project's lease (``fence``, checked in this transaction) takes the stream
+    whatever the state of its lease: any other holder is a run that lost the project, and is fenced."""
     st = m.stream_state.c
-    return bool(
-        conn.execute(
-            m.stream_state.update()
-            .where(st.name == stream)
-            .where(sa.or_(st.lease_sync_id.is_(None), st.lease_until < now))
-            .values(lease_sync_id=sync_id, lease_until=now + LEASE, last_attempt_at=now)
-        ).rowcount
-    )
+    q = m.stream_state.update().where(st.name == stream)
+    if fence is None:
+        q = q.where(sa.or_(st.lease_sync_id.is_(None), st.lease_until < now))
+    else:
+        fence.check(conn)
+    until = now + (fence.lease if fence is not None else LEASE)
+    taken = conn.execute(q.values(lease_sync_id=sync_id, lease_until=until, last_attempt_at=now)).rowcount
+    return bool(taken)
 
 
 class Store:
@@ -124,10 +131,15 @@ class Store:
 
     # ---- definitions -------------------------------------------------------------------------
     def register_okrs(
-        self, objectives: Iterable[Mapping[str, Any]], key_results: Iterable[Mapping[str, Any]]
+        self,
+        objectives: Iterable[Mapping[str, Any]],
+        key_results: Iterable[Mapping[str, Any]],
+        fence: Fence | None = None,
     ) -> None:
         """Replace the active objective tree; KRs no longer in the file stay (inactive) with history."""
         with self.engine.begin() as conn:
+            if fence is not None:
+                fence.check(conn)
             conn.execute(m.objective.update().values(active=False))
             conn.execute(m.key_result.update().values(active=False))
             for o in objectives:
@@ -153,8 +165,9 @@ class Store:
         schema: StreamSchema,
         *,
         reconcile: bool,
+        fence: Fence | None = None,
     ) -> SyncWriter:
-        """Start a sync of ``stream``; fails if another live sync holds it."""
+        """Start a sync of ``stream``; fails if another live sync holds it (without ``fence``)."""
         tables = self.streams.ensure(stream, source, primary_key, schema)
         now = utcnow()
         with self.engine.begin() as conn:
@@ -176,7 +189,7 @@ class Store:
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             st = m.stream_state.c
-            if not _take_lease(conn, stream, sync_id, now):
+            if not _take_lease(conn, stream, sync_id, now, fence):
                 holder = conn.execute(
                     sa.select(st.lease_sync_id, st.lease_until).where(st.name == stream)
                 ).one()
@@ -198,7 +211,7 @@ class Store:
             conn.execute(tables.stage.delete().where(tables.stage.c._sync < sync_id))
             conn.execute(tables.keys.delete().where(tables.keys.c._sync < sync_id))
             conn.execute(tables.gone.delete().where(tables.gone.c._sync < sync_id))
-        return SyncWriter(self.engine, stream, int(sync_id), tables, reconcile)
+        return SyncWriter(self.engine, stream, int(sync_id), tables, reconcile, fence)
 
     def reconcile_due(self, stream: str, every_hours: float) -> bool:
         """Whether this sync of ``stream`` should compare every key with the source (deletions)."""
@@ -209,7 +222,7 @@ class Store:
             last = conn.execute(sa.select(st.last_reconcile_at).where(st.name == stream)).scalar()
         return last is None or utcnow() - last >= timedelta(hours=every_hours)
 
-    def resume_sync(self, sync_id: int) -> tuple[SyncWriter, str | None]:
+    def resume_sync(self, sync_id: int, fence: Fence | None = None) -> tuple[SyncWriter, str | None]:
         """The writer of a sync a check blocked, to commit its staged rows after all (admin accept)."""
         sr = m.sync_run.c
         now = utcnow()
@@ -221,7 +234,7 @@ class Store:
                     f"sync {sync_id} is {state}, not blocked: there is nothing to accept",
                     hint="`okrsync checks --failed` shows what is still blocked",
                 )
-            if not _take_lease(conn, row.stream, sync_id, now):
+            if not _take_lease(conn, row.stream, sync_id, now, fence):
                 raise StoreError(
                     f"stream {row.stream!r} is being synced right now",
                     hint="wait for that run to finish, then accept again",
@@ -235,7 +248,7 @@ class Store:
                 ).first()
                 is not None
             )
-        writer = SyncWriter(self.engine, row.stream, sync_id, tables, has_keys)
+        writer = SyncWriter(self.engine, row.stream, sync_id, tables, has_keys, fence)
         writer.rows_read, writer.keys_read = row.rows_read, row.keys_read
         return writer, row.watermark_after
 
@@ -280,6 +293,13 @@ class Store:
         with self.engine.connect() as conn:
             return {r.id: None if r.value is None else Decimal(r.value) for r in conn.execute(q)}
 
+    def last_statuses(self, kr_ids: Iterable[str]) -> dict[str, str]:
+        """The status (on_track, at_risk, …) of each KR's latest recorded value."""
+        k, v = m.key_result.c, m.kr_value.c
+        q = sa.select(k.id, v.status).join(m.kr_value, v.id == k.last_value_id).where(k.id.in_(list(kr_ids)))
+        with self.engine.connect() as conn:
+            return {r.id: r.status for r in conn.execute(q)}
+
     # ---- runs and values ---------------------------------------------------------------------
     def start_run(self, as_of: datetime, flow_run_id: str | None) -> str:
         run_id = uuid.uuid4().hex
@@ -290,6 +310,43 @@ class Store:
                 )
             )
         return run_id
+
+    def begin_run(
+        self,
+        as_of: datetime,
+        flow_run_id: str | None,
+        *,
+        lease_seconds: float,
+        wait_seconds: float,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> Fence:
+        """Take the project's run lease (waiting for a live run to finish) and open a run row."""
+        return lease.acquire(
+            self.engine,
+            uuid.uuid4().hex,
+            as_of=as_of,
+            flow_run_id=flow_run_id,
+            lease_seconds=lease_seconds,
+            wait_seconds=wait_seconds,
+            on_wait=on_wait,
+        )
+
+    def end_run(self, fence: Fence, status: str, error: str | None = None) -> None:
+        """Close the run row and give the lease back."""
+        self.finish_run(fence.run_id, status, error)
+        lease.release(self.engine, fence)
+
+    def abandon_run(self, run_id: str, why: str, *, status: str = "failed") -> None:
+        """Close a run that will not finish (interrupted, crashed, cancelled) and free what it held."""
+        with self.engine.begin() as conn:
+            lease.abandon(conn, run_id, why, status=status)
+
+    def runs_of_flow_run(self, flow_run_id: str) -> list[str]:
+        """The still-running runs a Prefect flow run opened."""
+        r = m.run.c
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(r.id).where(r.flow_run_id == flow_run_id,
+                                                           r.status == "running")).scalars())
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         with self.engine.begin() as conn:
@@ -306,11 +363,16 @@ class Store:
         as_of: datetime,
         values: Iterable[ValueRecord],
         held: Mapping[str, str],
+        fence: Fence | None = None,
     ) -> list[int]:
-        """Write all values of a run in one transaction; mark ``held`` KRs (kept at last good value)."""
+        """Write all values of a run in one transaction; mark ``held`` KRs (kept at last good value).
+
+        With ``fence``, nothing is written unless the run still holds the project's lease."""
         now = utcnow()
         ids: list[int] = []
         with self.engine.begin() as conn:
+            if fence is not None:
+                fence.check(conn)
             for v in values:
                 if (
                     conn.execute(

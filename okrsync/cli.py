@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import traceback
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -160,13 +161,14 @@ def validate(
 
 # ---- run ----------------------------------------------------------------------------------------
 def prefect_defaults() -> None:
-    """Settings for a local (ephemeral) Prefect API on a small machine with no internet."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    """Settings for a run through a Prefect API from the terminal: the run's logs go to the API (the
+    UI shows them); the terminal shows okrsync's own output, not Prefect's log lines (--debug does)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Failures reach the user as okrsync's own messages; Prefect's log lines would repeat them with
-    # tracebacks. --debug brings them back.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG" if State.debug else "CRITICAL")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "DEBUG" if State.debug else "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL",
+                          "DEBUG" if State.debug else "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL",
+                          "DEBUG" if State.debug else "CRITICAL")
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")
 
 
@@ -188,33 +190,68 @@ def run(
         raise typer.Exit(1)
 
 
+def prefect_api_configured() -> bool:
+    """Whether runs should go through a Prefect API: PREFECT_API_URL in the environment or in the
+    active Prefect profile (read without importing Prefect)."""
+    if os.environ.get("PREFECT_API_URL", "").strip():
+        return True
+    import tomllib
+
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    try:
+        profiles = tomllib.loads((home / "profiles.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
+    return bool(profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
+
+
 def execute(project_file: Path, as_of: datetime | None, *, quiet: bool = False) -> dict[str, Any]:
-    """Run the flow in this process with a progress display."""
-    prefect_defaults()
+    """Run the project with a progress display: in this process when no Prefect API is configured
+    (no server to start, no tax), else as a Prefect flow run on that API (logs, artifact, UI)."""
+    import signal
+
     from flows import progress
     from okrsync.live import LiveReporter, quiet_prefect_shutdown
 
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # the run closes its row and frees its leases on the way out
+
     reporter = LiveReporter(console, enabled=not quiet and console.is_terminal)
     previous, progress.reporter = progress.reporter, reporter
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, terminate) if main_thread else None
     try:
+        if not prefect_api_configured():
+            from flows.run import LocalSteps, run_project
+
+            def waiting(holder: str) -> None:
+                if not quiet:
+                    err.print(f"waiting for {escape(holder)} to finish …", highlight=False)
+
+            with reporter:
+                return run_project(project_file, LocalSteps(), as_of=as_of, on_wait=waiting).as_dict()
+        prefect_defaults()
         with reporter, quiet_prefect_shutdown():
             from flows.okr_flow import okrsync_run
 
-            state = okrsync_run(project_file=str(project_file), as_of=as_of, return_state=True)
-            if state.is_failed():
-                try:
-                    state.result()
-                except OkrsyncError:
-                    raise
-                except Exception as exc:
-                    raise OkrsyncError(
-                        f"the run failed: {type(exc).__name__}: {exc}",
-                        hint="run again with --debug for details",
-                    ) from exc
-            result: dict[str, Any] = state.result()
+            state: Any = okrsync_run(project_file=str(project_file), as_of=as_of, return_state=True)
+            result = state.result(raise_on_failure=False)
+            if isinstance(result, OkrsyncError):
+                raise result
+            if isinstance(result, BaseException):
+                raise OkrsyncError(
+                    f"the run failed: {type(result).__name__}: {result}",
+                    hint="run again with --debug for details",
+                ) from result
+            if not isinstance(result, dict):
+                raise OkrsyncError(f"the run ended {state.name}: {state.message}",
+                                   hint="see the flow run's logs in Prefect")
             return result
     finally:
         progress.reporter = previous
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -345,8 +382,11 @@ def main() -> None:
             err.print(f"  → {escape(exc.hint)}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted: nothing of the unfinished step was committed")
-        sys.exit(130)
+        err.print("interrupted: nothing of the unfinished step was committed; the run is closed and "
+                  "its leases are free, so the next run can start at once")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # sync threads still blocked on a source must not hold the exit (their work is fenced)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,17 @@ class OkrsyncError(Exception):
     def __str__(self) -> str:
         return f"{self.message}\n  → {self.hint}" if self.hint else self.message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep hint, transient… when a task's error crosses processes (Prefect's Dask task runner).
+        return _rebuild, (type(self), self.message, dict(self.__dict__))
+
+
+def _rebuild(cls: type[OkrsyncError], message: str, state: dict[str, object]) -> OkrsyncError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
 
 class ConfigError(OkrsyncError):
     """The project file (or a command's arguments) is wrong. Exit status 2."""
@@ -55,3 +66,12 @@ class CheckFailed(OkrsyncError):
 
 class RunFailed(OkrsyncError):
     """A run finished with failures; key results kept their last good values."""
+
+
+class LeaseLost(StoreError):
+    """This run no longer holds its project's lease (it stalled past it and another run took over):
+    it must change nothing more."""
+
+
+class LeaseBusy(StoreError):
+    """Another live run of the project holds the lease and did not finish in time."""

@@ -84,7 +84,16 @@ class Settings(BaseModel):
     roles: dict[str, RoleSpec] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
     # Where each KR value links to the flow run that produced it (else PREFECT_UI_URL, else no link).
     prefect_ui_url: str | None = Field(default=None, pattern=r"^https?://")
+    # Where the web app (okrsync serve) is reached, for links from Prefect's run artifacts to each KR.
+    web_url: str | None = Field(default=None, pattern=r"^https?://")
     role: str = "leadership"  # the CLI's role; the environment variable OKRSYNC_ROLE overrides it
+    # Runs (docs/scheduling.md): the project's name in Prefect run names, tags and artifacts (default:
+    # the project file's folder); how long a run's lease lasts without a heartbeat; how long a run waits
+    # for another run of the project to finish; how long one task (a stream's sync, the compute) may take.
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+    lease_seconds: int = Field(default=600, ge=5, le=86400)
+    wait_for_run_seconds: int = Field(default=3600, ge=0, le=86400)
+    task_timeout_seconds: int = Field(default=7200, ge=10, le=86400)
 
     _timezone = field_validator("timezone")(check_timezone)
     _numbers = field_validator("at_risk_gap", "off_track_gap", mode="before")(parse_number)
@@ -159,6 +168,11 @@ class Project:
             text, timezone=s.timezone, fiscal_year_start_month=s.fiscal_year_start_month,
             fiscal_year_named_by=s.fiscal_year_named_by,
         )
+
+    @property
+    def name(self) -> str:
+        """``settings.name``, else the name of the project file's folder."""
+        return self.settings.name or (self.base_dir.resolve().name or "okrsync")
 
     def store_url(self) -> str:
         """The store URL: the ``settings.store_url_env`` variable, else SQLite in ``.okrsync/``."""
