@@ -78,16 +78,21 @@ def test_sql_connector_is_registered_as_an_entry_point() -> None:
 
 
 def test_prefect_yaml_deployments_point_at_the_flow_with_valid_schedules() -> None:
+    """Module-path entrypoints (no file path: they work from any working directory of a worker where
+    okrsync is installed) and a pull step that names no path of the deployer's machine. That they
+    deploy and run is tests/prefect_server's job."""
     from prefect.client.schemas.schedules import CronSchedule
+    from prefect.utilities.importtools import import_object
 
     from flows.okr_flow import okrsync_run
+    from okrsync.deploy import check_installed
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    assert spec["deployments"]
+    assert spec["pull"] == [{"okrsync.deploy.check_installed": {}}] and check_installed()
+    assert {dep["name"] for dep in spec["deployments"]} == {"hourly", "nightly-full"}
     for dep in spec["deployments"]:
-        path, name = dep["entrypoint"].split(":")
-        assert (ROOT / path).exists() and name == okrsync_run.fn.__name__
-        assert set(dep["parameters"]) <= set(okrsync_run.parameters.properties)
+        assert ":" not in dep["entrypoint"] and import_object(dep["entrypoint"]) is okrsync_run
+        assert set(dep.get("parameters") or {}) <= set(okrsync_run.parameters.properties)
         for sched in dep["schedules"]:
             CronSchedule(cron=sched["cron"], timezone=sched["timezone"])
 
