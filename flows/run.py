@@ -303,7 +303,7 @@ def run_project(
             store.end_run(fence, summary.status, summary.error)
         except LeaseLost as exc:
             # A newer run holds the project: close only this run's own row, touch nothing shared.
-            store.finish_run(fence.run_id, "failed", exc.message)
+            store.finish_run(fence.run_id, "failed", exc.message, if_open=True)
             raise
         except Exception as exc:
             summary.status = "failed"

@@ -56,13 +56,13 @@ class Fence:
         lease = m.run_lease.c
         renewed = conn.execute(
             m.run_lease.update()
-            .where(lease.name == NAME, lease.token == self.token, lease.run_id == self.run_id)
+            .where(lease.name == NAME, lease.generation == self.token, lease.run_id == self.run_id)
             .values(until=utcnow() + self.lease)
         ).rowcount
         if renewed != 1:
-            holder = conn.execute(sa.select(lease.run_id, lease.token).where(lease.name == NAME)).first()
+            holder = conn.execute(sa.select(lease.run_id, lease.generation).where(lease.name == NAME)).first()
             now_held = "nobody holds it now" if holder is None or holder.run_id is None else (
-                f"run {holder.run_id[:8]} holds it now (token {holder.token})"
+                f"run {holder.run_id[:8]} holds it now (token {holder.generation})"
             )
             raise LeaseLost(
                 f"run {self.run_id[:8]} no longer holds the project's lease (its token {self.token}); "
@@ -140,11 +140,11 @@ def acquire(
             row = conn.execute(sa.select(m.run_lease).where(lease.name == NAME)).one()
             gone = row.run_id is not None and _holder_gone(row)
             if row.run_id is None or row.until is None or row.until < now or gone:
-                token = row.token + 1
+                token = row.generation + 1
                 taken = conn.execute(
                     m.run_lease.update()
-                    .where(lease.name == NAME, lease.token == row.token)  # compare-and-swap
-                    .values(token=token, run_id=run_id, host=HOST, pid=os.getpid(), acquired_at=now,
+                    .where(lease.name == NAME, lease.generation == row.generation)  # compare-and-swap
+                    .values(generation=token, run_id=run_id, host=HOST, pid=os.getpid(), acquired_at=now,
                             until=now + timedelta(seconds=lease_seconds))
                 ).rowcount
                 if taken == 1:
@@ -185,7 +185,7 @@ def release(engine: sa.Engine, fence: Fence) -> None:
     with engine.begin() as conn:
         conn.execute(
             m.run_lease.update()
-            .where(lease.name == NAME, lease.token == fence.token, lease.run_id == fence.run_id)
+            .where(lease.name == NAME, lease.generation == fence.token, lease.run_id == fence.run_id)
             .values(run_id=None, host=None, pid=None, until=None)
         )
 

@@ -113,7 +113,7 @@ run_lease = sa.Table(
     "run_lease",
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
-    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),  # the fencing token
     sa.Column("run_id", sa.String(64)),
     sa.Column("host", sa.String(255)),
     sa.Column("pid", sa.Integer),

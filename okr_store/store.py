@@ -348,13 +348,15 @@ class Store:
             return list(conn.execute(sa.select(r.id).where(r.flow_run_id == flow_run_id,
                                                            r.status == "running")).scalars())
 
-    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+    def finish_run(
+        self, run_id: str, status: str, error: str | None = None, *, if_open: bool = False
+    ) -> None:
+        """Close the run row (``if_open``: unless something else closed it already, with its reason)."""
         with self.engine.begin() as conn:
-            conn.execute(
-                m.run.update()
-                .where(m.run.c.id == run_id)
-                .values(status=status, error=error, finished_at=utcnow())
-            )
+            q = m.run.update().where(m.run.c.id == run_id)
+            if if_open:
+                q = q.where(m.run.c.status == "running")
+            conn.execute(q.values(status=status, error=error, finished_at=utcnow()))
 
     def record_values(
         self,

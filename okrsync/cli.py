@@ -12,7 +12,7 @@ import threading
 import traceback
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -248,6 +248,10 @@ def execute(project_file: Path, as_of: datetime | None, *, quiet: bool = False) 
                 raise OkrsyncError(f"the run ended {state.name}: {state.message}",
                                    hint="see the flow run's logs in Prefect")
             return result
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run closed its row and freed its leases
+        if not main_thread:
+            raise
+        _interrupted()
     finally:
         progress.reporter = previous
         if old_term is not None:
@@ -382,11 +386,16 @@ def main() -> None:
             err.print(f"  → {escape(exc.hint)}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted: nothing of the unfinished step was committed; the run is closed and "
-                  "its leases are free, so the next run can start at once")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)  # sync threads still blocked on a source must not hold the exit (their work is fenced)
+        err.print("interrupted: nothing of the unfinished step was committed")
+        sys.exit(130)
+
+
+def _interrupted() -> NoReturn:
+    err.print("interrupted: nothing of the unfinished step was committed; the run is closed and its "
+              "leases are free, so the next run can start at once")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)  # sync threads still blocked on a source must not hold the exit (their work is fenced)
 
 
 if __name__ == "__main__":

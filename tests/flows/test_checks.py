@@ -10,19 +10,19 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from flows.okr_flow import okrsync_run
 from flows.review import accept
 from okr_store import checks, queries
 from okr_store.store import Store
 from okrsync.demo import inject_bad_rows
 from okrsync.demo_erp import change_order_amount
 from okrsync.project import load_project
+from tests.flow_runs import run_flow
 
 AS_OF = datetime(2026, 11, 20, 18, 0)
 
 
 def run(d: Path) -> dict:
-    return okrsync_run(project_file=str(d / "okrsync.yaml"), as_of=AS_OF, retry_delay_seconds=0)
+    return run_flow(d / "okrsync.yaml", AS_OF)
 
 
 def store_of(d: Path) -> Store:

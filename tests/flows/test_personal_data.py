@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from flows.okr_flow import okrsync_run
 from okr_store import lineage, queries
 from okr_store.store import Store
 from okrsync import access
@@ -23,6 +22,7 @@ from okrsync.errors import ConfigError
 from okrsync.pii import MASK, PREFIX
 from okrsync.project import load_project
 from okrsync.project_problems import ProjectFileError
+from tests.flow_runs import run_flow
 
 AS_OF = datetime(2026, 11, 20, 18, 0)
 
@@ -78,7 +78,7 @@ def test_names_are_sealed_in_the_store_yet_pin_filter_and_reveal_by_role(
     names = salespeople(demo_dir)
     who = names[1]
     add_kr(demo_dir, who)
-    summary = okrsync_run(project_file=str(demo_dir / "okrsync.yaml"), as_of=AS_OF, retry_delay_seconds=0)
+    summary = run_flow(demo_dir / "okrsync.yaml", AS_OF)
     assert summary["status"] == "succeeded", summary
     project = load_project(demo_dir / "okrsync.yaml")
     store = Store(project.store_url())

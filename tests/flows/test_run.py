@@ -14,19 +14,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from flows.okr_flow import okrsync_run
 from okr_store import lineage, queries
 from okr_store.store import Store
 from okrsync.demo_erp import change_order_amount, delete_order
 from okrsync.errors import ConfigError
 from okrsync.project import load_project
+from tests.flow_runs import run_flow
 
 AS_OF = datetime(2026, 11, 20, 18, 0)  # naive UTC, inside 2026-Q4
 LATER = datetime(2026, 11, 20, 21, 0)
 
 
 def run(d: Path, as_of: datetime = AS_OF) -> dict:
-    return okrsync_run(project_file=str(d / "okrsync.yaml"), as_of=as_of, retry_delay_seconds=0)
+    return run_flow(d / "okrsync.yaml", as_of)
 
 
 def store_of(d: Path) -> Store:

@@ -64,13 +64,13 @@ def _orders_in_quarter(erp: Path) -> list[int]:
 
 
 def _build(d: Path) -> Site:
-    from flows.okr_flow import okrsync_run
     from okr_store import checks
     from okr_store import users as stored
     from okr_store.store import Store
     from okrsync import demo, users
     from okrsync.demo_erp import change_order_amount, inject_bad_rows
     from okrsync.project import load_project
+    from tests.flow_runs import run_flow
 
     demo.build(d, today=TODAY)
     erp = d / "erp.db"
@@ -90,9 +90,9 @@ def _build(d: Path) -> Site:
             for k, oid in enumerate(ids[i * 5 : i * 5 + 3]):  # a few orders change between runs
                 edited += timedelta(seconds=1)
                 change_order_amount(erp, oid, Decimal(1000 + 250 * i + k), at=edited)
-        assert okrsync_run(project_file=pf, as_of=at, retry_delay_seconds=0)["status"] == "succeeded"
+        assert run_flow(pf, at)["status"] == "succeeded"
     inject_bad_rows(erp, at=edited + timedelta(seconds=1))
-    assert okrsync_run(project_file=pf, as_of=RUNS[3], retry_delay_seconds=0)["status"] == "partial"
+    assert run_flow(pf, RUNS[3])["status"] == "partial"
     store = Store(load_project(d / "okrsync.yaml").store_url())
     with store.engine.begin() as conn:
         blocked = [r.id for r in checks.list_checks(conn) if r.status == "blocked"]

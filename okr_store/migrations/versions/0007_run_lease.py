@@ -19,14 +19,14 @@ def upgrade() -> None:
     table = op.create_table(
         "run_lease",
         sa.Column("name", sa.String(32), primary_key=True),
-        sa.Column("token", sa.BigInteger, nullable=False),
+        sa.Column("generation", sa.BigInteger, nullable=False),  # the fencing token
         sa.Column("run_id", sa.String(64)),
         sa.Column("host", sa.String(255)),
         sa.Column("pid", sa.Integer),
         sa.Column("acquired_at", sa.DateTime),
         sa.Column("until", sa.DateTime),
     )
-    op.bulk_insert(table, [{"name": "project", "token": 0}])
+    op.bulk_insert(table, [{"name": "project", "generation": 0}])
     with op.batch_alter_table("run") as batch:
         batch.add_column(sa.Column("host", sa.String(255)))
         batch.add_column(sa.Column("pid", sa.Integer))
