@@ -8,7 +8,7 @@ Prefect's default result storage pickles to a shared folder.
 
 The flow run tells the truth: it ends **Completed** only when every stream synced and every key result
 was recorded. A failed stream, a blocked check or a held key result ends it **Failed**, with a message
-starting ``okrsync:`` that names them, so Prefect automations can alert on it (docs/scheduling.md).
+starting ``okrsync:`` that names them, so Prefect automations can alert on it (README, "Run on a schedule").
 Its name is the project and as-of time, its tags name the project and source kinds, its logs carry
 okrsync's messages, and a markdown artifact lists every key result's value, change and hold.
 """
@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, task
+from prefect import flow, tags, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.logging import get_run_logger
@@ -97,7 +97,13 @@ class PrefectSteps:
             retry_delay_seconds=exponential_backoff(backoff_factor=ctx.retry_delay_seconds),
             timeout_seconds=ctx.timeout_seconds,
         )
-        futures = {name: sync.submit(ctx, name) for name in names}
+        project = runner.opened.project(ctx.project_file)
+        futures = {}
+        for name in names:
+            # Task-run tags: a tag concurrency limit (e.g. `source:salesforce`) caps parallel reads.
+            kind = project.sources[project.streams[name].source].kind
+            with tags(f"source:{kind}", f"project:{project.name}"):
+                futures[name] = sync.submit(ctx, name)
         wait(list(futures.values()))
         out: dict[str, SyncCounts | OkrsyncError] = {}
         for name, fut in futures.items():
@@ -208,11 +214,11 @@ def _tag(path: Any) -> None:
     from prefect.client.orchestration import get_client
 
     project = runner.opened.project(str(path))
-    tags = {"okrsync", f"project:{project.name}", *(f"source:{s.kind}" for s in project.sources.values())}
+    wanted = {"okrsync", f"project:{project.name}", *(f"source:{s.kind}" for s in project.sources.values())}
     try:
         with get_client(sync_client=True) as client:
             current = client.read_flow_run(UUID(fr_id)).tags or []
-            client.update_flow_run(UUID(fr_id), tags=sorted(set(current) | tags))
+            client.update_flow_run(UUID(fr_id), tags=sorted(set(current) | wanted))
     except Exception as exc:  # tags are a convenience: never fail a run for them
         get_run_logger().warning("could not tag the flow run: %s", type(exc).__name__)
 

@@ -87,7 +87,7 @@ class Settings(BaseModel):
     # Where the web app (okrsync serve) is reached, for links from Prefect's run artifacts to each KR.
     web_url: str | None = Field(default=None, pattern=r"^https?://")
     role: str = "leadership"  # the CLI's role; the environment variable OKRSYNC_ROLE overrides it
-    # Runs (docs/scheduling.md): the project's name in Prefect run names, tags and artifacts (default:
+    # Runs (README, "Run on a schedule"): the project's name in Prefect run names, tags and artifacts (default:
     # the project file's folder); how long a run's lease lasts without a heartbeat; how long a run waits
     # for another run of the project to finish; how long one task (a stream's sync, the compute) may take.
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")

@@ -84,3 +84,17 @@ def test_the_scheduler_creates_a_run_that_a_worker_completes(
     finally:
         con.close()
     assert recorded > 0 and recorded == krs, (recorded, krs)
+
+    # What Prefect shows of the run (acceptance 7): its name, tags, okrsync's log lines, the artifact.
+    shown = prefect_server.api("GET", f"/flow_runs/{run['id']}")
+    assert shown["name"].startswith("acme as of "), shown["name"]
+    assert {"okrsync", "project:acme", "source:sql"} <= set(shown["tags"]), shown["tags"]
+    logs = prefect_server.api("POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}},
+                                                       "limit": 200})
+    text = "\n".join(entry["message"] for entry in logs)
+    assert "sync orders: " in text and " rows pulled · " in text, text
+    assert "KR-REV = " in text and f"okrsync: {krs} key results recorded" in text, text
+    artifacts = prefect_server.api("POST", "/artifacts/filter",
+                                   {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
+    (artifact,) = [a for a in artifacts if a["key"] == "okrsync-acme"]
+    assert artifact["type"] == "markdown" and "| `KR-REV` |" in artifact["data"], artifact
