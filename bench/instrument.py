@@ -34,6 +34,7 @@ import metrics.expectations as expectations_module
 import okr_store.records as records_module
 from connectors.base import Connector, StreamSpec, Watermark
 from flows.gate import StreamGate
+from okr_store.lease import Fence
 from okr_store.records import SyncCounts, SyncWriter
 from okr_store.store import Store, ValueRecord
 from okrsync.schema import StreamSchema
@@ -152,10 +153,11 @@ class TimedStore(Store):
         as_of: datetime,
         values: Iterable[ValueRecord],
         held: Mapping[str, str],
+        fence: Fence | None = None,
     ) -> list[int]:
         start = time.perf_counter()
         try:
-            return super().record_values(run_id, flow_run_id, as_of, values, held)
+            return super().record_values(run_id, flow_run_id, as_of, values, held, fence)
         finally:
             if self.timings is not None:
                 self.timings.add("record_values (write values)", time.perf_counter() - start)
@@ -166,7 +168,7 @@ class TimedStore(Store):
         if self.timings is None:
             return w
         self.timings.add("begin_sync (tables, lease)", time.perf_counter() - start)
-        timed = TimedWriter(w.engine, w.stream, w.sync_id, w.tables, w.reconcile)
+        timed = TimedWriter(w.engine, w.stream, w.sync_id, w.tables, w.reconcile, w.fence)
         timed.timings = self.timings
         return timed
 
