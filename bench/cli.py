@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench [--rows N] [--krs N] [--quick] [--no-prefect] …``."""
+"""Command line: ``python -m bench [--rows N] [--krs N] [--quick] [--no-prefect] [--only PHASE] …``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ QUICK_ROWS = 50_000
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark okrsync (sync, compute, drill, Prefect overhead, Salesforce extraction) "
+        description="Benchmark okrsync (sync, compute, drill, Prefect overhead, Salesforce extraction, "
+        "local run tax) "
         "against baselines measured in the same run; checks KR values against plain SQL. Exit status 1 "
         "on any mismatch.",
     )
@@ -40,11 +41,24 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=["gate", "salesforce"],
+        choices=["gate", "salesforce", "local-tax"],
         default=None,
         help="run one phase only: gate = generate the data, then a full sync without and with "
         "data-quality checks (≈ 2–3 min at 1M rows); salesforce = the Salesforce extraction phase "
-        "alone (loopback sandbox, no PostgreSQL)",
+        "alone (loopback sandbox, no PostgreSQL); local-tax = `okrsync run` on the demo with nothing "
+        "changed against the same work by direct calls, whole processes (≈ 40 s; no PostgreSQL)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed runs of each local-tax configuration, interleaved with its baseline (default 5)",
+    )
+    p.add_argument(
+        "--tax-prefect",
+        action="store_true",
+        help="local tax: also time `okrsync run` through a `prefect server start` and the old way (the "
+        "okrsync_run flow on Prefect's ephemeral server), informational (≈ 3–4 min more)",
     )
     p.add_argument(
         "--sf-rows",
@@ -67,8 +81,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.rows = QUICK_ROWS if args.quick else 1_000_000
     if args.sf_rows is None:
         args.sf_rows = SF_QUICK_ROWS if args.quick else SF_ROWS
-    if args.rows < 1000 or args.krs < 1 or args.sf_rows < 1000:
-        p.error("--rows and --sf-rows must be at least 1000 and --krs at least 1")
+    if args.rows < 1000 or args.krs < 1 or args.sf_rows < 1000 or args.repeats < 1:
+        p.error("--rows and --sf-rows must be at least 1000, --krs and --repeats at least 1")
     return args
 
 
@@ -79,6 +93,7 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    started_env = dict(os.environ)  # what the local-tax processes get (the Prefect settings below are ours)
     with tempfile.TemporaryDirectory(prefix="okrsync-bench-") as tmp:
         work = Path(tmp)
         # Before anything imports Prefect: a private home, no telemetry, patient server start-up.
@@ -106,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             work_dir=work,
             only=args.only,
             sf_rows=args.sf_rows,
+            repeats=args.repeats,
+            tax_prefect=args.tax_prefect,
+            env=started_env,
         )
         meta = machine_info() | {
             "command": " ".join([".venv/bin/python -m bench", *(argv if argv is not None else sys.argv[1:])]),
@@ -118,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 "profile": args.profile,
                 "only": args.only,
                 "sf_rows": args.sf_rows,
+                "repeats": args.repeats,
+                "tax_prefect": args.tax_prefect,
             },
         }
         try:

@@ -48,10 +48,14 @@ def print_results(res: Results, console: Console | None = None) -> None:
     console = console or (Console() if sys.stdout.isatty() else Console(width=170))
     meta = res.meta
     args = meta.get("args", {})
+    titles = {
+        "salesforce": f"okrsync benchmark · {args.get('sf_rows', 0):,} Salesforce opportunities",
+        "local-tax": f"okrsync benchmark · local run tax · demo, nothing changed · {args.get('repeats')} "
+        "runs each",
+    }
     table = Table(
-        title=f"okrsync benchmark · {args.get('sf_rows', 0):,} Salesforce opportunities"
-        if args.get("only") == "salesforce"
-        else f"okrsync benchmark · {args.get('rows', 0):,} rows · {args.get('krs', 0)} KRs",
+        title=titles.get(args.get("only") or "", f"okrsync benchmark · {args.get('rows', 0):,} rows · "
+                         f"{args.get('krs', 0)} KRs"),
         caption="cost ratio = okrsync ÷ baseline (time, MB) or baseline ÷ okrsync (rows/s); "
         ">1: okrsync costs more",
     )

@@ -1,6 +1,6 @@
 """The benchmark phases, in order: generate, baseline reads, full sync, compute, drill, incremental
 sync, no-change sync, (optionally) a Prefect flow run, the data-quality gate and, once the databases
-are dropped, the Salesforce extraction, each against a baseline of the same run."""
+are dropped, the Salesforce extraction and the local run tax, each against a baseline of the same run."""
 
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ class Options:
     repeats: int = 5
     only: str | None = None  # "gate": generate the data, then only the data-quality gate phase
     sf_rows: int = 200_000  # opportunities in the Salesforce sandbox (bench/salesforce.py)
+    tax_prefect: bool = False  # local tax: also the informational Prefect rows (bench/local_tax.py)
+    env: dict[str, str] | None = None  # the environment the benchmark was started with (local tax)
 
 
 def say(msg: str) -> None:
@@ -586,18 +588,26 @@ def salesforce_phase(opts: Options, res: Results) -> None:
     salesforce.run(opts.sf_rows, res)
 
 
+def local_tax_phase(opts: Options, res: Results) -> None:
+    """``okrsync run`` on the demo against the same work by direct calls (bench/local_tax.py)."""
+    from bench import local_tax
+
+    local_tax.run(res, repeats=opts.repeats, prefect=opts.tax_prefect, env=opts.env, work_dir=opts.work_dir)
+
+
 def run(opts: Options) -> Results:
-    if opts.only == "salesforce":
+    if opts.only in ("salesforce", "local-tax"):
         res = Results()
-        salesforce_phase(opts, res)
+        (salesforce_phase if opts.only == "salesforce" else local_tax_phase)(opts, res)
         return res
     res = _run_postgres(opts)
     if opts.only is None:
-        try:
-            salesforce_phase(opts, res)
-        except Exception as exc:  # a failure here is reported, not a loss of the phases above
-            traceback.print_exc()
-            res.check("salesforce extraction completes", False, f"{type(exc).__name__}: {exc}"[:200])
+        for name, phase in (("salesforce extraction", salesforce_phase), ("local run tax", local_tax_phase)):
+            try:
+                phase(opts, res)
+            except Exception as exc:  # a failure here is reported, not a loss of the phases above
+                traceback.print_exc()
+                res.check(f"{name} completes", False, f"{type(exc).__name__}: {exc}"[:200])
     return res
 
 
