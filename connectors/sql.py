@@ -16,15 +16,27 @@ Decisions worth knowing:
   FLOAT or STRING). SQLite dates and datetimes compare through ``julianday()``, as stored.
 * Rows whose effective cursor is NULL sort first: full reads return them; incremental reads only
   while the watermark is still among them.
+* ``statement_timeout_seconds`` bounds each wait on the database: a statement, and in a streamed read
+  each batch, but not the time spent on rows already received. Lock waits give up a second earlier
+  (:func:`_lock_wait`), so they are reported as such. PostgreSQL: ``statement_timeout`` (per FETCH of
+  the server-side cursor) and ``lock_timeout``. MariaDB: ``max_statement_time``, except on streamed
+  reads (it would count the whole read), whose waits a timer ends with ``KILL QUERY``;
+  ``lock_wait_timeout``/``innodb_lock_wait_timeout``; pymysql's ``read_timeout`` as a backstop
+  (MySQL: the lock waits, the timer and the backstop). SQLite: the busy timeout, and a progress
+  handler that interrupts a statement past its deadline.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -66,6 +78,12 @@ _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|--[^\n]*|/\*.*
 _WRITE_WORDS = {"INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE", "GRANT",
                 "REVOKE", "COPY", "CALL", "INTO", "LOCK"}
 _TEXT_BINDS = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")  # what sa.text() would take for a bind parameter
+_SQLITE_PROGRESS_STEPS = 10_000  # SQLite VM instructions between deadline checks (microseconds apart)
+_READ_TIMEOUT_GRACE = 30  # pymysql gives up on a silent server this long after the statement timeout
+_STREAM = "okrsync_stream"  # execution option of streamed reads (see SqlConnector._bounded)
+_LOCK_HINTS = {"postgresql": "pg_locks joined with pg_stat_activity",
+               "mysql": "SHOW FULL PROCESSLIST: a LOCK TABLES or a long transaction",
+               "sqlite": "the process with a write transaction open on the file"}
 
 
 class SqlOptions(BaseModel):
@@ -78,6 +96,8 @@ class SqlOptions(BaseModel):
     url_secret: str | None = None
     password_env: str | None = None
     connect_timeout_seconds: int = Field(default=10, ge=1, le=3600)
+    # Bounds each wait on the database (a statement, a batch of a streamed read, a lock wait).
+    statement_timeout_seconds: int = Field(default=300, ge=1, le=86_400)
 
     @model_validator(mode="after")
     def _one_url(self) -> SqlOptions:
@@ -223,6 +243,7 @@ class SqlConnector:
     def _make_engine(self) -> sa.Engine:
         url = self._resolve_url()
         backend, timeout = url.get_backend_name(), self.options.connect_timeout_seconds
+        limit = self.options.statement_timeout_seconds
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if backend == "sqlite":
             if (url.database or ":memory:") == ":memory:" or str(url.database).startswith("file:"):
@@ -233,12 +254,16 @@ class SqlConnector:
                 raise ConfigError(f"source {self.name!r}: SQLite file {path} does not exist",
                                   hint="check `url`; relative paths start at the project file's folder")
             url = url.set(database=str(path))
-            # mode=ro: SQLite itself opens the file read-only, and never creates a missing one.
+            # mode=ro: SQLite itself opens the file read-only, and never creates a missing one. The
+            # timeout is how long a statement waits for a lock held by a writer.
             self._sqlite_creator = partial(sqlite3.connect, path.as_uri() + "?mode=ro", uri=True,
-                                           timeout=timeout, check_same_thread=False)
+                                           timeout=_lock_wait(limit), check_same_thread=False,
+                                           factory=_SqliteConnection)
             kwargs["creator"] = self._sqlite_creator
-        elif backend in ("postgresql", "mysql", "mariadb"):
+        elif backend == "postgresql":
             kwargs["connect_args"] = {"connect_timeout": timeout}
+        elif backend in ("mysql", "mariadb"):
+            kwargs["connect_args"] = {"connect_timeout": timeout, "read_timeout": limit + _READ_TIMEOUT_GRACE}
         else:
             raise ConfigError(f"source {self.name!r}: kind 'sql' does not support {backend!r}",
                               hint="use PostgreSQL, MySQL/MariaDB or SQLite (known read-only sessions)")
@@ -248,17 +273,34 @@ class SqlConnector:
         except ModuleNotFoundError as exc:
             raise ConfigError(f"source {self.name!r}: database driver {exc.name!r} is not installed",
                               hint="use postgresql+psycopg://, mysql+pymysql:// or sqlite:///") from None
-        statements = _SESSION_SQL["mysql" if backend == "mariadb" else backend]
+        family = "mysql" if backend == "mariadb" else backend
 
         def read_only_session(dbapi_conn: Any, _record: Any) -> None:
+            mariadb = family == "mysql" and "mariadb" in dbapi_conn.get_server_info().lower()
             cur = dbapi_conn.cursor()
-            for sql in statements:
+            for sql in _SESSION_SQL[family] + _limits_sql(family, limit, mariadb=mariadb):
                 cur.execute(sql)
             cur.close()
             if backend != "sqlite":
                 dbapi_conn.commit()  # a rollback would undo PostgreSQL's SET
 
         sa.event.listen(engine, "connect", read_only_session)
+        if family == "sqlite":
+            def start_clock(_conn: Any, cursor: Any, *_args: Any) -> None:
+                cursor.connection.deadline.at = time.monotonic() + limit
+
+            sa.event.listen(engine, "before_cursor_execute", start_clock)
+        elif family == "mysql":
+            def unbounded_stream(conn: sa.Connection, _cursor: Any, statement: str, parameters: Any,
+                                 context: Any, _many: bool) -> tuple[str, Any]:
+                # max_statement_time would count the whole streamed read, the time spent on rows
+                # already received included: streamed reads are bounded per wait (see _bounded).
+                if getattr(conn.dialect, "is_mariadb", False) and context is not None \
+                        and context.execution_options.get(_STREAM):
+                    statement = f"SET STATEMENT max_statement_time = 0 FOR {statement}"
+                return statement, parameters
+
+            sa.event.listen(engine, "before_cursor_execute", unbounded_stream, retval=True)
         return engine
 
     def _resolve_url(self) -> sa.URL:
@@ -410,17 +452,57 @@ class SqlConnector:
 
     def _frames(self, stream: StreamSpec, plan: _Plan, stmt: sa.Select[Any],
                 names: Sequence[str]) -> Iterator[pd.DataFrame]:
-        tz, position = stream_zone(self.name, stream), 0
+        tz, position, killed = stream_zone(self.name, stream), 0, threading.Event()
         try:
-            # The result closes before the connection: MySQL's unbuffered cursor must be drained first
-            # when a reader stops early.
-            with self.engine.connect() as conn, conn.execution_options(
-                    stream_results=True, yield_per=stream.batch_size).execute(stmt) as result:
-                for rows in result.partitions():
-                    yield self._frame(stream, plan, names, rows, position, tz)
-                    position += len(rows)
+            with self.engine.connect() as conn:
+                conn.execution_options(stream_results=True, yield_per=stream.batch_size, **{_STREAM: True})
+                with self._bounded(conn, killed):
+                    result = conn.execute(stmt)
+                # The result closes before the connection: MySQL's unbuffered cursor must be drained
+                # first when a reader stops early.
+                with result:
+                    batches = result.partitions()
+                    while True:
+                        with self._bounded(conn, killed):
+                            rows = next(batches, None)
+                        if rows is None:
+                            break
+                        yield self._frame(stream, plan, names, rows, position, tz)
+                        position += len(rows)
         except sa.exc.DBAPIError as exc:
-            raise self._source_error(exc, stream) from None
+            raise self._source_error(exc, stream, killed=killed.is_set()) from None
+
+    @contextmanager
+    def _bounded(self, conn: sa.Connection, killed: threading.Event) -> Iterator[None]:
+        """One wait on the database in a streamed read (executing, or fetching the next batch), ended
+        after ``statement_timeout_seconds``; the time the caller spends on a batch does not count."""
+        limit = self.options.statement_timeout_seconds
+        dbapi_conn: Any = conn.connection.dbapi_connection
+        if isinstance(dbapi_conn, _SqliteConnection):
+            dbapi_conn.deadline.at = time.monotonic() + limit
+            try:
+                yield
+            finally:
+                dbapi_conn.deadline.at = math.inf
+        elif self.backend == "mysql":
+            timer = threading.Timer(limit, self._kill_query, (dbapi_conn.thread_id(), killed))
+            timer.daemon = True
+            timer.start()
+            try:
+                yield
+            finally:
+                timer.cancel()
+                timer.join()  # a kill under way lands on this wait, never on a later statement
+        else:
+            yield  # PostgreSQL: statement_timeout bounds the DECLARE and each FETCH of the cursor
+
+    def _kill_query(self, thread_id: int, killed: threading.Event) -> None:
+        killed.set()
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(f"KILL QUERY {int(thread_id)}")
+        except sa.exc.SQLAlchemyError:
+            pass  # pymysql's read_timeout still ends the wait
 
     def _frame(self, stream: StreamSpec, plan: _Plan, names: Sequence[str], rows: Sequence[Any],
                position: int, tz: ZoneInfo) -> pd.DataFrame:
@@ -444,13 +526,30 @@ class SqlConnector:
         return frame
 
     def _source_error(self, exc: sa.exc.DBAPIError, stream: StreamSpec | None, *,
-                      query: bool = False) -> SourceError:
+                      query: bool = False, killed: bool = False) -> SourceError:
         kind = _failure_kind(exc)
+        if killed and kind != "lock":  # our timer ended the wait (KILL QUERY): a statement timeout
+            kind = "timeout"
         reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
         if self._password:
             reason = reason.replace(self._password, "***")
         where = f"source {self.name!r}" + (f", stream {stream.name!r}" if stream else "")
         db = self.engine.url.render_as_string(hide_password=True)
+        limit = self.options.statement_timeout_seconds
+        raise_it = (f"raise statement_timeout_seconds (now {limit}) on source {self.name!r} in the "
+                    "project file")
+        if kind == "timeout":
+            query = query or (stream is not None and "query" in stream.options)
+            return SourceError(f"{where}: the statement timed out after {limit} s ({db}: {reason})",
+                               transient=True,
+                               hint=f"{raise_it}, or make the {'query' if query else 'read'} cheaper "
+                               "(an index on the cursor and key columns); okrsync retries transient failures")
+        if kind == "lock":
+            wait = _lock_wait(limit)
+            return SourceError(f"{where}: waited {wait:g} s for a lock on the source table, then gave up "
+                               f"({db}: {reason})", transient=True,
+                               hint=f"find what holds the lock ({_LOCK_HINTS[self.backend]}), or {raise_it}; "
+                               "okrsync retries transient failures")
         if kind == "transient":
             return SourceError(f"{where}: cannot reach {db}: {reason}", transient=True,
                                hint="check that the server is up and reachable from here (host, port, "
@@ -477,9 +576,16 @@ def _lex_after(exprs: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) ->
 
 
 def _failure_kind(exc: sa.exc.DBAPIError) -> str:
-    """``transient`` (lost connection, timeout, lock, overload: retry), ``access`` or ``other``."""
+    """``timeout`` (statement_timeout_seconds ran out), ``lock`` (a lock wait did), ``transient``
+    (lost connection, deadlock, overload: retry), ``access`` or ``other``."""
     orig, text = exc.orig, str(exc.orig).lower()
     sqlstate, args = getattr(orig, "sqlstate", None), getattr(orig, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None  # MySQL error number
+    if sqlstate == "55P03" or code == 1205 or (isinstance(orig, sqlite3.Error) and "locked" in text):
+        return "lock"  # lock_timeout, lock_wait_timeout / innodb_lock_wait_timeout, SQLite busy timeout
+    if (sqlstate == "57014" and "statement timeout" in text) or code in (1969, 3024) \
+            or (isinstance(orig, sqlite3.Error) and "interrupted" in text):
+        return "timeout"  # statement_timeout, max_statement_time / max_execution_time, progress handler
     if exc.connection_invalidated:
         transient, access = True, False
     elif isinstance(sqlstate, str):
@@ -489,8 +595,45 @@ def _failure_kind(exc: sa.exc.DBAPIError) -> str:
         access = any(s in text for s in ("password", "authentication", "role", "pg_hba"))
     elif isinstance(orig, sqlite3.Error):
         transient, access = any(s in text for s in ("locked", "busy", "unable to open", "disk i/o")), False
-    elif args and isinstance(args[0], int):  # MySQL; 2xxx are client-side connection errors
-        transient, access = args[0] in _MYSQL_TRANSIENT or 2000 <= args[0] < 3000, args[0] in _MYSQL_ACCESS
+    elif code is not None:  # MySQL; 2xxx are client-side connection errors
+        transient, access = code in _MYSQL_TRANSIENT or 2000 <= code < 3000, code in _MYSQL_ACCESS
     else:
         transient, access = isinstance(exc, sa.exc.OperationalError), False
     return "transient" if transient else "access" if access else "other"
+
+
+def _lock_wait(limit: int) -> float:
+    """How long a statement waits for a lock: a second less than the statement timeout (half of it
+    at 1 s), or the statement timeout would fire first and the wait not be named as a lock wait."""
+    return limit - 1 if limit > 1 else limit / 2
+
+
+def _limits_sql(family: str, limit: int, *, mariadb: bool) -> list[str]:
+    """Session settings that bound statements and lock waits (SQLite: see _SqliteConnection)."""
+    lock = _lock_wait(limit)
+    if family == "postgresql":
+        return [f"SET statement_timeout = {limit * 1000}", f"SET lock_timeout = {round(lock * 1000)}"]
+    if family == "mysql":  # whole seconds; MySQL itself has no max_statement_time (streams: _bounded)
+        waits = [f"SET SESSION lock_wait_timeout = {max(1, int(lock))}",
+                 f"SET SESSION innodb_lock_wait_timeout = {max(1, int(lock))}"]
+        return [*waits, f"SET SESSION max_statement_time = {limit}"] if mariadb else waits
+    return []
+
+
+class _Deadline:
+    """SQLite's progress handler: a non-zero answer once ``at`` (``time.monotonic()``) has passed
+    interrupts the running statement (``sqlite3.OperationalError: interrupted``)."""
+
+    at = math.inf
+
+    def __call__(self) -> int:
+        return int(time.monotonic() > self.at)
+
+
+class _SqliteConnection(sqlite3.Connection):
+    """A SQLite connection whose statements stop at ``deadline`` (set per statement and per batch)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = _Deadline()
+        self.set_progress_handler(self.deadline, _SQLITE_PROGRESS_STEPS)
