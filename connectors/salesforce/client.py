@@ -7,6 +7,8 @@
   triggers one new login (password or JWT) and one more try; ``REQUEST_LIMIT_EXCEEDED`` is never retried.
 * simple-salesforce itself would log in again up to three times: it is handed a session id instead, so
   that re-authentication happens here, once, and is counted.
+* simple-salesforce sends its requests (login, REST, Bulk 2.0) without a timeout: the session's adapters
+  give each one ``timeout_seconds``, so a stalled server ends in a (retried) timeout, not a hang.
 """
 
 from __future__ import annotations
@@ -51,11 +53,24 @@ NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exception
 REAUTH = "re-authenticate the integration user (check its password, token or connected app) and run again"
 
 
-class _LoginRoute(HTTPAdapter):
+class _Timeout(HTTPAdapter):
+    """Gives every request that names no timeout this one (connect and read, in seconds)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().send(request, *args, **kwargs)
+
+
+class _LoginRoute(_Timeout):
     """Sends requests for ``https://{domain}.salesforce.com`` to ``login_url`` instead."""
 
-    def __init__(self, login_url: str) -> None:
-        super().__init__()
+    def __init__(self, login_url: str, timeout: float) -> None:
+        super().__init__(timeout)
         self.login_url = login_url
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
@@ -107,6 +122,9 @@ class SfClient:
         if self._http is None:
             s = requests.Session()
             s.trust_env = False  # REQUESTS_CA_BUNDLE and proxies from the environment do not apply
+            timeout = self.options.timeout_seconds
+            for scheme in ("https://", "http://"):
+                s.mount(scheme, _Timeout(timeout))
             if self.options.ca_bundle:
                 bundle = (self.base_dir / self.options.ca_bundle).resolve()
                 if not bundle.is_file():
@@ -115,7 +133,7 @@ class SfClient:
                 s.verify = str(bundle)
             if self.options.login_url:
                 for domain in {self.options.domain, "login", "test"}:
-                    s.mount(f"https://{domain}.salesforce.com/", _LoginRoute(self.options.login_url))
+                    s.mount(f"https://{domain}.salesforce.com/", _LoginRoute(self.options.login_url, timeout))
             s.hooks["response"].append(self._observe)
             self._http = s
         return self._http
