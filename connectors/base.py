@@ -21,6 +21,33 @@ from okrsync.schema import FieldType, StreamSchema
 KEY_SEPARATOR = "|"
 
 
+class Partitions(BaseModel):
+    """Ranges of one field a stream is read in, in parallel: ``bounds: [b1, b2, …]`` makes the ranges
+    ``< b1``, ``[b1, b2)``, …, ``>= bn`` (NULLs go with the first). Every range stages into the same
+    sync, which commits once: the stream's snapshot stays atomic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: str
+    bounds: tuple[Any, ...] = Field(min_length=1, max_length=255)
+
+    @field_validator("bounds")
+    @classmethod
+    def _ascending(cls, v: tuple[Any, ...]) -> tuple[Any, ...]:
+        try:
+            ordered = all(a < b for a, b in zip(v, v[1:], strict=False))
+        except TypeError:
+            raise ValueError("bounds must all be numbers, or all dates/texts") from None
+        if not ordered:
+            raise ValueError("bounds must be in ascending order, each once")
+        return v
+
+    def ranges(self) -> list[tuple[Any, Any]]:
+        """``[(None, b1), (b1, b2), …, (bn, None)]``: lower bound included, upper excluded."""
+        edges: list[Any] = [None, *self.bounds, None]
+        return list(zip(edges, edges[1:], strict=False))
+
+
 class StreamSpec(BaseModel):
     """What to pull from a source: identity (primary key), cursor and fields are declared data.
 
@@ -49,6 +76,12 @@ class StreamSpec(BaseModel):
     sensitive: tuple[str, ...] = ()
     # Data-quality checks (see metrics.quality), validated by the project loader.
     checks: tuple[Any, ...] = ()
+    # Read in ranges of one field, as parallel tasks committing as one (connectors that support it).
+    partitions: Partitions | None = None
+    # Set by okrsync on the copy of the stream that one partition task reads: ``(lower, upper)`` of
+    # ``partitions.field``, lower included, upper excluded, None for open; connectors add it to their
+    # query. Never in a project file.
+    partition_range: tuple[Any, Any] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("primary_key", "cursor", mode="before")

@@ -169,6 +169,7 @@ class SqlConnector:
     # Typed as the protocol declares them (invariant ClassVars); the models are SqlOptions/SqlStreamOptions.
     Options: ClassVar[type[BaseModel]] = SqlOptions
     StreamOptions: ClassVar[type[BaseModel]] = SqlStreamOptions
+    supports_partitions: ClassVar[bool] = True  # a stream's `partitions` read as parallel tasks
 
     def __init__(self, name: str, options: SqlOptions | Mapping[str, Any], base_dir: Path) -> None:
         self.name = name
@@ -220,13 +221,38 @@ class SqlConnector:
                 order.insert(0, sa.case((cursor.is_(None), 0), else_=1))
             if since is not None:
                 stmt = stmt.where(self._after(plan, stream, since, cursor, keys))
-        yield from self._frames(stream, plan, stmt.order_by(*order), kept)
+        yield from self._frames(stream, plan, self._partition(plan, stream, stmt).order_by(*order), kept)
 
     def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
         """The primary-key columns of every row, in batches of ``stream.batch_size``."""
         plan = self._plan(stream)
-        yield from self._frames(stream, plan, sa.select(*(plan.source.c[k] for k in stream.primary_key)),
-                                stream.primary_key)
+        stmt = self._partition(plan, stream, sa.select(*(plan.source.c[k] for k in stream.primary_key)))
+        yield from self._frames(stream, plan, stmt, stream.primary_key)
+
+    def _partition(self, plan: _Plan, stream: StreamSpec, stmt: sa.Select[Any]) -> sa.Select[Any]:
+        """Only the rows of the partition being read (``stream.partition_range``): lower bound
+        included, upper excluded, NULLs with the first partition. Date and time bounds are UTC."""
+        if stream.partition_range is None or stream.partitions is None:
+            return stmt
+        name = stream.partitions.field
+        if name not in plan.cols:
+            raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: partitions.field {name!r} "
+                              "is not a column", hint=f"available fields: {', '.join(plan.cols)}")
+        col, tz = self._comparable(plan, name), stream_zone(self.name, stream)
+        lower, upper = stream.partition_range
+        try:
+            if lower is not None:
+                stmt = stmt.where(col >= self._param(plan, name, lower, tz))
+            if upper is not None:
+                below = col < self._param(plan, name, upper, tz)
+                stmt = stmt.where(below if lower is not None else sa.or_(col.is_(None), below))
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: partition bound "
+                              f"{lower if lower is not None else upper!r} does not fit field {name!r} "
+                              f"({plan.cols[name].field.type}): {exc}",
+                              hint="give bounds of the field's type (numbers, or ISO dates/times, UTC)"
+                              ) from None
+        return stmt
 
     def record_url(self, stream: StreamSpec, record_id: str) -> str | None:
         """Plain databases have no web page per record."""

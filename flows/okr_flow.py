@@ -30,6 +30,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from prefect.tasks import exponential_backoff
 
+from flows import pipeline
 from flows import run as runner
 from flows.run import Computed, RunContext, RunSummary
 from okr_store.records import SyncCounts
@@ -77,6 +78,37 @@ def sync_task(ctx: RunContext, name: str) -> SyncCounts:
     return counts
 
 
+_SYNC_OPTIONS: dict[str, Any] = dict(
+    retries=runner.RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+    timeout_seconds=7200,
+)
+
+
+@task(name="open-partitioned-sync", task_run_name="open {name}", **_SYNC_OPTIONS)
+def prepare_task(ctx: RunContext, name: str) -> pipeline.SyncPlan:
+    return runner.prepare_step(ctx, name)
+
+
+@task(name="sync-partition", task_run_name="sync {plan.stream.name} partition {index}", **_SYNC_OPTIONS)
+def partition_task(ctx: RunContext, plan: pipeline.SyncPlan, index: int) -> pipeline.PartRead:
+    part = runner.partition_step(ctx, plan, index)
+    get_run_logger().info("sync %s partition %d: %d rows pulled", plan.name, index, part.rows_read)
+    return part
+
+
+@task(name="commit-partitioned-sync", task_run_name="commit {plan.stream.name}", persist_result=False,
+      cache_policy=NO_CACHE, timeout_seconds=7200)
+def finish_task(ctx: RunContext, plan: pipeline.SyncPlan, parts: list[pipeline.PartRead]) -> SyncCounts:
+    counts = runner.finish_step(ctx, plan, parts)
+    get_run_logger().info("%s", _counts_line(plan.name, counts))
+    return counts
+
+
 @task(name="compute-key-results", persist_result=False, cache_policy=NO_CACHE, timeout_seconds=7200)
 def compute_task(ctx: RunContext, failed: dict[str, str]) -> Computed:
     logger = get_run_logger()
@@ -98,26 +130,59 @@ class PrefectSteps:
             timeout_seconds=ctx.timeout_seconds,
         )
         project = runner.opened.project(ctx.project_file)
-        futures = {}
+        futures: dict[str, Any] = {}
+        opened: dict[str, Any] = {}
+        parts: dict[str, list[Any]] = {}
         for name in names:
             # Task-run tags: a tag concurrency limit (e.g. `source:salesforce`) caps parallel reads.
             kind = project.sources[project.streams[name].source].kind
             with tags(f"source:{kind}", f"project:{project.name}"):
-                futures[name] = sync.submit(ctx, name)
+                count = runner.partitions_of(ctx, name)
+                if not count:
+                    futures[name] = sync.submit(ctx, name)
+                    continue
+                # A partitioned stream: open the sync, read every range in parallel, commit once.
+                prepare = prepare_task.with_options(timeout_seconds=ctx.timeout_seconds)
+                opened[name] = prepare.submit(ctx, name)
+                part = partition_task.with_options(
+                    retry_delay_seconds=exponential_backoff(backoff_factor=ctx.retry_delay_seconds),
+                    timeout_seconds=ctx.timeout_seconds,
+                )
+                parts[name] = [part.submit(ctx, opened[name], i) for i in range(count)]
+                futures[name] = finish_task.with_options(timeout_seconds=ctx.timeout_seconds).submit(
+                    ctx, opened[name], parts[name])
         wait(list(futures.values()))
         out: dict[str, SyncCounts | OkrsyncError] = {}
         for name, fut in futures.items():
             try:
                 out[name] = fut.result()
+                continue
             except OkrsyncError as exc:
-                out[name] = exc
-            except Exception as exc:  # a task timeout, a lost Dask worker…
-                out[name] = SourceError(f"stream {name!r}: {type(exc).__name__}: {exc}",
-                                        hint="see the task run's logs in Prefect")
+                error: OkrsyncError = exc
+            except Exception as exc:  # a task timeout, a lost Dask worker, a failed partition…
+                error = _first_error(name, parts.get(name, []), exc)
+            out[name] = error
+            if name in opened and opened[name].state.is_completed():
+                runner.fail_step(ctx, opened[name].result(), error.message)  # drop what was staged
         return out
 
     def compute(self, ctx: RunContext, failed: Mapping[str, str]) -> Computed:
         return compute_task.with_options(timeout_seconds=ctx.timeout_seconds)(ctx, dict(failed))
+
+
+def _first_error(name: str, parts: list[Any], exc: Exception) -> OkrsyncError:
+    """The error that stopped a stream: a failed partition's own, else the one given."""
+    for fut in parts:
+        if fut.state.is_failed():
+            try:
+                fut.result()
+            except OkrsyncError as failed:
+                return failed
+            except Exception as failed:
+                exc = failed
+                break
+    return SourceError(f"stream {name!r}: {type(exc).__name__}: {exc}",
+                       hint="see the task run's logs in Prefect")
 
 
 def _run_name() -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,7 +42,7 @@ from okr_store.lease import Fence
 from okr_store.ranking import Ranked, record_ranks
 from okr_store.records import RID, SyncCounts, SyncWriter, Vetoed
 from okr_store.store import Store, ValueRecord
-from okrsync.errors import CheckFailed, LeaseLost, OkrsyncError, SourceError
+from okrsync.errors import CheckFailed, ConfigError, LeaseLost, OkrsyncError, SourceError
 from okrsync.project import Project
 from okrsync.schema import Field, FieldType, StreamSchema
 
@@ -62,19 +63,51 @@ def effective_stream(project: Project, name: str) -> StreamSpec:
     return spec if spec.timezone else spec.model_copy(update={"timezone": project.settings.timezone})
 
 
-def sync_stream(
-    project: Project, store: Store, connector: Connector, run_id: str, name: str, fence: Fence | None = None
-) -> SyncCounts:
-    """Sync one stream; raises :class:`SourceError` (transient or not) after cleaning up.
+@dataclass(frozen=True)
+class SyncPlan:
+    """One sync of one stream, decided once when it starts (picklable: partition tasks get it)."""
 
-    With ``fence`` (the run's lease), the commit changes nothing unless the run still holds it."""
+    stream: StreamSpec  # with the company timezone filled in
+    kept: tuple[str, ...]
+    kept_schema: StreamSchema
+    since: Watermark | None
+    spec: str
+    reconcile: bool
+    deletes: str
+    sync_id: int
+    run_id: str
+
+    @property
+    def name(self) -> str:
+        return self.stream.name
+
+    def part(self, index: int) -> StreamSpec:
+        """The stream as partition ``index`` reads it."""
+        assert self.stream.partitions is not None
+        return self.stream.model_copy(update={"partition_range": self.stream.partitions.ranges()[index]})
+
+
+@dataclass(frozen=True)
+class PartRead:
+    """What one read (a whole stream, or one partition) staged."""
+
+    rows_read: int
+    keys_read: int
+    last: tuple[Any, tuple[Any, ...]] | None  # (cursor, key) of the last record read, if any
+
+
+def plan_sync(
+    project: Project, store: Store, connector: Connector, run_id: str, name: str, fence: Fence | None = None
+) -> tuple[SyncPlan, SyncWriter]:
+    """Decide what this sync reads (since where, whether it reconciles keys) and open it in the store."""
     stream = effective_stream(project, name)
     schema = connector.schema(stream)
     kept = stream.kept_fields(schema)
     # Sensitive fields are stored sealed (okrsync.pii): as text, whatever their type at the source.
     kept_schema = StreamSchema(tuple(Field(f.name, FieldType.STRING) if f.name in stream.sensitive else f
                                      for f in schema.fields if f.name in kept))
-    vault = project.vault() if stream.sensitive else None
+    if stream.partitions is not None:
+        _check_partitions(connector, stream, kept_schema)
     deletes, every_hours = deletion_policy(stream, connector)
     since = typed_watermark(store.watermark(name), stream, kept_schema)
     spec = extraction_spec(stream)
@@ -88,38 +121,97 @@ def sync_stream(
     writer = store.begin_sync(
         run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=reconcile, fence=fence
     )
-    progress.reporter.stream_started(name)
-    gate = StreamGate(stream, tuple(stream.checks)) if stream.checks else None
-    last: Any = None
-    cursor_of_last: Any = None
+    plan = SyncPlan(stream, kept, kept_schema, since, spec, reconcile, deletes, writer.sync_id, run_id)
+    return plan, writer
+
+
+def _check_partitions(connector: Connector, stream: StreamSpec, schema: StreamSchema) -> None:
+    parts = stream.partitions
+    assert parts is not None
+    if not getattr(connector, "supports_partitions", False):
+        raise ConfigError(
+            f"stream {stream.name!r}: source kind {getattr(connector, 'kind', '?')!r} cannot read partitions",
+            hint="remove `partitions` from the stream (kind sql supports them)",
+        )
+    if parts.field not in schema:
+        raise ConfigError(
+            f"stream {stream.name!r}: partitions.field {parts.field!r} is not one of the stream's fields",
+            hint=f"use one of: {', '.join(schema.names)}",
+        )
+    if parts.field in stream.sensitive:
+        raise ConfigError(f"stream {stream.name!r}: partitions.field {parts.field!r} is sensitive",
+                          hint="partition on a key or a date field")
+
+
+def read_part(
+    project: Project,
+    plan: SyncPlan,
+    connector: Connector,
+    writer: SyncWriter,
+    gate: StreamGate | None = None,
+    stream: StreamSpec | None = None,
+) -> PartRead:
+    """Read ``stream`` (the plan's, or one partition of it) strictly after the plan's watermark and
+    stage what it returns, with the live keys when the sync reconciles."""
+    stream = stream or plan.stream
+    vault = project.vault() if stream.sensitive else None
+    rows, keys = writer.rows_read, writer.keys_read
+    last: tuple[Any, tuple[Any, ...]] | None = None
+    for batch in connector.read(stream, plan.since):
+        if batch.empty:
+            continue
+        batch = batch[list(plan.kept)]
+        staged = batch.assign(**{RID: record_ids(batch, stream.primary_key)})
+        if gate is not None:
+            gate.observe(staged)  # checks see clear values; their samples mask sensitive ones
+        writer.stage(vault.seal_frame(staged, stream.sensitive) if vault is not None else staged)
+        if plan.reconcile and plan.since is None:
+            writer.stage_keys(staged[RID])
+        if stream.cursor:
+            row = batch.iloc[-1]
+            last = (cursor_values(batch.tail(1), stream).iloc[0], tuple(row[k] for k in stream.primary_key))
+        progress.reporter.stream_rows(plan.name, writer.rows_read)
+    if plan.reconcile and plan.since is not None:
+        for found in connector.keys(stream):
+            writer.stage_keys(record_ids(found, stream.primary_key))
+    return PartRead(writer.rows_read - rows, writer.keys_read - keys, last)
+
+
+def latest(parts: list[PartRead]) -> tuple[Any, tuple[Any, ...]] | None:
+    """The furthest (cursor, key) any part read: the watermark of the whole sync."""
+    marks = [p.last for p in parts if p.last is not None]
+    return max(marks, key=lambda m: (m[0], m[1])) if marks else None
+
+
+def finish_sync(
+    project: Project,
+    store: Store,
+    plan: SyncPlan,
+    connector: Connector,
+    writer: SyncWriter,
+    gate: StreamGate | None,
+    last: tuple[Any, tuple[Any, ...]] | None,
+) -> SyncCounts:
+    """Tombstones, then the commit (through the stream's checks, if any) with the new watermark."""
+    stream, since = plan.stream, plan.since
+    if plan.deletes == "tombstones" and since is not None and isinstance(connector, ReportsDeletions):
+        for gone in connector.deleted(stream, since):
+            writer.stage_deleted(record_ids(gone, stream.primary_key))
+    writer.api_calls = getattr(connector, "api_calls", None)
+    watermark = None
+    if last is not None and stream.cursor:
+        watermark = Watermark(last[0], last[1], plan.spec).to_json()
+    if gate is None:
+        return writer.commit(watermark)
+    return _gated_commit(project, store, plan.run_id, writer, gate, watermark, since)
+
+
+@contextmanager
+def guarded(plan: SyncPlan, writer: SyncWriter, connector: Connector) -> Iterator[None]:
+    """Whatever fails, the stream is left as it was (staged rows dropped) and the error says why."""
+    name = plan.name
     try:
-        for batch in connector.read(stream, since):
-            if batch.empty:
-                continue
-            batch = batch[list(kept)]
-            staged = batch.assign(**{RID: record_ids(batch, stream.primary_key)})
-            if gate is not None:
-                gate.observe(staged)  # checks see clear values; their samples mask sensitive ones
-            writer.stage(vault.seal_frame(staged, stream.sensitive) if vault is not None else staged)
-            if reconcile and since is None:
-                writer.stage_keys(staged[RID])
-            last = batch.iloc[-1]
-            cursor_of_last = cursor_values(batch.tail(1), stream).iloc[0] if stream.cursor else None
-            progress.reporter.stream_rows(name, writer.rows_read)
-        if reconcile and since is not None:
-            for keys in connector.keys(stream):
-                writer.stage_keys(record_ids(keys, stream.primary_key))
-        if deletes == "tombstones" and since is not None and isinstance(connector, ReportsDeletions):
-            for gone in connector.deleted(stream, since):
-                writer.stage_deleted(record_ids(gone, stream.primary_key))
-        writer.api_calls = getattr(connector, "api_calls", None)
-        watermark = None
-        if last is not None and stream.cursor:
-            watermark = Watermark(cursor_of_last, tuple(last[k] for k in stream.primary_key), spec).to_json()
-        if gate is None:
-            counts = writer.commit(watermark)
-        else:
-            counts = _gated_commit(project, store, run_id, writer, gate, watermark, since)
+        yield
     except CheckFailed as exc:
         progress.reporter.stream_finished(name, f"blocked: {exc.message}", False)
         raise
@@ -139,9 +231,9 @@ def sync_stream(
             f"stream {name!r}: unexpected {type(exc).__name__}: {exc}",
             hint="run again with --debug for the traceback",
         ) from exc
-    finally:
-        if gate is not None:
-            gate.close()
+
+
+def _finished(name: str, counts: SyncCounts) -> SyncCounts:
     calls = "" if counts.api_calls is None else f" · {counts.api_calls} API calls"
     progress.reporter.stream_finished(
         name,
@@ -150,6 +242,72 @@ def sync_stream(
         True,
     )
     return counts
+
+
+def sync_stream(
+    project: Project, store: Store, connector: Connector, run_id: str, name: str, fence: Fence | None = None
+) -> SyncCounts:
+    """Sync one stream; raises :class:`SourceError` (transient or not) after cleaning up.
+
+    With ``fence`` (the run's lease), the commit changes nothing unless the run still holds it. A
+    stream with ``partitions`` is read one range after another here; :mod:`flows.run` reads them in
+    parallel."""
+    plan, writer = plan_sync(project, store, connector, run_id, name, fence)
+    progress.reporter.stream_started(name)
+    gate = StreamGate(plan.stream, tuple(plan.stream.checks)) if plan.stream.checks else None
+    try:
+        with guarded(plan, writer, connector):
+            if plan.stream.partitions is None:
+                last = read_part(project, plan, connector, writer, gate).last
+            else:
+                parts = [read_part(project, plan, connector, writer, gate, plan.part(i))
+                         for i in range(len(plan.stream.partitions.ranges()))]
+                last = latest(parts)
+            counts = finish_sync(project, store, plan, connector, writer, gate, last)
+    finally:
+        if gate is not None:
+            gate.close()
+    return _finished(name, counts)
+
+
+def sync_partition(
+    project: Project, store: Store, connector: Connector, plan: SyncPlan, index: int, fence: Fence | None
+) -> PartRead:
+    """Read and stage partition ``index`` of a sync that :func:`plan_sync` opened (any process)."""
+    writer = store.sync_writer(plan.name, plan.sync_id, plan.reconcile, fence)
+    return read_part(project, plan, connector, writer, None, plan.part(index))
+
+
+def finish_partitioned(
+    project: Project, store: Store, connector: Connector, plan: SyncPlan, parts: list[PartRead],
+    fence: Fence | None,
+) -> SyncCounts:
+    """Commit every partition's staged rows as one snapshot. The stream's checks judge the staged
+    rows of all partitions together, read back from the store (sensitive fields as sealed there)."""
+    writer = store.sync_writer(plan.name, plan.sync_id, plan.reconcile, fence)
+    writer.rows_read = sum(p.rows_read for p in parts)
+    writer.keys_read = sum(p.keys_read for p in parts)
+    gate = StreamGate(plan.stream, tuple(plan.stream.checks)) if plan.stream.checks else None
+    try:
+        with guarded(plan, writer, connector):
+            if gate is not None:
+                for staged in store.staged(plan.name, plan.sync_id):
+                    gate.observe(staged)
+            counts = finish_sync(project, store, plan, connector, writer, gate, latest(parts))
+    finally:
+        if gate is not None:
+            gate.close()
+    return _finished(plan.name, counts)
+
+
+def fail_partitioned(store: Store, plan: SyncPlan, fence: Fence | None, error: str) -> None:
+    """A partition failed: drop everything the sync staged; the stream stays as it was."""
+    writer = store.sync_writer(plan.name, plan.sync_id, plan.reconcile, fence)
+    try:
+        writer.fail(error)
+    except LeaseLost:
+        pass
+    progress.reporter.stream_finished(plan.name, f"failed: {error}", False)
 
 
 def extraction_spec(stream: StreamSpec) -> str:

@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from flows import pipeline
 from okr_store.lease import Fence, Heartbeat
@@ -35,6 +36,7 @@ from okrsync.errors import ConfigError, LeaseLost, OkrsyncError, SourceError
 from okrsync.project import Project, load_project
 
 log = logging.getLogger("okrsync.run")
+T = TypeVar("T")
 RETRIES = 3  # a transient source error is retried this often, with exponential backoff and jitter
 
 
@@ -120,6 +122,52 @@ def sync_step(ctx: RunContext, name: str) -> SyncCounts:
         connector.close()
 
 
+def _opened(ctx: RunContext, name: str) -> tuple[Project, Store, Any]:
+    project = opened.project(ctx.project_file)
+    return project, opened.store(project.store_url()), project.connector(project.streams[name].source)
+
+
+def prepare_step(ctx: RunContext, name: str) -> pipeline.SyncPlan:
+    """Open the sync of a partitioned stream: what it reads, decided once for every partition."""
+    project, store, connector = _opened(ctx, name)
+    try:
+        plan, _ = pipeline.plan_sync(project, store, connector, ctx.run_id, name, ctx.fence)
+        pipeline.progress.reporter.stream_started(name)
+        return plan
+    finally:
+        connector.close()
+
+
+def partition_step(ctx: RunContext, plan: pipeline.SyncPlan, index: int) -> pipeline.PartRead:
+    """Read and stage one partition of an open sync (its own connections, any process)."""
+    project, store, connector = _opened(ctx, plan.name)
+    try:
+        return pipeline.sync_partition(project, store, connector, plan, index, ctx.fence)
+    finally:
+        connector.close()
+
+
+def finish_step(ctx: RunContext, plan: pipeline.SyncPlan, parts: list[pipeline.PartRead]) -> SyncCounts:
+    """Commit every partition of a sync as one snapshot."""
+    project, store, connector = _opened(ctx, plan.name)
+    try:
+        return pipeline.finish_partitioned(project, store, connector, plan, list(parts), ctx.fence)
+    finally:
+        connector.close()
+
+
+def fail_step(ctx: RunContext, plan: pipeline.SyncPlan, error: str) -> None:
+    """Drop what a partitioned sync staged after one of its partitions failed."""
+    project = opened.project(ctx.project_file)
+    pipeline.fail_partitioned(opened.store(project.store_url()), plan, ctx.fence, error)
+
+
+def partitions_of(ctx: RunContext, name: str) -> int:
+    """How many partitions a stream is read in (0: read whole)."""
+    parts = opened.project(ctx.project_file).streams[name].partitions
+    return 0 if parts is None else len(parts.ranges())
+
+
 @dataclass(frozen=True)
 class Computed:
     values: dict[str, str | None]  # KR id → value (text, exact)
@@ -165,17 +213,35 @@ class LocalSteps:
         self.max_workers = max_workers
         self.sleep = sleep
 
-    def _with_retries(self, ctx: RunContext, name: str) -> SyncCounts:
+    def _retrying(self, ctx: RunContext, what: str, step: Callable[[], T]) -> T:
         for attempt in range(RETRIES + 1):
             try:
-                return sync_step(ctx, name)
+                return step()
             except SourceError as exc:
                 if not exc.transient or attempt == RETRIES:
                     raise
                 delay = ctx.retry_delay_seconds * 2**attempt
-                log.info("stream %r: %s; retrying in %.1f s", name, exc.message, delay)
+                log.info("%s: %s; retrying in %.1f s", what, exc.message, delay)
                 self.sleep(delay * random.uniform(0.75, 1.25))  # noqa: S311 (jitter)
         raise AssertionError("unreachable")
+
+    def _with_retries(self, ctx: RunContext, name: str) -> SyncCounts:
+        count = partitions_of(ctx, name)
+        if not count:
+            return self._retrying(ctx, f"stream {name!r}", lambda: sync_step(ctx, name))
+        plan = self._retrying(ctx, f"stream {name!r}", lambda: prepare_step(ctx, name))
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, count),
+                                thread_name_prefix=f"okrsync-{name}") as pool:
+            futures = [pool.submit(self._retrying, ctx, f"stream {name!r} partition {i}",
+                                   partial(partition_step, ctx, plan, i)) for i in range(count)]
+            wait(futures)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            first = errors[0]
+            message = first.message if isinstance(first, OkrsyncError) else f"{type(first).__name__}: {first}"
+            fail_step(ctx, plan, message)
+            raise first  # type: ignore[misc]
+        return finish_step(ctx, plan, [f.result() for f in futures])
 
     def sync_all(self, ctx: RunContext, names: Sequence[str]) -> dict[str, SyncCounts | OkrsyncError]:
         out: dict[str, SyncCounts | OkrsyncError] = {}

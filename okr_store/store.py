@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -18,7 +19,7 @@ from okr_store import lease
 from okr_store import models as m
 from okr_store.checks import supersede_blocked
 from okr_store.lease import Fence
-from okr_store.records import LEASE, StreamRegistry, StreamTables, SyncWriter, utcnow, visible
+from okr_store.records import LEASE, RID, StreamRegistry, StreamTables, SyncWriter, utcnow, visible
 from okrsync.errors import StoreError
 from okrsync.schema import StreamSchema
 
@@ -212,6 +213,25 @@ class Store:
             conn.execute(tables.keys.delete().where(tables.keys.c._sync < sync_id))
             conn.execute(tables.gone.delete().where(tables.gone.c._sync < sync_id))
         return SyncWriter(self.engine, stream, int(sync_id), tables, reconcile, fence)
+
+    def sync_writer(self, stream: str, sync_id: int, reconcile: bool, fence: Fence | None) -> SyncWriter:
+        """Another writer of a sync that :meth:`begin_sync` opened (a partition task, any process)."""
+        tables = self.streams.tables(stream)
+        if tables is None:
+            raise StoreError(f"stream {stream!r} has no tables in the store", hint="run again")
+        return SyncWriter(self.engine, stream, sync_id, tables, reconcile, fence)
+
+    def staged(self, stream: str, sync_id: int, chunk: int = 50_000) -> Iterator[pd.DataFrame]:
+        """The rows a sync staged (``_rid`` and the fields), in chunks, as a check would see them."""
+        tables = self.streams.tables(stream)
+        assert tables is not None
+        stg = tables.stage
+        cols = [stg.c[RID], *(stg.c[f.name] for f in tables.schema.fields)]
+        q = sa.select(*cols).where(stg.c._sync == sync_id).order_by(stg.c[RID])
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=chunk).execute(q)
+            for part in result.partitions(chunk):
+                yield pd.DataFrame([tuple(r) for r in part], columns=[c.name for c in cols])
 
     def reconcile_due(self, stream: str, every_hours: float) -> bool:
         """Whether this sync of ``stream`` should compare every key with the source (deletions)."""

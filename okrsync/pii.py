@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -123,10 +124,22 @@ def vault_for(key_env: str, store_url: str) -> Vault:
                           hint=f"set {key_env} to 64 random bytes in base64 (the same on every machine "
                           "that runs or reads this project)")
     if not path.exists():
+        # Written whole under a private name, then linked into place: streams (and partitions) synced
+        # in parallel never read a half-written key, and the first to link wins.
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(base64.b64encode(os.urandom(64)).decode() + "\n")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(base64.b64encode(os.urandom(64)).decode() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink()
     return Vault(base64.b64decode(path.read_text().strip()))
 
 

@@ -28,7 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 
 TOP_LEVEL = ("version", "include", "settings", "sources", "streams", "metrics", "objectives")
 MEASURES = (*get_args(Measure), "ratio")
-STREAM_KEYS = tuple(k for k in StreamSpec.model_fields if k not in ("name", "options"))
+STREAM_KEYS = tuple(k for k in StreamSpec.model_fields if k not in ("name", "options", "partition_range"))
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _PASSWORD = "keep secrets out of the project file: use url_env, url_secret or password_env"
 
