@@ -41,7 +41,7 @@ def _two_sources(d: Path, **settings: object) -> Path:
     pf = d / "okrsync.yaml"
     text = pf.read_text()
     text = text.replace("sources:\n", "sources:\n  erp2:\n    kind: sql\n    url: sqlite:///erp2.db\n"
-                        "    connect_timeout_seconds: 3600\n", 1)
+                        "    statement_timeout_seconds: 3600\n", 1)
     text = text.replace("  shipments:\n    source: erp\n", "  shipments:\n    source: erp2\n", 1)
     extra = "".join(f"  {k}: {v}\n" for k, v in settings.items())
     text = text.replace("settings:\n", "settings:\n" + extra, 1)
