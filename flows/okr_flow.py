@@ -34,7 +34,7 @@ from flows import pipeline
 from flows import run as runner
 from flows.run import Computed, RunContext, RunSummary
 from okr_store.records import SyncCounts
-from okrsync.errors import OkrsyncError, SourceError
+from okrsync.errors import MetricError, OkrsyncError, SourceError
 
 FORWARDED = ("okrsync", "connectors", "metrics", "flows")  # okrsync's own loggers, into the run's logs
 
@@ -65,7 +65,6 @@ def _counts_line(name: str, c: SyncCounts) -> str:
     persist_result=False,
     cache_policy=NO_CACHE,
     task_run_name="sync {name}",
-    timeout_seconds=7200,
 )
 def sync_task(ctx: RunContext, name: str) -> SyncCounts:
     logger = get_run_logger()
@@ -85,7 +84,6 @@ _SYNC_OPTIONS: dict[str, Any] = dict(
     retry_condition_fn=_transient,
     persist_result=False,
     cache_policy=NO_CACHE,
-    timeout_seconds=7200,
 )
 
 
@@ -102,14 +100,14 @@ def partition_task(ctx: RunContext, plan: pipeline.SyncPlan, index: int) -> pipe
 
 
 @task(name="commit-partitioned-sync", task_run_name="commit {plan.stream.name}", persist_result=False,
-      cache_policy=NO_CACHE, timeout_seconds=7200)
+      cache_policy=NO_CACHE)
 def finish_task(ctx: RunContext, plan: pipeline.SyncPlan, parts: list[pipeline.PartRead]) -> SyncCounts:
     counts = runner.finish_step(ctx, plan, parts)
     get_run_logger().info("%s", _counts_line(plan.name, counts))
     return counts
 
 
-@task(name="compute-key-results", persist_result=False, cache_policy=NO_CACHE, timeout_seconds=7200)
+@task(name="compute-key-results", persist_result=False, cache_policy=NO_CACHE)
 def compute_task(ctx: RunContext, failed: dict[str, str]) -> Computed:
     logger = get_run_logger()
     computed = runner.compute_step(ctx, failed)
@@ -127,7 +125,6 @@ class PrefectSteps:
     def sync_all(self, ctx: RunContext, names: Sequence[str]) -> dict[str, SyncCounts | OkrsyncError]:
         sync = sync_task.with_options(
             retry_delay_seconds=exponential_backoff(backoff_factor=ctx.retry_delay_seconds),
-            timeout_seconds=ctx.timeout_seconds,
         )
         project = runner.opened.project(ctx.project_file)
         futures: dict[str, Any] = {}
@@ -142,18 +139,25 @@ class PrefectSteps:
                     futures[name] = sync.submit(ctx, name)
                     continue
                 # A partitioned stream: open the sync, read every range in parallel, commit once.
-                prepare = prepare_task.with_options(timeout_seconds=ctx.timeout_seconds)
-                opened[name] = prepare.submit(ctx, name)
+                opened[name] = prepare_task.submit(ctx, name)
                 part = partition_task.with_options(
                     retry_delay_seconds=exponential_backoff(backoff_factor=ctx.retry_delay_seconds),
-                    timeout_seconds=ctx.timeout_seconds,
                 )
                 parts[name] = [part.submit(ctx, opened[name], i) for i in range(count)]
-                futures[name] = finish_task.with_options(timeout_seconds=ctx.timeout_seconds).submit(
-                    ctx, opened[name], parts[name])
-        wait(list(futures.values()))
+                futures[name] = finish_task.submit(ctx, opened[name], parts[name])
+        # The run's own deadline, whatever the task runner (Prefect cannot interrupt a task on a worker
+        # thread): a stream past it counts as failed, and what it may still commit is fenced off once
+        # the run has ended.
+        late = wait(list(futures.values()), timeout=ctx.timeout_seconds).not_done
         out: dict[str, SyncCounts | OkrsyncError] = {}
         for name, fut in futures.items():
+            if fut in late:
+                out[name] = SourceError(
+                    f"stream {name!r}: the sync did not finish within {ctx.timeout_seconds:g} s",
+                    hint="raise settings.task_timeout_seconds, or find what makes the source slow",
+                    transient=True,
+                )
+                continue
             try:
                 out[name] = fut.result()
                 continue
@@ -167,7 +171,11 @@ class PrefectSteps:
         return out
 
     def compute(self, ctx: RunContext, failed: Mapping[str, str]) -> Computed:
-        return compute_task.with_options(timeout_seconds=ctx.timeout_seconds)(ctx, dict(failed))
+        future = compute_task.submit(ctx, dict(failed))
+        if wait([future], timeout=ctx.timeout_seconds).not_done:
+            raise MetricError(f"the key results were not computed within {ctx.timeout_seconds:g} s",
+                              hint="raise settings.task_timeout_seconds, or find what makes it slow")
+        return future.result()
 
 
 def _first_error(name: str, parts: list[Any], exc: Exception) -> OkrsyncError:

@@ -87,9 +87,10 @@ class Settings(BaseModel):
     # Where the web app (okrsync serve) is reached, for links from Prefect's run artifacts to each KR.
     web_url: str | None = Field(default=None, pattern=r"^https?://")
     role: str = "leadership"  # the CLI's role; the environment variable OKRSYNC_ROLE overrides it
-    # Runs (README, "Run on a schedule"): the project's name in Prefect run names, tags and artifacts (default:
-    # the project file's folder); how long a run's lease lasts without a heartbeat; how long a run waits
-    # for another run of the project to finish; how long one task (a stream's sync, the compute) may take.
+    # Runs (README, "Run on a schedule"): the project's name in Prefect run names, tags and artifacts
+    # (default: the project file's folder); how long a run's lease lasts without a heartbeat; how long a
+    # run waits for another run of the project to finish; how long one task (a stream's sync, the
+    # compute) may take.
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
     lease_seconds: int = Field(default=600, ge=5, le=86400)
     wait_for_run_seconds: int = Field(default=3600, ge=0, le=86400)

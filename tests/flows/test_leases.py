@@ -24,11 +24,11 @@ import pytest
 import sqlalchemy as sa
 
 from flows import pipeline
-from flows.run import LocalSteps, run_project
+from flows.run import LocalSteps, RunContext, run_project
 from okr_store import models as m
 from okr_store.records import RID, utcnow
 from okr_store.store import Store
-from okrsync.errors import LeaseBusy, LeaseLost
+from okrsync.errors import LeaseBusy, LeaseLost, SourceError
 from okrsync.project import load_project
 
 OKRSYNC = Path(sys.executable).parent / "okrsync"
@@ -248,3 +248,17 @@ def test_commit_and_recording_check_the_token_in_their_transaction(demo_dir: Pat
     with pytest.raises(LeaseLost, match="no longer holds"):
         store.record_values(stale.run_id, None, AS_OF, [], {"KR-REV": "stale"}, stale)
     assert _state(store) == before
+
+
+def test_a_sync_past_the_task_timeout_counts_as_failed(demo_dir: Path) -> None:
+    pf = _two_sources(demo_dir)
+    run_project(pf, LocalSteps(), as_of=AS_OF)
+    store = _store(pf)
+    fence = store.begin_run(AS_OF, None, lease_seconds=600, wait_seconds=0)
+    ctx = RunContext(str(pf), fence, None, AS_OF, retry_delay_seconds=0, timeout_seconds=1)
+    with _locked(pf.parent / "erp2.db"):  # the read waits on the lock far past the timeout
+        out = LocalSteps().sync_all(ctx, ["shipments"])
+    err = out["shipments"]
+    assert isinstance(err, SourceError) and err.transient, err
+    assert "did not finish within 1 s" in err.message
+    store.end_run(fence, "failed", err.message)
