@@ -36,29 +36,38 @@ def accept(project: Project, store: Store, check_id: int, *, reason: str, actor:
         )
     ids, committed = [check_id], 0
     ack: frozenset[str] = frozenset()
-    if row.sync_id is not None:
-        writer, watermark = store.resume_sync(row.sync_id)
-        try:
-            counts = writer.commit(watermark)
-        except Exception:
-            writer.block(watermark, f"accept of check #{check_id} failed")
-            raise
-        committed = counts.inserted + counts.updated + counts.deleted
-        with store.engine.connect() as conn:
-            ids = checks.blocked_of_sync(conn, row.sync_id)
-    else:
-        ack = frozenset({row.kr_id}) if row.kr_id else frozenset()
-    with store.engine.begin() as conn:
-        checks.resolve(conn, ids, "accepted", actor)
-        for i in ids:
-            checks.audit(conn, actor=actor, action="accept", reason=reason, check_id=i, kr_id=row.kr_id)
     now = datetime.now(UTC).replace(tzinfo=None)
-    run_id = store.start_run(now, None)
-    # Streams still blocked by other checks keep their KRs held.
-    values, held = pipeline.compute_values(
-        project, store, run_id, None, now, store.blocked_streams(), acknowledged=ack
-    )
-    store.finish_run(run_id, "partial" if held else "succeeded")
+    # Like any run, an accept holds the project's lease: it never interleaves with a scheduled run.
+    s = project.settings
+    # An admin waits at most half a minute (a page is waiting too), then is told to try again.
+    fence = store.begin_run(now, None, lease_seconds=s.lease_seconds,
+                            wait_seconds=min(30, s.wait_for_run_seconds))
+    run_id = fence.run_id
+    try:
+        if row.sync_id is not None:
+            writer, watermark = store.resume_sync(row.sync_id, fence)
+            try:
+                counts = writer.commit(watermark)
+            except Exception:
+                writer.block(watermark, f"accept of check #{check_id} failed")
+                raise
+            committed = counts.inserted + counts.updated + counts.deleted
+            with store.engine.connect() as conn:
+                ids = checks.blocked_of_sync(conn, row.sync_id)
+        else:
+            ack = frozenset({row.kr_id}) if row.kr_id else frozenset()
+        with store.engine.begin() as conn:
+            checks.resolve(conn, ids, "accepted", actor)
+            for i in ids:
+                checks.audit(conn, actor=actor, action="accept", reason=reason, check_id=i, kr_id=row.kr_id)
+        # Streams still blocked by other checks keep their KRs held.
+        values, held = pipeline.compute_values(
+            project, store, run_id, None, now, store.blocked_streams(), acknowledged=ack, fence=fence
+        )
+    except BaseException as exc:
+        store.end_run(fence, "failed", getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+        raise
+    store.end_run(fence, "partial" if held else "succeeded")
     return Accepted(
         ids,
         row.stream,

@@ -12,7 +12,7 @@ from okr_store import checks as store_checks
 from okr_store import queries
 from okr_store import users as stored_users
 from okrsync import render, users
-from okrsync.errors import ConfigError, NotFound
+from okrsync.errors import ConfigError, LeaseBusy, NotFound
 from okrsync.pii import reveal
 from okrsync.web import schemas as s
 from okrsync.web.api import PROBLEMS, Id, WebDep, each_kr, plain
@@ -83,7 +83,7 @@ def accept_check(check_id: Id, body: s.AcceptBody, c: Admin, w: WebDep) -> Any:
     _require_check(w, check_id)
     try:
         done = accept(w.project, w.store, check_id, reason=body.reason.strip(), actor=c.name)
-    except ConfigError as exc:
+    except (ConfigError, LeaseBusy) as exc:  # not blocked any more, or a run holds the project now
         raise ApiError(409, exc.message, exc.hint) from None
     return plain(
         {

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from flows.review import accept
@@ -15,6 +16,7 @@ from okr_store import checks, queries
 from okr_store.store import Store
 from okrsync.demo import inject_bad_rows
 from okrsync.demo_erp import change_order_amount
+from okrsync.errors import LeaseBusy
 from okrsync.project import load_project
 from tests.flow_runs import run_flow
 
@@ -200,3 +202,22 @@ def test_a_kr_jump_is_held_until_acknowledged(demo_dir: Path) -> None:
     accept(load_project(demo_dir / "okrsync.yaml"), store, check.id, reason="a real mega-deal", actor="bob")
     now = kr(store, "KR-AOV")
     assert now.held_reason is None and now.value is not None and now.value.value == check.proposed_value
+
+
+def test_an_accept_waits_for_the_project_like_a_run(demo_dir: Path) -> None:
+    """An admin's accept commits and records like a run: never while another run holds the project."""
+    edit_project(demo_dir, "settings:\n", "settings:\n  wait_for_run_seconds: 0\n")
+    run(demo_dir)
+    inject_bad_rows(demo_dir)
+    run(demo_dir)
+    store = store_of(demo_dir)
+    (check, *_) = blocked(store)
+    holder = store.begin_run(AS_OF, None, lease_seconds=600, wait_seconds=0)  # a run is going
+    try:
+        with pytest.raises(LeaseBusy, match="another run of this project is still going"):
+            accept(load_project(demo_dir / "okrsync.yaml"), store, check.id, reason="refunds", actor="ana")
+        assert check.id in {c.id for c in blocked(store)}  # nothing was accepted
+    finally:
+        store.end_run(holder, "succeeded")
+    done = accept(load_project(demo_dir / "okrsync.yaml"), store, check.id, reason="refunds", actor="ana")
+    assert done.rows_committed > 0
