@@ -502,7 +502,7 @@ def compute_values(
         results = evaluate(conn, views, computable, as_of)
     records = []
     s = project.settings
-    previous = store.last_values([d.kr_id for d in computable])
+    previous = store.last_values([d.kr_id for d in computable], as_of)  # a back-fill: its neighbour
     for d in computable:
         e, k = results[d.kr_id], bound[d.kr_id]
         jump = _jump_hold(

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -37,6 +37,7 @@ from okrsync.project import Project, load_project
 
 log = logging.getLogger("okrsync.run")
 T = TypeVar("T")
+CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of this clock a run's as-of time may be
 RETRIES = 3  # a transient source error is retried this often, with exponential backoff and jitter
 
 
@@ -181,11 +182,11 @@ def compute_step(ctx: RunContext, failed: Mapping[str, str]) -> Computed:
     project = opened.project(ctx.project_file)
     store = opened.store(project.store_url())
     ids = [b.spec.id for b in project.key_results()]
-    previous = {k: (None if v is None else str(v)) for k, v in store.last_values(ids).items()}
+    previous = {k: (None if v is None else str(v)) for k, v in store.last_values(ids, ctx.as_of).items()}
     results, held = pipeline.compute_values(
         project, store, ctx.run_id, ctx.flow_run_id, ctx.as_of, failed, fence=ctx.fence
     )
-    statuses = store.last_statuses(list(results))
+    statuses = store.last_statuses(list(results), ctx.as_of)
     return Computed(
         {k: (None if e.value is None else str(e.value)) for k, e in results.items() if k not in held},
         dict(held),
@@ -325,6 +326,22 @@ def utc_naive(at: datetime | None) -> datetime:
     return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
 
 
+def run_as_of(at: datetime | None, now: datetime | None = None) -> datetime:
+    """The as-of time of a run (naive UTC): now, or an earlier time to back-fill history.
+
+    A time in the future (beyond :data:`CLOCK_SKEW`) is refused: no data exists for it yet, and its
+    values would stay "current" over every real run until that time came."""
+    now = utc_naive(now)
+    when = now if at is None else utc_naive(at)
+    if when > now + CLOCK_SKEW:
+        raise ConfigError(
+            f"the as-of time {when:%Y-%m-%d %H:%M}Z is in the future (it is {now:%Y-%m-%d %H:%M}Z now)",
+            hint="as-of is for back-filling history at a past time (a date alone means the end of that "
+            "day); leave it out (`okrsync run`, or no as_of parameter) to compute as of now",
+        )
+    return when
+
+
 def run_project(
     project_file: str | os.PathLike[str] | None,
     steps: Steps,
@@ -334,11 +351,14 @@ def run_project(
     retry_delay_seconds: float = 2.0,
     on_wait: Callable[[str], None] | None = None,
 ) -> RunSummary:
-    """Run a project: lease, sync every stream, compute every KR, record, release."""
+    """Run a project: lease, sync every stream, compute every KR, record, release.
+
+    ``as_of`` (default: now) back-fills history when earlier than the store's latest run: see
+    :mod:`okr_store.current`. A future ``as_of`` raises :class:`ConfigError`."""
+    as_of = run_as_of(as_of)
     path = str(resolve_project_file(project_file))
     project = load_project(path)
     opened.put_project(path, project)
-    as_of = utc_naive(as_of)
     s = project.settings
     store = Store(project.store_url())
     opened.put_store(store)

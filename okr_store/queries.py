@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from metrics.score import roll_up
 from okr_store import models as m
+from okr_store.current import as_of_order, newest_first
 from okrsync.errors import NotFound
 
 
@@ -175,32 +176,33 @@ def _require_kr(conn: sa.Connection, kr_id: str) -> None:
 
 
 def history(conn: sa.Connection, kr_id: str) -> list[StoredValue]:
+    """Every value of a KR in as-of order (then computed-at): back-filled values among the others,
+    the current value last."""
     _require_kr(conn, kr_id)
-    rows = conn.execute(
-        sa.select(m.kr_value)
-        .where(m.kr_value.c.kr_id == kr_id)
-        .order_by(m.kr_value.c.computed_at, m.kr_value.c.id)
-    )
+    rows = conn.execute(sa.select(m.kr_value).where(m.kr_value.c.kr_id == kr_id).order_by(*as_of_order()))
     return [StoredValue.of(r) for r in rows]
 
 
 def compared_with(values: Sequence[StoredValue], after: StoredValue) -> StoredValue | None:
-    """What ``after`` is compared with by default: the latest earlier value that differs from it, else
-    the previous one (None: it is the first)."""
-    earlier = [v for v in values if v.id < after.id]
+    """What ``after`` is compared with by default: of the values before it in ``values`` (a
+    :func:`history`, in as-of order), the latest that differs from it, else the previous one (None: it
+    is the first)."""
+    ids = [v.id for v in values]
+    earlier = list(values[: ids.index(after.id)]) if after.id in ids else []
     moved = [v for v in earlier if v.value != after.value]
     return moved[-1] if moved else (earlier[-1] if earlier else None)
 
 
 def value_at(conn: sa.Connection, kr_id: str, at: datetime | None = None) -> StoredValue:
-    """The value current at ``at`` (naive UTC): the last one computed at or before it; else the latest."""
+    """The value as of ``at`` (naive UTC): the one with the latest as-of at or before it (ties: the
+    later computed); without ``at``, the current value."""
     _require_kr(conn, kr_id)
     q = sa.select(m.kr_value).where(m.kr_value.c.kr_id == kr_id)
     if at is not None:
-        q = q.where(m.kr_value.c.computed_at <= at)
-    row = conn.execute(q.order_by(m.kr_value.c.computed_at.desc(), m.kr_value.c.id.desc()).limit(1)).first()
+        q = q.where(m.kr_value.c.as_of <= at)
+    row = conn.execute(q.order_by(*newest_first()).limit(1)).first()
     if row is None:
-        when = f" at or before {at:%Y-%m-%d %H:%M:%S} UTC" if at else ""
+        when = f" as of {at:%Y-%m-%d %H:%M:%S} UTC or earlier" if at else ""
         raise NotFound(
             f"key result {kr_id!r} has no computed value{when}",
             hint="run `okrsync run` first, or pick a later --at time",

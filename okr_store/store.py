@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from okr_store import lease
+from okr_store import current, lease
 from okr_store import models as m
 from okr_store.checks import supersede_blocked
 from okr_store.lease import Fence
@@ -306,19 +306,24 @@ class Store:
         with self.engine.connect() as conn:
             return {r.stream: r.error or "blocked by a failed check" for r in conn.execute(q)}
 
-    def last_values(self, kr_ids: Iterable[str]) -> dict[str, Decimal | None]:
-        """The latest recorded value of each KR (None: never computed, or no value)."""
-        k, v = m.key_result.c, m.kr_value.c
-        q = sa.select(k.id, v.value).join(m.kr_value, v.id == k.last_value_id).where(k.id.in_(list(kr_ids)))
-        with self.engine.connect() as conn:
-            return {r.id: None if r.value is None else Decimal(r.value) for r in conn.execute(q)}
+    def last_values(self, kr_ids: Iterable[str], as_of: datetime | None = None) -> dict[str, Decimal | None]:
+        """Each KR's current value, or with ``as_of`` its value as of that time (a back-fill's
+        neighbour). None: never computed, or no value."""
+        found = self._values(kr_ids, as_of)
+        return {k: None if r.value is None else Decimal(r.value) for k, r in found.items()}
 
-    def last_statuses(self, kr_ids: Iterable[str]) -> dict[str, str]:
-        """The status (on_track, at_risk, …) of each KR's latest recorded value."""
-        k, v = m.key_result.c, m.kr_value.c
-        q = sa.select(k.id, v.status).join(m.kr_value, v.id == k.last_value_id).where(k.id.in_(list(kr_ids)))
+    def last_statuses(self, kr_ids: Iterable[str], as_of: datetime | None = None) -> dict[str, str]:
+        """The status (on_track, at_risk, …) of each KR's current value (or its value as of ``as_of``)."""
+        return {k: r.status for k, r in self._values(kr_ids, as_of).items()}
+
+    def _values(self, kr_ids: Iterable[str], as_of: datetime | None) -> dict[str, Any]:
+        ids = list(kr_ids)
         with self.engine.connect() as conn:
-            return {r.id: r.status for r in conn.execute(q)}
+            if as_of is not None:
+                return current.values_as_of(conn, ids, as_of)
+            k, v = m.key_result.c, m.kr_value.c
+            q = sa.select(k.id.label("kr_id"), v.value, v.status).join(m.kr_value, v.id == k.last_value_id)
+            return {r.kr_id: r for r in conn.execute(q.where(k.id.in_(ids)))}
 
     # ---- runs and values ---------------------------------------------------------------------
     def start_run(self, as_of: datetime, flow_run_id: str | None) -> str:
@@ -389,12 +394,16 @@ class Store:
     ) -> list[int]:
         """Write all values of a run in one transaction; mark ``held`` KRs (kept at last good value).
 
-        With ``fence``, nothing is written unless the run still holds the project's lease."""
+        A back-fill (a run as of an earlier time than another run of the store) records its values
+        without making them current over newer ones and leaves held flags alone (see
+        :mod:`okr_store.current`). With ``fence``, nothing is written unless the run still holds the
+        project's lease."""
         now = utcnow()
         ids: list[int] = []
         with self.engine.begin() as conn:
             if fence is not None:
                 fence.check(conn)
+            backfill = current.is_backfill(conn, run_id, as_of)
             for v in values:
                 if (
                     conn.execute(
@@ -427,13 +436,15 @@ class Store:
                         snapshot=json.dumps(dict(v.snapshot), sort_keys=True),
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
-                conn.execute(
-                    m.key_result.update()
-                    .where(m.key_result.c.id == v.kr_id)
-                    .values(last_value_id=vid, held_reason=None, held_since=None)
-                )
+                current.promote(conn, v.kr_id, int(vid), as_of)
+                if not backfill:
+                    conn.execute(
+                        m.key_result.update()
+                        .where(m.key_result.c.id == v.kr_id)
+                        .values(held_reason=None, held_since=None)
+                    )
                 ids.append(int(vid))
-            for kr_id, reason in held.items():
+            for kr_id, reason in ({} if backfill else held).items():
                 kr = m.key_result.c
                 conn.execute(
                     m.key_result.update()

@@ -174,12 +174,19 @@ def prefect_defaults() -> None:
 
 @app.command()
 def run(
-    as_of: Annotated[str | None, typer.Option(help="Compute as of this time (default: now).")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        help="Back-fill history: compute as of this past time (default: now). The values join the "
+        "history; a KR's current value stays the one with the latest as-of.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Sync every stream, compute every key result, record the values (a Prefect flow run)."""
     project = _project()
-    summary = execute(project.path, parse_time(as_of, project.settings.timezone), quiet=json_out)
+    when = parse_time(as_of, project.settings.timezone)
+    if when is not None:
+        from flows.run import run_as_of
+
+        when = run_as_of(when)  # refuse a future time before any flow run starts
+    summary = execute(project.path, when, quiet=json_out)
     if json_out:
         from okrsync.render import dumps
 

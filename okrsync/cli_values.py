@@ -26,7 +26,7 @@ def _unit(project: Any, kr_id: str) -> str | None:
 
 
 def history(kr_id: str, json_out: JsonOpt = False) -> None:
-    """Every computed value of a key result."""
+    """Every computed value of a key result, in as-of order (back-filled values at their as-of time)."""
     from okr_store.checks import decisions_for_kr
     from okr_store.queries import history as load
     from okrsync import cli, render
@@ -53,7 +53,7 @@ def history(kr_id: str, json_out: JsonOpt = False) -> None:
 
 def drill(
     kr_id: str,
-    at: Annotated[str | None, typer.Option(help="The value current at this time (default: latest).")] = None,
+    at: Annotated[str | None, typer.Option(help="The value as of this time (default: current).")] = None,
     value_id: Annotated[int | None, typer.Option("--value", help="A value id from `history`.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
@@ -101,14 +101,15 @@ def drill(
 
 def diff(
     kr_id: str,
-    from_: Annotated[str | None, typer.Option("--from", help="Time of the earlier value.")] = None,
-    to: Annotated[str | None, typer.Option(help="Time of the later value (default: latest).")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="As-of time of the earlier value.")] = None,
+    to: Annotated[str | None, typer.Option(help="As-of time of the later value (default: current).")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Why a key result moved: records added, removed or changed between two of its values.
 
-    Without --from, compares with the most recent earlier value that differs (else the previous one).
+    Without --from, compares with the latest value before it in as-of order that differs (else the
+    previous one by as-of).
     """
     from okr_store import lineage, queries
     from okrsync import access, cli, render

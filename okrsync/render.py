@@ -159,8 +159,8 @@ def _add_objective(parent: Tree, o: dict[str, Any]) -> None:
             f"{_flags(k)}"
         )
         detail = (
-            f"[dim]{escape(k['period'])} · computed {fmt_time(k['computed_at'])} · "
-            f"data {fmt_time(k['data_fresh_at'])}"
+            f"[dim]{escape(k['period'])} · as of {fmt_time(k['as_of'])} · "
+            f"computed {fmt_time(k['computed_at'])} · data {fmt_time(k['data_fresh_at'])}"
         )
         if k["reason"] and k["value"] is None:
             detail += f" · {escape(k['reason'])}"
@@ -192,14 +192,17 @@ def value_json(v: StoredValue) -> dict[str, Any]:
 
 
 def history_table(console: Console, kr_id: str, values: list[StoredValue], unit: str | None) -> None:
+    """Values in as-of order (a back-filled value sits at its as-of time, not at the end); the arrows
+    compare each with the one before it in that order."""
     t = Table(title=f"History of {kr_id}")
-    for col in ("#", "computed at", "value", "progress", "status", "records", "flow run"):
+    for col in ("#", "as of", "computed at", "value", "progress", "status", "records", "flow run"):
         t.add_column(col)
     prev = None
     for v in values:
         moved = "" if prev is None or prev == v.value else (" ▲" if (v.value or 0) > (prev or 0) else " ▼")
         t.add_row(
             str(v.id),
+            fmt_time(v.as_of),
             fmt_time(v.computed_at),
             fmt_value(v.value, unit) + moved,
             fmt_pct(v.progress),
@@ -269,7 +272,7 @@ def drill_table(
     v = d.value
     console.print(
         f"[bold]{v.kr_id}[/bold] = [bold]{fmt_value(v.value, unit)}[/bold] "
-        f"(value #{v.id}, computed {fmt_time(v.computed_at)}) — {d.total} contributing records, "
+        f"(value #{v.id}, as of {fmt_time(v.as_of)}) — {d.total} contributing records, "
         f"showing {offset + 1}–{offset + len(d.records)}"
     )
     if not d.records:
@@ -329,8 +332,8 @@ def diff_json(df: Diff) -> dict[str, Any]:
 def diff_text(console: Console, df: Diff, unit: str | None) -> None:
     a, b = df.before, df.after
     console.print(
-        f"[bold]{b.kr_id}[/bold]: {fmt_value(a.value, unit)} (#{a.id}, {fmt_time(a.computed_at)}) → "
-        f"[bold]{fmt_value(b.value, unit)}[/bold] (#{b.id}, {fmt_time(b.computed_at)})"
+        f"[bold]{b.kr_id}[/bold]: {fmt_value(a.value, unit)} (#{a.id}, as of {fmt_time(a.as_of)}) → "
+        f"[bold]{fmt_value(b.value, unit)}[/bold] (#{b.id}, as of {fmt_time(b.as_of)})"
     )
     if df.definition_changed:
         console.print("[yellow]The metric definition changed between these values.[/yellow]")

@@ -7,7 +7,7 @@ import base64
 import os
 import shutil
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,17 +33,17 @@ def store_of(d: Path) -> Store:
     return Store(load_project(d / "okrsync.yaml").store_url())
 
 
-def erp_revenue(d: Path, region: str | None = None) -> Decimal:
-    """Booked Q4 revenue straight from the ERP (independent of okrsync)."""
+def erp_revenue(d: Path, region: str | None = None, until: str = "2026-11-20") -> Decimal:
+    """Booked Q4 revenue up to the day ``until`` straight from the ERP (independent of okrsync)."""
     con = sqlite3.connect(d / "erp.db")
     q = (
         "SELECT untaxed_amount FROM orders WHERE state IN ('confirmed','done') "
-        "AND order_date >= '2026-10-01' AND order_date <= '2026-11-20'"
+        "AND order_date >= '2026-10-01' AND order_date <= ?"
     )
-    args: tuple = ()
+    args: tuple = (until,)
     if region:
         q += " AND region = ?"
-        args = (region,)
+        args += (region,)
     rows = con.execute(q, args).fetchall()
     con.close()
     return sum((Decimal(str(r[0])).quantize(Decimal("0.01")) for r in rows), Decimal(0))
@@ -228,3 +228,39 @@ def test_values_stand_when_their_drill_positions_cannot_be_stored(
     d = lineage.drill(store, v, limit=100_000, sums=False)  # the live query answers
     assert v.value == erp_revenue(demo_dir) == sum(r.contribution for r in d.records)
     store.close()
+
+
+def test_a_backfill_run_keeps_the_current_value_current(demo_dir: Path) -> None:
+    run(demo_dir)
+    store = store_of(demo_dir)
+    now = latest(store, "KR-REV")
+    nov1 = datetime(2026, 11, 1, 12, 0)
+    back = run(demo_dir, nov1)  # back-fills November 1st from the same records
+    assert back["status"] == "succeeded"
+    assert Decimal(back["values"]["KR-REV"]) == erp_revenue(demo_dir, until="2026-11-01") < now.value  # type: ignore[operator]
+    assert back["previous"].get("KR-REV") is None  # nothing was recorded as of November 1st or before
+    assert latest(store, "KR-REV").id == now.id
+    with store.engine.connect() as conn:
+        hist = queries.history(conn, "KR-REV")
+        (kr,) = [k for k in queries.status_tree(conn)[0].key_results if k.id == "KR-REV"]
+    assert [v.as_of for v in hist] == [nov1, AS_OF]
+    assert back["statuses"]["KR-REV"] == hist[0].status
+    assert kr.value is not None and kr.value.id == now.id and kr.held_reason is None
+    d = lineage.diff(store, hist[0], hist[1])  # what moved between the two dates: orders since Nov 1st
+    assert d.summary["added"][1] == now.value - hist[0].value  # type: ignore[operator]
+    store.close()
+
+
+def test_a_future_as_of_is_refused_before_anything_runs(demo_dir: Path) -> None:
+    from flows.run import CLOCK_SKEW, run_as_of
+
+    future = datetime.now(UTC) + timedelta(hours=1)
+    with pytest.raises(ConfigError, match="is in the future") as exc:
+        run(demo_dir, future)  # a Prefect parameter, as a deployment would pass it
+    assert "back-filling history" in (exc.value.hint or "")
+    assert not (demo_dir / ".okrsync").exists()  # no store opened, no run recorded
+    now = datetime(2026, 12, 7, 4, 0)
+    assert run_as_of(now + CLOCK_SKEW, now) == now + CLOCK_SKEW  # clock skew between machines is fine
+    with pytest.raises(ConfigError):
+        run_as_of(now + CLOCK_SKEW + timedelta(seconds=1), now)
+    assert run_as_of(None, now) == now

@@ -212,6 +212,40 @@ def test_tree_and_history(web_server: Site) -> None:
         assert c.get("/api/krs/NOPE").status_code == 404
 
 
+def test_a_backfilled_value_joins_the_history_at_its_as_of(web_server_rw: Site) -> None:
+    """A back-fill recorded after the demo's runs: the API orders the history by as-of, the KR's
+    current value and its hold stay, and the default diff still ends at the current value."""
+    from datetime import timedelta
+
+    from okr_store import queries
+    from okr_store.store import Store, ValueRecord
+
+    with client(web_server_rw, "leadership") as c:
+        before = c.get(f"/api/krs/{KR}").json()
+    first = min(before["history"], key=lambda v: v["as_of"])
+    store = Store(f"sqlite:///{web_server_rw.project_dir / '.okrsync' / 'store.db'}")
+    try:
+        with store.engine.connect() as conn:
+            v = queries.value_by_id(conn, first["value_id"])
+        as_of = v.as_of - timedelta(days=10)
+        run_id = store.start_run(as_of, None)
+        (back,) = store.record_values(run_id, None, as_of, [ValueRecord(
+            KR, v.value, None, v.records, v.baseline, v.target, v.progress_raw, v.progress, v.expected,
+            v.status, v.definition_hash, "", v.snapshot)], {})
+        store.finish_run(run_id, "succeeded")
+    finally:
+        store.close()
+    with client(web_server_rw, "leadership") as c:
+        after = c.get(f"/api/krs/{KR}").json()
+        diff = c.get(f"/api/krs/{KR}/diff").json()
+    hist = after["history"]
+    assert hist[0]["value_id"] == back and hist[0]["as_of"] == as_of.isoformat() + "Z"
+    assert [h["as_of"] for h in hist] == sorted(h["as_of"] for h in hist)
+    assert after["kr"]["value_id"] == before["kr"]["value_id"] == hist[-1]["value_id"]
+    assert after["kr"]["held"] and after["kr"]["held_reason"] == before["kr"]["held_reason"]
+    assert diff["to"]["value_id"] == after["kr"]["value_id"]
+
+
 def test_records_page_through_every_record_of_a_value(web_server: Site) -> None:
     v = latest_value(web_server)
     seen: list[dict[str, Any]] = []

@@ -198,7 +198,7 @@ def test_leadership_drills_from_the_tree_to_the_records_of_a_clicked_point(
     kr_row.locator('[data-testid="kr-link"]').click()
     page.wait_for_url(f"{web_server.url}/kr/{KR}")
     detail = tab.api(f"/api/krs/{KR}")
-    history = sorted(detail["history"], key=lambda v: (v["computed_at"], v["value_id"]))
+    history = sorted(detail["history"], key=lambda v: (v["as_of"], v["computed_at"], v["value_id"]))
     assert len(history) >= 3
     page.wait_for_selector('[data-testid="record-row"]')
     assert page.locator('[data-testid="kr-title"]').inner_text() == detail["kr"]["title"]

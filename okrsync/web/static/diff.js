@@ -15,7 +15,7 @@ export class DiffPanel {
     this.select.addEventListener("change", () => this.load());
   }
 
-  /** Compare history[index] with an earlier value of `history` (oldest first). */
+  /** Compare history[index] with an earlier value of `history` (in as-of order). */
   show(history, index) {
     this.to = history[index];
     const earlier = history.slice(0, index).reverse(); // most recent first
@@ -34,7 +34,7 @@ export class DiffPanel {
         el("option", {
           value: String(v.value_id),
           selected: v === differs,
-          text: `#${v.value_id} · ${fmtTime(v.computed_at)} · ${fmtValue(v.value, this.kr.unit)}`,
+          text: `#${v.value_id} · as of ${fmtTime(v.as_of)} · ${fmtValue(v.value, this.kr.unit)}`,
         }),
       ),
     );
@@ -70,10 +70,10 @@ export class DiffPanel {
     const head = el(
       "p",
       { class: "diff-head", "data-testid": "diff-head" },
-      `#${d.from.value_id} (${fmtTime(d.from.computed_at)}) `,
+      `#${d.from.value_id} (as of ${fmtTime(d.from.as_of)}) `,
       el("strong", { text: fmtValue(d.from.value, unit) }),
       " → ",
-      `#${d.to.value_id} (${fmtTime(d.to.computed_at)}) `,
+      `#${d.to.value_id} (as of ${fmtTime(d.to.as_of)}) `,
       el("strong", { text: fmtValue(d.to.value, unit) }),
       ": ",
       el("strong", { class: deltaClass(d.delta, this.kr.direction), "data-testid": "diff-delta", text: fmtDelta(d.delta, unit) }),

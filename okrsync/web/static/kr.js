@@ -13,7 +13,7 @@ const krId = decodeURIComponent(location.pathname.replace(/^\/kr\//, "").replace
 const page = {
   me: null,
   kr: null,
-  history: [], // oldest first
+  history: [], // in as-of order (then computed-at): a back-filled value sits at its as-of time
   selected: null, // index into history
   chart: null,
   records: null,
@@ -31,7 +31,7 @@ async function main() {
     return;
   }
   page.kr = detail.kr;
-  page.history = [...detail.history].sort((a, b) => (a.computed_at < b.computed_at ? -1 : a.computed_at > b.computed_at ? 1 : a.value_id - b.value_id));
+  page.history = detail.history; // the API's order: as-of, then computed-at (times to the microsecond)
   document.title = `${page.kr.id} ${page.kr.title} · okrsync`;
   drawHeader(page.kr, detail.decisions || []);
   $("history-section").hidden = false;
@@ -114,7 +114,11 @@ function drawHeader(kr, decisions) {
         kr.stale ? [" ", el("span", { class: "flag flag-stale", text: "stale" })] : null,
         el("div", { class: "muted small", text: kr.data_fresh_at ? fmtTime(kr.data_fresh_at) : "" }),
       ),
-      stat("Computed", el("span", { text: fmtTime(kr.computed_at) }), el("div", { class: "muted small" }, lastRun ? ["by ", lastRun] : "")),
+      stat(
+        "As of",
+        el("span", { id: "kr-as-of", text: fmtTime(kr.as_of) }),
+        el("div", { class: "muted small" }, `computed ${fmtTime(kr.computed_at)}`, lastRun ? [" by ", lastRun] : ""),
+      ),
     ),
     kr.held
       ? el(
@@ -170,7 +174,7 @@ function drawHistoryTable() {
       class: "small-button",
       "aria-pressed": "false",
       "data-testid": "select-value",
-      "aria-label": `Show value #${v.value_id} computed ${fmtTime(v.computed_at)}`,
+      "aria-label": `Show value #${v.value_id} as of ${fmtTime(v.as_of)}`,
       text: `#${v.value_id}`,
     });
     pick.addEventListener("click", () => select(i));
@@ -178,8 +182,8 @@ function drawHistoryTable() {
       "tr",
       { "data-testid": "history-row", "data-value-id": String(v.value_id) },
       el("td", {}, pick),
-      el("td", { class: "time", text: fmtTime(v.computed_at) }),
-      el("td", { class: "muted", text: fmtTime(v.as_of) }),
+      el("td", { class: "time", text: fmtTime(v.as_of) }),
+      el("td", { class: "muted", text: fmtTime(v.computed_at) }),
       el("td", { class: "num", text: fmtValue(v.value, kr.unit), title: v.reason || null }),
       el("td", { class: "num", text: fmtPct(v.progress) }),
       el("td", {}, badge(v.status, { title: v.reason })),
@@ -188,7 +192,7 @@ function drawHistoryTable() {
     );
   });
   const selectHead = el("th", { scope: "col", text: "", "aria-label": "select" });
-  const cols = [selectHead, "computed", "data as of", "value", "progress", "status", "records", "flow run"];
+  const cols = [selectHead, "as of", "computed", "value", "progress", "status", "records", "flow run"];
   fill($("history-table"), table(cols, rows, { testid: "history-table" }));
 }
 
@@ -213,7 +217,7 @@ function drawChart() {
   page.chart = new window.Chart(canvas, {
     type: "line",
     data: {
-      labels: h.map((v) => fmtShortTime(v.as_of || v.computed_at)),
+      labels: h.map((v) => fmtShortTime(v.as_of)), // x: the as-of time, in as-of order
       datasets: [
         {
           label: "value",
@@ -269,7 +273,7 @@ function drawChart() {
           callbacks: {
             title: (items) => {
               const v = h[items[0].dataIndex];
-              return `#${v.value_id} · data as of ${fmtTime(v.as_of)}`;
+              return `#${v.value_id} · as of ${fmtTime(v.as_of)} · computed ${fmtTime(v.computed_at)}`;
             },
             label: (ctx) => {
               const v = h[ctx.dataIndex];
@@ -313,7 +317,7 @@ function select(i, { pushUrl = true } = {}) {
   fill($("selected-title"), `Records behind ${fmtValue(v.value, kr.unit)}`);
   fill(
     $("selected-summary"),
-    `Value #${v.value_id} computed ${fmtTime(v.computed_at)} (data as of ${fmtTime(v.as_of)}) · `,
+    `Value #${v.value_id} as of ${fmtTime(v.as_of)} (computed ${fmtTime(v.computed_at)}) · `,
     badge(v.status, { title: v.reason }),
     ` · ${v.records} records · `,
     flowRun(v),
