@@ -55,10 +55,12 @@ def _project() -> Any:
     return load_project(State.project)
 
 
-def _store(project: Any) -> Any:
+def _store(project: Any, *, read_only: bool = False) -> Any:
+    """The project's store; ``read_only`` for commands that only read it (they work on a store in a
+    directory this user cannot write)."""
     from okr_store.store import Store
 
-    return Store(project.store_url())
+    return Store(project.store_url(), read_only=read_only)
 
 
 def _now() -> datetime:
@@ -288,7 +290,7 @@ def status(
     from okrsync import render
 
     project = _project()
-    store = _store(project)
+    store = _store(project, read_only=True)
     with store.engine.connect() as conn:
         roots = status_tree(conn)
     now, window = _now(), timedelta(hours=stale_after)

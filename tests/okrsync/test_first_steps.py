@@ -1,0 +1,158 @@
+"""What a new user hit in their first hour (issue #12), through the real ``okrsync`` console script on
+the demo ERP: a metric on a field the source lacks, exports of every record, repeated ``--where``, a
+store in a read-only directory. Runs are local (no Prefect API), a few seconds each.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from okrsync.demo_erp import build_erp
+from tests.okrsync.conftest import OKRSYNC, Cli, Result
+from tests.okrsync.test_cli_errors import PROJECT, one_line
+
+
+@pytest.fixture(scope="module")
+def erp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("erp") / "erp.db"
+    build_erp(path, today=date(2026, 11, 20))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ran(cli: Cli, erp: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project on the demo ERP after one run (shared: the tests below only read it)."""
+    d = tmp_path_factory.mktemp("ran")
+    shutil.copy(erp, d / "erp.db")
+    (d / "okrsync.yaml").write_text(PROJECT)
+    r = cli("run", cwd=d)
+    assert r.code == 0, r
+    return d
+
+
+def erp_orders(erp: Path, where: str = "1=1") -> dict[str, Decimal]:
+    """Independently of okrsync: id → untaxed amount of the orders KR1 counts (Q4 2026, booked)."""
+    with sqlite3.connect(erp) as conn:
+        rows = conn.execute(
+            "SELECT id, CAST(untaxed_amount AS TEXT) FROM orders WHERE state IN ('confirmed', 'done') "
+            f"AND order_date BETWEEN '2026-10-01' AND '2026-12-31' AND {where}"
+        ).fetchall()
+    return {str(i): Decimal(a) for i, a in rows}
+
+
+# ---- a metric on a field the source does not have ------------------------------------------------
+def test_a_run_checks_metric_fields_against_the_source_before_reading(cli: Cli, erp: Path,
+                                                                     tmp_path: Path) -> None:
+    shutil.copy(erp, tmp_path / "erp.db")
+    # The stream keeps every field (no `fields:`), so only the source can tell that this one is missing.
+    (tmp_path / "okrsync.yaml").write_text(PROJECT.replace("field: untaxed_amount", "field: untaxed_amont"))
+    r = cli("run", cwd=tmp_path)
+    assert r.code == 1, r
+    text = one_line(r.out + r.err)
+    assert ("okrsync.yaml:19: metrics.revenue.field: stream 'orders' has no field 'untaxed_amont' (did you "
+            "mean 'untaxed_amount'?)") in text, r
+    assert "nothing was read" in text and "KeyError" not in text and "Traceback" not in text, r
+    with sqlite3.connect(tmp_path / ".okrsync" / "store.db") as conn:
+        assert conn.execute("SELECT count(*) FROM sync_run WHERE status = 'committed'").fetchone() == (0,)
+
+
+# ---- exports of every record ----------------------------------------------------------------------
+def test_csv_and_json_list_every_record_unless_limited(cli: Cli, erp: Path, ran: Path) -> None:
+    expected = erp_orders(erp)
+    assert len(expected) > 500  # far more than a table page (50)
+    as_csv, as_json, some, table_all = cli.many(
+        (("drill", "KR1", "--format", "csv"), ran),
+        (("drill", "KR1", "--format", "json"), ran),
+        (("drill", "KR1", "--format", "csv", "--limit", "7", "--sort", "record"), ran),
+        (("drill", "KR1", "--limit", "all"), ran),
+    )
+    rows = list(csv.DictReader(io.StringIO(as_csv.out)))
+    assert {r["record_id"]: Decimal(r["untaxed_amount"]) for r in rows} == expected, as_csv.err
+    assert len(rows) == len(expected)
+    body = json.loads(as_json.out)
+    assert body["total"] == len(body["records"]) == len(expected)
+    assert {r["record_id"]: Decimal(r["contribution"]) for r in body["records"]} == expected
+    assert [r["record_id"] for r in csv.DictReader(io.StringIO(some.out))] == sorted(expected)[:7]
+    assert table_all.code == 2 and "--format csv or json" in table_all.err, table_all
+
+
+def test_a_repeated_where_keeps_either_value(cli: Cli, erp: Path, ran: Path) -> None:
+    either, one, both_fields = cli.many(
+        (("drill", "KR1", "--format", "json", "--where", "region=EMEA", "--where", "region=APAC"), ran),
+        (("drill", "KR1", "--format", "json", "--where", "region=APAC"), ran),
+        (("drill", "KR1", "--format", "json", "--where", "region=EMEA", "--where", "region=APAC",
+          "--where", "state=done"), ran),
+    )
+    got = {r["record_id"] for r in json.loads(either.out)["records"]}
+    assert got == set(erp_orders(erp, "region IN ('EMEA', 'APAC')")), either
+    assert {r["record_id"] for r in json.loads(one.out)["records"]} == set(erp_orders(erp, "region = 'APAC'"))
+    got = {r["record_id"] for r in json.loads(both_fields.out)["records"]}
+    assert got == set(erp_orders(erp, "region IN ('EMEA', 'APAC') AND state = 'done'")), both_fields
+
+
+# ---- a store in a directory this user cannot write ------------------------------------------------
+def read_only(cli: Cli, folder: Path, *args: str) -> Result:
+    """``okrsync ARGS`` with ``folder`` mounted read-only (a private mount namespace: the check holds
+    for root too, and nothing outside this process sees the mount)."""
+    script = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(folder), str(OKRSYNC), *args],
+                       cwd=folder, env=cli.env, capture_output=True, text=True, timeout=180, check=False)
+    return Result(args, p.returncode, p.stdout, p.stderr)
+
+
+@pytest.fixture(scope="module")
+def can_mount(tmp_path_factory: pytest.TempPathFactory) -> None:
+    probe = tmp_path_factory.mktemp("probe")
+    p = subprocess.run(["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{probe}" "{probe}" && ! touch '
+                        f'"{probe}/x"'], capture_output=True, check=False)
+    if shutil.which("unshare") is None or p.returncode != 0:
+        pytest.skip(f"cannot mount a folder read-only here (unshare -m, mount --bind): {p.stderr!r}")
+
+
+@pytest.fixture
+def ran_copy(ran: Path, tmp_path: Path) -> Iterator[Path]:
+    d = tmp_path / "project"
+    shutil.copytree(ran, d)
+    yield d
+
+
+@pytest.mark.usefixtures("can_mount")
+def test_read_commands_work_on_a_read_only_store(cli: Cli, ran_copy: Path) -> None:
+    for args in (("status", "--json"), ("history", "KR1"), ("drill", "KR1", "--format", "csv"),
+                 ("checks",), ("diff", "KR1")):
+        r = read_only(cli, ran_copy, *args)
+        assert "Traceback" not in r.err and "cannot" not in r.err, r
+        assert r.code == 0 or (args[0] == "diff" and "only one value so far" in r.err), r
+    status = json.loads(read_only(cli, ran_copy, "status", "--json").out)
+    assert status["objectives"][0]["key_results"][0]["value"] is not None
+
+
+@pytest.mark.usefixtures("can_mount")
+def test_writing_a_read_only_store_names_the_path_and_the_fix(cli: Cli, ran_copy: Path, erp: Path,
+                                                               tmp_path: Path) -> None:
+    r = read_only(cli, ran_copy, "run")
+    store = ran_copy / ".okrsync" / "store.db"
+    assert r.code == 1, r
+    text = one_line(r.err)
+    assert f"cannot write the store {store}" in text, r
+    assert f"make {store.parent} and the files in it writable" in text, r
+    assert "server" not in text and "Traceback" not in text, r
+    # A project folder that cannot even hold a store yet: read commands say so, naming the path.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "okrsync.yaml").write_text(PROJECT)
+    r = read_only(cli, fresh, "status")
+    assert r.code == 1, r
+    assert f"there is no store at {fresh / '.okrsync' / 'store.db'} yet" in one_line(r.err), r
+    assert "okrsync run" in r.err and "Traceback" not in r.err, r
