@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,3 +157,33 @@ def test_writing_a_read_only_store_names_the_path_and_the_fix(cli: Cli, ran_copy
     assert r.code == 1, r
     assert f"there is no store at {fresh / '.okrsync' / 'store.db'} yet" in one_line(r.err), r
     assert "okrsync run" in r.err and "Traceback" not in r.err, r
+
+
+# ---- the template of `okrsync init` ---------------------------------------------------------------
+def test_the_init_template_computes_what_its_titles_say(cli: Cli, erp: Path, tmp_path: Path) -> None:
+    """Run the template unchanged on an ERP with draft and cancelled orders: revenue is booked revenue,
+    the average order value is that revenue over the orders it counts, EMEA revenue is EMEA's share."""
+    shutil.copy(erp, tmp_path / "erp.db")
+    assert cli("init", cwd=tmp_path).code == 0
+    r = cli("run", cwd=tmp_path)
+    assert r.code == 0, r
+    status = json.loads(cli("status", "--json", cwd=tmp_path).out)
+    krs: dict[str, Decimal] = {}
+
+    def walk(objectives: list[dict[str, Any]]) -> None:
+        for o in objectives:
+            krs.update({k["id"]: Decimal(k["value"]) for k in o["key_results"]})
+            walk(o["objectives"])
+
+    walk(status["objectives"])
+    booked = "state IN ('confirmed', 'done') AND order_date BETWEEN '2026-10-01' AND '2026-12-31'"
+    with sqlite3.connect(erp) as conn:
+        n, revenue = conn.execute(f"SELECT count(*), SUM(total_amount) FROM orders WHERE {booked}").fetchone()
+        (emea,) = conn.execute(f"SELECT SUM(total_amount) FROM orders WHERE {booked} AND region = 'EMEA'"
+                               ).fetchone()
+        every = conn.execute("SELECT count(*) FROM orders WHERE order_date >= '2026-10-01'").fetchone()[0]
+    assert every > n, "the ERP has orders that are not booked: the test can tell the counts apart"
+    cents = Decimal("0.01")
+    assert krs["KR-REVENUE"] == Decimal(str(revenue)).quantize(cents)
+    assert krs["KR-REVENUE-EMEA"] == Decimal(str(emea)).quantize(cents)
+    assert krs["KR-AOV"].quantize(cents) == (krs["KR-REVENUE"] / n).quantize(cents)
