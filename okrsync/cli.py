@@ -324,7 +324,7 @@ def demo(
 
     if inject_bad_rows:
         ids = demo_mod.inject_bad_rows(directory)
-        o = f"okrsync -p {directory}/okrsync.yaml"
+        o = f"{demo_mod.okrsync_command()} -p {directory}/okrsync.yaml"
         console.print(
             f"Orders {', '.join(map(str, ids))} now have negative amounts in {directory}/erp.db. Try:"
         )

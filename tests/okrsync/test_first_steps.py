@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -187,3 +189,41 @@ def test_the_init_template_computes_what_its_titles_say(cli: Cli, erp: Path, tmp
     assert krs["KR-REVENUE"] == Decimal(str(revenue)).quantize(cents)
     assert krs["KR-REVENUE-EMEA"] == Decimal(str(emea)).quantize(cents)
     assert krs["KR-AOV"].quantize(cents) == (krs["KR-REVENUE"] / n).quantize(cents)
+
+
+# ---- the demo's "try next" commands, typed as printed ---------------------------------------------
+VENV_BIN = OKRSYNC.parent
+
+
+def as_typed(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(shlex.split(command), cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=180, check=False)
+
+
+def test_the_demo_prints_commands_that_work_as_shown(cli: Cli, tmp_path: Path) -> None:
+    """The README's install leaves okrsync in .venv/bin, not on PATH: what the demo suggests must run
+    when typed as printed, from where the demo was started (and say `okrsync` when it is on PATH)."""
+    (tmp_path / ".venv").symlink_to(VENV_BIN.parent)  # the README's layout: ./.venv, run from here
+    path = os.pathsep.join(p for p in cli.env.get("PATH", "").split(os.pathsep)
+                           if p and Path(p).resolve() != VENV_BIN.resolve())
+    env = {**cli.env, "PATH": path}
+    built = as_typed(".venv/bin/okrsync demo --dir demo --no-salesforce", tmp_path, env)
+    assert built.returncode == 0, built.stderr
+    lines = [line.strip() for line in built.stdout.splitlines()]
+    commands = [line for line in lines if line.startswith(".venv/bin/okrsync ")]
+    assert not any(line.startswith("okrsync ") for line in lines), built.stdout
+    assert len(commands) >= 8, built.stdout
+    assert all(c.startswith(".venv/bin/okrsync -p demo/okrsync.yaml ") for c in commands), commands
+    read_only = [c for c in commands if c.split()[-1] in ("KR-REV", "--json") and " diff " not in c]
+    assert len(read_only) >= 3, commands
+    for command in read_only:
+        r = as_typed(command, tmp_path, env)
+        assert r.returncode == 0, (command, r.stderr)
+    # A demo that exists already: the hint names the same program; `okrsync` once it is on PATH.
+    again = as_typed(".venv/bin/okrsync demo --dir demo", tmp_path, env)
+    assert "`.venv/bin/okrsync -p demo/okrsync.yaml status`" in " ".join(again.stderr.split()), again.stderr
+    on_path = as_typed(".venv/bin/okrsync demo --dir demo", tmp_path, {**env, "PATH": f"{VENV_BIN}:{path}"})
+    assert "`okrsync -p demo/okrsync.yaml status`" in " ".join(on_path.stderr.split()), on_path.stderr
+    status = as_typed("okrsync -p demo/okrsync.yaml status --json", tmp_path,
+                      {**env, "PATH": f"{VENV_BIN}:{path}"})
+    assert status.returncode == 0 and json.loads(status.stdout)["objectives"], status.stderr
