@@ -6,14 +6,19 @@ store in a read-only directory. Runs are local (no Prefect API), a few seconds e
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
+import pty
 import shlex
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+import termios
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -227,3 +232,103 @@ def test_the_demo_prints_commands_that_work_as_shown(cli: Cli, tmp_path: Path) -
     status = as_typed("okrsync -p demo/okrsync.yaml status --json", tmp_path,
                       {**env, "PATH": f"{VENV_BIN}:{path}"})
     assert status.returncode == 0 and json.loads(status.stdout)["objectives"], status.stderr
+
+
+# ---- Ctrl-C in a terminal -------------------------------------------------------------------------
+TWO_SOURCES = PROJECT.replace("sources:\n", "sources:\n  erp2:\n    kind: sql\n    url: sqlite:///erp2.db\n"
+                              "    statement_timeout_seconds: 3600\n", 1).replace(
+    "metrics:\n", "  shipments:\n    source: erp2\n    table: shipments\n    primary_key: id\n"
+    "    cursor: [write_date, create_date]\nmetrics:\n", 1)
+
+
+class Terminal:
+    """``okrsync ARGS`` in a pseudo-terminal of its own (its controlling tty), as typed in a shell:
+    the line discipline turns a typed ^C into SIGINT for its foreground process group."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        master, slave = pty.openpty()
+        self.master = master
+        self.output = bytearray()
+        self.proc = subprocess.Popen([str(OKRSYNC), *args], cwd=cwd, env=env, stdin=slave, stdout=slave,
+                                     stderr=slave, start_new_session=True, preexec_fn=_take_tty)
+        os.close(slave)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # EIO: the other side closed
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def text(self) -> str:
+        return " ".join(self.output.decode(errors="replace").split())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=60)
+        self.reader.join(timeout=60)
+        os.close(self.master)
+
+
+def _take_tty() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def until(what: str, check: Callable[[], object], limit: float = 300) -> object:
+    """Poll ``check`` until it returns something truthy (the limit only stops a hung test)."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if found := check():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def test_ctrl_c_in_a_terminal_stops_the_run_and_says_what_was_kept(cli: Cli, erp: Path,
+                                                                   tmp_path: Path) -> None:
+    for name in ("erp.db", "erp2.db"):
+        shutil.copy(erp, tmp_path / name)
+    (tmp_path / "okrsync.yaml").write_text(TWO_SOURCES)
+    store = tmp_path / ".okrsync" / "store.db"
+
+    def committed() -> set[str]:
+        if not store.exists():
+            return set()
+        with sqlite3.connect(store) as conn:
+            try:
+                return {r[0] for r in conn.execute("SELECT stream FROM sync_run WHERE status = 'committed'")}
+            except sqlite3.OperationalError:  # not created yet
+                return set()
+
+    lock = sqlite3.connect(tmp_path / "erp2.db", isolation_level=None)
+    lock.execute("PRAGMA journal_mode=DELETE")
+    lock.execute("BEGIN EXCLUSIVE")  # the run waits on shipments: orders committed, shipments not
+    term = Terminal(["run"], tmp_path, {**cli.env, "TERM": "xterm", "NO_COLOR": "1"})
+    try:
+        until("orders to commit while shipments waits", lambda: committed() == {"orders"})
+        until("the live progress on the terminal", lambda: "✓ sync orders" in term.text())
+        term.type(b"\x03")
+        assert until("the run to exit", term.proc.poll) == 130, term.text()
+    finally:
+        term.close()
+        lock.execute("ROLLBACK")
+        lock.close()
+    said = term.text()
+    assert "interrupted: kept what was synced before it (orders); not synced: shipments (an unfinished " \
+           "sync keeps nothing); no key result was recorded" in said, said
+    assert "Traceback" not in said, said
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("SELECT status FROM run").fetchall() == [("failed",)]
+        assert conn.execute("SELECT run_id FROM run_lease").fetchall() in ([], [(None,)])
+    again = cli("run", cwd=tmp_path)  # the next run starts at once and finishes the job
+    assert again.code == 0, again
+    assert "shipments" in again.out and committed() == {"orders", "shipments"}
