@@ -43,7 +43,7 @@ from okr_store.ranking import Ranked, record_ranks
 from okr_store.records import RID, SyncCounts, SyncWriter, Vetoed
 from okr_store.store import Store, ValueRecord
 from okrsync.errors import CheckFailed, ConfigError, LeaseLost, OkrsyncError, SourceError
-from okrsync.project import Project
+from okrsync.project import Project, metric_problems
 from okrsync.schema import Field, FieldType, StreamSchema
 
 log = logging.getLogger("okrsync.pipeline")
@@ -102,6 +102,12 @@ def plan_sync(
     """Decide what this sync reads (since where, whether it reconciles keys) and open it in the store."""
     stream = effective_stream(project, name)
     schema = connector.schema(stream)
+    if problems := metric_problems(project, stream, schema):  # before reading, not a KeyError after
+        raise ConfigError(
+            f"stream {name!r}: nothing was read, its metrics use fields the source does not give: "
+            + "; ".join(problems),
+            hint="fix the project file; `okrsync validate --check-sources` checks it against the sources",
+        )
     kept = stream.kept_fields(schema)
     # Sensitive fields are stored sealed (okrsync.pii): as text, whatever their type at the source.
     kept_schema = StreamSchema(tuple(Field(f.name, FieldType.STRING) if f.name in stream.sensitive else f

@@ -3,7 +3,7 @@ value's streams, and turned into conditions with bound parameters only (no user 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -63,7 +63,7 @@ class DrillQuery:
 
     sort: str
     descending: bool
-    equals: dict[str, str]
+    equals: dict[str, tuple[str, ...]]  # field → the texts it may equal (several: any of them, an IN)
     record_id: str | None
 
     @property
@@ -79,17 +79,23 @@ def drill_query(
     schemas: Mapping[str, StreamSchema],
     sort: str,
     descending: bool | None,
-    equals: Mapping[str, str] | None,
+    equals: Mapping[str, str | Sequence[str]] | None,
     record_id: str | None,
 ) -> DrillQuery:
-    """Check the sort and the filters against the fields of the value's streams."""
+    """Check the sort and the filters against the fields of the value's streams.
+
+    A field given several texts keeps the records equal to any of them (``region IN (…)``); filters on
+    different fields must all hold."""
+    wanted = {n: (texts,) if isinstance(texts, str) else tuple(texts) for n, texts in (equals or {}).items()}
     known = list(dict.fromkeys(n for s in schemas.values() for n in s.names))
     if sort not in (*SORTS, *known):
         raise ConfigError(
             f"cannot sort a drill by {sort!r}: it is not a field of {', '.join(schemas) or 'the value'}",
             hint=f"sort by one of: {', '.join((*SORTS, *known))}",
         )
-    for name in equals or {}:
+    for name, texts in wanted.items():
+        if not texts:
+            raise ConfigError(f"drill filter on {name!r}: no value given")
         if name not in known:
             raise ConfigError(
                 f"cannot filter a drill on {name!r}: it is not a field of "
@@ -99,17 +105,23 @@ def drill_query(
         for s in schemas.values():
             f = s.get(name)
             if f is not None:
-                _typed(f, (equals or {})[name])  # a text that does not convert fails here, before any query
+                for text in texts:
+                    _typed(f, text)  # a text that does not convert fails here, before any query
     desc = (sort == "contribution") if descending is None else descending
-    return DrillQuery(sort, desc, dict(equals or {}), record_id)
+    return DrillQuery(sort, desc, wanted, record_id)
 
 
 def field_conditions(view: StreamView, ask: DrillQuery) -> list[sa.ColumnElement[bool]]:
     """``equals`` on the record's fields (bound parameters); a field this stream lacks matches nothing."""
     conds: list[sa.ColumnElement[bool]] = []
-    for name, text in ask.equals.items():
+    for name, texts in ask.equals.items():
         f = view.schema.get(name)
-        conds.append(sa.false() if f is None else view.table.c[name] == _typed(f, text))
+        if f is None:
+            conds.append(sa.false())
+            continue
+        values = list(dict.fromkeys(_typed(f, text) for text in texts))
+        col = view.table.c[name]
+        conds.append(col == values[0] if len(values) == 1 else col.in_(values))
     return conds
 
 

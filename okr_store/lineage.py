@@ -7,7 +7,7 @@ the project file) says today.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -130,9 +130,14 @@ def _page(
     """A page of contributions, then the fields of just those records (one query: the page is cut
     before the join, so PostgreSQL keeps a top-N heap instead of sorting every candidate)."""
     page = sa.select(matching).order_by(*_keys(matching, ask)).limit(limit).offset(offset).subquery("page")
+    return list(conn.execute(_with_fields(part, page, ask)))
+
+
+def _with_fields(part: ContributionPart, page: sa.Subquery, ask: DrillQuery) -> sa.Select[Any]:
+    """The contributions of ``page`` with their records' fields, in the drill's order."""
     t = part.view.table
     names = part.view.schema.names
-    q = (
+    return (
         sa.select(
             page.c[RID],
             page.c.contribution,
@@ -143,7 +148,6 @@ def _page(
         .join_from(page, t, page.c[RID] == t.c[RID])
         .order_by(*_keys(page, ask))
     )
-    return list(conn.execute(q))
 
 
 def _records(part: ContributionPart, rows: list[Any], source: str) -> list[DrillRecord]:
@@ -169,7 +173,7 @@ def drill(
     offset: int = 0,
     sort: str = "contribution",
     descending: bool | None = None,
-    equals: Mapping[str, str] | None = None,
+    equals: Mapping[str, str | Sequence[str]] | None = None,
     record_id: str | None = None,
     sums: bool = True,
 ) -> Drill:
@@ -178,7 +182,8 @@ def drill(
     ``sort``: ``contribution`` (largest first by default), ``record`` (record id) or a field of the
     value's stream(s) (ascending by default, empty values last); ``descending`` overrides the default
     direction. Ties are broken by record id, so pages are stable. ``equals`` keeps the records whose
-    field equals the text (converted to the field's type: ``2026-01-05``, ``12.50``, ``true``); ``record_id``
+    field equals the text (converted to the field's type: ``2026-01-05``, ``12.50``, ``true``), or any of
+    several texts given for one field (``{"region": ["EMEA", "APAC"]}``, an IN); ``record_id``
     keeps the records whose id contains that text (case-sensitive). An unknown field or a text that
     does not convert is a :class:`ConfigError`. A ratio over two streams lists the numerator's records,
     then the denominator's.
@@ -221,6 +226,51 @@ def drill(
     csum = sum((t[1] for t in totals), Decimal(0)) if sums else None
     dsum = sum((t[2] for t in totals), Decimal(0)) if sums and d.ratio is not None else None
     return Drill(v, d, total, csum, dsum, records, columns)
+
+
+def drill_pages(
+    store: Store,
+    v: StoredValue,
+    *,
+    sort: str = "contribution",
+    descending: bool | None = None,
+    equals: Mapping[str, str | Sequence[str]] | None = None,
+    record_id: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    page: int = 2000,
+) -> Iterator[list[DrillRecord]]:
+    """Every record behind ``v`` that :func:`drill` would list (or ``limit`` of them from ``offset``),
+    in the same order, ``page`` records at a time: one query per part of the value, read through a
+    cursor (server-side on PostgreSQL) a page at a time, so memory stays flat whatever the count.
+
+    Raises :class:`ConfigError` for a bad sort or filter before the first page is yielded."""
+    d, parts = _parts(store, v)
+    ask = drill_query(_schemas(store, d), sort, descending, equals, record_id)
+    return _pages(store, parts, ask, limit, offset, page)
+
+
+def _pages(
+    store: Store, parts: list[ContributionPart], ask: DrillQuery, limit: int | None, offset: int, page: int
+) -> Iterator[list[DrillRecord]]:
+    skip, want = offset, limit
+    with store.engine.connect() as conn:
+        sources = stream_sources(conn)
+        for p in parts:
+            matching = _matching(conn, p, ask)
+            result = conn.execution_options(yield_per=page).execute(_with_fields(p, matching, ask))
+            for rows in result.partitions():
+                if skip >= len(rows):
+                    skip -= len(rows)
+                    continue
+                rows, skip = rows[skip:], 0
+                if want is not None:
+                    rows, want = rows[:want], want - min(want, len(rows))
+                if rows:
+                    yield _records(p, list(rows), sources.get(p.stream, ""))
+                if want == 0:
+                    result.close()
+                    return
 
 
 def contributions_frame(store: Store, v: StoredValue) -> tuple[KrDefinition, pd.DataFrame]:

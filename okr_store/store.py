@@ -19,6 +19,7 @@ from okr_store import current, lease
 from okr_store import models as m
 from okr_store.checks import supersede_blocked
 from okr_store.lease import Fence
+from okr_store.opening import cannot_write, open_error, read_only_engine, sqlite_path, writable
 from okr_store.records import LEASE, RID, StreamRegistry, StreamTables, SyncWriter, utcnow, visible
 from okrsync.errors import StoreError
 from okrsync.schema import StreamSchema
@@ -38,12 +39,16 @@ def create_engine(url: str) -> sa.Engine:
     """An engine for the store. Parameters are never echoed into logs or exception text."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        db = parsed.database
-        if db and db != ":memory:":
-            path = Path(db)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                path.touch(mode=0o600)  # the store may hold business data: owner-only
+        path = sqlite_path(url)
+        if path is not None:
+            if not writable(path):  # found here, not at the first write halfway through a run
+                raise cannot_write(path, "this user may not write it or its folder")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.exists():
+                    path.touch(mode=0o600)  # the store may hold business data: owner-only
+            except OSError as exc:
+                raise cannot_write(path, exc.strerror or exc) from None
         engine = sa.create_engine(parsed, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -102,11 +107,16 @@ def _take_lease(
 class Store:
     """The OKR store at one URL. Cheap to open once migrated; safe to share between threads."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
+        """Open (and migrate) the store. With ``read_only`` (commands that only read), a store whose
+        schema is current is opened without writing anything, and SQLite read-only, so it may lie in a
+        directory this user cannot write (:mod:`okr_store.opening`)."""
         self.url = url
-        self.engine = create_engine(url)
+        engine = read_only_engine(url, create_engine) if read_only else None
+        self.engine = engine if engine is not None else create_engine(url)
+        if engine is None:
+            self._migrate()
         self.streams = StreamRegistry(self.engine)
-        self._migrate()
 
     def describe(self) -> str:
         return sa.make_url(self.url).render_as_string(hide_password=True)
@@ -122,10 +132,7 @@ class Store:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except sa.exc.OperationalError as exc:
-            raise StoreError(
-                f"cannot open the store at {self.describe()}: {exc.orig}",
-                hint="check the store URL (OKRSYNC_STORE_URL) and that the server is up",
-            ) from None
+            raise open_error(self.url, exc) from None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -18,24 +18,37 @@ class NotAllowed(ConfigError):
     """The role may not do this (the web app answers 403)."""
 
 
+def where_filters(items: list[str]) -> dict[str, list[str]]:
+    """``FIELD=VALUE`` texts (``--where``, the API's ``where``) → field → values; a field given
+    several times keeps each value (the drill keeps records equal to any of them)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"cannot read the filter {item!r}: expected FIELD=VALUE",
+                              hint="e.g. region=EMEA; repeat it for several values: region=EMEA region=APAC")
+        out.setdefault(name, []).append(text)
+    return out
+
+
 def drill_filters(
-    project: Any, role_name: str, role: Any, equals: dict[str, str], sort: str
-) -> dict[str, str]:
-    """Drill filters as stored: a sensitive field's value sealed as the store keeps it, for roles that
-    may see such fields; no sorting on sealed fields (their order means nothing)."""
+    project: Any, role_name: str, role: Any, equals: dict[str, list[str]], sort: str
+) -> dict[str, list[str]]:
+    """Drill filters as stored: a sensitive field's values sealed as the store keeps them, for roles
+    that may see such fields; no sorting on sealed fields (their order means nothing)."""
     hidden = {f for fields in project.sensitive().values() for f in fields}
     if sort in hidden:
         raise ConfigError(f"{sort!r} is a sensitive field: it is stored sealed and cannot be sorted on")
-    out: dict[str, str] = {}
-    for name, text in equals.items():
+    out: dict[str, list[str]] = {}
+    for name, texts in equals.items():
         if name in hidden:
             if not role.sensitive:
                 raise NotAllowed(
                     f"{name!r} is a sensitive field; your role ({role_name}) cannot filter on it",
                     hint="ask for a role with `sensitive: true` (e.g. hr)",
                 )
-            text = project.vault().seal(name, text)
-        out[name] = text
+            texts = [project.vault().seal(name, text) for text in texts]
+        out[name] = list(texts)
     return out
 
 

@@ -55,10 +55,12 @@ def _project() -> Any:
     return load_project(State.project)
 
 
-def _store(project: Any) -> Any:
+def _store(project: Any, *, read_only: bool = False) -> Any:
+    """The project's store; ``read_only`` for commands that only read it (they work on a store in a
+    directory this user cannot write)."""
     from okr_store.store import Store
 
-    return Store(project.store_url())
+    return Store(project.store_url(), read_only=read_only)
 
 
 def _now() -> datetime:
@@ -258,7 +260,8 @@ def execute(project_file: Path, as_of: datetime | None, *, quiet: bool = False) 
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run closed its row and freed its leases
         if not main_thread:
             raise
-        _interrupted()
+        kept = reporter.kept
+        _interrupted(kept, [s for s in _streams(project_file, reporter.started) if s not in kept])
     finally:
         progress.reporter = previous
         if old_term is not None:
@@ -295,7 +298,7 @@ def status(
     from okrsync import render
 
     project = _project()
-    store = _store(project)
+    store = _store(project, read_only=True)
     with store.engine.connect() as conn:
         roots = status_tree(conn)
     now, window = _now(), timedelta(hours=stale_after)
@@ -329,7 +332,7 @@ def demo(
 
     if inject_bad_rows:
         ids = demo_mod.inject_bad_rows(directory)
-        o = f"okrsync -p {directory}/okrsync.yaml"
+        o = f"{demo_mod.okrsync_command()} -p {directory}/okrsync.yaml"
         console.print(
             f"Orders {', '.join(map(str, ids))} now have negative amounts in {directory}/erp.db. Try:"
         )
@@ -397,9 +400,23 @@ def main() -> None:
         sys.exit(130)
 
 
-def _interrupted() -> NoReturn:
-    err.print("interrupted: nothing of the unfinished step was committed; the run is closed and its "
-              "leases are free, so the next run can start at once")
+def _streams(project_file: Path, started: list[str]) -> list[str]:
+    """The project's streams (those that started, if the file cannot be read again)."""
+    from okrsync.project import load_project
+
+    try:
+        return list(load_project(project_file).streams)
+    except OkrsyncError:
+        return list(dict.fromkeys(started))
+
+
+def _interrupted(kept: list[str], unfinished: list[str]) -> NoReturn:
+    """Say what an interrupted run kept (the streams it committed) and what not, then exit 130."""
+    synced = f"kept what was synced before it ({', '.join(kept)})" if kept else "no stream was synced"
+    dropped = f"; not synced: {', '.join(unfinished)} (an unfinished sync keeps nothing)" * bool(unfinished)
+    err.print(f"interrupted: {escape(synced + dropped)}; no key result was recorded (each keeps its last "
+              "value); the run is closed and its leases are free, so the next run can start at once",
+              highlight=False)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(130)  # sync threads still blocked on a source must not hold the exit (their work is fenced)

@@ -30,11 +30,11 @@ STATUS_STYLE = {
 }
 
 
-def _ctx() -> tuple[Any, Any, Any]:
+def _ctx(*, read_only: bool = False) -> tuple[Any, Any, Any]:
     from okrsync import cli
 
     project = cli._project()
-    return cli, project, cli._store(project)
+    return cli, project, cli._store(project, read_only=read_only)
 
 
 @checks_app.callback()
@@ -50,7 +50,7 @@ def checks(
     from okr_store.checks import list_checks
     from okrsync.render import check_json, dumps, fmt_time
 
-    cli, project, store = _ctx()
+    cli, project, store = _ctx(read_only=True)
     with store.engine.connect() as conn:
         rows = list_checks(conn, failed=failed, since=cli.parse_time(since, project.settings.timezone))
     if json_out:
@@ -83,7 +83,7 @@ def show(check_id: int, json_out: JsonOpt = False) -> None:
     from okr_store.checks import audit_log, get_check
     from okrsync.render import check_json, dumps, fmt_time
 
-    cli, _, store = _ctx()
+    cli, _, store = _ctx(read_only=True)
     with store.engine.connect() as conn:
         r = get_check(conn, check_id)
         events = audit_log(conn, check_id=check_id)
@@ -190,7 +190,7 @@ def docs(
     from metrics.quality import CheckSpec, Outcome
     from okr_store.checks import list_checks
 
-    cli, _, store = _ctx()
+    cli, _, store = _ctx(read_only=True)
     with store.engine.connect() as conn:
         rows = [r for r in list_checks(conn, limit=5000) if r.stream and not CheckSpec(**r.spec).builtin]
     latest: dict[str, int] = {}

@@ -7,6 +7,7 @@ render modules only when they run (and never prefect or great_expectations).
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -32,7 +33,7 @@ def history(kr_id: str, json_out: JsonOpt = False) -> None:
     from okrsync import cli, render
 
     project = cli._project()
-    with cli._store(project).engine.connect() as conn:
+    with cli._store(project, read_only=True).engine.connect() as conn:
         values = load(conn, kr_id)
         decisions = decisions_for_kr(conn, kr_id)
     if json_out:
@@ -55,12 +56,15 @@ def drill(
     kr_id: str,
     at: Annotated[str | None, typer.Option(help="The value as of this time (default: current).")] = None,
     value_id: Annotated[int | None, typer.Option("--value", help="A value id from `history`.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
+    limit: Annotated[str | None, typer.Option(
+        metavar="N|all", help="How many records (table: 50 by default; csv and json: all of them).")] = None,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     sort: Annotated[str, typer.Option(help="contribution | record | a field of the stream")] = "contribution",
     desc: Annotated[bool | None, typer.Option("--desc/--asc", help="Sort direction (default: "
                                               "contribution descending, others ascending).")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="FIELD=VALUE, exact match; repeatable.")] = None,
+    where: Annotated[list[str] | None, typer.Option(
+        help="FIELD=VALUE, exact match; repeatable: one field given twice keeps either value, "
+             "different fields must all match.")] = None,
     record_id: Annotated[str | None, typer.Option(help="Record ids containing this text.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
     sums: Annotated[bool, typer.Option(help="Also add up all contributions (a full scan).")] = True,
@@ -71,12 +75,13 @@ def drill(
 
     if fmt not in ("table", "csv", "json"):
         raise ConfigError("--format takes table, csv or json")
+    count = _limit(limit, fmt)
     bad = [w for w in where or [] if "=" not in w]
     if bad:
         raise ConfigError(f"--where {bad[0]!r}: expected FIELD=VALUE", hint="e.g. --where region=EMEA")
-    equals = dict(w.split("=", 1) for w in where or [])
+    equals = access.where_filters(where or [])
     project = cli._project()
-    store = cli._store(project)
+    store = cli._store(project, read_only=True)
     with store.engine.connect() as conn:
         v = (
             queries.value_by_id(conn, value_id)
@@ -87,16 +92,33 @@ def drill(
         raise ConfigError(f"value #{v.id} belongs to {v.kr_id}, not {kr_id}")
     role = access.records_role(project)
     equals = access.drill_filters(project, project.role()[0], role, equals, sort)
-    d = lineage.drill(store, v, limit=limit, offset=offset, sort=sort, descending=desc, equals=equals,
-                      record_id=record_id, sums=sums)
-    d = access.drill_as(project, role, d)
-    links = access.record_links(project, d)
-    if fmt == "json":
-        cli.console.print_json(render.dumps(render.drill_json(d, links)))
-    elif fmt == "csv":
-        sys.stdout.write(render.drill_csv(d))
-    else:
-        render.drill_table(cli.console, d, _unit(project, kr_id), offset, links)
+    ask: dict[str, Any] = {"sort": sort, "descending": desc, "equals": equals, "record_id": record_id}
+    if fmt == "table":
+        page = lineage.drill(store, v, limit=count or 50, offset=offset, sums=sums, **ask)
+        d = access.drill_as(project, role, page)
+        render.drill_table(cli.console, d, _unit(project, kr_id), offset, access.record_links(project, d))
+        return
+    from okrsync import drill_export
+
+    # The header (count, sums, columns) from an empty page; then every record, a page at a time.
+    head = lineage.drill(store, v, limit=1, offset=0, sums=sums and fmt == "json", **ask)
+    pages = drill_export.as_seen(head, lineage.drill_pages(store, v, limit=count, offset=offset, **ask),
+                                 lambda d: access.drill_as(project, role, d),
+                                 lambda d: access.record_links(project, d))
+    write = drill_export.write_json if fmt == "json" else drill_export.write_csv
+    write(sys.stdout, replace(head, records=[]), pages)
+
+
+def _limit(text: str | None, fmt: str) -> int | None:
+    """``--limit``: a positive number, or ``all`` (None: every record; csv and json by default)."""
+    if text is None or (text == "all" and fmt != "table"):
+        return None
+    if text == "all":
+        raise ConfigError("--limit all needs --format csv or json: the table shows one page",
+                          hint="e.g. okrsync drill KR --format csv --limit all > records.csv")
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"--limit {text!r}: expected a positive whole number or all")
+    return int(text)
 
 
 def diff(
@@ -116,7 +138,7 @@ def diff(
 
     project = cli._project()
     tz = project.settings.timezone
-    store = cli._store(project)
+    store = cli._store(project, read_only=True)
     with store.engine.connect() as conn:
         after = queries.value_at(conn, kr_id, cli.parse_time(to, tz))
         if from_ is not None:

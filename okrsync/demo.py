@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
+import sys
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -13,6 +16,23 @@ import sqlalchemy as sa
 from metrics.periods import Period, current_period, parse_period
 from okrsync.demo_erp import build_erp
 from okrsync.errors import ConfigError
+
+
+def okrsync_command() -> str:
+    """``okrsync`` as the user can type it: the name when it is on PATH (that same program), else the
+    path this process was started by (``.venv/bin/okrsync`` as typed after the README's install), so
+    the commands the demo prints work as shown, from where it was started."""
+    argv0 = sys.argv[0]
+    if Path(argv0).name not in ("okrsync", "okrsync.exe"):  # python -m okrsync.cli, or embedded
+        return f"{shlex.quote(sys.executable)} -m okrsync.cli"
+    found = shutil.which("okrsync")
+    try:
+        if found is not None and os.path.samefile(found, argv0):
+            return "okrsync"
+    except OSError:
+        pass
+    return shlex.quote(argv0)
+
 
 MARKER = ".okrsync-demo"
 SANDBOX_DIR = "salesforce-sandbox"
@@ -325,8 +345,8 @@ def build(directory: Path, *, today: date, force: bool = False,
         if not force:
             raise ConfigError(
                 f"{directory} already holds a demo",
-                hint=f"look at it with `okrsync -p {directory}/okrsync.yaml status`, "
-                f"or rebuild it with `okrsync demo --dir {directory} --force`",
+                hint=f"look at it with `{okrsync_command()} -p {directory}/okrsync.yaml status`, "
+                f"or rebuild it with `{okrsync_command()} demo --dir {directory} --force`",
             )
         from okrsync.cli_sandbox import stop_background
 
@@ -371,7 +391,7 @@ def _crm_parts(sf: SalesforceDemo | None, today: date) -> dict[str, str]:
 
 def next_steps(directory: Path) -> str:
     """What to try after the demo: one command per line, each under what it shows."""
-    o = f"okrsync -p {directory}/okrsync.yaml"
+    o = f"{okrsync_command()} -p {directory}/okrsync.yaml"
     steps = (
         ("drill KR-REV", "the orders behind revenue, biggest first"),
         ("drill KR-LATE --format json", "the shipments behind the late-shipment rate"),
@@ -392,8 +412,8 @@ def next_steps(directory: Path) -> str:
 def closing_note(directory: Path, salesforce: bool = False) -> str:
     crm = (
         f" The CRM is a local Salesforce sandbox, left running in the background: stop it with "
-        f"`okrsync sandbox salesforce --dir {directory}/{SANDBOX_DIR} --stop`, start it again with "
-        "--background instead (runs without it hold the Salesforce KRs at their last value)."
+        f"`{okrsync_command()} sandbox salesforce --dir {directory}/{SANDBOX_DIR} --stop`, start it again "
+        "with --background instead (runs without it hold the Salesforce KRs at their last value)."
         if salesforce else ""
     )
     return (
@@ -412,7 +432,8 @@ def inject_bad_rows(directory: Path) -> list[int]:
     erp = directory / "erp.db"
     if not (directory / MARKER).exists() or not erp.exists():
         raise ConfigError(
-            f"{directory} holds no demo", hint=f"build one first: `okrsync demo --dir {directory}`"
+            f"{directory} holds no demo",
+            hint=f"build one first: `{okrsync_command()} demo --dir {directory}`",
         )
     engine = sa.create_engine(f"sqlite:///{erp}")
     orders = sa.Table("orders", sa.MetaData(), autoload_with=engine)

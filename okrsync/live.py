@@ -29,6 +29,8 @@ class LiveReporter:
         )
         self.tasks: dict[str, TaskID] = {}
         self.lock = threading.Lock()
+        self.started: list[str] = []  # streams whose sync began, in order
+        self.kept: list[str] = []  # streams whose sync committed (what an interrupted run keeps)
 
     def __enter__(self) -> LiveReporter:
         self.progress.start()
@@ -46,12 +48,17 @@ class LiveReporter:
             return self.tasks[key]
 
     def stream_started(self, stream: str) -> None:
+        with self.lock:
+            self.started.append(stream)
         self._task(stream, f"sync {stream}: starting")
 
     def stream_rows(self, stream: str, rows: int) -> None:
         self.progress.update(self._task(stream, stream), description=f"sync {stream}: {rows:,} rows pulled")
 
     def stream_finished(self, stream: str, summary: str, ok: bool) -> None:
+        if ok:
+            with self.lock:
+                self.kept.append(stream)
         mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
         tid = self._task(stream, stream)
         self.progress.update(tid, description=f"{mark} sync {stream}: {summary}", total=1, completed=1)

@@ -28,7 +28,8 @@ from okrsync.project_file import load_document
 from okrsync.project_problems import KeyPath, Marks, Problem, did_you_mean, display_path
 from okrsync.schema import StreamSchema
 
-__all__ = ["BoundKeyResult", "Project", "Settings", "SourceSpec", "check_sources", "load_project"]
+__all__ = ["BoundKeyResult", "Project", "Settings", "SourceSpec", "check_sources", "load_project",
+           "metric_problems"]
 
 
 def check_timezone(name: str) -> str:
@@ -308,7 +309,16 @@ def _check_stream(project: Project, connector: Connector, stream: StreamSpec) ->
             if name not in schema and not (key == "fields" and "." in name):  # dotted: reported above
                 out.append(project.locate((*here, key), f"the source has no field {name!r}"
                                           f"{did_you_mean(name, names)} (fields: {shown})"))
+    return out + metric_problems(project, stream, schema)
+
+
+def metric_problems(project: Project, stream: StreamSpec, schema: StreamSchema) -> list[str]:
+    """What the metrics on ``stream`` use that its source does not give or it does not keep (and
+    measures on fields of the wrong type), one located line each, given the source's ``schema``."""
+    names = list(schema.names)
+    shown = ", ".join(names[:30]) + (", …" if len(names) > 30 else "")
     kept = stream.kept_fields(schema)
+    out = []
     for metric in project.metrics.values():
         if isinstance(metric, SimpleMetric) and metric.stream == stream.name:
             out += _check_metric(project, metric, schema, kept, shown)

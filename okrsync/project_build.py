@@ -29,6 +29,7 @@ M = TypeVar("M", bound=BaseModel)
 TOP_LEVEL = ("version", "include", "settings", "sources", "streams", "metrics", "objectives")
 MEASURES = (*get_args(Measure), "ratio")
 STREAM_KEYS = tuple(k for k in StreamSpec.model_fields if k not in ("name", "options", "partition_range"))
+METRIC_KEYS = tuple(sorted((set(SimpleMetric.model_fields) | set(RatioMetric.model_fields)) - {"name"}))
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _PASSWORD = "keep secrets out of the project file: use url_env, url_secret or password_env"
 
@@ -76,6 +77,7 @@ class _Builder:
             if (objective := self._objective(raw, ("objectives", i), None)) is not None:
                 self.objectives.append(objective)
         self._key_result_references(default if isinstance(default, str) else None)
+        self._kept_fields()
         self._sensitive_uses()
         self.problems.raise_if_any()
         path = self.marks[()][0]
@@ -129,6 +131,22 @@ class _Builder:
         guess = did_you_mean(name, names) if isinstance(name, str) else ""
         self.problems.add(path, f"unknown {what} {name!r}{guess} ({listed_as}: {listed})")
 
+    def _misspelt(self, raw: dict[str, Any], path: KeyPath, known: tuple[str, ...], *,
+                  listed: bool = False) -> None:
+        """When a required key is missing, the unknown keys that may be it misspelt (``measur``).
+
+        With ``listed`` every key outside ``known`` is named (``known`` is all that is allowed there);
+        else only keys close to one of ``known``, as the other keys depend on what is missing."""
+        for key in raw:
+            if key in known:
+                continue
+            guess = did_you_mean(key, known)
+            if listed:
+                allowed = ", ".join(sorted(known))
+                self.problems.add((*path, key), f"unknown key {key!r}{guess} (allowed: {allowed})")
+            elif guess:
+                self.problems.add((*path, key), f"unknown key {key!r}{guess}")
+
     def _sources(self) -> None:
         for name, raw in self._section("sources").items():
             path: KeyPath = ("sources", name)
@@ -136,6 +154,7 @@ class _Builder:
             kinds = _installed_kinds()
             if kind is None:
                 self.problems.add(path, f"missing required key 'kind' (installed kinds: {', '.join(kinds)})")
+                self._misspelt(raw, path, ("kind",))
                 continue
             try:
                 factory = connector_kind(kind) if isinstance(kind, str) else None
@@ -180,6 +199,8 @@ class _Builder:
                 options = validated.model_dump() if validated is not None else {}
             elif isinstance(source, str) and source not in self._declared("sources"):
                 self._unknown((*path, "source"), "source", source, self._declared("sources"))
+            elif source is None:  # the connector's keys are unknown: name only a misspelt `source`
+                self._misspelt(raw, path, ("source",))
             spec = self._validate(StreamSpec, {**common, "name": name, "options": options}, path,
                                   hidden=("name", "options"))
             if spec is not None and spec.checks:
@@ -220,6 +241,7 @@ class _Builder:
                     self.problems.add((*path, part), why)
             if measure is None:
                 self.problems.add(path, f"missing required key 'measure' (one of {', '.join(MEASURES)})")
+                self._misspelt({k: v for k, v in raw.items() if k != "name"}, path, METRIC_KEYS, listed=True)
             elif measure not in MEASURES:
                 guess = did_you_mean(measure, MEASURES) if isinstance(measure, str) else ""
                 why = f"{measure!r} is not one of {', '.join(MEASURES)}{guess}"
@@ -229,6 +251,21 @@ class _Builder:
                 data = {**{k: v for k, v in raw.items() if k != "name"}, "name": name}
                 if (metric := self._validate(model, data, path, hidden=("name",))) is not None:
                     self.metrics[name] = metric
+
+    def _kept_fields(self) -> None:
+        """A metric may use only the fields its stream keeps (when the stream lists them): found here,
+        not as a KeyError once the run has read everything. Streams keeping all fields are checked
+        against the source's schema by ``validate --check-sources`` and before each run reads."""
+        for name, metric in self.metrics.items():
+            stream = self.streams.get(metric.stream) if isinstance(metric, SimpleMetric) else None
+            if stream is None or stream.fields is None:
+                continue
+            assert isinstance(metric, SimpleMetric)
+            kept = list(dict.fromkeys((*stream.primary_key, *stream.fields, *stream.cursor)))
+            for field in sorted(metric.fields_used() - set(kept)):
+                why = (f"stream {metric.stream!r} does not keep field {field!r}{did_you_mean(field, kept)} "
+                       f"(its fields: {', '.join(kept)}; add it to streams.{metric.stream}.fields)")
+                self.problems.add(("metrics", name, metric_key(metric, field)), why)
 
     def _sensitive_uses(self) -> None:
         """Sensitive fields are stored sealed: refuse what cannot work on sealed values."""
@@ -339,6 +376,16 @@ class _Builder:
             if all(isinstance(p, SimpleMetric) for p in parts):
                 return set.intersection(*(set(p.dimensions) for p in parts if isinstance(p, SimpleMetric)))
         return None
+
+
+def metric_key(metric: SimpleMetric, field: str) -> str:
+    """The key of ``metric`` that names ``field`` (for the line of a message about it)."""
+    for key in ("field", "time_field", "until_field"):
+        if getattr(metric, key) == field:
+            return key
+    if metric.days_between and field in metric.days_between:
+        return "days_between"
+    return "dimensions" if field in metric.dimensions else "filter"
 
 
 def _period_as_text(raw: dict[str, Any]) -> dict[str, Any]:

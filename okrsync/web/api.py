@@ -4,16 +4,18 @@ nothing else."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from okr_store import checks as store_checks
 from okr_store import lineage, queries
 from okr_store import users as stored_users
-from okrsync import access, render, users
+from okrsync import access, drill_export, render, users
 from okrsync.errors import ConfigError, NotFound
 from okrsync.web import schemas as s
 from okrsync.web.auth import SESSION_COOKIE, Records, Viewer
@@ -34,7 +36,6 @@ MAX_ID = 2**63 - 1  # the stores' BIGINT ids
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 MAX_PAGE = 1000
-MAX_CSV = 100_000
 STALE = timedelta(hours=24)  # as `okrsync status` by default
 
 
@@ -177,13 +178,12 @@ def _value(w: Web, kr_id: str, value_id: int) -> queries.StoredValue:
 
 
 # ---- records behind a value ------------------------------------------------------------------
-def _filters(w: Web, c: Any, where: list[str], sort: str) -> dict[str, str]:
-    equals: dict[str, str] = {}
-    for item in where:
-        name, sep, text = item.partition("=")
-        if not sep or not name:
-            raise ApiError(400, f"cannot read the filter {item!r}", "write where=field=value")
-        equals[name] = text
+def _filters(w: Web, c: Any, where: list[str], sort: str) -> dict[str, list[str]]:
+    """``where=field=value`` filters; a field repeated keeps records equal to any of its values."""
+    try:
+        equals = access.where_filters(where)
+    except ConfigError as exc:
+        raise ApiError(400, exc.message, "write where=field=value (repeat it for several values)") from None
     try:
         return access.drill_filters(w.project, c.role_name, c.role, equals, sort)
     except access.NotAllowed as exc:
@@ -283,29 +283,27 @@ def value_records_csv(
     value_id: Id,
     c: Records,
     w: WebDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_CSV)] = MAX_CSV,
+    limit: Annotated[int | None, Query(ge=1)] = None,
     sort: Annotated[str, Query(max_length=200)] = "contribution",
     desc: bool | None = None,
     record_id: Annotated[str | None, Query(max_length=512)] = None,
     where: Annotated[list[str], Query(max_length=1000)] = [],  # noqa: B006
-) -> Response:
-    """The records behind a value as CSV (up to 100,000; the same filters and sort as the page)."""
-    _, d = _drill(
-        w,
-        c,
-        kr_id,
-        value_id,
-        limit=limit,
-        offset=0,
-        sort=sort,
-        desc=desc,
-        record_id=record_id,
-        where=where,
-        sums=False,
-    )
+) -> StreamingResponse:
+    """The records behind a value as CSV: all of them (or ``limit``), the same filters and sort as the
+    page, streamed as they are read from the store (memory stays flat whatever the count)."""
+    v = _value(w, kr_id, value_id)
+    ask: dict[str, Any] = {"sort": sort, "descending": desc, "equals": _filters(w, c, where, sort) or None,
+                           "record_id": record_id or None}
+    try:
+        head = lineage.drill(w.store, v, limit=1, sums=False, **ask)
+        pages = lineage.drill_pages(w.store, v, limit=limit, **ask)
+    except ConfigError as exc:
+        raise ApiError(400, exc.message, exc.hint) from None
+    head = replace(head, records=[])
+    seen = drill_export.as_seen(head, pages, lambda d: access.drill_as(w.project, c.role, d), lambda d: {})
     name = f"{kr_id}-value-{value_id}.csv".replace('"', "")
-    return Response(
-        render.drill_csv(d),
+    return StreamingResponse(
+        drill_export.csv_chunks(head, seen),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

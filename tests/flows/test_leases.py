@@ -54,10 +54,15 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop} | {"NO_COLOR": "1"}
 
 
+def _default_signals() -> None:
+    """A test runner's worker may ignore SIGINT, and children inherit that: give the run a terminal's."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(pf: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen([str(OKRSYNC), "-p", str(pf), "run"], stdout=out, stderr=subprocess.STDOUT,
-                                env=_env(), cwd=pf.parent)
+                                env=_env(), cwd=pf.parent, preexec_fn=_default_signals)  # noqa: PLW1509
 
 
 def _run(pf: Path) -> subprocess.CompletedProcess[str]:

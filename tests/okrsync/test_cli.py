@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from okrsync.demo_erp import change_order_amount
-from tests.okrsync.conftest import Cli, DemoBuild, PrefectApi, Result, api_cli, stop_demo_sandbox
+from tests.okrsync.conftest import OKRSYNC, Cli, DemoBuild, PrefectApi, Result, api_cli, stop_demo_sandbox
 
 pytestmark = pytest.mark.usefixtures("demo_started", "unreachable_started")  # start the slow parts now
 
@@ -266,7 +266,14 @@ def demo_again(demo_again_started: Future[DemoAgain]) -> DemoAgain:
 def suggested_commands(text: str) -> list[str]:
     """The `okrsync …` command lines of the demo's "Try next" table (a command, then what it does)."""
     lines = (line.strip() for line in text.splitlines())
-    return [line.split("  ")[0] for line in lines if line.startswith("okrsync ")]
+    return [line.split("  ")[0] for line in lines if is_okrsync(line)]
+
+
+def is_okrsync(command: str) -> bool:
+    """Whether a printed command calls okrsync: by name when it is on PATH, else by its path (the
+    demo prints the program as it was started: this session's console script, not on PATH)."""
+    first = command.split(" ", 1)[0]
+    return " " in command and (first == "okrsync" or first == str(OKRSYNC))
 
 
 def test_demo_next_steps_run_as_printed(demo_build: DemoBuild, demo_dir: Path, cli_api: Cli) -> None:
@@ -292,7 +299,7 @@ def test_demo_next_steps_run_as_printed(demo_build: DemoBuild, demo_dir: Path, c
 
 def hint_commands(err: str) -> list[str]:
     text = " ".join(err.split())
-    return [c for c in text.split("`")[1::2] if c.startswith("okrsync ")]
+    return [c for c in text.split("`")[1::2] if is_okrsync(c)]
 
 
 def test_demo_again_hint_status_command_works(demo_again: DemoAgain, cli_api: Cli) -> None:

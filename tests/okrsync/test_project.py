@@ -294,8 +294,8 @@ def test_unknown_stream_key_lists_common_and_connector_keys(in_tmp: Path) -> Non
     assert only_problem() == (
         "okrsync.yaml:9: streams.orders.tabel: unknown key 'tabel' (did you mean 'table'?) (allowed: "
         "batch_size, checks, "
-        "cursor, deletes, fields, lookback_seconds, primary_key, query, reconcile_every_hours, schema, "
-        "sensitive, source, table, timezone)"
+        "cursor, deletes, fields, lookback_seconds, partitions, primary_key, query, reconcile_every_hours, "
+        "schema, sensitive, source, table, timezone)"
     )
 
 
@@ -612,3 +612,34 @@ def test_unsafe_tags_are_refused(in_tmp: Path) -> None:
     write("okrsync.yaml", "version: !!python/name:os.system\n")
     with pytest.raises(ConfigError, match=r"okrsync.yaml:1:10: invalid YAML"):
         load_document("okrsync.yaml")
+
+
+def test_a_typo_in_a_required_key_is_named_with_a_guess(in_tmp: Path) -> None:
+    base(("measure: sum", "measur: sum"))
+    assert problems() == [
+        "okrsync.yaml:12: metrics.revenue: missing required key 'measure' (one of count, count_distinct, "
+        "sum, avg, min, max, ratio)",
+        "okrsync.yaml:14: metrics.revenue.measur: unknown key 'measur' (did you mean 'measure'?) (allowed: "
+        "checks, days_between, denominator, description, dimensions, field, filter, measure, numerator, "
+        "stream, time_field, unit, until_field, window)",
+    ]
+    base(("    kind: sql\n", "    knd: sql\n"))
+    found = problems()
+    assert found[1] == "okrsync.yaml:4: sources.erp.knd: unknown key 'knd' (did you mean 'kind'?)", (
+        found)
+    base(("    source: erp\n", "    sourc: erp\n"))
+    found = problems()
+    assert "okrsync.yaml:8: streams.orders.sourc: unknown key 'sourc' (did you mean 'source'?)" in found, (
+        found)
+
+
+def test_a_metric_on_a_field_the_stream_does_not_keep(in_tmp: Path) -> None:
+    base(("    primary_key: id\n", "    primary_key: id\n    fields: [total_amount, order_date, region]\n"),
+         ("    dimensions: [region]\n",
+          "    dimensions: [regoin]\n    filter: {field: state, op: '=', value: x}\n"))
+    assert problems() == [
+        "okrsync.yaml:18: metrics.revenue.dimensions: stream 'orders' does not keep field 'regoin' (did you "
+        "mean 'region'?) (its fields: id, total_amount, order_date, region; add it to streams.orders.fields)",
+        "okrsync.yaml:19: metrics.revenue.filter: stream 'orders' does not keep field 'state' "
+        "(its fields: id, total_amount, order_date, region; add it to streams.orders.fields)",
+    ]

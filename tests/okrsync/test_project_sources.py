@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from connectors.sql import SqlConnector
 from okrsync.project import check_sources, load_project
+from okrsync.project_problems import ProjectFileError
 
 PROJECT = """\
 version: 1
@@ -110,11 +111,11 @@ def test_filter_and_dimension_fields_must_exist(project_dir: Path) -> None:
 
 def test_fields_the_stream_does_not_keep(project_dir: Path) -> None:
     fields = "    cursor: write_date\n    fields: [id, status, order_date, total_amount]\n"
-    found = check_sources(load_project(write_project(("    cursor: write_date\n", fields))))
-    assert found == [
-        "okrsync.yaml:22: metrics.revenue.dimensions: stream 'orders' does not keep field 'region' (add it "
-        "to "
-        "streams.orders.fields)"
+    with pytest.raises(ProjectFileError) as info:  # found when the file loads, before any source is asked
+        load_project(write_project(("    cursor: write_date\n", fields)))
+    assert [str(p) for p in info.value.problems] == [
+        "okrsync.yaml:22: metrics.revenue.dimensions: stream 'orders' does not keep field 'region' (its "
+        "fields: id, status, order_date, total_amount, write_date; add it to streams.orders.fields)"
     ]
 
 

@@ -21,6 +21,7 @@ from okr_store import queries
 from okr_store.store import Store
 from okrsync.errors import OkrsyncError
 from okrsync.project import Project, check_sources, load_project
+from okrsync.project_problems import ProjectFileError
 from tests.sandboxes.salesforce import SalesforceSandbox
 from tests.sandboxes.salesforce.auth import Credentials
 
@@ -104,10 +105,13 @@ def test_a_project_that_matches_the_org_has_no_problems(box: SalesforceSandbox) 
 
 def test_a_misspelled_metric_field_is_named_with_its_line_and_a_suggestion(box: SalesforceSandbox) -> None:
     text = write_project(box, ("    field: Amount\n", "    field: Amout\n"))
-    found = check_sources(load_project("okrsync.yaml"))
+    with pytest.raises(ProjectFileError) as info:  # the stream lists its fields: found as the file loads
+        load_project("okrsync.yaml")
+    found = [str(p) for p in info.value.problems]
     assert len(found) == 1, found
     assert found[0].startswith(f"okrsync.yaml:{line_of(text, 'field: Amout')}: metrics.closed_won.field: "
-                               "stream 'opportunities' has no field 'Amout' (did you mean 'Amount'?)"), found
+                               "stream 'opportunities' does not keep field 'Amout' (did you mean "
+                               "'Amount'?)"), found
 
 
 def test_a_misspelled_stream_field_is_named_with_its_line_and_a_suggestion(box: SalesforceSandbox) -> None:
@@ -131,12 +135,12 @@ def test_every_problem_of_a_stream_is_reported_at_its_own_line(box: SalesforceSa
         box,
         ("[Amount, StageName,", "[Amount, Account.Name, Acount.Name, StageName,"),
         ("{field: CurrencyIsoCode, op:", "{field: CurrencyCode, op:"),
-        ("    field: Amount\n", "    field: Amout\n"),
+        ("    field: Amount\n", "    field: Acount.Name\n"),
     )
     found = check_sources(load_project("okrsync.yaml"))
     assert len(found) == 3, found
-    fields, where = line_of(text, "Acount.Name"), line_of(text, "where:")
-    metric = line_of(text, "field: Amout")
+    fields, where = line_of(text, "Acount.Name,"), line_of(text, "where:")
+    metric = line_of(text, "field: Acount.Name")
     assert found[0].startswith(f"okrsync.yaml:{fields}: streams.opportunities.fields: ") and (
         "no relationship 'Acount' (did you mean 'Account'?)" in found[0]), found
     assert found[1].startswith(f"okrsync.yaml:{where}: streams.opportunities.where: "), found

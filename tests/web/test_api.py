@@ -314,6 +314,24 @@ def test_sort_filter_and_csv_export(web_server: Site) -> None:
     assert {r["salesperson"] for r in rows} == {"•••"}
 
 
+def test_a_repeated_where_keeps_either_value_in_pages_and_csv(web_server: Site) -> None:
+    v = latest_value(web_server)["value_id"]
+    both = [("where", "region=EMEA"), ("where", "region=APAC")]
+    with client(web_server, "leadership") as c:
+        one = {region: c.get(records_url(KR, v), params={"where": f"region={region}", "limit": 1000}).json()
+               for region in ("EMEA", "APAC")}
+        page = c.get(records_url(KR, v), params=[*both, ("limit", 1000)]).json()
+        exported = c.get(records_url(KR, v) + ".csv", params=both)
+        everything = c.get(records_url(KR, v) + ".csv")
+        total = c.get(records_url(KR, v), params={"limit": 1}).json()["total"]
+    ids = {r["record_id"] for part in one.values() for r in part["records"]}
+    assert page["total"] == one["EMEA"]["total"] + one["APAC"]["total"] == len(ids) > 0
+    assert {r["record_id"] for r in page["records"]} == ids
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    assert {r["record_id"] for r in csv.DictReader(io.StringIO(exported.text))} == ids
+    assert len(list(csv.DictReader(io.StringIO(everything.text)))) == total > 50  # every record
+
+
 def test_a_value_of_another_kr_is_not_reachable_through_this_kr(web_server: Site) -> None:
     other = latest_value(web_server, "KR-LATE")["value_id"]
     with client(web_server, "leadership") as c:

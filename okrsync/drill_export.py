@@ -1,0 +1,75 @@
+"""Every record behind a value as CSV or JSON, written page by page as it is read from the store.
+
+``okrsync drill --format csv|json`` lists every record unless ``--limit`` says otherwise: the store is
+read a page at a time (:func:`okr_store.lineage.drill_pages`) and each page is written before the next
+is read, so memory stays flat whatever the number of records. The JSON has the shape of
+:func:`okrsync.render.drill_json` (the header, then ``records``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from typing import TextIO
+
+from okr_store.lineage import Drill, DrillRecord
+from okrsync.render import drill_json, plain
+
+Links = dict[tuple[str, str], str | None]
+Page = tuple[list[DrillRecord], Links]
+
+
+def as_seen(head: Drill, pages: Iterable[list[DrillRecord]], see: Callable[[Drill], Drill],
+            links: Callable[[Drill], Links]) -> Iterator[Page]:
+    """Each page as the role sees it (``see``: okrsync.access.drill_as) with its records' links."""
+    for records in pages:
+        d = see(replace(head, records=records))
+        yield d.records, links(d)
+
+
+def csv_columns(head: Drill) -> list[str]:
+    """The CSV header: the record's columns, then every field of the value's streams, sorted."""
+    names = sorted({n for fields in head.columns.values() for n in fields})
+    return ["source", "stream", "record_id", "contribution", "denominator_contribution", "role", *names]
+
+
+def csv_chunks(head: Drill, pages: Iterable[Page]) -> Iterator[str]:
+    """The CSV text: the header line, then one chunk per page."""
+    columns = csv_columns(head)
+    names = columns[6:]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(columns)
+    for records, _ in pages:
+        for r in records:
+            den = "" if r.denominator_contribution is None else r.denominator_contribution
+            w.writerow([r.source, r.stream, r.record_id, r.contribution, den, r.role,
+                        *(plain(r.fields.get(name)) for name in names)])
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    yield buf.getvalue()
+
+
+def write_csv(out: TextIO, head: Drill, pages: Iterable[Page]) -> None:
+    """Write the CSV of every page, each page as soon as it is read."""
+    for chunk in csv_chunks(head, pages):
+        out.write(chunk)
+
+
+def write_json(out: TextIO, head: Drill, pages: Iterable[Page]) -> None:
+    """Write the JSON object of :func:`okrsync.render.drill_json`, its records one page at a time."""
+    body = drill_json(head, {})
+    body.pop("records")
+    text = json.dumps(body, default=plain, indent=2, ensure_ascii=False)
+    out.write(text[:-2] + ',\n  "records": [')
+    n = 0
+    for records, links in pages:
+        for item in drill_json(replace(head, records=records), links)["records"]:
+            out.write(("," if n else "") + "\n    " + json.dumps(item, default=plain, ensure_ascii=False))
+            n += 1
+    out.write("\n  ]\n}\n" if n else "]\n}\n")
+
