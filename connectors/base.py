@@ -190,11 +190,16 @@ class ReportsFilterExits(Protocol):
 
 def deletion_policy(stream: StreamSpec, connector: Any) -> tuple[str, float]:
     """``(deletes, reconcile_every_hours)`` for a stream: its own settings, else the connector's
-    ``default_deletes`` / ``default_reconcile_every_hours``, else ``reconcile`` on every sync."""
+    ``default_deletes`` / ``default_reconcile_every_hours``, else ``reconcile`` on every sync.
+
+    A stream that says ``deletes: reconcile`` itself compares keys on every sync unless it also sets
+    ``reconcile_every_hours``: the connector's cadence belongs to its default mode (e.g. tombstones
+    between weekly reconciliations); without tombstones it would leave deletions unseen in between."""
     mode = str(stream.deletes or getattr(connector, "default_deletes", "reconcile"))
     hours = stream.reconcile_every_hours
     if hours is None:
-        hours = float(getattr(connector, "default_reconcile_every_hours", 0))
+        default = float(getattr(connector, "default_reconcile_every_hours", 0))
+        hours = 0.0 if stream.deletes == "reconcile" else default
     needs_keys = getattr(connector, "filter_needs_keys", None)
     if mode != "none" and hours > 0 and needs_keys is not None and needs_keys(stream):
         raise ConfigError(
