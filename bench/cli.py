@@ -41,12 +41,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=["gate", "salesforce", "local-tax"],
+        choices=["gate", "salesforce", "local-tax", "drill-export"],
         default=None,
         help="run one phase only: gate = generate the data, then a full sync without and with "
         "data-quality checks (≈ 2–3 min at 1M rows); salesforce = the Salesforce extraction phase "
         "alone (loopback sandbox, no PostgreSQL); local-tax = `okrsync run` on the demo with nothing "
-        "changed against the same work by direct calls, whole processes (≈ 40 s; no PostgreSQL)",
+        "changed against the same work by direct calls, whole processes (≈ 40 s; no PostgreSQL); "
+        "drill-export = `okrsync drill KR-REV --format json` on the demo against a plain SQL export of the "
+        "same records (≈ 30 s; no PostgreSQL)",
     )
     p.add_argument(
         "--repeats",

@@ -595,14 +595,23 @@ def local_tax_phase(opts: Options, res: Results) -> None:
     local_tax.run(res, repeats=opts.repeats, prefect=opts.tax_prefect, env=opts.env, work_dir=opts.work_dir)
 
 
+def drill_export_phase(opts: Options, res: Results) -> None:
+    """``okrsync drill --format json`` on the demo against plain SQL (bench/drill_export.py)."""
+    from bench import drill_export
+
+    drill_export.run(res, repeats=opts.repeats, work_dir=opts.work_dir)
+
+
 def run(opts: Options) -> Results:
-    if opts.only in ("salesforce", "local-tax"):
+    only = {"salesforce": salesforce_phase, "local-tax": local_tax_phase, "drill-export": drill_export_phase}
+    if opts.only in only:
         res = Results()
-        (salesforce_phase if opts.only == "salesforce" else local_tax_phase)(opts, res)
+        only[opts.only](opts, res)
         return res
     res = _run_postgres(opts)
     if opts.only is None:
-        for name, phase in (("salesforce extraction", salesforce_phase), ("local run tax", local_tax_phase)):
+        for name, phase in (("salesforce extraction", salesforce_phase), ("local run tax", local_tax_phase),
+                            ("drill export", drill_export_phase)):
             try:
                 phase(opts, res)
             except Exception as exc:  # a failure here is reported, not a loss of the phases above

@@ -180,13 +180,34 @@ class ReportsDeletions(Protocol):
     def deleted(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]: ...
 
 
+@runtime_checkable
+class ReportsFilterExits(Protocol):
+    """A connector that pushes a stream's filter down to the source and can say which records changed
+    since a watermark but no longer match it (the incremental read no longer returns them)."""
+
+    def excluded(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]: ...
+
+
 def deletion_policy(stream: StreamSpec, connector: Any) -> tuple[str, float]:
     """``(deletes, reconcile_every_hours)`` for a stream: its own settings, else the connector's
-    ``default_deletes`` / ``default_reconcile_every_hours``, else ``reconcile`` on every sync."""
+    ``default_deletes`` / ``default_reconcile_every_hours``, else ``reconcile`` on every sync.
+
+    A stream that says ``deletes: reconcile`` itself compares keys on every sync unless it also sets
+    ``reconcile_every_hours``: the connector's cadence belongs to its default mode (e.g. tombstones
+    between weekly reconciliations); without tombstones it would leave deletions unseen in between."""
     mode = str(stream.deletes or getattr(connector, "default_deletes", "reconcile"))
     hours = stream.reconcile_every_hours
     if hours is None:
-        hours = float(getattr(connector, "default_reconcile_every_hours", 0))
+        default = float(getattr(connector, "default_reconcile_every_hours", 0))
+        hours = 0.0 if stream.deletes == "reconcile" else default
+    needs_keys = getattr(connector, "filter_needs_keys", None)
+    if mode != "none" and hours > 0 and needs_keys is not None and needs_keys(stream):
+        raise ConfigError(
+            f"stream {stream.name!r}: its rows come through a filter only the source knows (a `query`), so "
+            f"a row edited out of it is found only by comparing keys: on every sync, not every {hours:g} h",
+            hint="remove `reconcile_every_hours` from the stream (or `deletes: none` to never look, "
+            "keeping rows that left the query counted)",
+        )
     if mode == "tombstones" and not isinstance(connector, ReportsDeletions):
         raise ConfigError(
             f"stream {stream.name!r}: source kind {getattr(connector, 'kind', '?')!r} cannot report "

@@ -223,6 +223,11 @@ class SqlConnector:
                 stmt = stmt.where(self._after(plan, stream, since, cursor, keys))
         yield from self._frames(stream, plan, self._partition(plan, stream, stmt).order_by(*order), kept)
 
+    def filter_needs_keys(self, stream: StreamSpec) -> bool:
+        """A ``query`` stream's filter is the user's SQL (a WHERE, a join): nothing can read around it,
+        so a row edited out of it is found only by comparing keys, which its streams do on every sync."""
+        return stream.options.get("query") is not None
+
     def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
         """The primary-key columns of every row, in batches of ``stream.batch_size``."""
         plan = self._plan(stream)

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from connectors.base import (
     Connector,
     ReportsDeletions,
+    ReportsFilterExits,
     StreamSpec,
     Watermark,
     cursor_values,
@@ -203,6 +204,11 @@ def finish_sync(
     if plan.deletes == "tombstones" and since is not None and isinstance(connector, ReportsDeletions):
         for gone in connector.deleted(stream, since):
             writer.stage_deleted(record_ids(gone, stream.primary_key))
+    if since is not None and not plan.reconcile and isinstance(connector, ReportsFilterExits):
+        # Edited out of a pushed-down filter: not returned any more, so closed here (a reconciling
+        # sync closes them anyway, as keys the source no longer lists).
+        for left in connector.excluded(stream, since):
+            writer.stage_deleted(record_ids(left, stream.primary_key))
     writer.api_calls = getattr(connector, "api_calls", None)
     watermark = None
     if last is not None and stream.cursor:

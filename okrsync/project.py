@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.base import Connector, StreamSpec, connector_kind
+from connectors.base import Connector, StreamSpec, connector_kind, deletion_policy
 from metrics.periods import Period, parse_period
 from metrics.spec import KeyResultSpec, ObjectiveSpec, RatioMetric, SimpleMetric, parse_number
 from okrsync.errors import ConfigError, NotFound, OkrsyncError, SourceError
@@ -309,6 +309,11 @@ def _check_stream(project: Project, connector: Connector, stream: StreamSpec) ->
             if name not in schema and not (key == "fields" and "." in name):  # dotted: reported above
                 out.append(project.locate((*here, key), f"the source has no field {name!r}"
                                           f"{did_you_mean(name, names)} (fields: {shown})"))
+    try:  # a cadence the stream cannot have (an sql query), tombstones the source cannot report
+        deletion_policy(stream, connector)
+    except ConfigError as exc:
+        key = "reconcile_every_hours" if stream.reconcile_every_hours is not None else "deletes"
+        out.append(project.locate((*here, key), _one_line(exc)))
     return out + metric_problems(project, stream, schema)
 
 

@@ -87,6 +87,16 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+def _login_reason(exc: SalesforceAuthenticationFailed) -> str:
+    """The org's own words for a refused login. simple-salesforce keeps them in ``auth_message`` (and
+    ``content``); its ``message`` is an unformatted class template (``Response content: {content}``)."""
+    reason = getattr(exc, "auth_message", None)
+    if not reason:
+        content = exc.content
+        reason = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content or "")
+    return str(reason).strip()[:300] or "no reason given"
+
+
 def api_error(exc: SalesforceError) -> ApiError:
     content = exc.content
     if isinstance(content, list) and content and isinstance(content[0], dict):
@@ -170,7 +180,7 @@ class SfClient:
                                                 domain=o.domain, **self._login_args())
             except SalesforceAuthenticationFailed as exc:
                 raise SourceError(f"source {self.source!r}: Salesforce refused the login "
-                                  f"({self._scrub(str(exc.code))}: {self._scrub(str(exc.message))})",
+                                  f"({self._scrub(str(exc.code))}: {self._scrub(_login_reason(exc))})",
                                   hint=REAUTH) from None
             except NETWORK_ERRORS as exc:
                 raise SourceError(f"source {self.source!r}: cannot reach the Salesforce login at "

@@ -9,6 +9,8 @@ How a sync reads (docs/salesforce.md has the user's view):
 * ``deleted`` asks ``queryAll`` for records with ``IsDeleted = true`` changed since the watermark: the
   store closes their versions (tombstones), one query per sync instead of reading every Id. Records purged
   from the recycle bin are caught by the periodic key reconciliation (``keys``), weekly by default.
+* ``excluded`` finds records a ``where`` no longer selects after an edit (changed Ids read without the
+  filter, minus those read with it): the store closes them on the same sync, not at the next reconciliation.
 * ``api_calls`` counts requests to ``/services/data/`` (what the org counts against its daily limit).
 """
 
@@ -128,6 +130,27 @@ class SalesforceConnector:
                      [cursor, "Id"], include_deleted=True)
         for rows in self.extractor.extract(stream, read):
             yield _ids(rows)
+
+    def excluded(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
+        """Ids of records changed since the watermark that the stream's ``where`` no longer selects
+        (an edit moved a deal out of Closed Won): the incremental read cannot see them, so the store
+        closes them. The changed Ids are read with the filter and without it: those only the second finds."""
+        plan = self._plan(stream)
+        if since is None or not stream.cursor or not plan.where:
+            return
+        cursor = stream.cursor[0]
+        lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds)
+        changed = f"{cursor} >= {soql.literal(lower.replace(microsecond=0))}"
+        order = [cursor, "Id"]
+
+        def changed_ids(conditions: list[str]) -> Iterator[pd.DataFrame]:
+            read = Read(soql.select(plan.obj, ["Id", cursor], conditions, order), ["Id", cursor], order)
+            for rows in self.extractor.extract(stream, read):
+                yield _ids(rows)
+
+        selected = {i for ids in changed_ids([plan.where, changed]) for i in ids["Id"]}
+        for ids in changed_ids([changed]):
+            yield ids[~ids["Id"].isin(selected)]
 
     def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
         plan = self._plan(stream)

@@ -445,3 +445,15 @@ def test_calls_to_one_org_are_capped_across_streams(box: SalesforceSandbox,
     for t in threads:
         t.join()
     assert peak == 2
+
+
+def test_a_wrong_password_shows_the_org_s_reason_not_a_template(
+    connect: Callable[..., SalesforceConnector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.sandboxes.salesforce.auth import INVALID_LOGIN
+
+    monkeypatch.setenv("SF_PASSWORD", "wrong-password")
+    with pytest.raises(SourceError, match="refused the login") as exc:
+        connect().schema(spec())
+    assert f"INVALID_LOGIN: {INVALID_LOGIN}" in str(exc.value)
+    assert "{content}" not in str(exc.value) and "wrong-password" not in str(exc.value)

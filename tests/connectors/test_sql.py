@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from connectors.base import Connector, StreamSpec, Watermark, connector_kind, cursor_values
+from connectors.base import Connector, StreamSpec, Watermark, connector_kind, cursor_values, deletion_policy
 from connectors.sql import SqlConnector, SqlStreamOptions
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import FieldType
@@ -461,3 +461,14 @@ def test_postgres_schema_option(db: Db) -> None:
     assert read_all(conn, stream)["value"].tolist() == [Decimal("2.125")]
     with pytest.raises(ConfigError, match="no table 'deals'"):
         conn.schema(spec(name="deals", options={"table": "deals"}))
+
+
+def test_a_query_stream_compares_keys_on_every_sync(tmp_path: Path) -> None:
+    """Only a key comparison finds a row edited out of a query's WHERE: no cadence for query streams."""
+    conn = SqlConnector("erp", {"url": "sqlite:///x.db"}, tmp_path)
+    query = {"query": "SELECT * FROM orders WHERE state = 'done'"}
+    assert deletion_policy(spec(options=query), conn) == ("reconcile", 0)
+    assert deletion_policy(spec(options=query, deletes="none"), conn) == ("none", 0)
+    assert deletion_policy(spec(reconcile_every_hours=24), conn) == ("reconcile", 24)  # a table: no filter
+    with pytest.raises(ConfigError, match="found only by comparing keys: on every sync, not every 24 h"):
+        deletion_policy(spec(options=query, reconcile_every_hours=24), conn)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from okr_store import lineage, queries
 from okr_store.store import Store
+from okrsync import demo_erp
 from okrsync.demo_erp import change_order_amount, delete_order
 from okrsync.errors import ConfigError
 from okrsync.project import load_project
@@ -140,6 +141,28 @@ def test_deleted_order_leaves_the_value_and_old_lineage_keeps_it(demo_dir: Path)
     old = lineage.drill(store, before, limit=100_000)
     assert victim.record_id in {r.record_id for r in old.records}
     assert sum(r.contribution for r in old.records) == before.value
+
+
+def test_an_order_edited_out_of_a_query_stream_s_where_is_closed_on_the_next_sync(demo_dir: Path) -> None:
+    pf = demo_dir / "okrsync.yaml"
+    text = pf.read_text()
+    assert "    table: orders\n" in text
+    pf.write_text(text.replace("    table: orders\n", (  # the filter lives in the user's SQL
+        "    query: \"SELECT * FROM orders WHERE state IN ('confirmed', 'done')\"\n"), 1))
+    run(demo_dir)
+    store = store_of(demo_dir)
+    before = latest(store, "KR-REV")
+    victim = lineage.drill(store, before, limit=1).records[0]
+    engine = sa.create_engine(f"sqlite:///{demo_dir / 'erp.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.update(demo_erp.orders).where(demo_erp.orders.c.id == int(victim.record_id))
+                     .values(state="cancelled", write_date=LATER))
+    engine.dispose()
+    summary = run(demo_dir, LATER)
+    assert summary["streams"]["orders"]["deleted"] == 1  # no longer returned by the query: closed
+    after = latest(store, "KR-REV")
+    assert after.value == erp_revenue(demo_dir) == before.value - victim.contribution  # type: ignore[operator]
+    assert victim.record_id not in {r.record_id for r in lineage.drill(store, after, limit=100_000).records}
 
 
 def test_unreachable_source_keeps_last_good_values_and_says_why(demo_dir: Path) -> None:

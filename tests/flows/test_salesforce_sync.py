@@ -260,3 +260,49 @@ def test_changing_what_a_stream_extracts_reads_everything_again(
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     narrowed, _ = Runner(path).run()
     assert narrowed.deleted == stages.count("Closed Won")  # no longer extracted: closed, kept in history
+
+
+def test_a_record_edited_out_of_the_where_filter_is_closed_on_the_next_incremental_sync(
+    make_salesforce_sandbox: Callable[..., SalesforceSandbox], env: Callable[[SalesforceSandbox], None],
+    tmp_path: Path,
+) -> None:
+    box = make_salesforce_sandbox(opportunities=600, seed=8)
+    env(box)
+    path = project_file(tmp_path, box)
+    doc = yaml.safe_load(path.read_text())
+    doc["streams"]["opportunities"]["where"] = {"field": "IsWon", "op": "=", "value": True}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    runner = Runner(path)
+    runner.run()
+    before = runner.kr().value
+    assert before is not None and before.value == golden(box)
+    won = next(r for r in box.org.records("Opportunity")
+               if r["IsWon"] and r["Amount"] and Q2[0] <= r["CloseDate"] <= Q2[1])
+    box.org.clock.advance(minutes=10)
+    box.org.update("Opportunity", won["Id"], StageName="Closed Lost")  # no longer matches the filter
+    counts, error = runner.run()
+    assert error is None and counts.rows_read == 0 and counts.deleted == 1
+    after = runner.kr().value
+    assert after is not None and after.value == golden(box) < before.value  # type: ignore[operator]
+    assert won["Id"] not in {r.record_id for r in lineage.drill(runner.store, after, limit=100_000).records}
+
+
+def test_deletes_reconcile_compares_every_id_on_every_sync(
+    make_salesforce_sandbox: Callable[..., SalesforceSandbox], env: Callable[[SalesforceSandbox], None],
+    tmp_path: Path,
+) -> None:
+    box = make_salesforce_sandbox(opportunities=400, seed=4)
+    env(box)
+    path = project_file(tmp_path, box)
+    doc = yaml.safe_load(path.read_text())
+    doc["streams"]["opportunities"]["deletes"] = "reconcile"  # as docs/salesforce.md describes it
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    runner = Runner(path)
+    runner.run()
+    won = next(r for r in box.org.records("Opportunity")
+               if r["IsWon"] and r["Amount"] and Q2[0] <= r["CloseDate"] <= Q2[1])
+    box.org.clock.advance(minutes=10)
+    box.org.delete("Opportunity", won["Id"])
+    counts, error = runner.run()
+    assert error is None and counts.rows_read == 0 and counts.deleted == 1
+    assert runner.kr().value.value == golden(box)  # type: ignore[union-attr]

@@ -214,3 +214,12 @@ def test_usage_errors(cli: Cli, tmp_path: Path) -> None:
     assert "no project file at nothere.yaml" in missing.err and "okrsync init" in missing.err, missing
     assert "no project file at okrsync.yaml" in no_file.err, no_file
     assert "frobnicate" in command.err and "--frob" in option.err
+
+
+def test_check_sources_refuses_a_reconcile_cadence_on_a_query_stream(cli: Cli, project_dir: Path) -> None:
+    text = edit(12, "    query: SELECT * FROM orders WHERE state = 'done'\n    reconcile_every_hours: 24")
+    (project_dir / "okrsync.yaml").write_text(text)
+    r = cli("validate", "--check-sources", cwd=project_dir)
+    assert r.code == 2 and "Traceback" not in r.err, r
+    assert ("okrsync.yaml:13: streams.orders.reconcile_every_hours: stream 'orders': its rows come through a "
+            "filter only the source knows") in one_line(r.err), r
