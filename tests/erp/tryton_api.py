@@ -1,6 +1,7 @@
 """Tryton's own API for tests: change a Tryton database as a user would, or compute expected values.
 
     python -m tests.erp.tryton_api advance-draft --sqlite PATH [--day 2026-11-20]
+    python -m tests.erp.tryton_api cancel-sale --sqlite PATH --day 2026-11-20
     python -m tests.erp.tryton_api facts --postgres URL --start 2026-10-01 --end 2026-11-20
 
 Each command runs in a process of its own (Tryton's configuration and sqlite3 adapters are process-wide)
@@ -52,18 +53,59 @@ def advance_draft(day: date) -> dict[str, Any]:
             "shipment": shipment.id, "invoice": invoice.id, "invoice_date": invoice.invoice_date.isoformat()}
 
 
+def cancel_sale(day: date) -> dict[str, Any]:
+    """Cancel the oldest sale in process the Tryton way, on ``day``.
+
+    Its waiting shipment and draft invoice are cancelled, then both exceptions are handled by ignoring
+    the cancelled moves and invoice: Tryton ends the sale ``done``, its cached amounts intact and the
+    actual quantities of its lines 0.
+    """
+    from proteus import Model, Wizard
+
+    Clock().day = day
+    sale_model = Model.get("sale.sale")
+    sale = next(s for s in sale_model.find([("state", "=", "processing"), ("sale_date", "<=", day)],
+                                           order=[("sale_date", "DESC"), ("id", "DESC")])
+                if all(sh.state in ("waiting", "assigned") for sh in s.shipments)
+                and all(i.state == "draft" for i in s.invoices))
+    for shipment in sale.shipments:
+        shipment.click("cancel")
+    for invoice in sale.invoices:
+        invoice.click("cancel")
+    sale.reload()
+    handle = Wizard("sale.handle.shipment.exception", [sale])
+    handle.form.ignore_moves.extend(handle.form.domain_moves.find())
+    handle.execute("handle")
+    sale.reload()
+    handle = Wizard("sale.handle.invoice.exception", [sale])
+    handle.form.ignore_invoices.extend(handle.form.domain_invoices.find())
+    handle.execute("handle")
+    sale.reload()
+    return {"sale": sale.id, "sale_date": sale.sale_date.isoformat(), "state": sale.state,
+            "untaxed_amount": str(sale.untaxed_amount), "party": sale.party.id,
+            "actual_quantities": [line.actual_quantity for line in sale.lines]}
+
+
 def facts(start: date, end: date) -> dict[str, Any]:
-    """What the metric pack's key results should be for dates ``start``..``end`` (inclusive)."""
+    """What the metric pack's key results should be for dates ``start``..``end`` (inclusive).
+
+    Booked revenue is Tryton's own sale reporting (``sale.reporting.customer``): actual quantities
+    (what was shipped or invoiced once a sale is processed) at the company currency's rate of each
+    sale's date.
+    """
     from proteus import Model
+    from proteus.config import get_config
 
     def within(d: date | None) -> bool:
         return d is not None and start <= d <= end
 
     booked: Counter[int] = Counter()
+    company = Model.get("company.company").find([])[0]
+    with get_config().set_context(company=company.id, from_date=start, to_date=end):
+        for row in Model.get("sale.reporting.customer").find([]):
+            booked[row.customer.id] += row.revenue
     days: list[int] = []
     for sale in Model.get("sale.sale").find([("state", "in", BOOKED)]):
-        if within(sale.sale_date):
-            booked[sale.party.id] += sale.untaxed_amount
         dates = [i.invoice_date for i in sale.invoices if i.type == "out" and i.state in ("posted", "paid")]
         if dates and within(min(dates)):
             days.append((min(dates) - sale.sale_date).days)
@@ -83,7 +125,7 @@ def facts(start: date, end: date) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.erp.tryton_api")
-    parser.add_argument("command", choices=["advance-draft", "facts"])
+    parser.add_argument("command", choices=["advance-draft", "cancel-sale", "facts"])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--sqlite", metavar="PATH")
     where.add_argument("--postgres", metavar="URL")
@@ -94,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     connect(Target.parse(o.sqlite or o.postgres))
     if o.command == "advance-draft":
         result = advance_draft(o.day or date.today())
+    elif o.command == "cancel-sale":
+        result = cancel_sale(o.day or date.today())
     else:
         result = facts(o.start, o.end)
     print(json.dumps(result))

@@ -150,3 +150,30 @@ def test_pack_validates_against_trytons_schema(request: pytest.FixtureRequest, b
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 streams, 8 metrics, 6 key results" in " ".join(done.stdout.split())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sale_cancelled_the_tryton_way_is_not_booked_revenue(
+    request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shipment and invoice cancelled, both exceptions ignored: Tryton ends the sale ``done`` with its
+    cached amount intact but actual quantities 0, and its own sale reporting no longer counts it."""
+    db = tryton_for(request, backend)
+    monkeypatch.setenv("TRYTON_DATABASE_URL", db.url)
+    runner = Runner(pack)
+    runner.run()
+    before = runner.krs()["KR-BOOKED"].value
+    assert before is not None
+
+    cancelled = db.api("cancel-sale", "--day", TEST_TODAY.isoformat())
+    assert cancelled["state"] == "done" and Decimal(cancelled["untaxed_amount"]) > 0, cancelled
+    assert not any(cancelled["actual_quantities"]), cancelled
+    assert Q4[0] <= date.fromisoformat(cancelled["sale_date"]) <= Q4[1], cancelled  # it was booked in Q4
+
+    counts, failed = runner.run()
+    assert not failed, failed
+    assert counts["sales"].updated == 1, counts["sales"]
+    want = expected(db)  # Tryton's sale reporting: actual quantities
+    check(runner, want)
+    assert want["KR-BOOKED"] == before.value - Decimal(cancelled["untaxed_amount"])
+
