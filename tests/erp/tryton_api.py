@@ -86,6 +86,35 @@ def cancel_sale(day: date) -> dict[str, Any]:
             "actual_quantities": [line.actual_quantity for line in sale.lines]}
 
 
+def foreign_sale(day: date) -> dict[str, Any]:
+    """A sale in EUR on ``day``, confirmed: EUR rates dated before, on no day of it, and after ``day``.
+
+    Tryton converts with the latest rate dated on or before the sale date; the later rate must not be
+    used. Returns the sale's EUR amount and the rate of its day.
+    """
+    from datetime import timedelta
+
+    from proteus import Model
+    from trytond.modules.currency.tests.tools import get_currency
+
+    Clock().day = day
+    eur = get_currency("EUR")  # Tryton's test helper: EUR at rate 2.0 since the beginning of time
+    rate_model = Model.get("currency.currency.rate")
+    for when, rate in ((day - timedelta(days=10), Decimal("0.8")),
+                       (day + timedelta(days=1), Decimal("1.25"))):
+        rate_model(currency=eur, date=when, rate=rate).save()
+    sale = Model.get("sale.sale")(party=Model.get("party.party").find([("id", "=", 5)])[0], sale_date=day,
+                                  currency=eur, invoice_method="order", shipment_method="order")
+    line = sale.lines.new()
+    line.product = Model.get("product.product").find([], order=[("id", "ASC")], limit=1)[0]
+    line.quantity = 3.0
+    line.unit_price = Decimal("333.3333")
+    sale.click("quote")
+    sale.click("confirm")
+    return {"sale": sale.id, "sale_date": sale.sale_date.isoformat(), "state": sale.state,
+            "untaxed_amount": str(sale.untaxed_amount), "currency": "EUR", "rate": "0.8"}
+
+
 def facts(start: date, end: date) -> dict[str, Any]:
     """What the metric pack's key results should be for dates ``start``..``end`` (inclusive).
 
@@ -125,7 +154,7 @@ def facts(start: date, end: date) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.erp.tryton_api")
-    parser.add_argument("command", choices=["advance-draft", "cancel-sale", "facts"])
+    parser.add_argument("command", choices=["advance-draft", "cancel-sale", "foreign-sale", "facts"])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--sqlite", metavar="PATH")
     where.add_argument("--postgres", metavar="URL")
@@ -136,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     connect(Target.parse(o.sqlite or o.postgres))
     if o.command == "advance-draft":
         result = advance_draft(o.day or date.today())
+    elif o.command == "foreign-sale":
+        result = foreign_sale(o.day or date.today())
     elif o.command == "cancel-sale":
         result = cancel_sale(o.day or date.today())
     else:

@@ -177,3 +177,25 @@ def test_a_sale_cancelled_the_tryton_way_is_not_booked_revenue(
     check(runner, want)
     assert want["KR-BOOKED"] == before.value - Decimal(cancelled["untaxed_amount"])
 
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sale_in_another_currency_is_booked_at_trytons_rate_of_its_date(
+    request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tryton_for(request, backend)
+    monkeypatch.setenv("TRYTON_DATABASE_URL", db.url)
+    runner = Runner(pack)
+    runner.run()
+    before = runner.krs()["KR-BOOKED"].value
+    assert before is not None
+
+    sale = db.api("foreign-sale", "--day", "2026-11-05")  # EUR at 0.8 that day, 1.25 from the next
+    counts, failed = runner.run()
+    assert not failed, failed
+    assert counts["sales"].inserted == 1, counts["sales"]
+    want = expected(db)  # Tryton's sale reporting, in the company's currency (USD)
+    check(runner, want)
+    # 3 × 333.3333 EUR at 0.8 EUR per USD, at USD's two places: not 999.9999 added at face value
+    assert Decimal(sale["untaxed_amount"]) == Decimal("1000.00")
+    assert want["KR-BOOKED"] == before.value + Decimal("1250.00")
+
