@@ -115,6 +115,30 @@ def foreign_sale(day: date) -> dict[str, Any]:
             "untaxed_amount": str(sale.untaxed_amount), "currency": "EUR", "rate": "0.8"}
 
 
+def credit_invoice(day: date) -> dict[str, Any]:
+    """Credit the latest posted, unpaid customer invoice with refund on ``day``, as Tryton's wizard does:
+    Tryton posts a credit note and cancels the invoice (the credit note's move is its cancel move)."""
+    from proteus import Model, Wizard
+
+    Clock().day = day
+    invoice_model = Model.get("account.invoice")
+    invoice = next(i for i in invoice_model.find([("type", "=", "out"), ("state", "=", "posted")],
+                                                 order=[("invoice_date", "DESC"), ("id", "DESC")])
+                   if not i.payment_lines and i.invoice_date <= day)
+    credit = Wizard("account.invoice.credit", [invoice])
+    credit.form.with_refund = True
+    credit.form.invoice_date = day
+    credit.execute("credit")
+    invoice.reload()
+    note, = invoice_model.find([("type", "=", "out"), ("lines.origin.invoice", "=", invoice.id,
+                                                        "account.invoice.line")])
+    sale = Model.get("sale.sale").find([("invoices", "=", invoice.id)])[0]
+    return {"invoice": invoice.id, "state": invoice.state, "invoice_date": invoice.invoice_date.isoformat(),
+            "untaxed_amount": str(invoice.untaxed_amount), "credit_note": note.id,
+            "credit_note_state": note.state, "credit_note_amount": str(note.untaxed_amount),
+            "sale": sale.id, "sale_date": sale.sale_date.isoformat()}
+
+
 def facts(start: date, end: date) -> dict[str, Any]:
     """What the metric pack's key results should be for dates ``start``..``end`` (inclusive).
 
@@ -135,13 +159,18 @@ def facts(start: date, end: date) -> dict[str, Any]:
             booked[row.customer.id] += row.revenue
     days: list[int] = []
     for sale in Model.get("sale.sale").find([("state", "in", BOOKED)]):
-        dates = [i.invoice_date for i in sale.invoices if i.type == "out" and i.state in ("posted", "paid")]
+        # invoiced: posted (or paid), or posted then cancelled (credited with refund: it keeps its move)
+        dates = [i.invoice_date for i in sale.invoices if i.type == "out"
+                 and (i.state in ("posted", "paid") or (i.state == "cancelled" and i.move))]
         if dates and within(min(dates)):
             days.append((min(dates) - sale.sale_date).days)
     shipments = [s for s in Model.get("stock.shipment.out").find([("state", "=", "done")])
                  if within(s.effective_date)]
-    invoiced = sum((i.untaxed_amount for i in Model.get("account.invoice").find(
-        [("type", "=", "out"), ("state", "in", ["posted", "paid"])]) if within(i.invoice_date)), Decimal(0))
+    # Invoiced revenue from the ledger: the revenue accounts' credit - debit over the period's moves
+    # (a credit note is a debit; an invoice cancelled by it keeps its own move).
+    with get_config().set_context(company=company.id, from_date=start, to_date=end):
+        invoiced = sum((a.credit - a.debit for a in Model.get("account.account").find(
+            [("type.revenue", "=", True)])), Decimal(0))
     return {
         "booked_revenue": str(sum(booked.values(), Decimal(0))),
         "booked_by_party": {str(k): str(v) for k, v in sorted(booked.items())},
@@ -154,7 +183,8 @@ def facts(start: date, end: date) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.erp.tryton_api")
-    parser.add_argument("command", choices=["advance-draft", "cancel-sale", "foreign-sale", "facts"])
+    parser.add_argument("command", choices=["advance-draft", "cancel-sale", "credit-invoice", "foreign-sale",
+                                            "facts"])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--sqlite", metavar="PATH")
     where.add_argument("--postgres", metavar="URL")
@@ -165,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     connect(Target.parse(o.sqlite or o.postgres))
     if o.command == "advance-draft":
         result = advance_draft(o.day or date.today())
+    elif o.command == "credit-invoice":
+        result = credit_invoice(o.day or date.today())
     elif o.command == "foreign-sale":
         result = foreign_sale(o.day or date.today())
     elif o.command == "cancel-sale":

@@ -199,3 +199,27 @@ def test_a_sale_in_another_currency_is_booked_at_trytons_rate_of_its_date(
     assert Decimal(sale["untaxed_amount"]) == Decimal("1000.00")
     assert want["KR-BOOKED"] == before.value + Decimal("1250.00")
 
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_invoice_credited_with_refund_is_taken_back_once(
+    request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tryton posts a credit note and cancels the invoice: the ledger takes the revenue back once, and
+    days-to-invoice still counts the sale (it was invoiced, on the credited invoice's date)."""
+    db = tryton_for(request, backend)
+    monkeypatch.setenv("TRYTON_DATABASE_URL", db.url)
+    runner = Runner(pack)
+    runner.run()
+    before = runner.krs()["KR-INVOICED"].value
+    assert before is not None
+
+    credited = db.api("credit-invoice", "--day", TEST_TODAY.isoformat())
+    assert credited["state"] == "cancelled", credited  # the credit note is posted, or paid (reconciled)
+    assert credited["credit_note_state"] in ("posted", "paid"), credited
+    assert Decimal(credited["credit_note_amount"]) == -Decimal(credited["untaxed_amount"]), credited
+    assert Q4[0] <= date.fromisoformat(credited["invoice_date"]), credited  # invoiced and credited in Q4
+    counts, failed = runner.run()
+    assert not failed, failed
+    want = expected(db)  # invoiced revenue from Tryton's ledger (revenue accounts)
+    check(runner, want)
+    assert want["KR-INVOICED"] == before.value - Decimal(credited["untaxed_amount"])
