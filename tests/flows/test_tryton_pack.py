@@ -150,3 +150,76 @@ def test_pack_validates_against_trytons_schema(request: pytest.FixtureRequest, b
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 streams, 8 metrics, 6 key results" in " ".join(done.stdout.split())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sale_cancelled_the_tryton_way_is_not_booked_revenue(
+    request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shipment and invoice cancelled, both exceptions ignored: Tryton ends the sale ``done`` with its
+    cached amount intact but actual quantities 0, and its own sale reporting no longer counts it."""
+    db = tryton_for(request, backend)
+    monkeypatch.setenv("TRYTON_DATABASE_URL", db.url)
+    runner = Runner(pack)
+    runner.run()
+    before = runner.krs()["KR-BOOKED"].value
+    assert before is not None
+
+    cancelled = db.api("cancel-sale", "--day", TEST_TODAY.isoformat())
+    assert cancelled["state"] == "done" and Decimal(cancelled["untaxed_amount"]) > 0, cancelled
+    assert not any(cancelled["actual_quantities"]), cancelled
+    assert Q4[0] <= date.fromisoformat(cancelled["sale_date"]) <= Q4[1], cancelled  # it was booked in Q4
+
+    counts, failed = runner.run()
+    assert not failed, failed
+    assert counts["sales"].updated == 1, counts["sales"]
+    want = expected(db)  # Tryton's sale reporting: actual quantities
+    check(runner, want)
+    assert want["KR-BOOKED"] == before.value - Decimal(cancelled["untaxed_amount"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sale_in_another_currency_is_booked_at_trytons_rate_of_its_date(
+    request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tryton_for(request, backend)
+    monkeypatch.setenv("TRYTON_DATABASE_URL", db.url)
+    runner = Runner(pack)
+    runner.run()
+    before = runner.krs()["KR-BOOKED"].value
+    assert before is not None
+
+    sale = db.api("foreign-sale", "--day", "2026-11-05")  # EUR at 0.8 that day, 1.25 from the next
+    counts, failed = runner.run()
+    assert not failed, failed
+    assert counts["sales"].inserted == 1, counts["sales"]
+    want = expected(db)  # Tryton's sale reporting, in the company's currency (USD)
+    check(runner, want)
+    # 3 × 333.3333 EUR at 0.8 EUR per USD, at USD's two places: not 999.9999 added at face value
+    assert Decimal(sale["untaxed_amount"]) == Decimal("1000.00")
+    assert want["KR-BOOKED"] == before.value + Decimal("1250.00")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_invoice_credited_with_refund_is_taken_back_once(
+    request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tryton posts a credit note and cancels the invoice: the ledger takes the revenue back once, and
+    days-to-invoice still counts the sale (it was invoiced, on the credited invoice's date)."""
+    db = tryton_for(request, backend)
+    monkeypatch.setenv("TRYTON_DATABASE_URL", db.url)
+    runner = Runner(pack)
+    runner.run()
+    before = runner.krs()["KR-INVOICED"].value
+    assert before is not None
+
+    credited = db.api("credit-invoice", "--day", TEST_TODAY.isoformat())
+    assert credited["state"] == "cancelled", credited  # the credit note is posted, or paid (reconciled)
+    assert credited["credit_note_state"] in ("posted", "paid"), credited
+    assert Decimal(credited["credit_note_amount"]) == -Decimal(credited["untaxed_amount"]), credited
+    assert Q4[0] <= date.fromisoformat(credited["invoice_date"]), credited  # invoiced and credited in Q4
+    counts, failed = runner.run()
+    assert not failed, failed
+    want = expected(db)  # invoiced revenue from Tryton's ledger (revenue accounts)
+    check(runner, want)
+    assert want["KR-INVOICED"] == before.value - Decimal(credited["untaxed_amount"])
