@@ -120,6 +120,9 @@ class SyncCounts:
     updated: int
     deleted: int
     api_calls: int | None = None  # for sources that count calls against a budget
+    # What the user should know about this read: records dated in the future, open transactions the
+    # source would not show (see connectors.horizon). Kept on the stream until the next commit.
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,7 @@ class SyncWriter:
         self.keys_read = 0
         self.tombstones_read = 0
         self.api_calls: int | None = None  # set by the caller before commit/block/fail
+        self.warning: str | None = None  # set by the caller before commit (SyncCounts.warning)
 
     def _lost(self, conn: sa.Connection) -> LeaseLost:
         holder = conn.execute(
@@ -423,6 +427,7 @@ class SyncWriter:
                 last_error=None,
                 lease_sync_id=None,
                 lease_until=None,
+                read_warning=self.warning,
             )
             if watermark is not None:
                 values["watermark"] = watermark
@@ -434,7 +439,7 @@ class SyncWriter:
             ).rowcount != 1:
                 raise self._lost(conn)
             counts = SyncCounts(self.rows_read, self.keys_read, inserted - updated, updated, deleted,
-                                self.api_calls)
+                                self.api_calls, self.warning)
             conn.execute(
                 m.sync_run.update()
                 .where(m.sync_run.c.id == s)
