@@ -170,21 +170,26 @@ def read_part(
     rows, keys = writer.rows_read, writer.keys_read
     last: tuple[Any, tuple[Any, ...]] | None = None
     future = FutureRows()
+    rereading = plan.since is not None and plan.since.reread_from is not None
     for batch in connector.read(stream, plan.since):
         if batch.empty:
             continue
         batch = batch[list(plan.kept)]
-        staged = batch.assign(**{RID: record_ids(batch, stream.primary_key)})
-        if gate is not None:
-            gate.observe(staged)  # checks see clear values; their samples mask sensitive ones
-        writer.stage(vault.seal_frame(staged, stream.sensitive) if vault is not None else staged)
-        if plan.reconcile and plan.since is None:
-            writer.stage_keys(staged[RID])
         if stream.cursor:
             row = batch.iloc[-1]
             last = (cursor_values(batch.tail(1), stream).iloc[0], tuple(row[k] for k in stream.primary_key))
             if plan.horizon is not None and plan.cursor_type in (FieldType.DATETIME, FieldType.DATE):
                 future += future_rows(cursor_values(batch, stream), plan.horizon)
+        staged = batch.assign(**{RID: record_ids(batch, stream.primary_key)})
+        sealed = vault.seal_frame(staged, stream.sensitive) if vault is not None else staged
+        if rereading:  # rows read again that did not change: not staged, counted or re-judged by checks
+            fresh = writer.changed(sealed).to_numpy()
+            staged, sealed = staged[fresh], sealed[fresh]
+        if gate is not None and not staged.empty:
+            gate.observe(staged)  # checks see clear values; their samples mask sensitive ones
+        writer.stage(sealed)
+        if plan.reconcile and plan.since is None:
+            writer.stage_keys(staged[RID])
         progress.reporter.stream_rows(plan.name, writer.rows_read)
     if plan.reconcile and plan.since is not None:
         for found in connector.keys(stream):

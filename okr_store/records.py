@@ -352,6 +352,18 @@ class SyncWriter:
             self._renew_lease(conn)
         self.rows_read += len(batch)
 
+    def changed(self, batch: pd.DataFrame) -> pd.Series:
+        """Which rows of a batch (``_rid`` plus fields, as :meth:`stage` takes it) differ from their
+        live version or have none: a re-read (lookback, open transactions) stages only those."""
+        hashes = row_hashes(batch, tuple(c for c in batch.columns if c != RID))
+        rec, ids = self.tables.records, batch[RID].tolist()
+        live: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 5000):  # bounded IN lists (SQLite's variable limit)
+                current = sa.and_(rec.c[TO].is_(None), rec.c[RID].in_(ids[i:i + 5000]))
+                live.update(conn.execute(sa.select(rec.c[RID], rec.c[HASH]).where(current)).tuples().all())
+        return hashes != batch[RID].map(live)
+
     def stage_keys(self, rids: pd.Series) -> None:
         """Stage the ids of every live source record (for hard-delete detection)."""
         if rids.empty:
