@@ -69,7 +69,9 @@ class StreamSpec(BaseModel):
     # Reading every key to find hard deletes costs ~10 s per million rows: large streams can do it
     # on a cadence (e.g. 24) instead of on every sync. 0 means every sync; unset, the connector's default.
     reconcile_every_hours: float | None = Field(default=None, ge=0)
-    lookback_seconds: int = Field(default=0, ge=0)
+    # Re-read this far behind what can still commit (late rows); unset: the connector's default
+    # (``default_lookback_seconds``; 300 s for sql). The store drops re-read rows that did not change.
+    lookback_seconds: int | None = Field(default=None, ge=0)
     timezone: str | None = None
     batch_size: int = Field(default=50_000, ge=1, le=1_000_000)
     # Fields holding personal data: never copied in clear into check samples or results.
@@ -135,17 +137,25 @@ class Watermark:
     key: tuple[Any, ...]
     # A digest of what the stream extracted up to here (see flows.pipeline.extraction_spec).
     spec: str | None = None
+    # Set when rows at or after this cursor value (naive UTC) may still commit at the source (an open
+    # transaction, the lookback, a cursor ahead of the source's clock): the next read starts here,
+    # inclusive, instead of strictly after (cursor, key). See connectors.horizon.
+    reread_from: Any = None
 
     def to_json(self) -> str:
-        data = {"cursor": _jsonable(self.cursor), "key": [_jsonable(k) for k in self.key]}
-        return json.dumps(data if self.spec is None else {**data, "spec": self.spec})
+        data: dict[str, Any] = {"cursor": _jsonable(self.cursor), "key": [_jsonable(k) for k in self.key]}
+        if self.spec is not None:
+            data["spec"] = self.spec
+        if self.reread_from is not None:
+            data["reread_from"] = _jsonable(self.reread_from)
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, raw: str | None) -> Watermark | None:
         if not raw:
             return None
         data = json.loads(raw)
-        return cls(data["cursor"], tuple(data["key"]), data.get("spec"))
+        return cls(data["cursor"], tuple(data["key"]), data.get("spec"), data.get("reread_from"))
 
 
 def cursor_values(df: pd.DataFrame, stream: StreamSpec) -> pd.Series:
@@ -229,8 +239,10 @@ class Connector(Protocol):
     * ``keys`` yields DataFrames of the primary-key columns of every live record (hard-delete
       detection by reconciliation).
 
-    Optional: ``deleted(stream, since)`` (see :class:`ReportsDeletions`), ``default_deletes`` and
-    ``default_reconcile_every_hours`` class attributes, and an ``api_calls`` count the run reports.
+    Optional: ``deleted(stream, since)`` (see :class:`ReportsDeletions`), ``horizon(stream)`` (see
+    :class:`connectors.horizon.KnowsHorizon`: such a connector's ``read`` honours
+    ``since.reread_from``), ``default_deletes``, ``default_reconcile_every_hours`` and
+    ``default_lookback_seconds`` class attributes, and an ``api_calls`` count the run reports.
     """
 
     kind: ClassVar[str]
@@ -287,7 +299,7 @@ def typed_watermark(raw: str | None, stream: StreamSpec, schema: StreamSchema) -
         return None
     cursor_field = schema.get(stream.cursor[0]) if stream.cursor else None
     key = tuple(_typed(v, schema.get(k)) for v, k in zip(wm.key, stream.primary_key, strict=False))
-    return Watermark(_typed(wm.cursor, cursor_field), key, wm.spec)
+    return Watermark(_typed(wm.cursor, cursor_field), key, wm.spec, _typed(wm.reread_from, cursor_field))
 
 
 def _typed(v: Any, f: Any) -> Any:

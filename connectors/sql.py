@@ -24,6 +24,10 @@ Decisions worth knowing:
   ``lock_wait_timeout``/``innodb_lock_wait_timeout``; pymysql's ``read_timeout`` as a backstop
   (MySQL: the lock waits, the timer and the backstop). SQLite: the busy timeout, and a progress
   handler that interrupts a statement past its deadline.
+* Each sync first asks the database for its clock and its oldest open transaction
+  (:mod:`connectors.sql_horizon`); the watermark stays behind them, less ``lookback_seconds``
+  (default :data:`~connectors.sql_horizon.DEFAULT_LOOKBACK_SECONDS`), so a row stamped with the start
+  of a transaction that commits after the read is still read next time.
 """
 
 from __future__ import annotations
@@ -49,7 +53,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import StreamSpec, Watermark, stream_zone
+from connectors.horizon import Horizon, lookback
 from connectors.secrets import env_value, secret_value
+from connectors.sql_horizon import DEFAULT_LOOKBACK_SECONDS, source_horizon
 from connectors.sql_values import (
     BAD_VALUE,
     Col,
@@ -170,6 +176,7 @@ class SqlConnector:
     Options: ClassVar[type[BaseModel]] = SqlOptions
     StreamOptions: ClassVar[type[BaseModel]] = SqlStreamOptions
     supports_partitions: ClassVar[bool] = True  # a stream's `partitions` read as parallel tasks
+    default_lookback_seconds: ClassVar[int] = DEFAULT_LOOKBACK_SECONDS
 
     def __init__(self, name: str, options: SqlOptions | Mapping[str, Any], base_dir: Path) -> None:
         self.name = name
@@ -208,8 +215,17 @@ class SqlConnector:
         self._plans.pop(_plan_key(stream), None)
         return StreamSchema(tuple(c.field for c in self._plan(stream).cols.values()))
 
+    def horizon(self, stream: StreamSpec) -> Horizon:
+        """The database's clock and oldest open transaction, now (see :mod:`connectors.horizon`)."""
+        try:
+            with self.engine.connect() as conn:
+                return source_horizon(conn, self.backend, lookback(stream, self))
+        except sa.exc.DBAPIError as exc:
+            raise self._source_error(exc, stream) from None
+
     def read(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
-        """Kept fields ordered by (cursor, primary key), strictly after ``since``; a frame per batch."""
+        """Kept fields ordered by (cursor, primary key), strictly after ``since`` (from its
+        ``reread_from`` on, inclusive, when it has one); a frame per batch."""
         plan = self._plan(stream)
         kept = stream.kept_fields(StreamSchema(tuple(c.field for c in plan.cols.values())))
         keys = [self._comparable(plan, k) for k in stream.primary_key]
@@ -476,6 +492,8 @@ class SqlConnector:
         if c == "NaT" if isinstance(c, str) else pd.isna(c):  # still among the NULL cursors (sorted first)
             return sa.or_(cursor.is_not(None), sa.and_(cursor.is_(None), _lex_after(keys, key_values)))
         kind = plan.cols[first].field.type
+        if since.reread_from is not None and kind.temporal:  # rows that may have committed late
+            return cursor >= self._param(plan, first, since.reread_from, tz)
         if stream.lookback_seconds and kind.temporal:  # re-read late rows; the store drops duplicates
             start = native(since.cursor, _T.DATETIME) - timedelta(seconds=stream.lookback_seconds)
             return cursor >= self._param(plan, first, start if kind is _T.DATETIME else start.date(), tz)

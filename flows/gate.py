@@ -71,14 +71,14 @@ class StreamGate:
                 fields = {k: (MASK if k in self.sensitive else _plain(v)) for k, v in rec.items() if k != RID}
                 have.append({"record_id": rec[RID], "fields": fields})
 
-    def outcomes(self, now: datetime, watermark_cursor: Any) -> list[Outcome]:
-        """Outcomes of every check judged before the commit."""
+    def outcomes(self, now: datetime, watermark_cursor: Any, future: str | None = None) -> list[Outcome]:
+        """Outcomes of every check judged before the commit; ``future`` says how many records were
+        dated ahead of the source's clock (freshness fails on them rather than report a negative age)."""
         out: list[Outcome] = list(self.validator.outcomes()) if self.validator is not None else []
         for c in self.checks:
             if c.kind == "freshness":
-                out.append(
-                    freshness(c, _as_utc(self.newest if self.newest is not None else watermark_cursor), now)
-                )
+                newest = _as_utc(self.newest if self.newest is not None else watermark_cursor)
+                out.append(freshness(c, newest, now, future))
         return out
 
     def close(self) -> None:

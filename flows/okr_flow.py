@@ -53,7 +53,7 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 def _counts_line(name: str, c: SyncCounts) -> str:
     calls = "" if c.api_calls is None else f" · {c.api_calls} API calls"
     return (f"sync {name}: {c.rows_read} rows pulled · {c.inserted} new · {c.updated} changed · "
-            f"{c.deleted} deleted{calls}")
+            f"{c.deleted} deleted{calls}" + (f" · warning: {c.warning}" if c.warning else ""))
 
 
 @task(

@@ -32,6 +32,7 @@ from connectors.base import (
     record_ids,
     typed_watermark,
 )
+from connectors.horizon import FutureRows, Horizon, KnowsHorizon, future_rows, next_watermark
 from flows import progress
 from flows.gate import StreamGate
 from metrics.definition import KrDefinition, build_definition
@@ -77,10 +78,17 @@ class SyncPlan:
     deletes: str
     sync_id: int
     run_id: str
+    horizon: Horizon | None = None  # the source's clock and oldest open transaction, before reading
 
     @property
     def name(self) -> str:
         return self.stream.name
+
+    @property
+    def cursor_type(self) -> FieldType | None:
+        """The type of the stream's (first) cursor field, None without a cursor."""
+        found = self.kept_schema.get(self.stream.cursor[0]) if self.stream.cursor else None
+        return found.type if found is not None else None
 
     def part(self, index: int) -> StreamSpec:
         """The stream as partition ``index`` reads it."""
@@ -95,6 +103,7 @@ class PartRead:
     rows_read: int
     keys_read: int
     last: tuple[Any, tuple[Any, ...]] | None  # (cursor, key) of the last record read, if any
+    future: FutureRows = FutureRows()  # records dated ahead of the source's clock
 
 
 def plan_sync(
@@ -125,10 +134,13 @@ def plan_sync(
     refresh = getattr(connector, "needs_full_refresh", None)
     if reconcile and since is not None and refresh is not None and refresh(stream):
         since = None  # values that change without moving the cursor (formulas): re-read them all
+    # Asked before reading: what commits after this may carry a cursor older than rows read now.
+    horizon = connector.horizon(stream) if stream.cursor and isinstance(connector, KnowsHorizon) else None
     writer = store.begin_sync(
         run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=reconcile, fence=fence
     )
-    plan = SyncPlan(stream, kept, kept_schema, since, spec, reconcile, deletes, writer.sync_id, run_id)
+    plan = SyncPlan(stream, kept, kept_schema, since, spec, reconcile, deletes, writer.sync_id, run_id,
+                    horizon)
     return plan, writer
 
 
@@ -164,24 +176,32 @@ def read_part(
     vault = project.vault() if stream.sensitive else None
     rows, keys = writer.rows_read, writer.keys_read
     last: tuple[Any, tuple[Any, ...]] | None = None
+    future = FutureRows()
+    rereading = plan.since is not None and plan.since.reread_from is not None
     for batch in connector.read(stream, plan.since):
         if batch.empty:
             continue
         batch = batch[list(plan.kept)]
-        staged = batch.assign(**{RID: record_ids(batch, stream.primary_key)})
-        if gate is not None:
-            gate.observe(staged)  # checks see clear values; their samples mask sensitive ones
-        writer.stage(vault.seal_frame(staged, stream.sensitive) if vault is not None else staged)
-        if plan.reconcile and plan.since is None:
-            writer.stage_keys(staged[RID])
         if stream.cursor:
             row = batch.iloc[-1]
             last = (cursor_values(batch.tail(1), stream).iloc[0], tuple(row[k] for k in stream.primary_key))
+            if plan.horizon is not None and plan.cursor_type in (FieldType.DATETIME, FieldType.DATE):
+                future += future_rows(cursor_values(batch, stream), plan.horizon)
+        staged = batch.assign(**{RID: record_ids(batch, stream.primary_key)})
+        sealed = vault.seal_frame(staged, stream.sensitive) if vault is not None else staged
+        if rereading:  # rows read again that did not change: not staged, counted or re-judged by checks
+            fresh = writer.changed(sealed).to_numpy()
+            staged, sealed = staged[fresh], sealed[fresh]
+        if gate is not None and not staged.empty:
+            gate.observe(staged)  # checks see clear values; their samples mask sensitive ones
+        writer.stage(sealed)
+        if plan.reconcile and plan.since is None:
+            writer.stage_keys(staged[RID])
         progress.reporter.stream_rows(plan.name, writer.rows_read)
     if plan.reconcile and plan.since is not None:
         for found in connector.keys(stream):
             writer.stage_keys(record_ids(found, stream.primary_key))
-    return PartRead(writer.rows_read - rows, writer.keys_read - keys, last)
+    return PartRead(writer.rows_read - rows, writer.keys_read - keys, last, future)
 
 
 def latest(parts: list[PartRead]) -> tuple[Any, tuple[Any, ...]] | None:
@@ -198,8 +218,10 @@ def finish_sync(
     writer: SyncWriter,
     gate: StreamGate | None,
     last: tuple[Any, tuple[Any, ...]] | None,
+    future: FutureRows = FutureRows(),
 ) -> SyncCounts:
-    """Tombstones, then the commit (through the stream's checks, if any) with the new watermark."""
+    """Tombstones, then the commit (through the stream's checks, if any) with the new watermark: it
+    stays behind what the source may still commit (``plan.horizon``, see connectors.horizon)."""
     stream, since = plan.stream, plan.since
     if plan.deletes == "tombstones" and since is not None and isinstance(connector, ReportsDeletions):
         for gone in connector.deleted(stream, since):
@@ -212,10 +234,12 @@ def finish_sync(
     writer.api_calls = getattr(connector, "api_calls", None)
     watermark = None
     if last is not None and stream.cursor:
-        watermark = Watermark(last[0], last[1], plan.spec).to_json()
+        watermark = next_watermark(last, plan.spec, plan.horizon, plan.cursor_type).to_json()
+    notes = [*(plan.horizon.notes if plan.horizon else ()), future.message()]
+    writer.warning = "; ".join(n for n in notes if n) or None
     if gate is None:
         return writer.commit(watermark)
-    return _gated_commit(project, store, plan.run_id, writer, gate, watermark, since)
+    return _gated_commit(project, store, plan.run_id, writer, gate, watermark, since, future.message())
 
 
 @contextmanager
@@ -250,7 +274,7 @@ def _finished(name: str, counts: SyncCounts) -> SyncCounts:
     progress.reporter.stream_finished(
         name,
         f"{counts.rows_read} rows read · {counts.inserted} new · {counts.updated} changed · "
-        f"{counts.deleted} deleted{calls}",
+        f"{counts.deleted} deleted{calls}" + (f" · ⚠ {counts.warning}" if counts.warning else ""),
         True,
     )
     return counts
@@ -270,12 +294,13 @@ def sync_stream(
     try:
         with guarded(plan, writer, connector):
             if plan.stream.partitions is None:
-                last = read_part(project, plan, connector, writer, gate).last
+                whole = read_part(project, plan, connector, writer, gate)
+                last, future = whole.last, whole.future
             else:
                 parts = [read_part(project, plan, connector, writer, gate, plan.part(i))
                          for i in range(len(plan.stream.partitions.ranges()))]
-                last = latest(parts)
-            counts = finish_sync(project, store, plan, connector, writer, gate, last)
+                last, future = latest(parts), sum((p.future for p in parts), FutureRows())
+            counts = finish_sync(project, store, plan, connector, writer, gate, last, future)
     finally:
         if gate is not None:
             gate.close()
@@ -305,7 +330,8 @@ def finish_partitioned(
             if gate is not None:
                 for staged in store.staged(plan.name, plan.sync_id):
                     gate.observe(staged)
-            counts = finish_sync(project, store, plan, connector, writer, gate, latest(parts))
+            counts = finish_sync(project, store, plan, connector, writer, gate, latest(parts),
+                                 sum((p.future for p in parts), FutureRows()))
     finally:
         if gate is not None:
             gate.close()
@@ -339,11 +365,12 @@ def _gated_commit(
     gate: StreamGate,
     watermark: str | None,
     since: Watermark | None,
+    future: str | None = None,
 ) -> SyncCounts:
     """Commit only if no blocking check failed; otherwise keep the staged rows for review."""
     name = writer.stream
     held = [kr for kr, d in definitions(project).items() if name in d.streams]
-    outcomes = gate.outcomes(datetime.now(UTC).replace(tzinfo=None), since.cursor if since else None)
+    outcomes = gate.outcomes(datetime.now(UTC).replace(tzinfo=None), since.cursor if since else None, future)
     counts = None
     if not any(o.blocking for o in outcomes):
         try:

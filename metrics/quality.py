@@ -31,6 +31,7 @@ STREAM_BUILTINS = ("freshness", "volume_change")
 METRIC_BUILTINS = ("max_jump_percent",)
 BUILTIN_ARGS = {"freshness": {"max_age_hours"}, "volume_change": {"max_percent"}}
 Severity = Literal["error", "warn"]
+FUTURE_SKEW_SECONDS = 300  # clocks differ: a newest record this far ahead of ours is not yet "future"
 
 
 class CheckSpec(BaseModel):
@@ -123,12 +124,21 @@ class Outcome(BaseModel):
         return not self.success and self.check.severity == "error"
 
 
-def freshness(check: CheckSpec, newest: datetime | None, now: datetime) -> Outcome:
-    """Newest cursor value (naive UTC) no older than ``max_age_hours``."""
+def freshness(check: CheckSpec, newest: datetime | None, now: datetime, future: str | None = None) -> Outcome:
+    """Newest cursor value (naive UTC) no older than ``max_age_hours``, and none dated in the future:
+    ``future`` is the connector's count of records ahead of the source's clock; without one, a newest
+    value ahead of ``now`` (this machine's clock) by more than :data:`FUTURE_SKEW_SECONDS` fails."""
     limit = Decimal(str(check.kwargs["max_age_hours"]))
+    if future:
+        return Outcome(check=check, success=False, observed=future)
     if newest is None:
         return Outcome(check=check, success=False, observed="the stream has no cursor value yet")
-    age_h = Decimal((now - newest).total_seconds()) / 3600
+    if (ahead := (newest - now).total_seconds()) > FUTURE_SKEW_SECONDS:
+        return Outcome(check=check, success=False,
+                       observed=f"newest record {newest:%Y-%m-%d %H:%M} UTC is dated in the future, "
+                       f"{Decimal(ahead) / 3600:.1f} h ahead of this machine's clock: check the source's "
+                       "clock and the stream's timezone")
+    age_h = Decimal(max(0.0, (now - newest).total_seconds())) / 3600
     return Outcome(
         check=check,
         success=age_h <= limit,

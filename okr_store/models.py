@@ -71,6 +71,8 @@ stream_state = sa.Table(
     sa.Column("lease_sync_id", sa.BigInteger),  # a sync in progress holds the stream
     sa.Column("last_reconcile_at", sa.DateTime),  # the last sync that compared every key (deletes)
     sa.Column("lease_until", sa.DateTime),
+    # What the last committed sync warned about (records dated in the future, hidden transactions).
+    sa.Column("read_warning", sa.Text),
 )
 
 sync_run = sa.Table(

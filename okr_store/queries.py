@@ -81,6 +81,8 @@ class KrStatus:
     held_reason: str | None
     held_since: datetime | None
     fresh_at: datetime | None  # oldest last successful sync among the streams it reads
+    # What the last sync of each stream it reads warned about (records dated in the future, …)
+    warnings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,10 +109,10 @@ class ObjectiveStatus:
 
 def status_tree(conn: sa.Connection) -> list[ObjectiveStatus]:
     """Active objectives (nested) with their KRs' latest values and data freshness."""
-    fresh = {
-        r.name: r.last_success_at
-        for r in conn.execute(sa.select(m.stream_state.c.name, m.stream_state.c.last_success_at))
-    }
+    st = m.stream_state.c
+    states = list(conn.execute(sa.select(st.name, st.last_success_at, st.read_warning)))
+    fresh = {r.name: r.last_success_at for r in states}
+    warned = {r.name: r.read_warning for r in states if r.read_warning}
     objs = {
         r.id: (r, ObjectiveStatus(r.id, r.title, r.owner, Decimal(r.weight)))
         for r in conn.execute(
@@ -145,6 +147,7 @@ def status_tree(conn: sa.Connection) -> list[ObjectiveStatus]:
             k.held_reason,
             k.held_since,
             fresh_at,
+            {s: warned[s] for s in streams if s in warned},
         )
         if k.objective_id in objs:
             objs[k.objective_id][1].key_results.append(kr)

@@ -120,6 +120,9 @@ class SyncCounts:
     updated: int
     deleted: int
     api_calls: int | None = None  # for sources that count calls against a budget
+    # What the user should know about this read: records dated in the future, open transactions the
+    # source would not show (see connectors.horizon). Kept on the stream until the next commit.
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,7 @@ class SyncWriter:
         self.keys_read = 0
         self.tombstones_read = 0
         self.api_calls: int | None = None  # set by the caller before commit/block/fail
+        self.warning: str | None = None  # set by the caller before commit (SyncCounts.warning)
 
     def _lost(self, conn: sa.Connection) -> LeaseLost:
         holder = conn.execute(
@@ -347,6 +351,18 @@ class SyncWriter:
             _write(conn, self.tables.stage, staged, replace=True)
             self._renew_lease(conn)
         self.rows_read += len(batch)
+
+    def changed(self, batch: pd.DataFrame) -> pd.Series:
+        """Which rows of a batch (``_rid`` plus fields, as :meth:`stage` takes it) differ from their
+        live version or have none: a re-read (lookback, open transactions) stages only those."""
+        hashes = row_hashes(batch, tuple(c for c in batch.columns if c != RID))
+        rec, ids = self.tables.records, batch[RID].tolist()
+        live: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 5000):  # bounded IN lists (SQLite's variable limit)
+                current = sa.and_(rec.c[TO].is_(None), rec.c[RID].in_(ids[i:i + 5000]))
+                live.update(conn.execute(sa.select(rec.c[RID], rec.c[HASH]).where(current)).tuples().all())
+        return hashes != batch[RID].map(live)
 
     def stage_keys(self, rids: pd.Series) -> None:
         """Stage the ids of every live source record (for hard-delete detection)."""
@@ -423,6 +439,7 @@ class SyncWriter:
                 last_error=None,
                 lease_sync_id=None,
                 lease_until=None,
+                read_warning=self.warning,
             )
             if watermark is not None:
                 values["watermark"] = watermark
@@ -434,7 +451,7 @@ class SyncWriter:
             ).rowcount != 1:
                 raise self._lost(conn)
             counts = SyncCounts(self.rows_read, self.keys_read, inserted - updated, updated, deleted,
-                                self.api_calls)
+                                self.api_calls, self.warning)
             conn.execute(
                 m.sync_run.update()
                 .where(m.sync_run.c.id == s)

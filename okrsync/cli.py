@@ -276,6 +276,8 @@ def _print_summary(s: dict[str, Any]) -> None:
                 f"{st['updated']} changed · {st['deleted']} deleted"
                 + ("" if st.get("api_calls") is None else f" · {st['api_calls']} API calls")
             )
+            if st.get("warning"):
+                console.print(f"  [yellow]⚠ {escape(st['warning'])}[/yellow]")
         else:
             console.print(f"[red]✗[/red] {escape(name)}: {escape(st['error'])}")
     console.print(

@@ -7,7 +7,7 @@ import shlex
 import shutil
 import sys
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -355,7 +355,7 @@ def build(directory: Path, *, today: date, force: bool = False,
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MARKER).write_text("built by okrsync demo\n")
     erp = directory / "erp.db"
-    build_erp(erp, today=today)
+    build_erp(erp, today=today, until=datetime.now(UTC).replace(tzinfo=None, microsecond=0))
     revenue, aov, by_region = _last_quarter_figures(erp, today)
     regions = "".join(
         REGION.format(code=r[:4].upper(), region=r, target=_round(v * Decimal("1.15"), 10_000))

@@ -121,9 +121,12 @@ class ErpSummary:
     as_of: datetime
 
 
-def build_erp(path: Path, *, today: date, seed: int = 7, quarters: int = 5) -> ErpSummary:
+def build_erp(path: Path, *, today: date, seed: int = 7, quarters: int = 5,
+              until: datetime | None = None) -> ErpSummary:
     """Write a new demo ERP at ``path``: orders over ``quarters`` calendar quarters, the last one being
-    the quarter of ``today``, filled up to and including ``today``. Raises :class:`FileExistsError` if
+    the quarter of ``today``, filled up to and including ``today``. With ``until`` (naive UTC), no
+    ``create_date``/``write_date`` is later than it: a demo built at 09:00 holds nothing dated 15:00,
+    which the next sync would rightly report as dated in the future. Raises :class:`FileExistsError` if
     ``path`` exists (delete a previous demo ERP first). The same arguments give the same content."""
     if quarters < 1:
         raise ValueError(f"quarters must be at least 1, got {quarters}")
@@ -135,6 +138,11 @@ def build_erp(path: Path, *, today: date, seed: int = 7, quarters: int = 5) -> E
         raise FileExistsError(f"{path} exists: build_erp never overwrites a file; delete it first") from None
     try:
         data = _generate(np.random.default_rng(seed), today, quarters)
+        if until is not None:  # seconds since 1970, as _generate writes them; negative is NULL
+            cap = int((until - datetime(1970, 1, 1)).total_seconds())
+            for cols in data.values():
+                for c in ("create_date", "write_date"):
+                    cols[c] = np.where(cols[c] > cap, cap, cols[c])
         with _connect(path, new=True) as conn:
             metadata.create_all(conn)
             for table in (customers, orders, order_lines, shipments):

@@ -103,6 +103,7 @@ def kr_json(kr: KrStatus, now: datetime, stale_after: timedelta) -> dict[str, An
         "data_fresh_at": kr.fresh_at,
         "stale": is_stale(kr, now, stale_after),
         "streams": kr.streams,
+        "warnings": kr.warnings,
     }
 
 
@@ -166,7 +167,10 @@ def _add_objective(parent: Tree, o: dict[str, Any]) -> None:
             detail += f" · {escape(k['reason'])}"
         if k["held_reason"]:
             detail += f" · held: {escape(k['held_reason'])}"
-        node.add(line).add(detail + "[/dim]")
+        leaf = node.add(line)
+        leaf.add(detail + "[/dim]")
+        for stream, warning in k["warnings"].items():
+            leaf.add(f"[yellow]⚠ stream {escape(stream)}: {escape(warning)}[/yellow]")
     for c in o["objectives"]:
         _add_objective(node, c)
 

@@ -263,7 +263,7 @@ class BambooHr:
 
     def _changes(self, stream: StreamSpec, since: Watermark, cache: bool) -> list[_Change]:
         """``employees/changed`` since the watermark (one second earlier, and ``lookback_seconds``)."""
-        lower = as_naive_utc(since.cursor) - timedelta(seconds=stream.lookback_seconds + 1)
+        lower = as_naive_utc(since.cursor) - timedelta(seconds=(stream.lookback_seconds or 0) + 1)
         text = lower.strftime("%Y-%m-%dT%H:%M:%SZ")
         key = (stream.name, text)
         if not cache and key in self._changed_cache:

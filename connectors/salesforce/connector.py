@@ -108,7 +108,7 @@ class SalesforceConnector:
         paths = self._query_paths(plan, kept)
         conditions = [plan.where] if plan.where else []
         if since is not None and stream.cursor:
-            lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds)
+            lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
             conditions.append(f"{stream.cursor[0]} >= {soql.literal(lower.replace(microsecond=0))}")
         order = [*stream.cursor[:1], "Id"]
         read = Read(soql.select(plan.obj, paths, conditions, order), paths, order)
@@ -123,7 +123,7 @@ class SalesforceConnector:
         plan = self._plan(stream)
         if since is None or not stream.cursor or not plan.deletable:
             return
-        lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds)
+        lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
         cursor = stream.cursor[0]
         conditions = ["IsDeleted = true", f"{cursor} >= {soql.literal(lower.replace(microsecond=0))}"]
         read = Read(soql.select(plan.obj, ["Id", cursor], conditions, [cursor, "Id"]), ["Id", cursor],
@@ -139,7 +139,7 @@ class SalesforceConnector:
         if since is None or not stream.cursor or not plan.where:
             return
         cursor = stream.cursor[0]
-        lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds)
+        lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
         changed = f"{cursor} >= {soql.literal(lower.replace(microsecond=0))}"
         order = [cursor, "Id"]
 

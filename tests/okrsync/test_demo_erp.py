@@ -317,3 +317,15 @@ def test_inject_bad_rows_negates_three_current_orders(erp: Path, at: datetime) -
         assert (untaxed, tax, total) == (-old[8], -old[9], -old[10]) and total < 0
         assert round(untaxed + tax, 2) == total and write == str(at) + ".000000"
     assert set(inject_bad_rows(erp, at=at)).isdisjoint(ids)  # the broken ones no longer qualify
+
+
+def test_built_at_a_moment_of_today_nothing_is_dated_after_it(tmp_path: Path) -> None:
+    """The demo builds at 09:00 with today's orders: no stamp later than 09:00 (issue #12: stamps up to
+    20:00 put the watermark in the future and the next edit was never read)."""
+    until = datetime.combine(TODAY, datetime.min.time()) + timedelta(hours=9)
+    path = tmp_path / "erp.db"
+    summary = build_erp(path, today=TODAY, until=until)
+    for table in ("customers", "orders", "order_lines", "shipments"):
+        newest = scalar(path, f"SELECT max(max(create_date), max(write_date)) FROM {table}")
+        assert datetime.fromisoformat(newest) <= until, table
+    assert summary.as_of == until  # today's later activity is stamped with the build moment
