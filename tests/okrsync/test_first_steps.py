@@ -13,6 +13,7 @@ import os
 import pty
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import termios
@@ -281,6 +282,9 @@ class Terminal:
 
 def _take_tty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # A shell gives a program SIGINT's default; a test runner's worker may ignore it (xdist does), and
+    # children inherit that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def until(what: str, check: Callable[[], object], limit: float = 300) -> object:
