@@ -66,14 +66,16 @@ def source_horizon(conn: sa.Connection, backend: str, lookback_seconds: int) -> 
                 f"GRANT PROCESS ON *.* TO the okrsync user): only the {lookback_seconds} s lookback covers "
                 "their late commits",))
         oldest = None if r.age is None else r.now - timedelta(microseconds=int(r.age))
-        return _horizon(r.now, oldest, r.pid, lookback_seconds, [])
+        # innodb_trx is a cache InnoDB refreshes at most every 0.1 s: a transaction younger than that
+        # may be missing from it, so the horizon stays a second behind the clock.
+        return _horizon(r.now, oldest, r.pid, lookback_seconds, [], margin=timedelta(seconds=1))
     now = datetime.fromisoformat(str(conn.exec_driver_sql(_SQLITE_NOW).scalar_one()))
     return Horizon(now, now, lookback_seconds)
 
 
 def _horizon(now: datetime, oldest: datetime | None, pid: int | None, lookback_seconds: int,
-             notes: list[str]) -> Horizon:
-    safe = now if oldest is None else min(now, oldest - timedelta(seconds=1))  # whole-second stamps
+             notes: list[str], margin: timedelta = timedelta(0)) -> Horizon:
+    safe = now - margin if oldest is None else min(now - margin, oldest - timedelta(seconds=1))  # whole s
     if (now - safe).total_seconds() > HELD_BACK_NOTE_SECONDS:
         notes.append(f"a transaction open since {safe:%Y-%m-%d %H:%M} UTC (session {pid}) holds the re-read "
                      "window back: rows from then on are read again until it ends")
