@@ -56,16 +56,18 @@ def _counts_line(name: str, c: SyncCounts) -> str:
             f"{c.deleted} deleted{calls}" + (f" · warning: {c.warning}" if c.warning else ""))
 
 
-@task(
-    name="sync-stream",
+# Every task that reads a source: retried with backoff on transient errors, results never persisted.
+_SYNC_OPTIONS: dict[str, Any] = dict(
     retries=runner.RETRIES,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
     retry_condition_fn=_transient,
     persist_result=False,
     cache_policy=NO_CACHE,
-    task_run_name="sync {name}",
 )
+
+
+@task(name="sync-stream", task_run_name="sync {name}", **_SYNC_OPTIONS)
 def sync_task(ctx: RunContext, name: str) -> SyncCounts:
     logger = get_run_logger()
     try:
@@ -75,16 +77,6 @@ def sync_task(ctx: RunContext, name: str) -> SyncCounts:
         raise
     logger.info("%s", _counts_line(name, counts))
     return counts
-
-
-_SYNC_OPTIONS: dict[str, Any] = dict(
-    retries=runner.RETRIES,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
 
 
 @task(name="open-partitioned-sync", task_run_name="open {name}", **_SYNC_OPTIONS)
