@@ -18,6 +18,7 @@ Semantics (the same on SQLite and PostgreSQL stores unless noted):
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -26,7 +27,18 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 
 from metrics.periods import Period, naive_utc
-from metrics.spec import COMPARISONS, LIST_OPS, And, Condition, Filter, Not, Or, TrailingWindow, Window
+from metrics.spec import (
+    COMPARISONS,
+    LIST_OPS,
+    And,
+    AsOfDay,
+    Condition,
+    Filter,
+    Not,
+    Or,
+    TrailingWindow,
+    Window,
+)
 from okrsync.errors import ConfigError, MetricError
 from okrsync.schema import Field, FieldType, StreamSchema
 
@@ -133,8 +145,35 @@ def _bound(col: sa.ColumnElement[Any], value: object) -> sa.BindParameter[Any]:
     return sa.bindparam(None, value, type_=col.type)
 
 
+@dataclass(frozen=True)
+class AsOf:
+    """The time a key result is computed for, as relative filter values see it: the naive-UTC
+    ``instant`` and its ``day`` in the period's timezone."""
+
+    instant: datetime
+    day: date
+
+    @classmethod
+    def of(cls, as_of: datetime, period: Period) -> AsOf:
+        return cls(naive_utc(as_of), period.local_date(as_of))
+
+
+def _relative(v: AsOfDay, field: Field, as_of: AsOf | None, label: str) -> date | datetime:
+    """The date or instant a ``{days_before_as_of: N}`` value stands for at ``as_of``."""
+    if as_of is None:
+        raise ConfigError(f"{label}: {{days_before_as_of: {v.days_before_as_of}}} needs the time a key "
+                          "result is computed for, and this filter has none",
+                          hint="use a fixed ISO date here; relative values belong in metric filters")
+    if field.type == FieldType.DATE:
+        return as_of.day - timedelta(days=v.days_before_as_of)
+    if field.type == FieldType.DATETIME:
+        return as_of.instant - timedelta(days=v.days_before_as_of)
+    raise ConfigError(f"{label}: {{days_before_as_of: N}} compares with a date or datetime field",
+                      hint="filter this field with a fixed value")
+
+
 def _condition(
-    c: Condition, table: sa.FromClause, schema: StreamSchema, where: str
+    c: Condition, table: sa.FromClause, schema: StreamSchema, where: str, as_of: AsOf | None = None
 ) -> sa.ColumnElement[bool]:
     field = schema.get(c.field)
     if field is None:
@@ -174,9 +213,10 @@ def _condition(
         return col.between(low, high)
     if c.value is None or isinstance(c.value, tuple):
         raise ConfigError(f"{label}: op {c.op!r} needs a single value")
-    value = _coerce(c.value, c.field, field, where)
+    value = (_relative(c.value, field, as_of, label) if isinstance(c.value, AsOfDay)
+             else _coerce(c.value, c.field, field, where))
     if c.op in ("contains", "starts_with"):
-        pattern = _like_pattern(value, prefix=c.op == "starts_with")
+        pattern = _like_pattern(str(value), prefix=c.op == "starts_with")
         return col.ilike(_bound(col, pattern), escape=LIKE_ESCAPE)
     if c.op not in COMPARISONS:
         raise ConfigError(f"{label}: unknown op {c.op!r}")
@@ -193,26 +233,27 @@ def _condition(
 
 
 def condition_for(
-    f: Filter | None, table: sa.FromClause, schema: StreamSchema, *, where: str
+    f: Filter | None, table: sa.FromClause, schema: StreamSchema, *, where: str, as_of: AsOf | None = None
 ) -> sa.ColumnElement[bool]:
     """The WHERE condition for filter ``f`` over ``table`` (``None`` → always true).
 
     ``schema`` gives each field's type; values are coerced to it (ISO text for dates and datetimes,
     numbers or numeric text for numbers, booleans for booleans, text for text). ``where`` names the
-    filter's owner in errors (e.g. ``"metric 'revenue'"``). Raises ConfigError for an unknown field,
+    filter's owner in errors (e.g. ``"metric 'revenue'"``); ``as_of`` gives ``{days_before_as_of: N}``
+    values their date. Raises ConfigError for an unknown field,
     an operator that does not fit the field's type, or a value that cannot be of the field's type.
     See the module docstring for NULL, ``between`` and text-matching semantics.
     """
     if f is None:
         return sa.true()
     if isinstance(f, Condition):
-        return _condition(f, table, schema, where)
+        return _condition(f, table, schema, where, as_of)
     if isinstance(f, And):
-        return sa.and_(*(condition_for(x, table, schema, where=where) for x in f.and_))
+        return sa.and_(*(condition_for(x, table, schema, where=where, as_of=as_of) for x in f.and_))
     if isinstance(f, Or):
-        return sa.or_(*(condition_for(x, table, schema, where=where) for x in f.or_))
+        return sa.or_(*(condition_for(x, table, schema, where=where, as_of=as_of) for x in f.or_))
     if isinstance(f, Not):
-        return sa.not_(condition_for(f.not_, table, schema, where=where))
+        return sa.not_(condition_for(f.not_, table, schema, where=where, as_of=as_of))
     raise ConfigError(f"{where}: unsupported filter node {type(f).__name__}")
 
 

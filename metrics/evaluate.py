@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from metrics.compile import condition_for, days_between, open_at_start, still_active, window_condition
+from metrics.compile import AsOf, condition_for, days_between, open_at_start, still_active, window_condition
 from metrics.definition import KrDefinition
 from metrics.spec import Condition, SimpleMetric
 from okrsync.errors import MetricError
@@ -51,7 +51,8 @@ def part_condition(
 ) -> sa.ColumnElement[bool]:
     """Which records count for one simple metric of a KR: filter, pinned dimensions, window."""
     where = f"metric {metric.name!r} (key result {d.kr_id!r})"
-    conds = [condition_for(metric.filter, view.table, view.schema, where=where)]
+    conds = [condition_for(metric.filter, view.table, view.schema, where=where,
+                           as_of=AsOf.of(as_of, d.period.period()))]
     for dim, value in sorted(d.dimensions.items()):
         if dim in metric.dimensions:
             conds.append(

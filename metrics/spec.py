@@ -28,6 +28,17 @@ MAX_LIST = 1000
 MAX_TEXT = 1024
 
 
+class AsOfDay(BaseModel):
+    """A filter value relative to the time a key result is computed for (its as-of time):
+    ``{field: due_date, op: "<", value: {days_before_as_of: 0}}`` keeps records due before the as-of
+    day, e.g. shipments or invoices overdue *as of* each run, back-filled runs included. A date field
+    compares with the as-of day in the period's timezone (minus N days); a datetime field with the as-of
+    instant (minus N days)."""
+
+    model_config = FROZEN
+    days_before_as_of: int = Field(ge=0, le=36600)
+
+
 def _check_text(v: Any) -> Any:
     if isinstance(v, str):
         if len(v) > MAX_TEXT:
@@ -44,7 +55,7 @@ class Condition(BaseModel):
 
     field: str = Field(min_length=1)
     op: Op
-    value: ScalarValue | tuple[ScalarValue, ...] | None = None
+    value: AsOfDay | ScalarValue | tuple[ScalarValue, ...] | None = None
 
     @field_validator("value", mode="before")
     @classmethod
@@ -74,6 +85,9 @@ class Condition(BaseModel):
                 raise ValueError("op 'between' needs a list of two values: [low, high]")
         elif isinstance(v, tuple) or v is None:
             raise ValueError(f"op {self.op!r} needs a single value")
+        elif isinstance(v, AsOfDay) and self.op not in COMPARISONS:
+            raise ValueError(f"{{days_before_as_of: N}} is a point in time: compare it with "
+                             f"{', '.join(COMPARISONS)}, not {self.op!r}")
         elif self.op in TEXT_OPS and not isinstance(v, str):
             raise ValueError(f"op {self.op!r} needs a text value")
         return self
