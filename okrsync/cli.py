@@ -364,7 +364,7 @@ def demo(
     status(json_out=False, stale_after=24.0)
     console.print()
     console.print(demo_mod.closing_note(directory, salesforce=sf is not None), soft_wrap=True)
-    console.print(demo_mod.next_steps(directory), soft_wrap=True)
+    console.print(demo_mod.next_steps(directory, salesforce=sf is not None), soft_wrap=True)
     if summary["status"] != "succeeded":
         raise typer.Exit(1)
 

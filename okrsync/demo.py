@@ -389,10 +389,12 @@ def _crm_parts(sf: SalesforceDemo | None, today: date) -> dict[str, str]:
     }
 
 
-def next_steps(directory: Path) -> str:
-    """What to try after the demo: one command per line, each under what it shows."""
+def next_steps(directory: Path, salesforce: bool = True) -> str:
+    """What to try after the demo: one command per line, each under what it shows (the CRM's only
+    when the demo has the Salesforce sandbox)."""
     o = f"{okrsync_command()} -p {directory}/okrsync.yaml"
-    steps = (
+    crm_only = ("KR-SF-", "sandbox salesforce")
+    steps = tuple((cmd, what) for cmd, what in (
         ("drill KR-REV", "the orders behind revenue, biggest first"),
         ("drill KR-LATE --format json", "the shipments behind the late-shipment rate"),
         ("drill KR-SF-WON", "the opportunities behind closed-won revenue, with links"),
@@ -405,7 +407,7 @@ def next_steps(directory: Path) -> str:
         ("status --json", "the same tree, for scripts"),
         ("users add ana --role leadership", "a user for the web app (asks for a password)"),
         ("serve", "the web app: http://127.0.0.1:8800 (tree, charts, drill-down, check review)"),
-    )
+    ) if salesforce or not any(part in cmd for part in crm_only))
     return "\n".join(f"  [dim]# {what}[/dim]\n  {o} {cmd}" for cmd, what in steps)
 
 

@@ -220,6 +220,8 @@ def test_the_demo_prints_commands_that_work_as_shown(cli: Cli, tmp_path: Path) -
     assert not any(line.startswith("okrsync ") for line in lines), built.stdout
     assert len(commands) >= 8, built.stdout
     assert all(c.startswith(".venv/bin/okrsync -p demo/okrsync.yaml ") for c in commands), commands
+    # a demo without the CRM suggests nothing about it (its KRs do not exist)
+    assert not any("KR-SF-" in c or "sandbox salesforce" in c for c in commands), commands
     read_only = [c for c in commands if c.split()[-1] in ("KR-REV", "--json") and " diff " not in c]
     assert len(read_only) >= 3, commands
     for command in read_only:
