@@ -39,7 +39,8 @@ def history(kr_id: str, json_out: JsonOpt = False) -> None:
     if json_out:
         cli.console.print_json(
             render.dumps(
-                {"kr": kr_id, "values": [render.value_json(v) for v in values], "decisions": decisions}
+                {"kr": kr_id, "values": [render.value_json(v, _unit(project, kr_id)) for v in values],
+                 "decisions": decisions}
             )
         )
     else:
@@ -151,7 +152,7 @@ def diff(
     role = access.records_role(project)
     result = access.diff_as(project, role, lineage.diff(store, before, after, limit=limit))
     if json_out:
-        cli.console.print_json(render.dumps(render.diff_json(result)))
+        cli.console.print_json(render.dumps(render.diff_json(result, _unit(project, kr_id))))
     else:
         render.diff_text(cli.console, result, _unit(project, kr_id))
 

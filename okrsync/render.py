@@ -44,11 +44,33 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, default=plain, indent=2, ensure_ascii=False)
 
 
+def currency_places(unit: str | None) -> int | None:
+    """The decimal places of a unit that is an ISO 4217 currency code (USD 2, JPY 0, KWD 3, from
+    CLDR via babel), else None."""
+    if not unit or len(unit) != 3 or not (unit.isascii() and unit.isalpha() and unit.isupper()):
+        return None
+    from babel.numbers import get_currency_precision, is_currency
+
+    return get_currency_precision(unit) if is_currency(unit) else None
+
+
+def exact(v: Decimal | None, unit: str | None) -> Decimal | None:
+    """A value as JSON carries it: exact, and money at its currency's places (``103870.260000`` and
+    ``109683.0`` USD become ``103870.26`` and ``109683.00``); finer digits (an average) are kept."""
+    places = currency_places(unit)
+    if v is None or places is None:
+        return v
+    q = v.quantize(Decimal(1).scaleb(-places))
+    return q if q == v else v.normalize()
+
+
 def fmt_value(v: Decimal | None, unit: str | None) -> str:
     if v is None:
         return "—"
     if unit == "percent":
         return f"{v * 100:,.1f} %"
+    if (places := currency_places(unit)) is not None:
+        return f"{v:,.{places}f} {unit}"
     text = f"{v:,.2f}" if v != v.to_integral_value() or abs(v) >= 1000 else f"{v:,.0f}"
     return f"{text} {unit}" if unit else text
 
@@ -84,9 +106,9 @@ def kr_json(kr: KrStatus, now: datetime, stale_after: timedelta) -> dict[str, An
         "unit": kr.unit,
         "direction": kr.direction,
         "weight": kr.weight,
-        "value": v.value if v else None,
-        "baseline": kr.baseline,
-        "target": kr.target,
+        "value": exact(v.value, kr.unit) if v else None,
+        "baseline": exact(kr.baseline, kr.unit),
+        "target": exact(kr.target, kr.unit),
         "progress": v.progress if v else None,
         "progress_raw": v.progress_raw if v else None,
         "expected": v.expected if v else None,
@@ -176,10 +198,10 @@ def _add_objective(parent: Tree, o: dict[str, Any]) -> None:
 
 
 # ---- history ----------------------------------------------------------------------------------
-def value_json(v: StoredValue) -> dict[str, Any]:
+def value_json(v: StoredValue, unit: str | None = None) -> dict[str, Any]:
     return {
         "value_id": v.id,
-        "value": v.value,
+        "value": exact(v.value, unit),
         "reason": v.reason,
         "progress": v.progress,
         "progress_raw": v.progress_raw,
@@ -306,12 +328,12 @@ def drill_table(
 
 
 # ---- diff -------------------------------------------------------------------------------------
-def diff_json(df: Diff) -> dict[str, Any]:
+def diff_json(df: Diff, unit: str | None = None) -> dict[str, Any]:
     return {
         "kr": df.after.kr_id,
-        "from": value_json(df.before),
-        "to": value_json(df.after),
-        "delta": (df.after.value - df.before.value)
+        "from": value_json(df.before, unit),
+        "to": value_json(df.after, unit),
+        "delta": exact(df.after.value - df.before.value, unit)
         if df.after.value is not None and df.before.value is not None
         else None,
         "definition_changed": df.definition_changed,

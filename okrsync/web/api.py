@@ -16,7 +16,7 @@ from okr_store import checks as store_checks
 from okr_store import lineage, queries
 from okr_store import users as stored_users
 from okrsync import access, drill_export, render, users
-from okrsync.errors import ConfigError, NotFound
+from okrsync.errors import ConfigError, NotFound, OkrsyncError
 from okrsync.web import schemas as s
 from okrsync.web.auth import SESSION_COOKIE, Records, Viewer
 from okrsync.web.context import ApiError, Web, web
@@ -136,12 +136,21 @@ def _find_kr(conn: sa.Connection, kr_id: str) -> queries.KrStatus:
     return found
 
 
+def _unit(w: Web, kr_id: str) -> str | None:
+    try:
+        b = w.project.key_result(kr_id)
+    except OkrsyncError:
+        return None  # a KR no longer in the project file: its values stay readable
+    return b.spec.unit or w.project.metrics[b.spec.metric].unit
+
+
 def _value_json(w: Web, v: queries.StoredValue) -> dict[str, Any]:
     """One point of a KR's history (the response model keeps the API's fields); its pace from the
     value's own baseline and target (they may have changed since)."""
+    unit = _unit(w, v.kr_id)
     return {
-        **render.value_json(v),
-        "pace_value": v.baseline + v.expected * (v.target - v.baseline),
+        **render.value_json(v, unit),
+        "pace_value": render.exact(v.baseline + v.expected * (v.target - v.baseline), unit),
         "flow_run_url": w.flow_run_url(v.flow_run_id),
     }
 

@@ -15,11 +15,14 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from okrsync import render
 
 pytestmark = pytest.mark.browser
 
@@ -203,6 +206,12 @@ def test_leadership_drills_from_the_tree_to_the_records_of_a_clicked_point(
     page.wait_for_selector('[data-testid="record-row"]')
     assert page.locator('[data-testid="kr-title"]').inner_text() == detail["kr"]["title"]
     assert page.locator('[data-testid="kr-held"]').is_visible()
+    # Money at its currency's places, as the CLI shows it (JSON: exact, at least those places)
+    unit = detail["kr"]["unit"]
+    assert render.currency_places(unit) == 2, unit
+    for key, node in (("value", '[data-testid="kr-value"]'), ("target", "#kr-target")):
+        assert len(detail["kr"][key].partition(".")[2]) == 2, detail["kr"][key]
+        assert page.locator(node).inner_text() == render.fmt_value(Decimal(detail["kr"][key]), unit)
     assert page.evaluate(POINTS) == len(history)
     tab.shot("kr-latest")
 

@@ -163,6 +163,19 @@ const grouped0 = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 const grouped2 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const grouped1 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 const exactFormats = new Map();
+const currencyFormats = new Map();
+const CURRENCIES = new Set(typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("currency") : []);
+
+/** A number format at an ISO 4217 currency unit's places (USD 2, JPY 0, KWD 3), or null: the CLI's
+ * places for the same unit (CLDR, both sides). */
+function currencyFormat(unit) {
+  if (typeof unit !== "string" || !/^[A-Z]{3}$/.test(unit) || !CURRENCIES.has(unit)) return null;
+  if (!currencyFormats.has(unit)) {
+    const places = new Intl.NumberFormat("en-US", { style: "currency", currency: unit }).resolvedOptions().maximumFractionDigits;
+    currencyFormats.set(unit, new Intl.NumberFormat("en-US", { minimumFractionDigits: places, maximumFractionDigits: places }));
+  }
+  return currencyFormats.get(unit);
+}
 
 function isNum(v) {
   return v !== null && v !== undefined && v !== "" && !Number.isNaN(Number(v));
@@ -173,6 +186,8 @@ export function fmtValue(v, unit) {
   if (!isNum(v)) return "—";
   const n = Number(v);
   if (unit === "percent") return `${grouped1.format(n * 100)} %`;
+  const money = currencyFormat(unit);
+  if (money) return `${money.format(String(v))} ${unit}`;
   // Intl formats decimal strings exactly (no float rounding on the way).
   const text = !Number.isInteger(n) || Math.abs(n) >= 1000 ? grouped2.format(String(v)) : grouped0.format(String(v));
   return unit ? `${text} ${unit}` : text;
