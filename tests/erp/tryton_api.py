@@ -2,6 +2,7 @@
 
     python -m tests.erp.tryton_api advance-draft --sqlite PATH [--day 2026-11-20]
     python -m tests.erp.tryton_api cancel-sale --sqlite PATH --day 2026-11-20
+    python -m tests.erp.tryton_api late-shipments --sqlite PATH --day 2026-11-20
     python -m tests.erp.tryton_api facts --postgres URL --start 2026-10-01 --end 2026-11-20
 
 Each command runs in a process of its own (Tryton's configuration and sqlite3 adapters are process-wide)
@@ -18,7 +19,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -92,8 +93,6 @@ def foreign_sale(day: date) -> dict[str, Any]:
     Tryton converts with the latest rate dated on or before the sale date; the later rate must not be
     used. Returns the sale's EUR amount and the rate of its day.
     """
-    from datetime import timedelta
-
     from proteus import Model
     from trytond.modules.currency.tests.tools import get_currency
 
@@ -139,6 +138,45 @@ def credit_invoice(day: date) -> dict[str, Any]:
             "sale": sale.id, "sale_date": sale.sale_date.isoformat()}
 
 
+def late_shipments(day: date) -> dict[str, Any]:
+    """Two sales confirmed 5 days before ``day`` whose shipments miss their planned date: on ``day``
+    Tryton's reschedule action moves both to ``day``; one then ships that day, the other stays waiting.
+
+    By its rescheduled planned date the first left on time; by the original one it is 4 days late (the
+    product's lead time is a day), and the second is overdue."""
+    from proteus import Model
+
+    clock = Clock()
+    clock.day = day - timedelta(days=5)
+    party = Model.get("party.party").find([("id", "=", 7)])[0]
+    product = Model.get("product.product").find([], order=[("id", "ASC")], limit=1)[0]
+    sales = []
+    for _ in range(2):
+        sale = Model.get("sale.sale")(party=party, sale_date=clock.day, invoice_method="order",
+                                      shipment_method="order")
+        line = sale.lines.new()
+        line.product = product
+        line.quantity = 2.0
+        sale.click("quote")
+        sale.click("confirm")
+        sales.append(sale)
+    clock.day = day
+    cron, = Model.get("ir.cron").find([("method", "=", "stock.shipment.out|reschedule")])
+    cron.click("run_once")
+    (shipped,), (waiting,) = (s.shipments for s in sales)
+    shipped.click("assign_try")
+    for button in ("pick", "pack", "do"):
+        shipped.click(button)
+    out = {}
+    for name, shipment in (("shipped", shipped), ("waiting", waiting)):
+        shipment.reload()
+        out[name] = {"id": shipment.id, "state": shipment.state, "planned_date": shipment.planned_date.isoformat(),
+                     "origin_planned_date": shipment.origin_planned_date.isoformat(),
+                     "effective_date": shipment.effective_date and shipment.effective_date.isoformat(),
+                     "delay_days": shipment.delay.days}
+    return out
+
+
 def facts(start: date, end: date) -> dict[str, Any]:
     """What the metric pack's key results should be for dates ``start``..``end`` (inclusive).
 
@@ -164,8 +202,17 @@ def facts(start: date, end: date) -> dict[str, Any]:
                  and (i.state in ("posted", "paid") or (i.state == "cancelled" and i.move))]
         if dates and within(min(dates)):
             days.append((min(dates) - sale.sale_date).days)
-    shipments = [s for s in Model.get("stock.shipment.out").find([("state", "=", "done")])
-                 if within(s.effective_date)]
+    # On-time shipment by Tryton's own `delay` (effective, rescheduled or today's date − the original
+    # planned date): shipments due in the period, shipped (late if delay > 0) or overdue (delay > 0).
+    # A pending shipment's delay counts from its rescheduled planned date, which Tryton's daily
+    # reschedule action keeps current: run it the morning of `end`, as a Tryton server would have.
+    # (It moves no due date, origin_planned_date, so okrsync's values do not depend on it.)
+    Clock().day = end
+    cron, = Model.get("ir.cron").find([("method", "=", "stock.shipment.out|reschedule")])
+    cron.click("run_once")
+    shipments = [s for s in Model.get("stock.shipment.out").find([("state", "!=", "cancelled")])
+                 if within(s.origin_planned_date or s.planned_date)
+                 and (s.state == "done" or s.delay > timedelta(0))]
     # Invoiced revenue from the ledger: the revenue accounts' credit - debit over the period's moves
     # (a credit note is a debit; an invoice cancelled by it keeps its own move).
     with get_config().set_context(company=company.id, from_date=start, to_date=end):
@@ -174,8 +221,9 @@ def facts(start: date, end: date) -> dict[str, Any]:
     return {
         "booked_revenue": str(sum(booked.values(), Decimal(0))),
         "booked_by_party": {str(k): str(v) for k, v in sorted(booked.items())},
-        "shipments_done": len(shipments),
-        "shipments_on_time": sum(1 for s in shipments if s.effective_date <= s.planned_date),
+        "shipments_due": len(shipments),
+        "shipments_on_time": sum(1 for s in shipments if s.state == "done" and s.delay <= timedelta(0)),
+        "shipments_overdue": sum(1 for s in shipments if s.state != "done"),
         "invoiced_revenue": str(invoiced),
         "days_to_invoice": days,
     }
@@ -184,7 +232,7 @@ def facts(start: date, end: date) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.erp.tryton_api")
     parser.add_argument("command", choices=["advance-draft", "cancel-sale", "credit-invoice", "foreign-sale",
-                                            "facts"])
+                                            "late-shipments", "facts"])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--sqlite", metavar="PATH")
     where.add_argument("--postgres", metavar="URL")
@@ -199,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = credit_invoice(o.day or date.today())
     elif o.command == "foreign-sale":
         result = foreign_sale(o.day or date.today())
+    elif o.command == "late-shipments":
+        result = late_shipments(o.day or date.today())
     elif o.command == "cancel-sale":
         result = cancel_sale(o.day or date.today())
     else:

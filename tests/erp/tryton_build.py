@@ -13,7 +13,9 @@ quarters ending at ``today``. Events (confirmations, shipments, invoices, paymen
 order with Tryton's clock (``ir.date.today``) set to each event's day, so planned and effective dates,
 invoice dates and accounting periods are what they would have been; events after ``today`` have not
 happened yet (recent orders are still being shipped or invoiced). A share of shipments leaves after its
-planned date, and a few orders stay draft, quoted or get cancelled. ``create_date``/``write_date`` are
+planned date, and a few orders stay draft, quoted or get cancelled. Tryton's daily "Reschedule Customer
+Shipments" action runs each morning of the replay (and on ``today``), as a Tryton server's cron would: a
+shipment not shipped by its planned date gets today's, its first one kept in ``origin_planned_date``. ``create_date``/``write_date`` are
 real time (when the build ran), as Tryton stamps them.
 
 Tryton reads its configuration (backend, database path) once, when it is first imported, and its SQLite
@@ -311,6 +313,11 @@ def _build_here(target: Target, orders: int, seed: int, today: date) -> dict[str
         customers.append(party)
     setup = time.perf_counter() - started
 
+    # Tryton's daily scheduled action that moves the planned date of customer shipments not yet shipped
+    # past it to today (keeping the first one in origin_planned_date): run each morning of the replay.
+    reschedule = Model.get("ir.cron")(method="stock.shipment.out|reschedule", interval_number=1,
+                                      interval_type="days")
+    reschedule.save()
     sale_model, shipment_model = Model.get("sale.sale"), Model.get("stock.shipment.out")
     invoice_model = Model.get("account.invoice")
     # (day, order number, event, order): an order has one pending event at a time, so tuples never tie.
@@ -321,7 +328,9 @@ def _build_here(target: Target, orders: int, seed: int, today: date) -> dict[str
         day, n, what, order = heapq.heappop(events)
         if day > today:
             continue  # has not happened yet
-        clock.day = day
+        if day != clock.day:
+            clock.day = day
+            reschedule.click("run_once")
         t0 = time.perf_counter()
         if what == "order":
             sale = sale_model(party=customers[order.party], sale_date=day, payment_term=payment_term,
@@ -361,6 +370,9 @@ def _build_here(target: Target, orders: int, seed: int, today: date) -> dict[str
             pay.form.date = day
             pay.execute("choice")
         timing[what] += time.perf_counter() - t0
+    if clock.day != today:
+        clock.day = today
+        reschedule.click("run_once")
     clock.day = None
     del cfg
     summary = _summary(target, orders, seed, today, start, started, cpu, activated, setup)
@@ -391,7 +403,9 @@ def _summary(target: Target, orders: int, seed: int, today: date, start: date, s
         "start": start.isoformat(),
         "sale_states": dict(sorted(Counter(s.state for s in sales).items())),
         "shipments_done": len(shipments),
-        "shipments_late": sum(1 for s in shipments if s.effective_date > s.planned_date),
+        "shipments_late": sum(1 for s in shipments if s.effective_date > (s.origin_planned_date or s.planned_date)),
+        "shipments_rescheduled": sum(1 for s in Model.get("stock.shipment.out").find([])
+                                     if s.origin_planned_date and s.planned_date != s.origin_planned_date),
         "invoice_states": dict(sorted(Counter(i.state for i in invoices).items())),
         "customers": CUSTOMERS,
         "products": PRODUCTS,

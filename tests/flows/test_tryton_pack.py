@@ -82,12 +82,12 @@ def expected(db: TrytonDb) -> dict[str, Decimal]:
     booked = Decimal(f["booked_revenue"])
     key = Decimal(f["booked_by_party"].get(KEY_ACCOUNT, "0"))
     days = f["days_to_invoice"]
-    assert booked and f["shipments_done"] and days, f"the built data leaves a KR of the pack empty: {f}"
+    assert booked and f["shipments_due"] and days, f"the built data leaves a KR of the pack empty: {f}"
     return {
         "KR-BOOKED": booked,
         "KR-KEY-ACCOUNT": key,
         "KR-KEY-SHARE": (key / booked).quantize(PLACES),
-        "KR-ON-TIME": (Decimal(f["shipments_on_time"]) / f["shipments_done"]).quantize(PLACES),
+        "KR-ON-TIME": (Decimal(f["shipments_on_time"]) / f["shipments_due"]).quantize(PLACES),
         "KR-DAYS-TO-INVOICE": (Decimal(sum(days)) / len(days)).quantize(PLACES),
         "KR-INVOICED": Decimal(f["invoiced_revenue"]),
     }
@@ -223,3 +223,35 @@ def test_an_invoice_credited_with_refund_is_taken_back_once(
     want = expected(db)  # invoiced revenue from Tryton's ledger (revenue accounts)
     check(runner, want)
     assert want["KR-INVOICED"] == before.value - Decimal(credited["untaxed_amount"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_on_time_shipment_is_by_the_original_planned_date_and_overdue_counts_late(
+    request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tryton's reschedule action moves a missed planned date to today: a shipment that then leaves
+    "on its planned date" is still late by the original one, and one not shipped at all is late as of
+    now (Tryton's ``delay`` says both; ``facts`` computes the rate from it)."""
+    db = tryton_for(request, backend)
+    assert db.summary["shipments_rescheduled"] > 0  # the build's data already holds such shipments
+    monkeypatch.setenv("TRYTON_DATABASE_URL", db.url)
+    runner = Runner(pack)
+    runner.run()
+    before = expected(db)
+
+    late = db.api("late-shipments", "--day", TEST_TODAY.isoformat())
+    shipped, waiting = late["shipped"], late["waiting"]
+    assert shipped["state"] == "done" and shipped["effective_date"] == shipped["planned_date"], shipped
+    assert shipped["origin_planned_date"] < shipped["planned_date"] and shipped["delay_days"] > 0, shipped
+    assert waiting["state"] == "waiting" and waiting["delay_days"] > 0, waiting
+
+    counts, failed = runner.run()
+    assert not failed, failed
+    assert counts["shipments"].inserted == 2, counts["shipments"]
+    want = expected(db)
+    check(runner, want)
+    f = db.api("facts", "--start", Q4[0].isoformat(), "--end", Q4[1].isoformat())
+    # both count as due and late: the rate's numerator stays, its denominator grows by two
+    ratio = before["KR-ON-TIME"]
+    assert want["KR-ON-TIME"] < ratio
+    assert (Decimal(f["shipments_on_time"]) / (f["shipments_due"] - 2)).quantize(PLACES) == ratio
