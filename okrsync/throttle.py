@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 
 from cachetools import TTLCache
 
+# The web app's defaults, per user (okrsync serve --drill-per-minute, --exports-per-minute).
+DRILL_PER_MINUTE = 120
+EXPORTS_PER_MINUTE = 10
+
 
 class Window:
     """The times of the last ``limit`` attempts of each key within ``seconds``, for at most ``keys``
