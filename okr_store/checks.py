@@ -1,9 +1,8 @@
 """Check results (what each data-quality check found, with a masked sample of failing rows) and the
-audit log of the decisions admins take on them (hash-chained, append-only)."""
+decisions admins took on them (their audit events live in :mod:`okr_store.audit`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,10 +14,9 @@ import sqlalchemy as sa
 
 from metrics.quality import Outcome
 from okr_store import models as m
+from okr_store.audit import GENESIS, audit, audit_log, verify_audit_chain  # noqa: F401 (their old home)
 from okr_store.records import utcnow
 from okrsync.errors import NotFound
-
-GENESIS = "0" * 64
 
 
 def _json(v: Any) -> str:
@@ -164,64 +162,6 @@ def supersede_blocked(conn: sa.Connection, stream: str, before_sync: int) -> lis
     )
     resolve(conn, ids, "superseded", f"sync {before_sync}")
     return ids
-
-
-def audit(
-    conn: sa.Connection,
-    *,
-    actor: str,
-    action: str,
-    reason: str,
-    check_id: int | None = None,
-    kr_id: str | None = None,
-) -> str:
-    """Append an audit event chained to the previous one; returns its hash."""
-    a = m.audit_event.c
-    prev = conn.execute(sa.select(a.hash).order_by(a.id.desc()).limit(1)).scalar() or GENESIS
-    at = utcnow()
-    digest = _event_hash(prev, at, actor, action, check_id, kr_id, reason)
-    conn.execute(
-        m.audit_event.insert().values(
-            at=at,
-            actor=actor,
-            action=action,
-            check_id=check_id,
-            kr_id=kr_id,
-            reason=reason,
-            prev_hash=prev,
-            hash=digest,
-        )
-    )
-    return digest
-
-
-def _event_hash(
-    prev: str, at: datetime, actor: str, action: str, check_id: int | None, kr_id: str | None, reason: str
-) -> str:
-    body = _json([prev, at.isoformat(), actor, action, check_id, kr_id, reason])
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
-def audit_log(conn: sa.Connection, *, check_id: int | None = None, kr_id: str | None = None) -> list[Any]:
-    a = m.audit_event.c
-    q = sa.select(m.audit_event).order_by(a.id)
-    if check_id is not None:
-        q = q.where(a.check_id == check_id)
-    if kr_id is not None:
-        q = q.where(a.kr_id == kr_id)
-    return list(conn.execute(q))
-
-
-def verify_audit_chain(conn: sa.Connection) -> int | None:
-    """The id of the first event whose hash does not follow from its content and predecessor, or None."""
-    prev = GENESIS
-    for e in conn.execute(sa.select(m.audit_event).order_by(m.audit_event.c.id)):
-        if e.prev_hash != prev or e.hash != _event_hash(
-            prev, e.at, e.actor, e.action, e.check_id, e.kr_id, e.reason
-        ):
-            return int(e.id)
-        prev = e.hash
-    return None
 
 
 def decisions_for_kr(conn: sa.Connection, kr_id: str) -> list[dict[str, Any]]:

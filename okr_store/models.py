@@ -172,7 +172,8 @@ check_result = sa.Table(
     sa.Index("ix_check_result_created", "created_at"),
 )
 
-# Append-only: admin decisions, each chained to the previous one by hash (tamper evidence).
+# Append-only: admin decisions and access changes (okr_store.audit), each chained to the previous one
+# by hash (tamper evidence).
 audit_event = sa.Table(
     "audit_event",
     metadata,
@@ -183,6 +184,8 @@ audit_event = sa.Table(
     sa.Column("check_id", sa.BigInteger),
     sa.Column("kr_id", sa.String(100)),
     sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("target", sa.Text),  # access events: the user (or token) acted on
+    sa.Column("address", sa.String(64)),  # access events: the client address of the request
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )

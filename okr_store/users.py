@@ -73,22 +73,28 @@ def _require(conn: sa.Connection, name: str) -> None:
         raise NotFound(f"no user {name!r}", hint="`okrsync users list` shows them")
 
 
-def set_password(conn: sa.Connection, name: str, password_hash: str) -> None:
+def set_password(conn: sa.Connection, name: str, password_hash: str) -> int:
+    """Set a user's password and end their sessions and API tokens; returns how many tokens ended."""
     _require(conn, name)
     conn.execute(sa.update(m.web_user).where(m.web_user.c.name == name).values(password_hash=password_hash))
     end_sessions(conn, name)
+    return end_tokens(conn, name)
 
 
-def set_role(conn: sa.Connection, name: str, role: str) -> None:
+def set_role(conn: sa.Connection, name: str, role: str) -> int:
+    """Give a user another role and end their sessions and API tokens (made under the old role);
+    returns how many tokens ended."""
     _require(conn, name)
     conn.execute(sa.update(m.web_user).where(m.web_user.c.name == name).values(role=role))
+    end_sessions(conn, name)
+    return end_tokens(conn, name)
 
 
 def remove_user(conn: sa.Connection, name: str) -> None:
     """Remove a user with their sessions and tokens."""
     _require(conn, name)
     end_sessions(conn, name)
-    conn.execute(sa.delete(m.api_token).where(m.api_token.c.user_name == name))
+    end_tokens(conn, name)
     conn.execute(sa.delete(m.web_user).where(m.web_user.c.name == name))
 
 
@@ -154,10 +160,18 @@ def list_tokens(conn: sa.Connection, name: str | None = None) -> list[Token]:
     return [_token(r) for r in conn.execute(q)]
 
 
-def revoke_token(conn: sa.Connection, token_id: int, name: str | None = None) -> None:
-    """Revoke a token (only ``name``'s own, when given)."""
-    q = sa.delete(m.api_token).where(m.api_token.c.id == token_id)
+def revoke_token(conn: sa.Connection, token_id: int, name: str | None = None) -> Token:
+    """Revoke a token (only ``name``'s own, when given); returns what it was."""
+    q = sa.select(m.api_token).where(m.api_token.c.id == token_id)
     if name is not None:
         q = q.where(m.api_token.c.user_name == name)
-    if conn.execute(q).rowcount == 0:
+    found = conn.execute(q).first()
+    if found is None:
         raise NotFound(f"no API token #{token_id}" + (f" of {name}" if name else ""))
+    conn.execute(sa.delete(m.api_token).where(m.api_token.c.id == token_id))
+    return _token(found)
+
+
+def end_tokens(conn: sa.Connection, name: str) -> int:
+    """Revoke every API token of a user; returns how many there were."""
+    return int(conn.execute(sa.delete(m.api_token).where(m.api_token.c.user_name == name)).rowcount)

@@ -371,12 +371,13 @@ def demo(
 
 def _register_commands() -> None:
     """The commands kept in their own modules, and demo, in the order `okrsync --help` lists them."""
+    from okrsync.cli_audit import audit
     from okrsync.cli_checks import checks_app
     from okrsync.cli_sandbox import sandbox_app
     from okrsync.cli_users import serve, users_app
     from okrsync.cli_values import diff, drill, history
 
-    for command in (history, drill, diff, demo, serve):
+    for command in (history, drill, diff, demo, serve, audit):
         app.command()(command)
     app.add_typer(checks_app, name="checks")
     app.add_typer(sandbox_app, name="sandbox")

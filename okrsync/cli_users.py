@@ -10,7 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from okrsync.errors import ConfigError
+from okrsync.errors import ConfigError, NotFound
+from okrsync.throttle import DRILL_PER_MINUTE, EXPORTS_PER_MINUTE
+from okrsync.users import MAX_TOKEN_DAYS, TOKEN_DAYS
 
 users_app = typer.Typer(
     help="Users of the web app (okrsync serve): names, roles, passwords, API tokens.", no_args_is_help=True
@@ -44,16 +46,15 @@ def add(
     role: Annotated[str, typer.Option(help="One of the project's roles (settings.roles).")],
     password_stdin: PasswordStdin = False,
 ) -> None:
-    """Add a user who signs in with a password (asked twice, never echoed)."""
-    from okr_store import users as stored
-    from okrsync import users
+    """Add a user who signs in with a password (asked twice, never echoed). Audited."""
+    from okrsync import accounts, users
 
     cli, project, store = _ctx()
     users.check_name(name)
     users.check_role(project, role)
     hashed = users.hash_password(_password(password_stdin))
     with store.engine.begin() as conn:
-        stored.add_user(conn, name, role, hashed, users.utcnow())
+        accounts.add_user(conn, project, accounts.Actor.cli(), name, role, hashed)
     cli.console.print(f"[green]✓[/green] added {escape(name)} ({escape(role)})")
 
 
@@ -82,70 +83,77 @@ def list_(json_out: JsonOpt = False) -> None:
 
 @users_app.command("remove")
 def remove(name: str) -> None:
-    """Remove a user, with their sessions and API tokens."""
-    from okr_store import users as stored
+    """Remove a user, with their sessions and API tokens. Audited."""
+    from okrsync import accounts
 
-    cli, _, store = _ctx()
+    cli, project, store = _ctx()
     with store.engine.begin() as conn:
-        stored.remove_user(conn, name)
+        accounts.remove_user(conn, project, accounts.Actor.cli(), name)
     cli.console.print(f"[green]✓[/green] removed {escape(name)}")
 
 
 @users_app.command("passwd")
 def passwd(name: str, password_stdin: PasswordStdin = False) -> None:
-    """Set a user's password (and end their sessions)."""
+    """Set a user's password (and end their sessions and API tokens). Audited."""
     from okr_store import users as stored
-    from okrsync import users
+    from okrsync import accounts, users
 
-    cli, _, store = _ctx()
+    cli, project, store = _ctx()
+    with store.engine.connect() as conn:
+        if stored.get_user(conn, name) is None:  # before asking for a password
+            raise NotFound(f"no user {name!r}", hint="`okrsync users list` shows them")
     hashed = users.hash_password(_password(password_stdin))
     with store.engine.begin() as conn:
-        stored.set_password(conn, name, hashed)
-    cli.console.print(f"[green]✓[/green] new password set for {escape(name)}; their sessions ended")
+        ended = accounts.change_password(conn, project, accounts.Actor.cli(), name, hashed)
+    cli.console.print(
+        f"[green]✓[/green] new password set for {escape(name)}; their sessions and {ended} API tokens ended"
+    )
 
 
 @users_app.command("role")
 def role(name: str, new_role: Annotated[str, typer.Argument(metavar="ROLE")]) -> None:
-    """Give a user another role."""
-    from okr_store import users as stored
-    from okrsync import users
+    """Give a user another role (their sessions and API tokens end). Audited."""
+    from okrsync import accounts
 
     cli, project, store = _ctx()
-    users.check_role(project, new_role)
     with store.engine.begin() as conn:
-        stored.set_role(conn, name, new_role)
-    cli.console.print(f"[green]✓[/green] {escape(name)} is now {escape(new_role)}")
+        accounts.change_role(conn, project, accounts.Actor.cli(), name, new_role)
+    cli.console.print(
+        f"[green]✓[/green] {escape(name)} is now {escape(new_role)}; their sessions and API tokens ended"
+    )
 
 
 @users_app.command("token")
 def token(
     name: str,
     label: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
-    days: Annotated[int | None, typer.Option(min=1, max=3650, help="Expire after this many days.")] = None,
+    days: Annotated[
+        int, typer.Option(min=1, max=MAX_TOKEN_DAYS, help="Expire after this many days.")
+    ] = TOKEN_DAYS,
 ) -> None:
-    """Create an API token for a user and print it once (send it as `Authorization: Bearer …`)."""
-    from okrsync import users
+    """Create an API token for a user and print it once (send it as `Authorization: Bearer …`).
+    Every token expires; a password or role change ends it. Audited."""
+    from okrsync import accounts
 
     cli, _, store = _ctx()
     with store.engine.begin() as conn:
-        secret, t = users.issue_token(conn, name, label, days)
+        secret, t = accounts.issue_token(conn, accounts.Actor.cli(), name, label, days)
     err = cli.err
     err.print(
-        f"API token #{t.id} for {escape(name)} ({escape(label)})"
-        + (f", expires {t.expires_at:%Y-%m-%d}" if t.expires_at else "")
-        + ". It is shown only now:"
+        f"API token #{t.id} for {escape(name)} ({escape(label)}), expires {t.expires_at:%Y-%m-%d %H:%M} UTC. "
+        "It is shown only now:"
     )
     sys.stdout.write(secret + "\n")
 
 
 @users_app.command("revoke")
 def revoke(token_id: int) -> None:
-    """Revoke an API token by its number (`okrsync users tokens` lists them)."""
-    from okr_store import users as stored
+    """Revoke an API token by its number (`okrsync users tokens` lists them). Audited."""
+    from okrsync import accounts
 
     cli, _, store = _ctx()
     with store.engine.begin() as conn:
-        stored.revoke_token(conn, token_id)
+        accounts.revoke_token(conn, accounts.Actor.cli(), token_id)
     cli.console.print(f"[green]✓[/green] revoked API token #{token_id}")
 
 
@@ -182,8 +190,24 @@ def serve(
     session_hours: Annotated[
         float, typer.Option(min=0.1, max=24 * 30, help="How long a sign-in lasts.")
     ] = 12.0,
+    drill_per_minute: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Pages of records and diffs a user may ask for a minute.")
+    ] = DRILL_PER_MINUTE,
+    exports_per_minute: Annotated[
+        int, typer.Option(min=1, max=10_000, help="CSV exports a user may ask for a minute.")
+    ] = EXPORTS_PER_MINUTE,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log each request (method, path, status, user, duration, address) and each sign-in to "
+            "standard error; never query strings or tokens.",
+        ),
+    ] = True,
 ) -> None:
     """Start the web app: the objectives tree, KR history and drill-down, and the admin's check review."""
+    import logging
+
     import uvicorn
 
     from okr_store import users as stored
@@ -207,6 +231,18 @@ def serve(
         raise ConfigError(
             f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port"
         ) from None
-    app = create_app(project, store, session_hours=session_hours)
+    app = create_app(
+        project,
+        store,
+        session_hours=session_hours,
+        drill_per_minute=drill_per_minute,
+        exports_per_minute=exports_per_minute,
+    )
+    if access_log:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        web_log = logging.getLogger("okrsync.web")
+        web_log.addHandler(handler)
+        web_log.setLevel(logging.INFO)
     cli.console.print(f"okrsync web app on http://{host}:{port}/ ({store.describe()}) — Ctrl+C stops it")
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

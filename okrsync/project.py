@@ -63,8 +63,10 @@ DEFAULT_ROLES = {
     "viewer": RoleSpec(records=False),
     "leadership": RoleSpec(),
     "hr": RoleSpec(sensitive=True),
-    # Check review and users, not HR fields in clear (a project may define a role with both).
+    # Check review and users, not HR fields in clear; so it cannot grant hr (okrsync.accounts).
     "admin": RoleSpec(admin=True),
+    # Both: the one default role that may grant hr (and manage hr users).
+    "owner": RoleSpec(admin=True, sensitive=True),
 }
 
 

@@ -1,4 +1,5 @@
-"""Who may sign in to the web app: password hashing (argon2), session and API tokens, login throttling.
+"""Who may sign in to the web app: password hashing (argon2), session and API tokens (the sign-in
+throttle is :mod:`okrsync.throttle`).
 
 Passwords are hashed with argon2id (argon2-cffi's defaults); session and API tokens are 256-bit random
 strings of which the store keeps only the SHA-256, so a copy of the store opens nothing.
@@ -11,10 +12,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
-import time
-from collections import deque
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +24,8 @@ from okrsync.errors import ConfigError
 
 TOKEN_PREFIX = "okr_"
 MIN_PASSWORD = 10
+TOKEN_DAYS = 90  # an API token's default lifetime (migration 0009 gave older tokens the same)
+MAX_TOKEN_DAYS = 365
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 _hasher = PasswordHasher()
 
@@ -106,11 +105,16 @@ def start_session(conn: sa.Connection, name: str, hours: float) -> str:
     return token
 
 
-def issue_token(conn: sa.Connection, name: str, label: str, days: int | None) -> tuple[str, stored.Token]:
+def issue_token(
+    conn: sa.Connection, name: str, label: str, days: int = TOKEN_DAYS
+) -> tuple[str, stored.Token]:
+    """A new API token for ``name``, expiring after ``days`` (every token expires)."""
+    if not 1 <= days <= MAX_TOKEN_DAYS:
+        raise ConfigError(f"an API token lasts 1 to {MAX_TOKEN_DAYS} days, not {days}",
+                          hint=f"the default is {TOKEN_DAYS}; make a new one when it ends")
     token = new_token()
     now = utcnow()
-    expires = now + timedelta(days=days) if days else None
-    return token, stored.add_token(conn, digest(token), name, label, now, expires)
+    return token, stored.add_token(conn, digest(token), name, label, now, now + timedelta(days=days))
 
 
 def user_of_session(conn: sa.Connection, token: str) -> stored.User | None:
@@ -121,37 +125,3 @@ def user_of_token(conn: sa.Connection, token: str) -> stored.User | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
     return stored.token_user(conn, digest(token), utcnow())
-
-
-@dataclass
-class Throttle:
-    """At most ``attempts`` failed logins per user name within ``window`` seconds; then that name is
-    refused for ``window`` seconds (whatever the password), so guessing costs time."""
-
-    attempts: int = 5
-    window: float = 300.0
-
-    def __post_init__(self) -> None:
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, name: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(name, deque())
-        while q and now - q[0] > self.window:
-            q.popleft()
-        return q
-
-    def blocked_for(self, name: str) -> float:
-        """Seconds until ``name`` may try again (0: now)."""
-        now = time.monotonic()
-        with self._lock:
-            q = self._recent(name, now)
-            return self.window - (now - q[0]) if len(q) >= self.attempts else 0.0
-
-    def failed(self, name: str) -> None:
-        with self._lock:
-            self._recent(name, time.monotonic()).append(time.monotonic())
-
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(name, None)

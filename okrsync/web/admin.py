@@ -1,21 +1,22 @@
-"""The admin's part of the API (docs/web.md): the check review (accept, re-run), users, and everyone's
-own API tokens."""
+"""The admin's part of the API (docs/web.md): the check review (accept, re-run), users and their
+roles (within the grant model of okrsync.accounts), the audit log, and everyone's own API tokens."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
+from okr_store import audit, queries
 from okr_store import checks as store_checks
-from okr_store import queries
 from okr_store import users as stored_users
-from okrsync import render, users
+from okrsync import accounts, render, users
+from okrsync.access import NotAllowed
 from okrsync.errors import ConfigError, LeaseBusy, NotFound
 from okrsync.pii import reveal
 from okrsync.web import schemas as s
-from okrsync.web.api import PROBLEMS, Id, WebDep, each_kr, plain
+from okrsync.web.api import MAX_PAGE, PROBLEMS, Id, QueryId, WebDep, each_kr, plain
 from okrsync.web.auth import Admin, Viewer
 from okrsync.web.context import ApiError, Web
 
@@ -123,6 +124,13 @@ def _user_json(u: stored_users.User) -> dict[str, Any]:
     return {"name": u.name, "role": u.role, "created_at": u.created_at, "disabled": u.disabled}
 
 
+def _access_error(exc: ConfigError) -> ApiError:
+    """A refused access change as the API says it."""
+    if isinstance(exc, NotAllowed):
+        return ApiError(403, exc.message, exc.hint)
+    return ApiError(400, exc.message, exc.hint)
+
+
 @router.get("/users", response_model=s.Users, tags=["users"])
 def list_users(c: Admin, w: WebDep) -> Any:
     with w.store.engine.connect() as conn:
@@ -133,17 +141,31 @@ def list_users(c: Admin, w: WebDep) -> Any:
     "/users", response_model=s.User, status_code=201, tags=["users"], responses={409: {"model": s.Problem}}
 )
 def add_user(body: s.NewUser, c: Admin, w: WebDep) -> Any:
-    if body.role not in w.project.settings.roles:
-        raise ApiError(
-            400,
-            f"role {body.role!r} is not one of the project's roles",
-            f"roles: {', '.join(w.project.settings.roles)}",
-        )
+    """Add a user; the role must be one your own role covers (docs/web.md, "Roles and grants")."""
+    try:
+        accounts.check_grant(w.project, c.actor(), body.role)
+    except ConfigError as exc:
+        raise _access_error(exc) from None
     hashed = users.hash_password(body.password)  # slow by design: not inside the transaction
     with w.store.engine.begin() as conn:
         if stored_users.get_user(conn, body.name):
             raise ApiError(409, f"user {body.name!r} already exists")
-        u = stored_users.add_user(conn, body.name, body.role, hashed, users.utcnow())
+        u = accounts.add_user(conn, w.project, c.actor(), body.name, body.role, hashed)
+    return plain(_user_json(u))
+
+
+@router.put("/users/{name}/role", response_model=s.User, tags=["users"])
+def change_role(name: str, body: s.NewRole, c: Admin, w: WebDep) -> Any:
+    """Give a user another role (one your own role covers); their sessions and API tokens end."""
+    if name == c.name:
+        raise ApiError(400, "you cannot change your own role", "ask another admin")
+    with w.store.engine.begin() as conn:
+        try:
+            u = accounts.change_role(conn, w.project, c.actor(), name, body.role)
+        except NotFound:
+            raise ApiError(404, f"no user {name!r}") from None
+        except ConfigError as exc:
+            raise _access_error(exc) from None
     return plain(_user_json(u))
 
 
@@ -153,9 +175,32 @@ def remove_user(name: str, c: Admin, w: WebDep) -> None:
     if name == c.name:
         raise ApiError(400, "you cannot remove yourself", "ask another admin")
     with w.store.engine.begin() as conn:
-        if stored_users.get_user(conn, name) is None:
-            raise ApiError(404, f"no user {name!r}")
-        stored_users.remove_user(conn, name)
+        try:
+            accounts.remove_user(conn, w.project, c.actor(), name)
+        except NotFound:
+            raise ApiError(404, f"no user {name!r}") from None
+        except ConfigError as exc:
+            raise _access_error(exc) from None
+
+
+@router.get("/audit", response_model=s.Audit, tags=["users"])
+def audit_events(
+    c: Admin,
+    w: WebDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    before: QueryId = None,
+    access: bool = False,
+) -> Any:
+    """The audit log, newest first: access changes and sign-ins, and check decisions (``access``:
+    access events only)."""
+    with w.store.engine.connect() as conn:
+        rows = audit.recent(conn, limit=limit, before=before, access_only=access)
+    events = [
+        {k: getattr(e, k) for k in ("id", "at", "actor", "action", "target", "address", "check_id", "kr_id",
+                                    "reason")}
+        for e in rows
+    ]
+    return plain({"events": events, "next_before": rows[-1].id if len(rows) == limit else None})
 
 
 def _token_json(t: stored_users.Token) -> dict[str, Any]:
@@ -176,9 +221,16 @@ def my_tokens(c: Viewer, w: WebDep) -> Any:
 
 @router.post("/tokens", response_model=s.IssuedToken, status_code=201, tags=["users"])
 def new_token(body: s.NewToken, c: Viewer, w: WebDep) -> Any:
-    """An API token for yourself; it is shown once (the store keeps only its hash)."""
+    """An API token for yourself, signed in with your password (an API token cannot make another);
+    it expires after ``days`` and is shown once (the store keeps only its hash)."""
+    if c.session is None:
+        raise ApiError(
+            403,
+            "an API token cannot create API tokens",
+            "sign in with your password (the page, or POST /api/session) to create one",
+        )
     with w.store.engine.begin() as conn:
-        token, t = users.issue_token(conn, c.name, body.label, body.days)
+        token, t = accounts.issue_token(conn, c.actor(), c.name, body.label, body.days)
     return plain({"id": t.id, "label": t.label, "token": token, "expires_at": t.expires_at})
 
 
@@ -186,6 +238,6 @@ def new_token(body: s.NewToken, c: Viewer, w: WebDep) -> Any:
 def revoke_token(token_id: Id, c: Viewer, w: WebDep) -> None:
     with w.store.engine.begin() as conn:
         try:
-            stored_users.revoke_token(conn, token_id, c.name)
+            accounts.revoke_token(conn, c.actor(), token_id, c.name)
         except NotFound:
             raise ApiError(404, f"you have no API token #{token_id}") from None

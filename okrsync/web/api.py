@@ -3,6 +3,7 @@ nothing else."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -15,11 +16,11 @@ from fastapi.responses import StreamingResponse
 from okr_store import checks as store_checks
 from okr_store import lineage, queries
 from okr_store import users as stored_users
-from okrsync import access, drill_export, render, users
+from okrsync import access, accounts, drill_export, render, users
 from okrsync.errors import ConfigError, NotFound, OkrsyncError
 from okrsync.web import schemas as s
-from okrsync.web.auth import SESSION_COOKIE, Records, Viewer
-from okrsync.web.context import ApiError, Web, web
+from okrsync.web.auth import SESSION_COOKIE, Drill, Export, Viewer
+from okrsync.web.context import ApiError, Web, client_address, web
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"model": s.Problem, "description": text}
@@ -30,6 +31,10 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         404: "Not found",
     }.items()
 }
+LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"model": s.Problem, "description": "Too many requests from this user: wait (Retry-After)"}
+}
+log = logging.getLogger("okrsync.web.auth")
 router = APIRouter(prefix="/api", responses=PROBLEMS)
 WebDep = Annotated[Web, Depends(web)]
 MAX_ID = 2**63 - 1  # the stores' BIGINT ids
@@ -57,19 +62,32 @@ def health() -> s.Health:
 @router.post("/session", response_model=s.LoggedIn, tags=["session"], responses={429: {"model": s.Problem}})
 def login(body: s.Login, request: Request, response: Response, w: WebDep) -> s.LoggedIn:
     """Sign in: sets the session cookie and returns the CSRF token to send with changes."""
-    wait = w.throttle.blocked_for(body.username)
+    address = client_address(request) or "?"
+    wait = w.throttle.blocked_for(body.username, address)
     if wait:
+        seconds = int(wait) + 1
+        log.warning("sign-in refused (throttled) addr=%s retry_after=%d", address, seconds)
         raise ApiError(
-            429, f"too many failed sign-ins for {body.username!r}", f"try again in {int(wait) + 1} seconds"
+            429,
+            "too many failed sign-ins for this name from your address",
+            f"try again in {seconds} seconds",
+            {"Retry-After": str(seconds)},
         )
-    with w.store.engine.begin() as conn:
+    with w.store.engine.begin() as conn:  # a failure's audit event commits before the 401
         ok = users.verify_password(conn, body.username, body.password)
         user = stored_users.get_user(conn, body.username) if ok else None
-        if user is None or user.role not in w.project.settings.roles:
-            w.throttle.failed(body.username)
-            raise ApiError(401, "wrong user name or password")
-        token = users.start_session(conn, user.name, w.session_hours)
-    w.throttle.succeeded(body.username)
+        if user is not None and user.role in w.project.settings.roles:
+            token = users.start_session(conn, user.name, w.session_hours)
+            accounts.signed_in(conn, user.name, address)
+        else:
+            user, closed = None, w.throttle.failed(body.username, address)
+            known = accounts.sign_in_failed(conn, body.username, address, closed=closed)
+    if user is None:
+        log.warning("sign-in failed user=%s addr=%s%s", known or "(unknown)", address, " throttled" * closed)
+        raise ApiError(401, "wrong user name or password")
+    w.throttle.succeeded(body.username, address)
+    log.info("sign-in user=%s addr=%s", user.name, address)
+    request.state.user = user.name
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -234,11 +252,13 @@ def _drill(
     return v, access.drill_as(w.project, c.role, d)
 
 
-@router.get("/krs/{kr_id}/values/{value_id}/records", response_model=s.Records, tags=["records"])
+@router.get(
+    "/krs/{kr_id}/values/{value_id}/records", response_model=s.Records, tags=["records"], responses=LIMITED
+)
 def value_records(
     kr_id: str,
     value_id: Id,
-    c: Records,
+    c: Drill,
     w: WebDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
@@ -285,12 +305,15 @@ def value_records(
     "/krs/{kr_id}/values/{value_id}/records.csv",
     response_class=Response,
     tags=["records"],
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"}},
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV"},
+        **LIMITED,
+    },
 )
 def value_records_csv(
     kr_id: str,
     value_id: Id,
-    c: Records,
+    c: Export,
     w: WebDep,
     limit: Annotated[int | None, Query(ge=1)] = None,
     sort: Annotated[str, Query(max_length=200)] = "contribution",
@@ -318,10 +341,10 @@ def value_records_csv(
     )
 
 
-@router.get("/krs/{kr_id}/diff", response_model=s.Diff, tags=["records"])
+@router.get("/krs/{kr_id}/diff", response_model=s.Diff, tags=["records"], responses=LIMITED)
 def kr_diff(
     kr_id: str,
-    c: Records,
+    c: Drill,
     w: WebDep,
     from_value: QueryId = None,
     to_value: QueryId = None,

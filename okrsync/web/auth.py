@@ -1,9 +1,11 @@
 """Who is calling: a session cookie (with a CSRF token on state-changing requests) or a bearer API
 token; and what their role lets them do. Every API route depends on one of ``viewer``,
-``records`` or ``admin`` below: there is no route without a role check except the public ones."""
+``records`` (or its rate-limited ``drill`` and ``export``) or ``admin`` below: there is no route
+without a role check except the public ones."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -11,11 +13,13 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from okrsync import users
-from okrsync.web.context import ApiError, Web, web
+from okrsync.throttle import RateLimit
+from okrsync.web.context import ApiError, Web, client_address, web
 
 SESSION_COOKIE = "okrsync_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+log = logging.getLogger("okrsync.web.auth")
 
 # Declared so the OpenAPI spec names both ways in (auto_error off: we answer 401 ourselves).
 _bearer = HTTPBearer(auto_error=False, description="An API token from `okrsync users token`.")
@@ -28,6 +32,13 @@ class Caller:
     role_name: str
     role: Any  # okrsync.project.RoleSpec
     session: str | None  # the session token when signed in with the cookie (None: bearer token)
+    address: str | None = None  # where the request came from
+
+    def actor(self) -> Any:
+        """This caller as the actor of an access change (okrsync.accounts)."""
+        from okrsync.accounts import Actor
+
+        return Actor(self.name, self.role, self.address)
 
     @property
     def csrf_token(self) -> str | None:
@@ -55,6 +66,7 @@ def _caller(
                 raise ApiError(401, "your session has ended", "sign in again at /login")
         else:
             raise ApiError(401, "sign in first", "POST /api/session, or send Authorization: Bearer <token>")
+    request.state.user = user.name  # for the access log (okrsync.web.app)
     role = w.project.settings.roles.get(user.role)
     if role is None:
         raise ApiError(
@@ -69,7 +81,7 @@ def _caller(
                 f"missing or wrong {CSRF_HEADER} header",
                 "send the csrf_token from GET /api/me with every change",
             )
-    return Caller(user.name, user.role, role, session)
+    return Caller(user.name, user.role, role, session, client_address(request))
 
 
 def viewer(c: Annotated[Caller, Depends(_caller)]) -> Caller:
@@ -97,6 +109,32 @@ def admin(c: Annotated[Caller, Depends(_caller)]) -> Caller:
     return c
 
 
+def _limited(c: Caller, limit: RateLimit, what: str) -> Caller:
+    wait = limit.take(c.name)
+    if wait:
+        seconds = int(wait) + 1
+        log.warning("rate limited user=%s what=%s retry_after=%d", c.name, what, seconds)
+        raise ApiError(
+            429,
+            f"too many {what} requests from {c.name}",
+            f"at most {limit.requests} a minute per user; try again in {seconds} seconds",
+            {"Retry-After": str(seconds)},
+        )
+    return c
+
+
+def drill(c: Annotated[Caller, Depends(records)], w: Annotated[Web, Depends(web)]) -> Caller:
+    """``records``, within the per-user limit on pages of records and diffs."""
+    return _limited(c, w.drill_limit, "drill-down")
+
+
+def export(c: Annotated[Caller, Depends(records)], w: Annotated[Web, Depends(web)]) -> Caller:
+    """``records``, within the per-user limit on CSV exports."""
+    return _limited(c, w.export_limit, "export")
+
+
 Viewer = Annotated[Caller, Depends(viewer)]
 Records = Annotated[Caller, Depends(records)]
 Admin = Annotated[Caller, Depends(admin)]
+Drill = Annotated[Caller, Depends(drill)]
+Export = Annotated[Caller, Depends(export)]

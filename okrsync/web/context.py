@@ -1,4 +1,5 @@
-"""What every request shares: the project, the store, the login throttle and the running jobs."""
+"""What every request shares: the project, the store, the sign-in throttle, the drill-down rate limits
+and the running jobs."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from typing import Any
 
 from fastapi import Request
 
-from okrsync.users import Throttle
+from okrsync.throttle import DRILL_PER_MINUTE, EXPORTS_PER_MINUTE, RateLimit, Throttle
 
 
 class ApiError(Exception):
     """An answer other than 2xx, with what went wrong and what to do: ``{"detail", "hint"}``."""
 
-    def __init__(self, status: int, detail: str, hint: str | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, hint: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
-        self.status, self.detail, self.hint = status, detail, hint
+        self.status, self.detail, self.hint, self.headers = status, detail, hint, headers
 
 
 @dataclass
@@ -25,6 +28,9 @@ class Web:
     store: Any  # okr_store.store.Store
     session_hours: float = 12.0
     throttle: Throttle = field(default_factory=Throttle)
+    # Per user: pages of records and diffs, and CSV exports (each reads the store at length).
+    drill_limit: RateLimit = field(default_factory=lambda: RateLimit(DRILL_PER_MINUTE))
+    export_limit: RateLimit = field(default_factory=lambda: RateLimit(EXPORTS_PER_MINUTE))
     jobs: Any = None  # okrsync.web.jobs.Jobs
 
     def prefect_ui_url(self) -> str | None:
@@ -43,3 +49,9 @@ class Web:
 def web(request: Request) -> Web:
     w: Web = request.app.state.web
     return w
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address (behind a proxy trusted by uvicorn's ``--forwarded-allow-ips``, the
+    address it forwarded)."""
+    return request.client.host[:64] if request.client else None

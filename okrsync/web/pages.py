@@ -60,3 +60,8 @@ def checks_page(request: Request) -> Response:
 @router.get("/admin/users")
 def users_page(request: Request) -> Response:
     return _page(request, "users.html", admin=True)
+
+
+@router.get("/admin/audit")
+def audit_page(request: Request) -> Response:
+    return _page(request, "audit.html", admin=True)

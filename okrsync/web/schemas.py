@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from okrsync.users import MAX_TOKEN_DAYS, TOKEN_DAYS
+
 Num = str | None  # an exact decimal, as text
 Time = str | None  # 2026-11-20T18:00:00Z
 Scalar = str | int | float | bool | None
@@ -274,6 +276,28 @@ class NewUser(BaseModel):
     password: str = Field(min_length=10, max_length=1024)
 
 
+class NewRole(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str = Field(min_length=1, max_length=64)
+
+
+class AuditEvent(BaseModel):
+    id: int
+    at: str
+    actor: str
+    action: str
+    target: str | None
+    address: str | None
+    check_id: int | None
+    kr_id: str | None
+    reason: str
+
+
+class Audit(BaseModel):
+    events: list[AuditEvent]
+    next_before: int | None  # pass as ``before`` for the page of older events (null: no more)
+
+
 class TokenInfo(BaseModel):
     id: int
     label: str
@@ -289,7 +313,7 @@ class Tokens(BaseModel):
 class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field(min_length=1, max_length=200)
-    days: int | None = Field(default=None, ge=1, le=3650)
+    days: int = Field(default=TOKEN_DAYS, ge=1, le=MAX_TOKEN_DAYS)
 
 
 class IssuedToken(BaseModel):

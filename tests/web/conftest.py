@@ -139,7 +139,9 @@ def serving(template: Site, where: Path) -> Iterator[Site]:
         blocked_check=template.blocked_check,
         edited=template.edited,
     )
-    site.app = create_app(project, store)
+    # The API and browser tests page through whole values as fast as they can: the per-user rate
+    # limit is tested on its own (tests/web/test_access_security.py), not met by accident here.
+    site.app = create_app(project, store, drill_per_minute=100_000, exports_per_minute=100_000)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(site.app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -122,8 +122,8 @@ def test_api_tokens_work_without_csrf_expire_and_revoke(web_server: Site) -> Non
             "csrf_token": None,
             "can": {"records": True, "sensitive": False, "admin": False},
         }
-        extra = b.post("/api/tokens", json={"label": "no csrf needed"})  # not a browser: no CSRF
-        assert extra.status_code == 201
+        extra = b.post("/api/tokens", json={"label": "child"})  # a token makes no tokens
+        assert extra.status_code == 403 and "cannot create API tokens" in extra.json()["detail"]
         assert b.delete(f"/api/tokens/{issued['id']}").status_code == 204
         assert b.get("/api/me").status_code == 401
     with httpx.Client(base_url=web_server.url) as b:
@@ -408,11 +408,12 @@ def test_rerun_from_the_api_runs_the_flow_and_reports_the_job(web_server_rw: Sit
 # ---- users ------------------------------------------------------------------------------------
 def test_admin_manages_users(web_server_rw: Site) -> None:
     with client(web_server_rw, "admin") as c:
-        r = c.post("/api/users", json={"name": "new.person", "role": "hr", "password": "long-enough-pw"})
-        assert r.status_code == 201 and r.json()["role"] == "hr"
+        person = {"name": "new.person", "role": "leadership", "password": "long-enough-pw"}
+        r = c.post("/api/users", json=person)
+        assert r.status_code == 201 and r.json()["role"] == "leadership"
         assert (
             c.post(
-                "/api/users", json={"name": "new.person", "role": "hr", "password": "long-enough-pw"}
+                "/api/users", json={"name": "new.person", "role": "viewer", "password": "long-enough-pw"}
             ).status_code
             == 409
         )
@@ -420,7 +421,8 @@ def test_admin_manages_users(web_server_rw: Site) -> None:
             c.post("/api/users", json={"name": "x", "role": "boss", "password": "long-enough-pw"}).status_code
             == 400
         )
-        assert c.post("/api/users", json={"name": "y", "role": "hr", "password": "short"}).status_code == 422
+        short = {"name": "y", "role": "viewer", "password": "short"}
+        assert c.post("/api/users", json=short).status_code == 422
         assert c.delete("/api/users/ada").status_code == 400  # not yourself
         with httpx.Client(base_url=web_server_rw.url) as n:
             assert (
@@ -429,7 +431,7 @@ def test_admin_manages_users(web_server_rw: Site) -> None:
                 ).status_code
                 == 200
             )
-            assert n.get("/api/me").json()["can"]["sensitive"] is True
+            assert n.get("/api/me").json()["can"] == {"records": True, "sensitive": False, "admin": False}
             assert c.delete("/api/users/new.person").status_code == 204
             assert n.get("/api/me").status_code == 401  # their session ended with them
         names = [u["name"] for u in c.get("/api/users").json()["users"]]

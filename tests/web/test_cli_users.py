@@ -65,11 +65,12 @@ def test_users_add_list_role_passwd_token_revoke_remove(project: Path) -> None:
     assert token not in json.dumps(tokens)
     assert token.encode() not in (project.parent / ".okrsync" / "store.db").read_bytes()
 
-    assert (
-        cli(project, "users", "passwd", "maria", "--password-stdin", stdin="another-long-pw\n").returncode
-        == 0
-    )
     assert cli(project, "users", "revoke", str(tokens[-1]["id"])).returncode == 0
+    assert cli(project, "users", "token", "maria", "--label", "second").returncode == 0
+    passwd = cli(project, "users", "passwd", "maria", "--password-stdin", stdin="another-long-pw\n")
+    assert passwd.returncode == 0 and "1 API tokens ended" in passwd.stdout
+    tokens = json.loads(cli(project, "users", "tokens", "--json").stdout)["tokens"]
+    assert [t for t in tokens if t["user_name"] == "maria"] == []  # a password change ends them
     missing = cli(project, "users", "revoke", "999")
     assert missing.returncode == 2 and "no API token #999" in missing.stderr
     assert cli(project, "users", "remove", "maria").returncode == 0

@@ -342,7 +342,11 @@ function drawHeader(me, active) {
     el("a", { href, text, class: active === key ? "active" : null, "aria-current": active === key ? "page" : null, "data-testid": testid });
   nav.append(item("/", "Objectives", "tree", "nav-tree"));
   if (me.can && me.can.admin) {
-    nav.append(item("/admin/checks", "Checks", "checks", "nav-checks"), item("/admin/users", "Users", "users", "nav-users"));
+    nav.append(
+      item("/admin/checks", "Checks", "checks", "nav-checks"),
+      item("/admin/users", "Users", "users", "nav-users"),
+      item("/admin/audit", "Audit", "audit", "nav-audit"),
+    );
   }
   const signOut = el("button", { type: "button", class: "link-button", id: "sign-out", "data-testid": "sign-out", text: "Sign out" });
   signOut.addEventListener("click", async () => {

@@ -176,7 +176,7 @@ function showIssued(t) {
   });
   fill(
     box,
-    el("p", {}, el("strong", { text: `Token “${t.label}” created` }), t.expires_at ? ` (expires ${fmtTime(t.expires_at)})` : " (does not expire)", ". Copy it now: it is not shown again."),
+    el("p", {}, el("strong", { text: `Token “${t.label}” created` }), ` (expires ${fmtTime(t.expires_at)})`, ". Copy it now: it is not shown again."),
     el("div", { class: "token-box" }, input, copy, done, copied),
   );
   box.hidden = false;
