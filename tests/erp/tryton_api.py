@@ -170,7 +170,8 @@ def late_shipments(day: date) -> dict[str, Any]:
     out = {}
     for name, shipment in (("shipped", shipped), ("waiting", waiting)):
         shipment.reload()
-        out[name] = {"id": shipment.id, "state": shipment.state, "planned_date": shipment.planned_date.isoformat(),
+        out[name] = {"id": shipment.id, "state": shipment.state,
+                     "planned_date": shipment.planned_date.isoformat(),
                      "origin_planned_date": shipment.origin_planned_date.isoformat(),
                      "effective_date": shipment.effective_date and shipment.effective_date.isoformat(),
                      "delay_days": shipment.delay.days}

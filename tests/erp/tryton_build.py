@@ -15,8 +15,8 @@ invoice dates and accounting periods are what they would have been; events after
 happened yet (recent orders are still being shipped or invoiced). A share of shipments leaves after its
 planned date, and a few orders stay draft, quoted or get cancelled. Tryton's daily "Reschedule Customer
 Shipments" action runs each morning of the replay (and on ``today``), as a Tryton server's cron would: a
-shipment not shipped by its planned date gets today's, its first one kept in ``origin_planned_date``. ``create_date``/``write_date`` are
-real time (when the build ran), as Tryton stamps them.
+shipment not shipped by its planned date gets today's, its first one kept in ``origin_planned_date``.
+``create_date``/``write_date`` are real time (when the build ran), as Tryton stamps them.
 
 Tryton reads its configuration (backend, database path) once, when it is first imported, and its SQLite
 backend registers process-wide sqlite3 adapters (Decimal stored as bytes). So Tryton runs in a process of
@@ -403,7 +403,8 @@ def _summary(target: Target, orders: int, seed: int, today: date, start: date, s
         "start": start.isoformat(),
         "sale_states": dict(sorted(Counter(s.state for s in sales).items())),
         "shipments_done": len(shipments),
-        "shipments_late": sum(1 for s in shipments if s.effective_date > (s.origin_planned_date or s.planned_date)),
+        "shipments_late": sum(1 for s in shipments
+                              if s.effective_date > (s.origin_planned_date or s.planned_date)),
         "shipments_rescheduled": sum(1 for s in Model.get("stock.shipment.out").find([])
                                      if s.origin_planned_date and s.planned_date != s.origin_planned_date),
         "invoice_states": dict(sorted(Counter(i.state for i in invoices).items())),

@@ -38,7 +38,8 @@ ROWS = [{"id": i, "state": "done" if i % 3 == 0 else "waiting",
 def view(url: str) -> tuple[sa.Engine, StreamView]:
     engine = sa.create_engine(url)
     t = sa.Table("shipments", sa.MetaData(), sa.Column("_rid", sa.String(20)), sa.Column("id", sa.Integer),
-                 sa.Column("state", sa.String(20)), sa.Column("due", sa.Date), sa.Column("due_at", sa.DateTime))
+                 sa.Column("state", sa.String(20)), sa.Column("due", sa.Date),
+                 sa.Column("due_at", sa.DateTime))
     t.metadata.drop_all(engine)
     t.metadata.create_all(engine)
     with engine.begin() as conn:
@@ -82,7 +83,8 @@ def test_relative_to_as_of_on_sqlite() -> None:
 def test_relative_to_as_of_on_postgresql() -> None:
     url = os.environ.get("OKRSYNC_TEST_POSTGRES_URL")
     if not url:
-        pytest.skip("OKRSYNC_TEST_POSTGRES_URL is not set: no PostgreSQL server for this test (.ci/run sets it)")
+        pytest.skip("OKRSYNC_TEST_POSTGRES_URL is not set: no PostgreSQL server for this test "
+                    "(.ci/run sets it)")
     check(url)
 
 
