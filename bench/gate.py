@@ -122,14 +122,14 @@ class GateSync:
 def gx_import() -> dict[str, Any]:
     """Seconds for ``import great_expectations``, its ephemeral context and the expectation classes:
     what the first gated sync of a process would pay once."""
-    from metrics import expectations
+    from metrics import gx
 
     already = "great_expectations" in sys.modules
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, import_s = timed(lambda: importlib.import_module("great_expectations"))
-    _, context_s = timed(expectations._ephemeral_context)
-    _, classes_s = timed(expectations._gx_classes)
+    _, context_s = timed(gx.ephemeral_context)
+    _, classes_s = timed(gx.expectation_classes)
     return {
         "already_imported": already,
         "import_s": import_s,

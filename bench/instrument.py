@@ -30,7 +30,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import pandas as pd
 
 import flows.pipeline as pipeline_module
-import metrics.expectations as expectations_module
+import metrics.gx as expectations_module
 import okr_store.records as records_module
 from connectors.base import Connector, StreamSpec, Watermark
 from flows.gate import StreamGate

@@ -43,7 +43,7 @@ class StreamGate:
         self.sensitive = set(stream.sensitive)
         self.validator: Any = None
         if self.gx:  # imports Great Expectations: only for streams that declare expectations
-            from metrics.expectations import BatchValidator
+            from metrics.gx import BatchValidator
 
             self.validator = BatchValidator(
                 stream.name, self.gx, sensitive=self.sensitive, sample_size=SAMPLE_ROWS

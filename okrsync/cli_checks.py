@@ -186,7 +186,7 @@ def docs(
     directory: Annotated[Path, typer.Option("--dir", help="Where to build the site.")] = Path("gx-docs"),
 ) -> None:
     """Build Great Expectations Data Docs for the latest validation of each stream."""
-    from metrics.expectations import build_data_docs, validation_record
+    from metrics.gx import build_data_docs, validation_record
     from metrics.quality import CheckSpec, Outcome
     from okr_store.checks import list_checks
 

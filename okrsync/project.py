@@ -372,7 +372,7 @@ def check_declarations(project: Project, *, with_sources: bool = False) -> list[
     streams = [s for s in project.streams.values() if s.checks or s.sensitive]
     if not streams:
         return []
-    from metrics.expectations import check_problems
+    from metrics.gx import check_problems
 
     problems: list[str] = []
     for stream in streams:

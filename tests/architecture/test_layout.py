@@ -116,3 +116,30 @@ def test_tasks_touching_source_data_do_not_persist_results() -> None:
     for t in (sync_task, compute_task):
         assert t.persist_result is False, t.name
     assert okrsync_run.persist_result is False
+
+
+def test_great_expectations_has_one_seam() -> None:
+    """Only metrics/gx imports great_expectations, and the rest of okrsync uses that package's public
+    names (``from metrics.gx import …``), never its modules or underscore names."""
+    bad = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            inside = path.is_relative_to(ROOT / "metrics" / "gx")
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    mods, names = [node.module], [a.name for a in node.names]
+                elif isinstance(node, ast.Import):
+                    mods, names = [a.name for a in node.names], []
+                else:
+                    continue
+                for mod in mods:
+                    where = f"{path.relative_to(ROOT)}:{node.lineno} imports {mod}"
+                    if mod.split(".")[0] == "great_expectations" and not inside:
+                        bad.append(where)
+                    if not inside and (mod.startswith("metrics.gx.")
+                                       or (mod == "metrics.gx" and any(n.startswith("_") for n in names))):
+                        bad.append(f"{where} {names}")
+                    if inside and any(n.startswith("_") for n in names) and mod.startswith("metrics.gx"):
+                        bad.append(f"{where} {names}: underscore names stay in their module")
+    assert not bad, "\n".join(bad)

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from metrics.expectations import BatchValidator, build_data_docs, check_problems, validation_record
+from metrics.gx import BatchValidator, build_data_docs, check_problems, validation_record
 from metrics.quality import CheckSpec, Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,7 +166,7 @@ def test_check_problems() -> None:
 def test_importing_and_builtin_checks_do_not_load_great_expectations() -> None:
     code = (
         "import sys, pandas as pd\n"
-        "from metrics.expectations import BatchValidator, check_problems\n"
+        "from metrics.gx import BatchValidator, check_problems\n"
         "from metrics.quality import CheckSpec\n"
         "builtin = [CheckSpec.model_validate({'freshness': {'max_age_hours': 2}})]\n"
         "assert check_problems(builtin, ['a']) == []\n"

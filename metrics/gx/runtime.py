@@ -14,7 +14,7 @@ import warnings
 from typing import Any
 
 # okrsync's severity → GX's.
-_SEVERITY = {"error": "critical", "warn": "warning"}
+SEVERITY = {"error": "critical", "warn": "warning"}
 
 _context: Any = None
 _context_lock = threading.Lock()
@@ -25,7 +25,7 @@ _context_lock = threading.Lock()
 # ---------------------------------------------------------------------------------------------
 
 
-def _quiet_gx() -> None:
+def quiet_gx() -> None:
     # GX's INFO lines (temporary docs folders…) would reach the user through Prefect's root handler;
     # okrsync reports what matters itself.
     gx_logger = logging.getLogger("great_expectations")
@@ -37,9 +37,9 @@ def _quiet_gx() -> None:
 
 
 @functools.cache
-def _gx_classes() -> dict[str, type]:
+def expectation_classes() -> dict[str, type]:
     """snake_case expectation name → class, derived from the classes GX exports."""
-    _quiet_gx()
+    quiet_gx()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import great_expectations.expectations as gxe
@@ -57,12 +57,12 @@ def _camel_to_snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _ephemeral_context() -> Any:
+def ephemeral_context() -> Any:
     """The one in-memory GX context of this process (created on first use)."""
     global _context
     with _context_lock:
         if _context is None:
-            _quiet_gx()
+            quiet_gx()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 import great_expectations as gx
@@ -74,5 +74,5 @@ def _ephemeral_context() -> Any:
         return _context
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "stream"

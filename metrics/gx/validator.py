@@ -1,6 +1,6 @@
 """Validating the batches of one stream with GX: :class:`BatchValidator`.
 
-See :mod:`metrics.expectations` for how a batch is validated and why.
+See :mod:`metrics.gx` for how a batch is validated and why.
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ import warnings
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from metrics.gx_problems import _gx_problems
-from metrics.gx_results import (
+from metrics.gx.problems import expectation_problems
+from metrics.gx.results import (
     RID,
-    _bound,
-    _exception,
-    _failing_ids,
-    _jsonable,
-    _observed_value,
-    _plain,
-    _strip_values,
+    bound,
+    exception_of,
+    failing_ids,
+    jsonable,
+    observed_value,
+    plain,
+    strip_values,
 )
-from metrics.gx_runtime import _SEVERITY, _ephemeral_context, _gx_classes, _slug
+from metrics.gx.runtime import SEVERITY, ephemeral_context, expectation_classes, slug
 from metrics.quality import CheckSpec, Outcome
 from okrsync.errors import ConfigError
 
@@ -83,27 +83,27 @@ class BatchValidator:
     def _setup(self) -> dict[str, Any]:
         if self._gx is not None:
             return self._gx
-        ctx = _ephemeral_context()
-        classes = _gx_classes()
+        ctx = ephemeral_context()
+        classes = expectation_classes()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import great_expectations as gx
 
-            tag = f"okrsync-{_slug(self.stream)}-{uuid.uuid4().hex[:10]}"
+            tag = f"okrsync-{slug(self.stream)}-{uuid.uuid4().hex[:10]}"
             expectations = []
             for tally in self._tallies:
                 check = tally.check
                 cls = classes.get(check.kind)
                 problem = None if cls else f"`{check.kind}` is not a Great Expectations expectation"
-                problem = problem or next(iter(_gx_problems(check, None)), None)
+                problem = problem or next(iter(expectation_problems(check, None)), None)
                 if problem or cls is None:
                     raise ConfigError(
                         f"stream {self.stream!r}: check {check.label}: {problem}",
                         hint="run `okrsync check` to see every problem of the project file",
                     )
-                expectations.append(cls(**check.kwargs, severity=_SEVERITY[check.severity]))
+                expectations.append(cls(**check.kwargs, severity=SEVERITY[check.severity]))
             source = ctx.data_sources.add_pandas(name=tag)
-            asset = source.add_dataframe_asset(name=_slug(self.stream))
+            asset = source.add_dataframe_asset(name=slug(self.stream))
             batch_definition = asset.add_batch_definition_whole_dataframe(name="whole batch")
             suite = ctx.suites.add(gx.ExpectationSuite(name=tag))
             for tally, exp in zip(self._tallies, expectations, strict=True):
@@ -172,9 +172,9 @@ class BatchValidator:
     def _absorb(self, tally: _Tally, result: Any, frame: pd.DataFrame) -> None:
         tally.batches += 1
         body: dict[str, Any] = result.result if isinstance(result.result, dict) else {}
-        raised, message = _exception(result)
+        raised, message = exception_of(result)
         success = bool(result.success) and not raised
-        ids = _failing_ids(body, self.sample_size)
+        ids = failing_ids(body, self.sample_size)
         if "unexpected_count" in body:
             tally.row_level = True
             tally.element_count += int(body.get("element_count") or 0)
@@ -191,7 +191,7 @@ class BatchValidator:
             # values are looked up by record id: only when the ids of this batch are unique
             if not tally.sensitive and sample and frame.index.is_unique:
                 self._add_value_samples(tally.check, body, frame, sample)
-        observed = _observed_value(body, tally.sensitive, raised, message)
+        observed = observed_value(body, tally.sensitive, raised, message)
         if not success:
             tally.failed_batches += 1
         if not success and tally.first_failure is None:
@@ -215,7 +215,7 @@ class BatchValidator:
         if not columns:
             return
         rows = frame.loc[frame.index.isin(sample), columns].reindex(sample)
-        values = {c: [_plain(v) for v in rows[c].tolist()] for c in columns}
+        values = {c: [plain(v) for v in rows[c].tolist()] for c in columns}
         body["partial_unexpected_index_list"] = [
             {**{c: values[c][n] for c in columns}, RID: rid} for n, rid in enumerate(sample)
         ]
@@ -234,8 +234,8 @@ class BatchValidator:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             raw = result.to_json_dict()
-        raw = _jsonable(raw)
-        return _strip_values(raw) if tally.sensitive else _bound(raw, self.sample_size)
+        raw = jsonable(raw)
+        return strip_values(raw) if tally.sensitive else bound(raw, self.sample_size)
 
     def outcomes(self) -> list[Outcome]:
         """One outcome per GX check, aggregated over every batch validated so far."""

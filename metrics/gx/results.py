@@ -21,7 +21,7 @@ _SAFE_RESULT_KEYS = {
 _HIDDEN = "hidden: the column is sensitive"
 
 
-def _exception(result: Any) -> tuple[bool, str | None]:
+def exception_of(result: Any) -> tuple[bool, str | None]:
     """Whether GX raised evaluating the expectation, and its message."""
     info = getattr(result, "exception_info", None) or {}
     candidates = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
@@ -31,7 +31,7 @@ def _exception(result: Any) -> tuple[bool, str | None]:
     return False, None
 
 
-def _failing_ids(body: dict[str, Any], limit: int) -> list[str]:
+def failing_ids(body: dict[str, Any], limit: int) -> list[str]:
     """The first ``limit`` record ids of GX's index list: ``[{"_rid": [ids…]}]`` (values excluded)
     or ``[{"_rid": id}, …]``."""
     found: list[str] = []
@@ -47,7 +47,7 @@ def _failing_ids(body: dict[str, Any], limit: int) -> list[str]:
     return found
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A value fit for JSON: NaN/NA/NaT → None, numpy scalars → Python."""
     try:
         import pandas as pd
@@ -60,17 +60,17 @@ def _plain(value: Any) -> Any:
     return item() if callable(item) and not isinstance(value, str | bytes) else value
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Round-trip through JSON (after GX's own conversion): plain dicts, lists, str, numbers."""
 
     def default(obj: Any) -> Any:
-        plain = _plain(obj)
-        return plain if plain is not obj else str(obj)
+        converted = plain(obj)
+        return converted if converted is not obj else str(obj)
 
     return json.loads(json.dumps(value, default=default))
 
 
-def _strip_values(raw: dict[str, Any]) -> dict[str, Any]:
+def strip_values(raw: dict[str, Any]) -> dict[str, Any]:
     """A GX result of a check on a sensitive column, with nothing left that could hold a source value."""
     out = dict(raw)
     body = raw.get("result") or {}
@@ -98,16 +98,16 @@ def _strip_values(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _bound(value: Any, limit: int) -> Any:
+def bound(value: Any, limit: int) -> Any:
     """At most ``limit`` items in any list, recursively."""
     if isinstance(value, list):
-        return [_bound(v, limit) for v in value[:limit]]
+        return [bound(v, limit) for v in value[:limit]]
     if isinstance(value, dict):
-        return {k: _bound(v, limit) for k, v in value.items() if k != "rendered_content"}
+        return {k: bound(v, limit) for k, v in value.items() if k != "rendered_content"}
     return value
 
 
-def _observed_value(body: dict[str, Any], sensitive: bool, raised: bool, message: str | None) -> str | None:
+def observed_value(body: dict[str, Any], sensitive: bool, raised: bool, message: str | None) -> str | None:
     if raised:
         text = " ".join((message or "").split())[:200]
         return "GX could not evaluate it" + ("" if sensitive else f": {text}")
@@ -115,5 +115,5 @@ def _observed_value(body: dict[str, Any], sensitive: bool, raised: bool, message
         return None
     if sensitive:
         return f"observed value {_HIDDEN}"
-    text = json.dumps(_jsonable(body["observed_value"]), ensure_ascii=False)
+    text = json.dumps(jsonable(body["observed_value"]), ensure_ascii=False)
     return f"observed {text if len(text) <= 80 else text[:77] + '…'}"

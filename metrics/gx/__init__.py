@@ -23,26 +23,26 @@ first ``sample_size`` failing ids only. ``ValidationDefinition.run`` is not used
 also serialises every result into the context's results store (deep copies of the whole id list,
 16 s for 500k failing rows, and memory that grows with every batch).
 
-The implementation lives in the ``metrics.gx_*`` modules: :mod:`metrics.gx_runtime` (loading GX,
-the shared context), :mod:`metrics.gx_problems` (:func:`check_problems`), :mod:`metrics.gx_validator`
-(:class:`BatchValidator`), :mod:`metrics.gx_results` (failing ids, JSON conversion, masking) and
-:mod:`metrics.gx_docs` (:func:`validation_record`, :func:`build_data_docs`).
+The implementation lives in the ``metrics.gx_*`` modules: :mod:`metrics.gx.runtime` (loading GX,
+the shared context), :mod:`metrics.gx.problems` (:func:`check_problems`), :mod:`metrics.gx.validator`
+(:class:`BatchValidator`), :mod:`metrics.gx.results` (failing ids, JSON conversion, masking) and
+:mod:`metrics.gx.docs` (:func:`validation_record`, :func:`build_data_docs`).
 """
 
 from __future__ import annotations
 
-from metrics.gx_docs import RECORD_FORMAT, build_data_docs, validation_record
-from metrics.gx_problems import check_problems
-from metrics.gx_results import RID
-from metrics.gx_runtime import _ephemeral_context, _gx_classes
-from metrics.gx_validator import BatchValidator
+from metrics.gx.docs import RECORD_FORMAT, build_data_docs, validation_record
+from metrics.gx.problems import check_problems
+from metrics.gx.results import RID
+from metrics.gx.runtime import ephemeral_context, expectation_classes
+from metrics.gx.validator import BatchValidator
 
 __all__ = [
     "RECORD_FORMAT",
     "RID",
     "BatchValidator",
-    "_ephemeral_context",
-    "_gx_classes",
+    "ephemeral_context",
+    "expectation_classes",
     "build_data_docs",
     "check_problems",
     "validation_record",

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from metrics.gx_results import _jsonable
-from metrics.gx_runtime import _SEVERITY, _quiet_gx, _slug
+from metrics.gx.results import jsonable
+from metrics.gx.runtime import SEVERITY, quiet_gx, slug
 from metrics.quality import Outcome
 
 RECORD_FORMAT = 1
@@ -40,7 +40,7 @@ def validation_record(stream: str, outcomes: Sequence[Outcome], run_time: dateti
             builtins.append(
                 {
                     "kind": check.kind,
-                    "kwargs": _jsonable(check.kwargs),
+                    "kwargs": jsonable(check.kwargs),
                     "severity": check.severity,
                     "success": outcome.success,
                     "observed": outcome.observed,
@@ -49,8 +49,8 @@ def validation_record(stream: str, outcomes: Sequence[Outcome], run_time: dateti
             continue
         config = {
             "type": check.kind,
-            "kwargs": _jsonable(check.kwargs),
-            "severity": _SEVERITY[check.severity],
+            "kwargs": jsonable(check.kwargs),
+            "severity": SEVERITY[check.severity],
             "meta": {"okrsync_severity": check.severity},
         }
         expectations.append(config)
@@ -82,7 +82,7 @@ def validation_record(stream: str, outcomes: Sequence[Outcome], run_time: dateti
     return {
         "format": RECORD_FORMAT,
         "stream": stream,
-        "suite": f"okrsync-{_slug(stream)}",
+        "suite": f"okrsync-{slug(stream)}",
         "run_time": run_time.astimezone(UTC).isoformat(),
         "success": all(r["success"] for r in results),
         "expectations": expectations,
@@ -98,7 +98,7 @@ def build_data_docs(validations: Sequence[dict[str, Any]], directory: Path) -> P
     suites and validation results are replaced by the given ones, then GX's own site builder renders
     ``gx/uncommitted/data_docs/local_site``.
     """
-    _quiet_gx()
+    quiet_gx()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -169,7 +169,7 @@ def build_data_docs(validations: Sequence[dict[str, Any]], directory: Path) -> P
             key = ValidationResultIdentifier(
                 expectation_suite_identifier=ExpectationSuiteIdentifier(name=record["suite"]),
                 run_id=run_id,
-                batch_identifier=_slug(record["stream"]),
+                batch_identifier=slug(record["stream"]),
             )
             results_store.set(key, suite_result)
 

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from metrics.gx_runtime import _gx_classes
+from metrics.gx.runtime import expectation_classes
 from metrics.quality import BUILTIN_ARGS, METRIC_BUILTINS, STREAM_BUILTINS, CheckSpec
 
 _BUILTIN_SPECS = {**{k: next(iter(v)) for k, v in BUILTIN_ARGS.items()}, "max_jump_percent": "percent"}
@@ -35,7 +35,7 @@ def check_problems(checks: Sequence[CheckSpec], fields: Collection[str] | None) 
             if problem:
                 problems.append((i, problem))
             continue
-        problems.extend((i, p) for p in _gx_problems(check, fields))
+        problems.extend((i, p) for p in expectation_problems(check, fields))
     return problems
 
 
@@ -59,8 +59,8 @@ def _builtin_problem(check: CheckSpec) -> str | None:
     return None
 
 
-def _gx_problems(check: CheckSpec, fields: Collection[str] | None) -> list[str]:
-    classes = _gx_classes()
+def expectation_problems(check: CheckSpec, fields: Collection[str] | None) -> list[str]:
+    classes = expectation_classes()
     cls = classes.get(check.kind)
     if cls is None:
         close = difflib.get_close_matches(check.kind, [*classes, *STREAM_BUILTINS, *METRIC_BUILTINS], n=1)
