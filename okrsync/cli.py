@@ -162,18 +162,6 @@ def validate(
 
 
 # ---- run ----------------------------------------------------------------------------------------
-def prefect_defaults() -> None:
-    """Settings for a run through a Prefect API from the terminal: the run's logs go to the API (the
-    UI shows them); the terminal shows okrsync's own output, not Prefect's log lines (--debug does)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "DEBUG" if State.debug else "CRITICAL")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL",
-                          "DEBUG" if State.debug else "CRITICAL")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL",
-                          "DEBUG" if State.debug else "CRITICAL")
-    os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")
-
-
 @app.command()
 def run(
     as_of: Annotated[str | None, typer.Option(
@@ -199,28 +187,13 @@ def run(
         raise typer.Exit(1)
 
 
-def prefect_api_configured() -> bool:
-    """Whether runs should go through a Prefect API: PREFECT_API_URL in the environment or in the
-    active Prefect profile (read without importing Prefect)."""
-    if os.environ.get("PREFECT_API_URL", "").strip():
-        return True
-    import tomllib
-
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-    try:
-        profiles = tomllib.loads((home / "profiles.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return False
-    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
-    return bool(profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
-
-
 def execute(project_file: Path, as_of: datetime | None, *, quiet: bool = False) -> dict[str, Any]:
-    """Run the project with a progress display: in this process when no Prefect API is configured
-    (no server to start, no tax), else as a Prefect flow run on that API (logs, artifact, UI)."""
+    """Run the project (:func:`flows.execute.execute`) with a progress display; Ctrl-C or SIGTERM
+    says what the run kept."""
     import signal
 
     from flows import progress
+    from flows.execute import execute as flows_execute
     from okrsync.live import LiveReporter, quiet_prefect_shutdown
 
     def terminate(signum: int, frame: Any) -> None:
@@ -230,33 +203,14 @@ def execute(project_file: Path, as_of: datetime | None, *, quiet: bool = False) 
     previous, progress.reporter = progress.reporter, reporter
     main_thread = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, terminate) if main_thread else None
+
+    def waiting(holder: str) -> None:
+        if not quiet:
+            err.print(f"waiting for {escape(holder)} to finish …", highlight=False)
+
     try:
-        if not prefect_api_configured():
-            from flows.run import LocalSteps, run_project
-
-            def waiting(holder: str) -> None:
-                if not quiet:
-                    err.print(f"waiting for {escape(holder)} to finish …", highlight=False)
-
-            with reporter:
-                return run_project(project_file, LocalSteps(), as_of=as_of, on_wait=waiting).as_dict()
-        prefect_defaults()
         with reporter, quiet_prefect_shutdown():
-            from flows.okr_flow import okrsync_run
-
-            state: Any = okrsync_run(project_file=str(project_file), as_of=as_of, return_state=True)
-            result = state.result(raise_on_failure=False)
-            if isinstance(result, OkrsyncError):
-                raise result
-            if isinstance(result, BaseException):
-                raise OkrsyncError(
-                    f"the run failed: {type(result).__name__}: {result}",
-                    hint="run again with --debug for details",
-                ) from result
-            if not isinstance(result, dict):
-                raise OkrsyncError(f"the run ended {state.name}: {state.message}",
-                                   hint="see the flow run's logs in Prefect")
-            return result
+            return flows_execute(project_file, as_of, on_wait=waiting, debug=State.debug)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run closed its row and freed its leases
         if not main_thread:
             raise

@@ -13,10 +13,10 @@ from okrsync.web.context import ApiError
 
 
 def run_project(project_file: Path) -> dict[str, Any]:
-    """The same Prefect flow as `okrsync run` (quiet: no terminal here)."""
-    from okrsync import cli
+    """The same run as `okrsync run` (a Prefect flow run when a Prefect API is configured)."""
+    from flows.execute import execute
 
-    return cli.execute(project_file, None, quiet=True)
+    return execute(project_file, None)
 
 
 class Jobs:
