@@ -21,7 +21,7 @@ from metrics.quality import METRIC_BUILTINS, CheckSpec
 from metrics.spec import KeyResultSpec, Measure, ObjectiveSpec, RatioMetric, SimpleMetric
 from okrsync.errors import ConfigError
 from okrsync.pii import sensitive_uses
-from okrsync.project import Project, Settings, SourceSpec, check_timezone
+from okrsync.project_model import Project, Settings, SourceSpec, check_timezone
 from okrsync.project_problems import KeyPath, Marks, Problems, describe, did_you_mean, display_path
 
 M = TypeVar("M", bound=BaseModel)

@@ -28,7 +28,7 @@ import pytest
 
 from connectors.base import StreamSpec, Watermark
 from connectors.salesforce import SalesforceConnector
-from okrsync.cli_sandbox import PID_FILE, free_port, stop_background
+from okrsync.cli.sandbox import PID_FILE, free_port, stop_background
 from tests.okrsync.conftest import OKRSYNC, Cli, Result
 from tests.sandboxes.salesforce.faults import Faults
 from tests.sandboxes.salesforce.model import Org

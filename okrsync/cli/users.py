@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from okrsync.cli.context import JsonOpt, console, err, open_project, open_store
 from okrsync.errors import ConfigError, NotFound
 from okrsync.throttle import DRILL_PER_MINUTE, EXPORTS_PER_MINUTE
 from okrsync.users import MAX_TOKEN_DAYS, TOKEN_DAYS
@@ -17,17 +18,14 @@ from okrsync.users import MAX_TOKEN_DAYS, TOKEN_DAYS
 users_app = typer.Typer(
     help="Users of the web app (okrsync serve): names, roles, passwords, API tokens.", no_args_is_help=True
 )
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 PasswordStdin = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from standard input (for scripts).")
 ]
 
 
-def _ctx() -> tuple[Any, Any, Any]:
-    from okrsync import cli
-
-    project = cli._project()
-    return cli, project, cli._store(project)
+def _ctx() -> tuple[Any, Any]:
+    project = open_project()
+    return project, open_store(project)
 
 
 def _password(from_stdin: bool) -> str:
@@ -49,13 +47,13 @@ def add(
     """Add a user who signs in with a password (asked twice, never echoed). Audited."""
     from okrsync import accounts, users
 
-    cli, project, store = _ctx()
+    project, store = _ctx()
     users.check_name(name)
     users.check_role(project, role)
     hashed = users.hash_password(_password(password_stdin))
     with store.engine.begin() as conn:
         accounts.add_user(conn, project, accounts.Actor.cli(), name, role, hashed)
-    cli.console.print(f"[green]✓[/green] added {escape(name)} ({escape(role)})")
+    console.print(f"[green]✓[/green] added {escape(name)} ({escape(role)})")
 
 
 @users_app.command("list")
@@ -64,21 +62,21 @@ def list_(json_out: JsonOpt = False) -> None:
     from okr_store import users as stored
     from okrsync.render import dumps, fmt_time
 
-    cli, _, store = _ctx()
+    _, store = _ctx()
     with store.engine.connect() as conn:
         found = stored.list_users(conn)
     if json_out:
-        cli.console.print_json(dumps({"users": [u.__dict__ for u in found]}))
+        console.print_json(dumps({"users": [u.__dict__ for u in found]}))
         return
     if not found:
-        cli.console.print("No users yet: `okrsync users add NAME --role admin`.")
+        console.print("No users yet: `okrsync users add NAME --role admin`.")
         return
     t = Table(title="Users")
     for col in ("name", "role", "created", "disabled"):
         t.add_column(col)
     for u in found:
         t.add_row(escape(u.name), escape(u.role), fmt_time(u.created_at), "yes" if u.disabled else "")
-    cli.console.print(t)
+    console.print(t)
 
 
 @users_app.command("remove")
@@ -86,10 +84,10 @@ def remove(name: str) -> None:
     """Remove a user, with their sessions and API tokens. Audited."""
     from okrsync import accounts
 
-    cli, project, store = _ctx()
+    project, store = _ctx()
     with store.engine.begin() as conn:
         accounts.remove_user(conn, project, accounts.Actor.cli(), name)
-    cli.console.print(f"[green]✓[/green] removed {escape(name)}")
+    console.print(f"[green]✓[/green] removed {escape(name)}")
 
 
 @users_app.command("passwd")
@@ -98,14 +96,14 @@ def passwd(name: str, password_stdin: PasswordStdin = False) -> None:
     from okr_store import users as stored
     from okrsync import accounts, users
 
-    cli, project, store = _ctx()
+    project, store = _ctx()
     with store.engine.connect() as conn:
         if stored.get_user(conn, name) is None:  # before asking for a password
             raise NotFound(f"no user {name!r}", hint="`okrsync users list` shows them")
     hashed = users.hash_password(_password(password_stdin))
     with store.engine.begin() as conn:
         ended = accounts.change_password(conn, project, accounts.Actor.cli(), name, hashed)
-    cli.console.print(
+    console.print(
         f"[green]✓[/green] new password set for {escape(name)}; their sessions and {ended} API tokens ended"
     )
 
@@ -115,10 +113,10 @@ def role(name: str, new_role: Annotated[str, typer.Argument(metavar="ROLE")]) ->
     """Give a user another role (their sessions and API tokens end). Audited."""
     from okrsync import accounts
 
-    cli, project, store = _ctx()
+    project, store = _ctx()
     with store.engine.begin() as conn:
         accounts.change_role(conn, project, accounts.Actor.cli(), name, new_role)
-    cli.console.print(
+    console.print(
         f"[green]✓[/green] {escape(name)} is now {escape(new_role)}; their sessions and API tokens ended"
     )
 
@@ -135,10 +133,9 @@ def token(
     Every token expires; a password or role change ends it. Audited."""
     from okrsync import accounts
 
-    cli, _, store = _ctx()
+    _, store = _ctx()
     with store.engine.begin() as conn:
         secret, t = accounts.issue_token(conn, accounts.Actor.cli(), name, label, days)
-    err = cli.err
     err.print(
         f"API token #{t.id} for {escape(name)} ({escape(label)}), expires {t.expires_at:%Y-%m-%d %H:%M} UTC. "
         "It is shown only now:"
@@ -151,10 +148,10 @@ def revoke(token_id: int) -> None:
     """Revoke an API token by its number (`okrsync users tokens` lists them). Audited."""
     from okrsync import accounts
 
-    cli, _, store = _ctx()
+    _, store = _ctx()
     with store.engine.begin() as conn:
         accounts.revoke_token(conn, accounts.Actor.cli(), token_id)
-    cli.console.print(f"[green]✓[/green] revoked API token #{token_id}")
+    console.print(f"[green]✓[/green] revoked API token #{token_id}")
 
 
 @users_app.command("tokens")
@@ -163,11 +160,11 @@ def tokens(json_out: JsonOpt = False) -> None:
     from okr_store import users as stored
     from okrsync.render import dumps, fmt_time
 
-    cli, _, store = _ctx()
+    _, store = _ctx()
     with store.engine.connect() as conn:
         found = stored.list_tokens(conn)
     if json_out:
-        cli.console.print_json(dumps({"tokens": [t.__dict__ for t in found]}))
+        console.print_json(dumps({"tokens": [t.__dict__ for t in found]}))
         return
     t = Table(title="API tokens")
     for col in ("#", "user", "label", "created", "expires", "last used"):
@@ -181,7 +178,7 @@ def tokens(json_out: JsonOpt = False) -> None:
             fmt_time(x.expires_at) if x.expires_at else "never",
             fmt_time(x.last_used_at) if x.last_used_at else "",
         )
-    cli.console.print(t)
+    console.print(t)
 
 
 def serve(
@@ -213,15 +210,15 @@ def serve(
     from okr_store import users as stored
     from okrsync.web.app import create_app
 
-    cli, project, store = _ctx()
+    project, store = _ctx()
     with store.engine.connect() as conn:
         if not stored.list_users(conn):
-            cli.err.print(
+            err.print(
                 "[yellow]No users yet[/yellow]: nobody can sign in. Add one with "
                 f"`okrsync -p {project.path} users add NAME --role admin`."
             )
     if host not in ("127.0.0.1", "localhost", "::1"):
-        cli.err.print(
+        err.print(
             "[yellow]Listening beyond this machine[/yellow]: put it behind HTTPS (a reverse proxy) "
             "so passwords and session cookies are not sent in clear."
         )
@@ -244,5 +241,5 @@ def serve(
         web_log = logging.getLogger("okrsync.web")
         web_log.addHandler(handler)
         web_log.setLevel(logging.INFO)
-    cli.console.print(f"okrsync web app on http://{host}:{port}/ ({store.describe()}) — Ctrl+C stops it")
+    console.print(f"okrsync web app on http://{host}:{port}/ ({store.describe()}) — Ctrl+C stops it")
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

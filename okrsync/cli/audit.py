@@ -9,6 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from okrsync.cli.context import console, open_project, open_store
+
 FIELDS = ("id", "at", "actor", "action", "target", "address", "check_id", "kr_id", "reason")
 
 
@@ -25,11 +27,10 @@ def audit(
 ) -> None:
     """The audit log: who changed access or decided on a check, when, about whom, from where."""
     from okr_store import audit as store_audit
-    from okrsync import cli
     from okrsync.render import dumps, fmt_time
 
-    project = cli._project()
-    store = cli._store(project, read_only=True)
+    project = open_project()
+    store = open_store(project, read_only=True)
     with store.engine.connect() as conn:
         if user is None:
             rows = store_audit.recent(conn, limit=limit, access_only=access)
@@ -43,7 +44,7 @@ def audit(
         out: dict[str, object] = {"events": events}
         if verify:
             out["chain"] = {"ok": broken is None, "broken_at": broken}
-        cli.console.print_json(dumps(out))
+        console.print_json(dumps(out))
     else:
         t = Table(title="Audit log (newest first)")
         for col in ("#", "when", "who", "what", "about", "from", "details"):
@@ -52,9 +53,9 @@ def audit(
             subject = e["target"] or (f"check #{e['check_id']}" if e["check_id"] else "")
             t.add_row(str(e["id"]), fmt_time(e["at"]), escape(e["actor"]), escape(e["action"]),
                       escape(str(subject)), escape(e["address"] or ""), escape(e["reason"]))
-        cli.console.print(t if events else "No audit events yet.")
+        console.print(t if events else "No audit events yet.")
         if verify:
-            cli.console.print("[green]✓[/green] the hash chain holds" if broken is None
+            console.print("[green]✓[/green] the hash chain holds" if broken is None
                               else f"[red]✗[/red] the hash chain breaks at event #{broken}: it was edited or "
                               "an event before it removed")
     if verify and broken is not None:

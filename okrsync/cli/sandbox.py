@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
+from okrsync.cli.context import console
 from okrsync.errors import ConfigError, SourceError
 
 sandbox_app = typer.Typer(help="Local stand-ins for SaaS sources, to try okrsync without an account.")
@@ -195,7 +196,6 @@ def salesforce(
         "one in five deleted) through its API, then return.")] = None,
 ) -> None:
     """Serve a seeded Salesforce org on https://127.0.0.1 (REST, queryAll, Bulk 2.0, logins)."""
-    from okrsync.cli import console
 
     if change is not None:
         updated, deleted = change_records(directory, change, seed)

@@ -6,18 +6,28 @@ Heavy imports (prefect, great_expectations) happen only inside the commands that
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 import traceback
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from okrsync.cli.context import (
+    CliContext,
+    JsonOpt,
+    ProjectOpt,
+    console,
+    current,
+    err,
+    now,
+    open_project,
+    open_store,
+    parse_time,
+)
+from okrsync.cli.running import execute, print_summary
 from okrsync.errors import ConfigError, OkrsyncError
 
 app = typer.Typer(
@@ -26,65 +36,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True, soft_wrap=True)  # messages stay one line each, for grep
-
-
-class State:
-    project: Path = Path("okrsync.yaml")
-    debug: bool = False
-
-
-ProjectOpt = Annotated[
-    Path, typer.Option("--project", "-p", envvar="OKRSYNC_PROJECT", help="The project file.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
 @app.callback()
 def _main(
+    ctx: typer.Context,
     project: ProjectOpt = Path("okrsync.yaml"),
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
-    State.project, State.debug = project, debug
-
-
-def _project() -> Any:
-    from okrsync.project import load_project
-
-    return load_project(State.project)
-
-
-def _store(project: Any, *, read_only: bool = False) -> Any:
-    """The project's store; ``read_only`` for commands that only read it (they work on a store in a
-    directory this user cannot write)."""
-    from okr_store.store import Store
-
-    return Store(project.store_url(), read_only=read_only)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def parse_time(text: str | None, timezone: str) -> datetime | None:
-    """``2026-11-01``, ``2026-11-01T09:30`` (company time) or with an offset/Z → naive UTC."""
-    if text is None:
-        return None
-    from zoneinfo import ZoneInfo
-
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(
-            f"cannot read the time {text!r}",
-            hint="write 2026-11-01, 2026-11-01T09:30 (company time) or 2026-11-01T08:30Z",
-        ) from None
-    if len(text) == 10:  # a date means the end of that day
-        t = t + timedelta(days=1) - timedelta(microseconds=1)
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=ZoneInfo(timezone))
-    return t.astimezone(UTC).replace(tzinfo=None)
+    context = ctx.ensure_object(CliContext)
+    context.project_file, context.debug = project, debug
 
 
 # ---- init / validate ----------------------------------------------------------------------------
@@ -113,7 +72,7 @@ def validate(
     from okrsync.project_problems import ProjectFileError
 
     try:
-        project = _project()
+        project = open_project()
     except ConfigError as exc:
         if not json_out:
             raise
@@ -170,7 +129,7 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     """Sync every stream, compute every key result, record the values (a Prefect flow run)."""
-    project = _project()
+    project = open_project()
     when = parse_time(as_of, project.settings.timezone)
     if when is not None:
         from flows.run import run_as_of
@@ -182,65 +141,9 @@ def run(
 
         console.print_json(dumps(summary))
     else:
-        _print_summary(summary)
+        print_summary(summary)
     if summary["status"] != "succeeded":
         raise typer.Exit(1)
-
-
-def execute(project_file: Path, as_of: datetime | None, *, quiet: bool = False) -> dict[str, Any]:
-    """Run the project (:func:`flows.execute.execute`) with a progress display; Ctrl-C or SIGTERM
-    says what the run kept."""
-    import signal
-
-    from flows import progress
-    from flows.execute import execute as flows_execute
-    from okrsync.live import LiveReporter, quiet_prefect_shutdown
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # the run closes its row and frees its leases on the way out
-
-    reporter = LiveReporter(console, enabled=not quiet and console.is_terminal)
-    previous, progress.reporter = progress.reporter, reporter
-    main_thread = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, terminate) if main_thread else None
-
-    def waiting(holder: str) -> None:
-        if not quiet:
-            err.print(f"waiting for {escape(holder)} to finish …", highlight=False)
-
-    try:
-        with reporter, quiet_prefect_shutdown():
-            return flows_execute(project_file, as_of, on_wait=waiting, debug=State.debug)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run closed its row and freed its leases
-        if not main_thread:
-            raise
-        kept = reporter.kept
-        _interrupted(kept, [s for s in _streams(project_file, reporter.started) if s not in kept])
-    finally:
-        progress.reporter = previous
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
-
-
-def _print_summary(s: dict[str, Any]) -> None:
-    for name, st in s["streams"].items():
-        if st["ok"]:
-            console.print(
-                f"[green]✓[/green] {escape(name)}: {st['rows_read']} rows pulled · {st['inserted']} new · "
-                f"{st['updated']} changed · {st['deleted']} deleted"
-                + ("" if st.get("api_calls") is None else f" · {st['api_calls']} API calls")
-            )
-            if st.get("warning"):
-                console.print(f"  [yellow]⚠ {escape(st['warning'])}[/yellow]")
-        else:
-            console.print(f"[red]✗[/red] {escape(name)}: {escape(st['error'])}")
-    console.print(
-        f"{len(s['values'])} key results computed"
-        + (f", [yellow]{len(s['held'])} held[/yellow]" if s["held"] else "")
-        + f" · run {s['run_id'][:8]} · {s['status']}"
-    )
-    for kr, why in s["held"].items():
-        console.print(f"  [yellow]⏸ {escape(kr)}[/yellow]: {escape(why)}")
 
 
 # ---- status -------------------------------------------------------------------------------------
@@ -253,24 +156,24 @@ def status(
     from okr_store.queries import status_tree
     from okrsync import render
 
-    project = _project()
-    store = _store(project, read_only=True)
+    project = open_project()
+    store = open_store(project, read_only=True)
     with store.engine.connect() as conn:
         roots = status_tree(conn)
-    now, window = _now(), timedelta(hours=stale_after)
+    at, window = now(), timedelta(hours=stale_after)
     if json_out:
         console.print_json(
-            render.dumps({"objectives": [render.objective_json(o, now, window) for o in roots]})
+            render.dumps({"objectives": [render.objective_json(o, at, window) for o in roots]})
         )
         return
     if not roots:
         console.print("No key results computed yet: run [bold]okrsync run[/bold].")
         return
-    render.status_tree(console, roots, now, window)
+    render.status_tree(console, roots, at, window)
 
 
 # ---- demo ---------------------------------------------------------------------------------------
-# (history, drill and diff are in okrsync.cli_values; _register_commands lists them before demo)
+# (history, drill and diff are in okrsync.cli.values; _register_commands lists them before demo)
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where to build the demo.")] = Path("okrsync-demo"),
     force: Annotated[bool, typer.Option(help="Rebuild an existing demo directory.")] = False,
@@ -302,7 +205,7 @@ def demo(
         )
         return
 
-    from okrsync.cli_sandbox import free_port, start_background
+    from okrsync.cli.sandbox import free_port, start_background
 
     now = datetime.now(UTC).replace(microsecond=0)
     sf = demo_mod.SalesforceDemo(free_port(), now) if salesforce else None
@@ -312,9 +215,9 @@ def demo(
                                seed=demo_mod.SANDBOX_SEED, opportunities=demo_mod.SANDBOX_OPPORTUNITIES)
         console.print(f"Started a local Salesforce sandbox at https://127.0.0.1:{sf.port} (pid {pid}).")
     console.print(f"Built a demo ERP and project in [bold]{directory}/[/bold]. Running it (Prefect flow)…")
-    State.project = project_file
+    current().project_file = project_file
     summary = execute(project_file, None)
-    _print_summary(summary)
+    print_summary(summary)
     status(json_out=False, stale_after=24.0)
     console.print()
     console.print(demo_mod.closing_note(directory, salesforce=sf is not None), soft_wrap=True)
@@ -325,11 +228,11 @@ def demo(
 
 def _register_commands() -> None:
     """The commands kept in their own modules, and demo, in the order `okrsync --help` lists them."""
-    from okrsync.cli_audit import audit
-    from okrsync.cli_checks import checks_app
-    from okrsync.cli_sandbox import sandbox_app
-    from okrsync.cli_users import serve, users_app
-    from okrsync.cli_values import diff, drill, history
+    from okrsync.cli.audit import audit
+    from okrsync.cli.checks import checks_app
+    from okrsync.cli.sandbox import sandbox_app
+    from okrsync.cli.users import serve, users_app
+    from okrsync.cli.values import diff, drill, history
 
     for command in (history, drill, diff, demo, serve, audit):
         app.command()(command)
@@ -343,10 +246,11 @@ _register_commands()
 
 def main() -> None:
     """Entry point: known errors become a message and an exit status, not a traceback."""
+    context = CliContext()
     try:
-        app()
+        app(obj=context)
     except OkrsyncError as exc:
-        if State.debug:
+        if context.debug:
             traceback.print_exc()
         err.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False)
         if exc.hint:
@@ -355,29 +259,3 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted: nothing of the unfinished step was committed")
         sys.exit(130)
-
-
-def _streams(project_file: Path, started: list[str]) -> list[str]:
-    """The project's streams (those that started, if the file cannot be read again)."""
-    from okrsync.project import load_project
-
-    try:
-        return list(load_project(project_file).streams)
-    except OkrsyncError:
-        return list(dict.fromkeys(started))
-
-
-def _interrupted(kept: list[str], unfinished: list[str]) -> NoReturn:
-    """Say what an interrupted run kept (the streams it committed) and what not, then exit 130."""
-    synced = f"kept what was synced before it ({', '.join(kept)})" if kept else "no stream was synced"
-    dropped = f"; not synced: {', '.join(unfinished)} (an unfinished sync keeps nothing)" * bool(unfinished)
-    err.print(f"interrupted: {escape(synced + dropped)}; no key result was recorded (each keeps its last "
-              "value); the run is closed and its leases are free, so the next run can start at once",
-              highlight=False)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(130)  # sync threads still blocked on a source must not hold the exit (their work is fenced)
-
-
-if __name__ == "__main__":
-    main()

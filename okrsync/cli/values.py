@@ -13,9 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from okrsync.cli.context import JsonOpt, console, open_project, open_store, parse_time
 from okrsync.errors import ConfigError, OkrsyncError
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _unit(project: Any, kr_id: str) -> str | None:
@@ -30,23 +29,23 @@ def history(kr_id: str, json_out: JsonOpt = False) -> None:
     """Every computed value of a key result, in as-of order (back-filled values at their as-of time)."""
     from okr_store.checks import decisions_for_kr
     from okr_store.queries import history as load
-    from okrsync import cli, render
+    from okrsync import render
 
-    project = cli._project()
-    with cli._store(project, read_only=True).engine.connect() as conn:
+    project = open_project()
+    with open_store(project, read_only=True).engine.connect() as conn:
         values = load(conn, kr_id)
         decisions = decisions_for_kr(conn, kr_id)
     if json_out:
-        cli.console.print_json(
+        console.print_json(
             render.dumps(
                 {"kr": kr_id, "values": [render.value_json(v, _unit(project, kr_id)) for v in values],
                  "decisions": decisions}
             )
         )
     else:
-        render.history_table(cli.console, kr_id, values, _unit(project, kr_id))
+        render.history_table(console, kr_id, values, _unit(project, kr_id))
         for d in decisions:
-            cli.console.print(
+            console.print(
                 f"  {render.fmt_time(d['at'])} {escape(d['actor'])} {d['action']}ed check "
                 f"#{d['check_id']} {escape(d['check'])}: {escape(d['reason'])}",
                 highlight=False,
@@ -72,7 +71,7 @@ def drill(
 ) -> None:
     """The source records behind a key result value, each with its contribution."""
     from okr_store import lineage, queries
-    from okrsync import access, cli, render
+    from okrsync import access, render
 
     if fmt not in ("table", "csv", "json"):
         raise ConfigError("--format takes table, csv or json")
@@ -81,13 +80,13 @@ def drill(
     if bad:
         raise ConfigError(f"--where {bad[0]!r}: expected FIELD=VALUE", hint="e.g. --where region=EMEA")
     equals = access.where_filters(where or [])
-    project = cli._project()
-    store = cli._store(project, read_only=True)
+    project = open_project()
+    store = open_store(project, read_only=True)
     with store.engine.connect() as conn:
         v = (
             queries.value_by_id(conn, value_id)
             if value_id
-            else queries.value_at(conn, kr_id, cli.parse_time(at, project.settings.timezone))
+            else queries.value_at(conn, kr_id, parse_time(at, project.settings.timezone))
         )
     if v.kr_id != kr_id:
         raise ConfigError(f"value #{v.id} belongs to {v.kr_id}, not {kr_id}")
@@ -97,7 +96,7 @@ def drill(
     if fmt == "table":
         page = lineage.drill(store, v, limit=count or 50, offset=offset, sums=sums, **ask)
         d = access.drill_as(project, role, page)
-        render.drill_table(cli.console, d, _unit(project, kr_id), offset, access.record_links(project, d))
+        render.drill_table(console, d, _unit(project, kr_id), offset, access.record_links(project, d))
         return
     from okrsync import drill_export
 
@@ -135,15 +134,15 @@ def diff(
     previous one by as-of).
     """
     from okr_store import lineage, queries
-    from okrsync import access, cli, render
+    from okrsync import access, render
 
-    project = cli._project()
+    project = open_project()
     tz = project.settings.timezone
-    store = cli._store(project, read_only=True)
+    store = open_store(project, read_only=True)
     with store.engine.connect() as conn:
-        after = queries.value_at(conn, kr_id, cli.parse_time(to, tz))
+        after = queries.value_at(conn, kr_id, parse_time(to, tz))
         if from_ is not None:
-            before = queries.value_at(conn, kr_id, cli.parse_time(from_, tz))
+            before = queries.value_at(conn, kr_id, parse_time(from_, tz))
         else:
             found = queries.compared_with(queries.history(conn, kr_id), after)
             if found is None:
@@ -152,8 +151,8 @@ def diff(
     role = access.records_role(project)
     result = access.diff_as(project, role, lineage.diff(store, before, after, limit=limit))
     if json_out:
-        cli.console.print_json(render.dumps(render.diff_json(result, _unit(project, kr_id))))
+        console.print_json(render.dumps(render.diff_json(result, _unit(project, kr_id))))
     else:
-        render.diff_text(cli.console, result, _unit(project, kr_id))
+        render.diff_text(console, result, _unit(project, kr_id))
 
 

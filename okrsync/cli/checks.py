@@ -13,6 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from okrsync.cli.context import JsonOpt, console, open_project, open_store, parse_time
+from okrsync.cli.running import execute, print_summary
 from okrsync.errors import ConfigError
 
 checks_app = typer.Typer(
@@ -20,7 +22,6 @@ checks_app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
 )
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 STATUS_STYLE = {
     "passed": "green",
     "warned": "yellow",
@@ -30,11 +31,9 @@ STATUS_STYLE = {
 }
 
 
-def _ctx(*, read_only: bool = False) -> tuple[Any, Any, Any]:
-    from okrsync import cli
-
-    project = cli._project()
-    return cli, project, cli._store(project, read_only=read_only)
+def _ctx(*, read_only: bool = False) -> tuple[Any, Any]:
+    project = open_project()
+    return project, open_store(project, read_only=read_only)
 
 
 @checks_app.callback()
@@ -50,14 +49,14 @@ def checks(
     from okr_store.checks import list_checks
     from okrsync.render import check_json, dumps, fmt_time
 
-    cli, project, store = _ctx(read_only=True)
+    project, store = _ctx(read_only=True)
     with store.engine.connect() as conn:
-        rows = list_checks(conn, failed=failed, since=cli.parse_time(since, project.settings.timezone))
+        rows = list_checks(conn, failed=failed, since=parse_time(since, project.settings.timezone))
     if json_out:
-        cli.console.print_json(dumps({"checks": [check_json(r) for r in rows]}))
+        console.print_json(dumps({"checks": [check_json(r) for r in rows]}))
         return
     if not rows:
-        cli.console.print("No check results." + ("" if failed else " Declare checks in the project file."))
+        console.print("No check results." + ("" if failed else " Declare checks in the project file."))
         return
     t = Table(title="Data-quality checks")
     for col in ("#", "when", "on", "check", "severity", "status", "failed", "held KRs"):
@@ -74,7 +73,7 @@ def checks(
             f"{r.unexpected_count}/{r.element_count}" if r.element_count else Text(r.observed or ""),
             Text(", ".join(r.held_krs)),
         )
-    cli.console.print(t)
+    console.print(t)
 
 
 @checks_app.command()
@@ -83,7 +82,7 @@ def show(check_id: int, json_out: JsonOpt = False) -> None:
     from okr_store.checks import audit_log, get_check
     from okrsync.render import check_json, dumps, fmt_time
 
-    cli, _, store = _ctx(read_only=True)
+    _, store = _ctx(read_only=True)
     with store.engine.connect() as conn:
         r = get_check(conn, check_id)
         events = audit_log(conn, check_id=check_id)
@@ -91,11 +90,11 @@ def show(check_id: int, json_out: JsonOpt = False) -> None:
         {"at": e.at, "actor": e.actor, "action": e.action, "reason": e.reason, "hash": e.hash} for e in events
     ]
     if json_out:
-        cli.console.print_json(
+        console.print_json(
             dumps({**check_json(r), "sample": r.sample, "result": r.result, "audit": audit})
         )
         return
-    c = cli.console
+    c = console
     c.print(
         f"[bold]Check #{r.id}[/bold] {escape(r.label)} on "
         f"{escape(r.stream or 'KR ' + str(r.kr_id))} — [{STATUS_STYLE.get(r.status, '')}]{r.status}[/] "
@@ -140,21 +139,21 @@ def accept(
     from flows.review import accept as do_accept
     from okrsync.render import dumps
 
-    cli, project, store = _ctx()
+    project, store = _ctx()
     who = actor or os.environ.get("OKRSYNC_ACTOR") or getpass.getuser()
     done = do_accept(project, store, check_id, reason=reason, actor=who)
     if json_out:
-        cli.console.print_json(dumps(done.__dict__))
+        console.print_json(dumps(done.__dict__))
         return
-    cli.console.print(
+    console.print(
         f"[green]✓[/green] accepted check(s) {', '.join(f'#{i}' for i in done.check_ids)} as {who}"
         + (f"; {done.rows_committed} staged row changes committed to {done.stream}" if done.stream else "")
     )
-    cli.console.print(
+    console.print(
         f"{len(done.values)} key results recomputed" + (f", {len(done.held)} still held" if done.held else "")
     )
     for kr, why in done.held.items():
-        cli.console.print(f"  [yellow]⏸ {escape(kr)}[/yellow]: {escape(why)}")
+        console.print(f"  [yellow]⏸ {escape(kr)}[/yellow]: {escape(why)}")
 
 
 @checks_app.command()
@@ -162,14 +161,14 @@ def rerun(check_id: int) -> None:
     """Run the sync again (after the source was fixed): a new sync supersedes the blocked one."""
     from okr_store.checks import get_check
 
-    cli, project, store = _ctx()
+    project, store = _ctx()
     with store.engine.connect() as conn:
         r = get_check(conn, check_id)
-    summary = cli.execute(project.path, None)
-    cli._print_summary(summary)
+    summary = execute(project.path, None)
+    print_summary(summary)
     with store.engine.connect() as conn:
         now = get_check(conn, check_id)
-    cli.console.print(
+    console.print(
         f"check #{check_id} is now {now.status}"
         + (
             f" (stream {r.stream} synced)"
@@ -190,7 +189,7 @@ def docs(
     from metrics.quality import CheckSpec, Outcome
     from okr_store.checks import list_checks
 
-    cli, _, store = _ctx(read_only=True)
+    _, store = _ctx(read_only=True)
     with store.engine.connect() as conn:
         rows = [r for r in list_checks(conn, limit=5000) if r.stream and not CheckSpec(**r.spec).builtin]
     latest: dict[str, int] = {}
@@ -219,4 +218,4 @@ def docs(
             hint="declare expect_… checks on a stream and run `okrsync run`",
         )
     index = build_data_docs(records, directory)
-    cli.console.print(f"Data Docs for {len(records)} stream(s): {index}")
+    console.print(f"Data Docs for {len(records)} stream(s): {index}")
