@@ -19,8 +19,8 @@ from okrsync.cli.context import (
     CliContext,
     JsonOpt,
     ProjectOpt,
+    cli_context,
     console,
-    current,
     err,
     now,
     open_project,
@@ -63,6 +63,7 @@ def init(
 
 @app.command()
 def validate(
+    ctx: typer.Context,
     check_sources: Annotated[
         bool, typer.Option("--check-sources", help="Also connect to each source and check fields and types.")
     ] = False,
@@ -72,7 +73,7 @@ def validate(
     from okrsync.project_problems import ProjectFileError
 
     try:
-        project = open_project()
+        project = open_project(ctx)
     except ConfigError as exc:
         if not json_out:
             raise
@@ -123,19 +124,20 @@ def validate(
 # ---- run ----------------------------------------------------------------------------------------
 @app.command()
 def run(
+    ctx: typer.Context,
     as_of: Annotated[str | None, typer.Option(
         help="Back-fill history: compute as of this past time (default: now). The values join the "
         "history; a KR's current value stays the one with the latest as-of.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Sync every stream, compute every key result, record the values (a Prefect flow run)."""
-    project = open_project()
+    project = open_project(ctx)
     when = parse_time(as_of, project.settings.timezone)
     if when is not None:
         from flows.run import run_as_of
 
         when = run_as_of(when)  # refuse a future time before any flow run starts
-    summary = execute(project.path, when, quiet=json_out)
+    summary = execute(project.path, when, quiet=json_out, debug=cli_context(ctx).debug)
     if json_out:
         from okrsync.render import dumps
 
@@ -149,6 +151,7 @@ def run(
 # ---- status -------------------------------------------------------------------------------------
 @app.command()
 def status(
+    ctx: typer.Context,
     json_out: JsonOpt = False,
     stale_after: Annotated[float, typer.Option(help="Hours after which data counts as stale.")] = 24.0,
 ) -> None:
@@ -156,8 +159,8 @@ def status(
     from okr_store.queries import status_tree
     from okrsync import render
 
-    project = open_project()
-    store = open_store(project, read_only=True)
+    project = open_project(ctx)
+    store = open_store(ctx, project, read_only=True)
     with store.engine.connect() as conn:
         roots = status_tree(conn)
     at, window = now(), timedelta(hours=stale_after)
@@ -175,6 +178,7 @@ def status(
 # ---- demo ---------------------------------------------------------------------------------------
 # (history, drill and diff are in okrsync.cli.values; _register_commands lists them before demo)
 def demo(
+    ctx: typer.Context,
     directory: Annotated[Path, typer.Option("--dir", help="Where to build the demo.")] = Path("okrsync-demo"),
     force: Annotated[bool, typer.Option(help="Rebuild an existing demo directory.")] = False,
     inject_bad_rows: Annotated[
@@ -215,10 +219,10 @@ def demo(
                                seed=demo_mod.SANDBOX_SEED, opportunities=demo_mod.SANDBOX_OPPORTUNITIES)
         console.print(f"Started a local Salesforce sandbox at https://127.0.0.1:{sf.port} (pid {pid}).")
     console.print(f"Built a demo ERP and project in [bold]{directory}/[/bold]. Running it (Prefect flow)…")
-    current().project_file = project_file
-    summary = execute(project_file, None)
+    cli_context(ctx).project_file = project_file
+    summary = execute(project_file, None, debug=cli_context(ctx).debug)
     print_summary(summary)
-    status(json_out=False, stale_after=24.0)
+    status(ctx, json_out=False, stale_after=24.0)
     console.print()
     console.print(demo_mod.closing_note(directory, salesforce=sf is not None), soft_wrap=True)
     console.print(demo_mod.next_steps(directory, salesforce=sf is not None), soft_wrap=True)

@@ -19,6 +19,7 @@ Verify = Annotated[bool, typer.Option("--verify", help="Check the whole hash cha
 
 
 def audit(
+    ctx: typer.Context,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="How many events, newest first.")] = 50,
     access: Access = False,
     user: Annotated[str | None, typer.Option(help="Only events by or about this user.")] = None,
@@ -29,8 +30,8 @@ def audit(
     from okr_store import audit as store_audit
     from okrsync.render import dumps, fmt_time
 
-    project = open_project()
-    store = open_store(project, read_only=True)
+    project = open_project(ctx)
+    store = open_store(ctx, project, read_only=True)
     with store.engine.connect() as conn:
         if user is None:
             rows = store_audit.recent(conn, limit=limit, access_only=access)

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from okrsync.cli.context import JsonOpt, console, open_project, open_store, parse_time
+from okrsync.cli.context import JsonOpt, cli_context, console, open_project, open_store, parse_time
 from okrsync.cli.running import execute, print_summary
 from okrsync.errors import ConfigError
 
@@ -31,9 +31,9 @@ STATUS_STYLE = {
 }
 
 
-def _ctx(*, read_only: bool = False) -> tuple[Any, Any]:
-    project = open_project()
-    return project, open_store(project, read_only=read_only)
+def _ctx(ctx: typer.Context, *, read_only: bool = False) -> tuple[Any, Any]:
+    project = open_project(ctx)
+    return project, open_store(ctx, project, read_only=read_only)
 
 
 @checks_app.callback()
@@ -49,7 +49,7 @@ def checks(
     from okr_store.checks import list_checks
     from okrsync.render import check_json, dumps, fmt_time
 
-    project, store = _ctx(read_only=True)
+    project, store = _ctx(ctx, read_only=True)
     with store.engine.connect() as conn:
         rows = list_checks(conn, failed=failed, since=parse_time(since, project.settings.timezone))
     if json_out:
@@ -77,12 +77,12 @@ def checks(
 
 
 @checks_app.command()
-def show(check_id: int, json_out: JsonOpt = False) -> None:
+def show(ctx: typer.Context, check_id: int, json_out: JsonOpt = False) -> None:
     """One check: what it found, a sample of the offending rows, the KRs it held, the decisions."""
     from okr_store.checks import audit_log, get_check
     from okrsync.render import check_json, dumps, fmt_time
 
-    _, store = _ctx(read_only=True)
+    _, store = _ctx(ctx, read_only=True)
     with store.engine.connect() as conn:
         r = get_check(conn, check_id)
         events = audit_log(conn, check_id=check_id)
@@ -128,6 +128,7 @@ def show(check_id: int, json_out: JsonOpt = False) -> None:
 
 @checks_app.command()
 def accept(
+    ctx: typer.Context,
     check_id: int,
     reason: Annotated[str, typer.Option(help="Why the data is fine (kept in the audit log).")],
     actor: Annotated[
@@ -139,7 +140,7 @@ def accept(
     from flows.review import accept as do_accept
     from okrsync.render import dumps
 
-    project, store = _ctx()
+    project, store = _ctx(ctx)
     who = actor or os.environ.get("OKRSYNC_ACTOR") or getpass.getuser()
     done = do_accept(project, store, check_id, reason=reason, actor=who)
     if json_out:
@@ -157,14 +158,14 @@ def accept(
 
 
 @checks_app.command()
-def rerun(check_id: int) -> None:
+def rerun(ctx: typer.Context, check_id: int) -> None:
     """Run the sync again (after the source was fixed): a new sync supersedes the blocked one."""
     from okr_store.checks import get_check
 
-    project, store = _ctx()
+    project, store = _ctx(ctx)
     with store.engine.connect() as conn:
         r = get_check(conn, check_id)
-    summary = execute(project.path, None)
+    summary = execute(project.path, None, debug=cli_context(ctx).debug)
     print_summary(summary)
     with store.engine.connect() as conn:
         now = get_check(conn, check_id)
@@ -182,6 +183,7 @@ def rerun(check_id: int) -> None:
 
 @checks_app.command()
 def docs(
+    ctx: typer.Context,
     directory: Annotated[Path, typer.Option("--dir", help="Where to build the site.")] = Path("gx-docs"),
 ) -> None:
     """Build Great Expectations Data Docs for the latest validation of each stream."""
@@ -189,7 +191,7 @@ def docs(
     from metrics.quality import CheckSpec, Outcome
     from okr_store.checks import list_checks
 
-    _, store = _ctx(read_only=True)
+    _, store = _ctx(ctx, read_only=True)
     with store.engine.connect() as conn:
         rows = [r for r in list_checks(conn, limit=5000) if r.stream and not CheckSpec(**r.spec).builtin]
     latest: dict[str, int] = {}

@@ -1,7 +1,8 @@
 """What every command of the CLI shares: the consoles, the options, and the run's context object.
 
-The root command's callback stores a :class:`CliContext` (the project file, ``--debug``) as click's
-context object; commands reach it with :func:`current` and open the project and its store through it.
+The root command's callback stores a :class:`CliContext` (the project file, ``--debug``) as the
+context object of the invocation; a command takes typer's ``ctx`` and opens the project and its store
+through it (:func:`open_project`, :func:`open_store`), as click's ``pass_obj`` commands do.
 Nothing here imports prefect or great_expectations: ``--help``, ``status`` and ``drill`` stay fast.
 """
 
@@ -12,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 from rich.console import Console
 
@@ -51,20 +51,19 @@ class CliContext:
         return Store(project.store_url(), read_only=read_only)
 
 
-def current() -> CliContext:
-    """The context of the command being run (a default one outside a command, e.g. in a test)."""
-    ctx = click.get_current_context(silent=True)
-    obj = ctx.find_root().obj if ctx is not None else None
-    return obj if isinstance(obj, CliContext) else CliContext()
+def cli_context(ctx: typer.Context) -> CliContext:
+    """The context object of this invocation (the root command's, made with defaults if unset, as
+    when a test invokes the app without ``obj``)."""
+    return ctx.find_root().ensure_object(CliContext)
 
 
-def open_project() -> Project:
+def open_project(ctx: typer.Context) -> Project:
     """The project of this invocation (``--project``, ``OKRSYNC_PROJECT`` or ``./okrsync.yaml``)."""
-    return current().project()
+    return cli_context(ctx).project()
 
 
-def open_store(project: Project, *, read_only: bool = False) -> Store:
-    return current().store(project, read_only=read_only)
+def open_store(ctx: typer.Context, project: Project, *, read_only: bool = False) -> Store:
+    return cli_context(ctx).store(project, read_only=read_only)
 
 
 def now() -> datetime:

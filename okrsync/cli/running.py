@@ -12,11 +12,13 @@ from typing import Any, NoReturn
 
 from rich.markup import escape
 
-from okrsync.cli.context import console, current, err
+from okrsync.cli.context import console, err
 from okrsync.errors import OkrsyncError
 
 
-def execute(project_file: Path, as_of: datetime | None, *, quiet: bool = False) -> dict[str, Any]:
+def execute(
+    project_file: Path, as_of: datetime | None, *, quiet: bool = False, debug: bool = False
+) -> dict[str, Any]:
     """Run the project (:func:`flows.execute.execute`) with a progress display; Ctrl-C or SIGTERM
     says what the run kept."""
     import signal
@@ -39,7 +41,7 @@ def execute(project_file: Path, as_of: datetime | None, *, quiet: bool = False) 
 
     try:
         with reporter, quiet_prefect_shutdown():
-            return flows_execute(project_file, as_of, on_wait=waiting, debug=current().debug)
+            return flows_execute(project_file, as_of, on_wait=waiting, debug=debug)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run closed its row and freed its leases
         if not main_thread:
             raise

@@ -23,9 +23,9 @@ PasswordStdin = Annotated[
 ]
 
 
-def _ctx() -> tuple[Any, Any]:
-    project = open_project()
-    return project, open_store(project)
+def _ctx(ctx: typer.Context) -> tuple[Any, Any]:
+    project = open_project(ctx)
+    return project, open_store(ctx, project)
 
 
 def _password(from_stdin: bool) -> str:
@@ -40,6 +40,7 @@ def _password(from_stdin: bool) -> str:
 
 @users_app.command("add")
 def add(
+    ctx: typer.Context,
     name: str,
     role: Annotated[str, typer.Option(help="One of the project's roles (settings.roles).")],
     password_stdin: PasswordStdin = False,
@@ -47,7 +48,7 @@ def add(
     """Add a user who signs in with a password (asked twice, never echoed). Audited."""
     from okrsync import accounts, users
 
-    project, store = _ctx()
+    project, store = _ctx(ctx)
     users.check_name(name)
     users.check_role(project, role)
     hashed = users.hash_password(_password(password_stdin))
@@ -57,12 +58,12 @@ def add(
 
 
 @users_app.command("list")
-def list_(json_out: JsonOpt = False) -> None:
+def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Every user with their role."""
     from okr_store import users as stored
     from okrsync.render import dumps, fmt_time
 
-    _, store = _ctx()
+    _, store = _ctx(ctx)
     with store.engine.connect() as conn:
         found = stored.list_users(conn)
     if json_out:
@@ -80,23 +81,23 @@ def list_(json_out: JsonOpt = False) -> None:
 
 
 @users_app.command("remove")
-def remove(name: str) -> None:
+def remove(ctx: typer.Context, name: str) -> None:
     """Remove a user, with their sessions and API tokens. Audited."""
     from okrsync import accounts
 
-    project, store = _ctx()
+    project, store = _ctx(ctx)
     with store.engine.begin() as conn:
         accounts.remove_user(conn, project, accounts.Actor.cli(), name)
     console.print(f"[green]✓[/green] removed {escape(name)}")
 
 
 @users_app.command("passwd")
-def passwd(name: str, password_stdin: PasswordStdin = False) -> None:
+def passwd(ctx: typer.Context, name: str, password_stdin: PasswordStdin = False) -> None:
     """Set a user's password (and end their sessions and API tokens). Audited."""
     from okr_store import users as stored
     from okrsync import accounts, users
 
-    project, store = _ctx()
+    project, store = _ctx(ctx)
     with store.engine.connect() as conn:
         if stored.get_user(conn, name) is None:  # before asking for a password
             raise NotFound(f"no user {name!r}", hint="`okrsync users list` shows them")
@@ -109,11 +110,11 @@ def passwd(name: str, password_stdin: PasswordStdin = False) -> None:
 
 
 @users_app.command("role")
-def role(name: str, new_role: Annotated[str, typer.Argument(metavar="ROLE")]) -> None:
+def role(ctx: typer.Context, name: str, new_role: Annotated[str, typer.Argument(metavar="ROLE")]) -> None:
     """Give a user another role (their sessions and API tokens end). Audited."""
     from okrsync import accounts
 
-    project, store = _ctx()
+    project, store = _ctx(ctx)
     with store.engine.begin() as conn:
         accounts.change_role(conn, project, accounts.Actor.cli(), name, new_role)
     console.print(
@@ -123,6 +124,7 @@ def role(name: str, new_role: Annotated[str, typer.Argument(metavar="ROLE")]) ->
 
 @users_app.command("token")
 def token(
+    ctx: typer.Context,
     name: str,
     label: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
     days: Annotated[
@@ -133,7 +135,7 @@ def token(
     Every token expires; a password or role change ends it. Audited."""
     from okrsync import accounts
 
-    _, store = _ctx()
+    _, store = _ctx(ctx)
     with store.engine.begin() as conn:
         secret, t = accounts.issue_token(conn, accounts.Actor.cli(), name, label, days)
     err.print(
@@ -144,23 +146,23 @@ def token(
 
 
 @users_app.command("revoke")
-def revoke(token_id: int) -> None:
+def revoke(ctx: typer.Context, token_id: int) -> None:
     """Revoke an API token by its number (`okrsync users tokens` lists them). Audited."""
     from okrsync import accounts
 
-    _, store = _ctx()
+    _, store = _ctx(ctx)
     with store.engine.begin() as conn:
         accounts.revoke_token(conn, accounts.Actor.cli(), token_id)
     console.print(f"[green]✓[/green] revoked API token #{token_id}")
 
 
 @users_app.command("tokens")
-def tokens(json_out: JsonOpt = False) -> None:
+def tokens(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Every API token (never the token itself: the store keeps only its hash)."""
     from okr_store import users as stored
     from okrsync.render import dumps, fmt_time
 
-    _, store = _ctx()
+    _, store = _ctx(ctx)
     with store.engine.connect() as conn:
         found = stored.list_tokens(conn)
     if json_out:
@@ -182,6 +184,7 @@ def tokens(json_out: JsonOpt = False) -> None:
 
 
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8800,
     session_hours: Annotated[
@@ -210,7 +213,7 @@ def serve(
     from okr_store import users as stored
     from okrsync.web.app import create_app
 
-    project, store = _ctx()
+    project, store = _ctx(ctx)
     with store.engine.connect() as conn:
         if not stored.list_users(conn):
             err.print(

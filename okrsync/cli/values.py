@@ -25,14 +25,14 @@ def _unit(project: Any, kr_id: str) -> str | None:
     return b.spec.unit or project.metrics[b.spec.metric].unit
 
 
-def history(kr_id: str, json_out: JsonOpt = False) -> None:
+def history(ctx: typer.Context, kr_id: str, json_out: JsonOpt = False) -> None:
     """Every computed value of a key result, in as-of order (back-filled values at their as-of time)."""
     from okr_store.checks import decisions_for_kr
     from okr_store.queries import history as load
     from okrsync import render
 
-    project = open_project()
-    with open_store(project, read_only=True).engine.connect() as conn:
+    project = open_project(ctx)
+    with open_store(ctx, project, read_only=True).engine.connect() as conn:
         values = load(conn, kr_id)
         decisions = decisions_for_kr(conn, kr_id)
     if json_out:
@@ -53,6 +53,7 @@ def history(kr_id: str, json_out: JsonOpt = False) -> None:
 
 
 def drill(
+    ctx: typer.Context,
     kr_id: str,
     at: Annotated[str | None, typer.Option(help="The value as of this time (default: current).")] = None,
     value_id: Annotated[int | None, typer.Option("--value", help="A value id from `history`.")] = None,
@@ -80,8 +81,8 @@ def drill(
     if bad:
         raise ConfigError(f"--where {bad[0]!r}: expected FIELD=VALUE", hint="e.g. --where region=EMEA")
     equals = access.where_filters(where or [])
-    project = open_project()
-    store = open_store(project, read_only=True)
+    project = open_project(ctx)
+    store = open_store(ctx, project, read_only=True)
     with store.engine.connect() as conn:
         v = (
             queries.value_by_id(conn, value_id)
@@ -122,6 +123,7 @@ def _limit(text: str | None, fmt: str) -> int | None:
 
 
 def diff(
+    ctx: typer.Context,
     kr_id: str,
     from_: Annotated[str | None, typer.Option("--from", help="As-of time of the earlier value.")] = None,
     to: Annotated[str | None, typer.Option(help="As-of time of the later value (default: current).")] = None,
@@ -136,9 +138,9 @@ def diff(
     from okr_store import lineage, queries
     from okrsync import access, render
 
-    project = open_project()
+    project = open_project(ctx)
     tz = project.settings.timezone
-    store = open_store(project, read_only=True)
+    store = open_store(ctx, project, read_only=True)
     with store.engine.connect() as conn:
         after = queries.value_at(conn, kr_id, parse_time(to, tz))
         if from_ is not None:
