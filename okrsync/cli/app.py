@@ -55,7 +55,7 @@ def init(
     """Write a commented project file to start from."""
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists", hint="use --force to overwrite it, or pick another path")
-    template = Path(__file__).parent / "templates" / "okrsync.yaml"
+    template = Path(__file__).parents[1] / "templates" / "okrsync.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(template.read_text())
     console.print(f"Wrote {path}. Edit it, then run [bold]okrsync validate --check-sources[/bold].")
