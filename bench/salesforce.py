@@ -81,7 +81,7 @@ def _org_amount(amount: Any) -> Decimal | None:
 
 def _serve(pipe: Connection, opportunities: int, accounts: int, seed: int) -> None:
     """The child process: start the sandbox, say how to reach it, answer commands until ``stop``."""
-    from tests.sandboxes.salesforce import SalesforceSandbox
+    from okrsync.sandboxes.salesforce import SalesforceSandbox
 
     box = SalesforceSandbox(opportunities=opportunities, accounts=accounts, seed=seed).start()
     try:
