@@ -1,5 +1,5 @@
 """Salesforce extraction: okrsync's Salesforce connector (REST, Bulk API 2.0, incremental) against what a
-hand-written script does, on the loopback Salesforce sandbox (``tests/sandboxes/salesforce``).
+hand-written script does, on the loopback Salesforce sandbox (``okrsync/sandboxes/salesforce``).
 
 * **Baseline**: the real simple-salesforce client with a session id (what ``SalesforceSandbox.client()``
   builds), ``sf.query_all_iter(SOQL)`` over REST, every row collected into ``pd.DataFrame.from_records``.
@@ -81,7 +81,7 @@ def _org_amount(amount: Any) -> Decimal | None:
 
 def _serve(pipe: Connection, opportunities: int, accounts: int, seed: int) -> None:
     """The child process: start the sandbox, say how to reach it, answer commands until ``stop``."""
-    from tests.sandboxes.salesforce import SalesforceSandbox
+    from okrsync.sandboxes.salesforce import SalesforceSandbox
 
     box = SalesforceSandbox(opportunities=opportunities, accounts=accounts, seed=seed).start()
     try:

@@ -315,7 +315,7 @@ class SalesforceDemo:
 
 def _crm_targets(sf: SalesforceDemo, today: date) -> tuple[Decimal, Decimal]:
     """Targets from the sandbox org's last full quarter (closed-won and pipeline created), +15 %."""
-    from tests.sandboxes.salesforce.model import Org
+    from okrsync.sandboxes.salesforce.model import Org
 
     org = Org(sf.org_time).generate(seed=SANDBOX_SEED, opportunities=SANDBOX_OPPORTUNITIES)
     prev = _last_quarter(today)

@@ -52,8 +52,8 @@ def mariadb_url() -> Iterator[str]:
 
 
 # The loopback Salesforce sandbox, for connector, flow and CLI tests alike.
-from tests.sandboxes.bamboohr.fixtures import bamboohr_sandbox, make_bamboohr_sandbox  # noqa: E402
-from tests.sandboxes.salesforce.fixtures import make_salesforce_sandbox, salesforce_sandbox  # noqa: E402
+from tests.sandboxes.bamboohr_fixtures import bamboohr_sandbox, make_bamboohr_sandbox  # noqa: E402
+from tests.sandboxes.salesforce_fixtures import make_salesforce_sandbox, salesforce_sandbox  # noqa: E402
 
 __all__ = ["bamboohr_sandbox", "make_bamboohr_sandbox", "make_salesforce_sandbox", "mariadb_url", "pg_url",
            "salesforce_sandbox"]

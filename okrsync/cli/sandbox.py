@@ -3,8 +3,8 @@
 Like stripe-mock for Stripe: an HTTPS server on loopback that the real simple-salesforce client talks
 to, over a seeded org (users, accounts, opportunities in two currencies, leads, cases, deleted rows).
 Its certificate, JWT key and ``connection.json`` live in ``--dir``; a restart serves the same org.
-The server's code lives with the tests (``tests/sandboxes/salesforce``): it ships with a source
-checkout, which is how okrsync is installed (``pip install -e .``).
+The server is :mod:`okrsync.sandboxes.salesforce`, imported only when a command needs it (the CLI's
+fast paths stay fast).
 """
 
 from __future__ import annotations
@@ -31,13 +31,8 @@ DEFAULT_DIR = Path("salesforce-sandbox")
 
 
 def _runner() -> Any:
-    try:
-        from tests.sandboxes.salesforce import runner
-    except ModuleNotFoundError:
-        raise ConfigError(
-            "the Salesforce sandbox is not installed",
-            hint="it ships with okrsync's source checkout: `pip install -e .` from a clone",
-        ) from None
+    from okrsync.sandboxes.salesforce import runner
+
     return runner
 
 

@@ -30,10 +30,10 @@ from connectors.base import StreamSpec, Watermark, cursor_values, typed_watermar
 from connectors.hr import HrConnector, HrOptions
 from connectors.hr.bamboohr_client import retry_after_seconds
 from okrsync.errors import ConfigError, OkrsyncError, SourceError
+from okrsync.sandboxes.bamboohr import BambooHrSandbox, Employee
+from okrsync.sandboxes.bamboohr.model import INVOLUNTARY_TYPE, RETIREMENT_TYPE, VOLUNTARY_TYPE, Org
 from okrsync.schema import FieldType, StreamSchema
-from tests.sandboxes.bamboohr import BambooHrSandbox, Employee
-from tests.sandboxes.bamboohr.fixtures import bamboohr_sandbox, make_bamboohr_sandbox  # noqa: F401
-from tests.sandboxes.bamboohr.model import INVOLUNTARY_TYPE, RETIREMENT_TYPE, VOLUNTARY_TYPE, Org
+from tests.sandboxes.bamboohr_fixtures import bamboohr_sandbox, make_bamboohr_sandbox  # noqa: F401
 
 KEY_ENV = "OKRSYNC_TEST_BAMBOOHR_KEY"
 LOGGERS = ("", "urllib3", "urllib3.connectionpool", "requests", "connectors", "okrsync", "charset_normalizer")

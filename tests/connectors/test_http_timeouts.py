@@ -16,7 +16,7 @@ import pytest
 from connectors.base import StreamSpec
 from connectors.salesforce import SalesforceConnector
 from okrsync.errors import SourceError
-from tests.sandboxes.salesforce import SalesforceSandbox
+from okrsync.sandboxes.salesforce import SalesforceSandbox
 
 
 def salesforce(box: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch,

@@ -17,8 +17,8 @@ import pytest
 from connectors.base import StreamSpec, Watermark
 from connectors.salesforce import SalesforceConnector
 from okrsync.errors import ConfigError, SourceError
+from okrsync.sandboxes.salesforce import SalesforceSandbox
 from okrsync.schema import FieldType
-from tests.sandboxes.salesforce import SalesforceSandbox
 
 FIELDS = ("Amount", "StageName", "CloseDate", "IsWon", "Account.Name", "CurrencyIsoCode", "SystemModstamp")
 WITH_USD = (*FIELDS, "Amount_USD")
@@ -450,7 +450,7 @@ def test_calls_to_one_org_are_capped_across_streams(box: SalesforceSandbox,
 def test_a_wrong_password_shows_the_org_s_reason_not_a_template(
     connect: Callable[..., SalesforceConnector], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.sandboxes.salesforce.auth import INVALID_LOGIN
+    from okrsync.sandboxes.salesforce.auth import INVALID_LOGIN
 
     monkeypatch.setenv("SF_PASSWORD", "wrong-password")
     with pytest.raises(SourceError, match="refused the login") as exc:

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from connectors.base import StreamSpec
 from connectors.salesforce import SalesforceConnector
 from okrsync.errors import ConfigError, OkrsyncError, SourceError
-from tests.sandboxes.salesforce import SalesforceSandbox
-from tests.sandboxes.salesforce.auth import Credentials
+from okrsync.sandboxes.salesforce import SalesforceSandbox
+from okrsync.sandboxes.salesforce.auth import Credentials
 
 FIELDS = ("Amount", "StageName", "CloseDate", "SystemModstamp")
 LOGGERS = ("", "urllib3", "urllib3.connectionpool", "requests", "simple_salesforce", "connectors", "okrsync")

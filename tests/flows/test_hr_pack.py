@@ -46,8 +46,8 @@ from okrsync import access, cli
 from okrsync.errors import OkrsyncError
 from okrsync.pii import MASK, PREFIX
 from okrsync.project import Project, load_project
-from tests.sandboxes.bamboohr import Application, Ats, BambooHrSandbox, Employee, Org
-from tests.sandboxes.bamboohr.model import INVOLUNTARY_TYPE, VOLUNTARY_TYPE
+from okrsync.sandboxes.bamboohr import Application, Ats, BambooHrSandbox, Employee, Org
+from okrsync.sandboxes.bamboohr.model import INVOLUNTARY_TYPE, VOLUNTARY_TYPE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "hr"
 KEY_ENV = "BAMBOOHR_API_KEY"  # the variable the example names

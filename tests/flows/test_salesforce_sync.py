@@ -22,7 +22,7 @@ from okr_store import lineage, queries
 from okr_store.store import Store
 from okrsync.errors import OkrsyncError
 from okrsync.project import Project, load_project
-from tests.sandboxes.salesforce import SalesforceSandbox
+from okrsync.sandboxes.salesforce import SalesforceSandbox
 
 AS_OF = datetime(2026, 6, 15, 18, 0)  # inside 2026-Q2; the sandbox clock starts at 2026-06-15 12:00 UTC
 Q2 = (date(2026, 4, 1), date(2026, 6, 15))

@@ -22,8 +22,8 @@ from okr_store.store import Store
 from okrsync.errors import OkrsyncError
 from okrsync.project import Project, check_sources, load_project
 from okrsync.project_problems import ProjectFileError
-from tests.sandboxes.salesforce import SalesforceSandbox
-from tests.sandboxes.salesforce.auth import Credentials
+from okrsync.sandboxes.salesforce import SalesforceSandbox
+from okrsync.sandboxes.salesforce.auth import Credentials
 
 AS_OF = datetime(2026, 6, 15, 18, 0)  # inside 2026-Q2; the sandbox clock starts at 2026-06-15 12:00 UTC
 Q2 = (date(2026, 4, 1), date(2026, 6, 15))

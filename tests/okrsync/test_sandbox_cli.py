@@ -29,10 +29,10 @@ import pytest
 from connectors.base import StreamSpec, Watermark
 from connectors.salesforce import SalesforceConnector
 from okrsync.cli.sandbox import PID_FILE, free_port, stop_background
+from okrsync.sandboxes.salesforce.faults import Faults
+from okrsync.sandboxes.salesforce.model import Org
+from okrsync.sandboxes.salesforce.rest import SandboxApp
 from tests.okrsync.conftest import OKRSYNC, Cli, Result
-from tests.sandboxes.salesforce.faults import Faults
-from tests.sandboxes.salesforce.model import Org
-from tests.sandboxes.salesforce.rest import SandboxApp
 
 WIDE = {"COLUMNS": "500"}  # one line per message, whatever the length of the tmp path
 OPPORTUNITIES = StreamSpec(name="opportunities", source="crm", primary_key="Id", cursor="SystemModstamp",

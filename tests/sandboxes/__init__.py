@@ -1,1 +1,1 @@
-"""Local, loopback-only stand-ins for external systems (test servers the real clients talk to)."""
+"""pytest fixtures for the loopback sandboxes, which themselves ship in ``okrsync.sandboxes``."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .server import BambooHrSandbox
+from okrsync.sandboxes.bamboohr import BambooHrSandbox
 
 
 @contextmanager

@@ -28,15 +28,14 @@ from simple_salesforce.bulk2 import SFBulk2Type
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
 
-from .salesforce import Org, SalesforceSandbox
-from .salesforce.auth import generate_rsa_private_key_pem, route_login_hosts
-from .salesforce.model import DEFAULT_NOW
-from .salesforce.runner import start_sandbox
-from .salesforce.soql_eval import execute
+from okrsync.sandboxes.salesforce import Org, SalesforceSandbox
+from okrsync.sandboxes.salesforce.auth import generate_rsa_private_key_pem, route_login_hosts
+from okrsync.sandboxes.salesforce.model import DEFAULT_NOW
+from okrsync.sandboxes.salesforce.runner import start_sandbox
+from okrsync.sandboxes.salesforce.soql_eval import execute
 
 Factory = Callable[..., SalesforceSandbox]
 _WAIT = cast(int, 0.01)  # Bulk 2.0's first-poll delay (annotated int, a float works)
-_REPO = Path(__file__).resolve().parents[2]
 
 
 def _sobject(sf: Salesforce, name: str) -> SFType:
@@ -435,13 +434,14 @@ def test_start_sandbox_on_a_taken_port(tmp_path: Path) -> None:
 def test_serve_forever_prints_facts_and_stops_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
     state = tmp_path / "state"
     code = (
-        "import sys; from pathlib import Path; from tests.sandboxes.salesforce.runner import serve_forever; "
+        "import sys; from pathlib import Path; "
+        "from okrsync.sandboxes.salesforce.runner import serve_forever; "
         "serve_forever(Path(sys.argv[1]), port=0, opportunities=20, accounts=5)"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(state)],
-        cwd=_REPO,
+        cwd=tmp_path,  # the installed package, from any folder
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -14,13 +14,13 @@ from urllib.parse import urlsplit
 import requests
 from simple_salesforce.api import Salesforce
 
-from tests.sandboxes.https import LoopbackTLSServer
+from okrsync.sandboxes.https import LoopbackTLSServer
+from okrsync.sandboxes.tls import make_certificate, server_context
 
 from .auth import route_login_hosts
 from .faults import Faults, RequestLog, RequestRecord
 from .model import Org
 from .rest import Response, SandboxApp, parse_query_string
-from .tls import make_certificate, server_context
 
 API_VERSION = "59.0"
 

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.sandboxes import https
+from okrsync.sandboxes import https
 
 MAX_DELAY_MS = 2000
 

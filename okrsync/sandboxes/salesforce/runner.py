@@ -16,10 +16,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from okrsync.sandboxes.tls import write_private_file
+
 from .auth import generate_rsa_private_key_pem
 from .model import Org
 from .server import SalesforceSandbox
-from .tls import write_private_file
 
 JWT_KEY_FILE = "jwt-private-key.pem"
 CONNECTION_FILE = "connection.json"

@@ -32,8 +32,8 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.format import format_soql
 from simple_salesforce.login import SalesforceLogin
 
-from .salesforce import Org, SalesforceSandbox
-from .salesforce.ids import checksum_suffix
+from okrsync.sandboxes.salesforce import Org, SalesforceSandbox
+from okrsync.sandboxes.salesforce.ids import checksum_suffix
 
 Factory = Callable[..., SalesforceSandbox]
 # Bulk 2.0 sleeps `wait` seconds before its first poll (annotated int, but a float works)

@@ -1,4 +1,4 @@
-"""A throwaway self-signed certificate for the sandbox (localhost, 127.0.0.1, ::1 and its host)."""
+"""A throwaway self-signed certificate for the sandboxes (localhost, 127.0.0.1, ::1 and its host)."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.sandboxes.https import LoopbackTLSServer
-from tests.sandboxes.salesforce.tls import make_certificate, server_context
+from okrsync.sandboxes.https import LoopbackTLSServer
+from okrsync.sandboxes.tls import make_certificate, server_context
 
 from .app import BambooHrApp, Response, parse_query_string
 from .ats import Ats

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .server import SalesforceSandbox
+from okrsync.sandboxes.salesforce import SalesforceSandbox
 
 
 @contextmanager

@@ -1,0 +1,1 @@
+"""Tests of the sandboxes behind ``okrsync sandbox`` and the demo (``okrsync.sandboxes``)."""
