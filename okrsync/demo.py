@@ -348,7 +348,7 @@ def build(directory: Path, *, today: date, force: bool = False,
                 hint=f"look at it with `{okrsync_command()} -p {directory}/okrsync.yaml status`, "
                 f"or rebuild it with `{okrsync_command()} demo --dir {directory} --force`",
             )
-        from okrsync.cli.sandbox import stop_background
+        from okrsync.sandboxes.background import stop_background
 
         stop_background(directory / SANDBOX_DIR)  # the old demo's sandbox, if it still runs
         shutil.rmtree(directory)

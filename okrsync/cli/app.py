@@ -209,7 +209,7 @@ def demo(
         )
         return
 
-    from okrsync.cli.sandbox import free_port, start_background
+    from okrsync.sandboxes.background import free_port, start_background
 
     now = datetime.now(UTC).replace(microsecond=0)
     sf = demo_mod.SalesforceDemo(free_port(), now) if salesforce else None

@@ -9,12 +9,6 @@ fast paths stay fast).
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,107 +17,15 @@ import typer
 
 from okrsync.cli.context import console
 from okrsync.errors import ConfigError, SourceError
+from okrsync.sandboxes.background import (
+    port_for,
+    runner_module,
+    start_background,
+    stop_background,
+)
 
 sandbox_app = typer.Typer(help="Local stand-ins for SaaS sources, to try okrsync without an account.")
-PID_FILE = "sandbox.pid"
-LOG_FILE = "sandbox.log"
 DEFAULT_DIR = Path("salesforce-sandbox")
-
-
-def _runner() -> Any:
-    from okrsync.sandboxes.salesforce import runner
-
-    return runner
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port(state_dir: Path, port: int | None) -> int:
-    if port is not None:
-        return port
-    previous = _runner().read_connection(state_dir)
-    return int(previous["instance_url"].rsplit(":", 1)[1]) if previous else 8443
-
-
-def _running_pid(state_dir: Path) -> int | None:
-    """The pid of the background sandbox serving ``state_dir`` (the pid file names the folder, so a
-    copied folder never claims the original's process)."""
-    try:
-        pid_text, _, folder = (state_dir / PID_FILE).read_text().strip().partition(" ")
-        pid = int(pid_text)
-        if folder != str(state_dir.resolve()):
-            return None
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
-def start_background(state_dir: Path, *, port: int | None = None, seed: int = 7,
-                     opportunities: int = 2000, org_time: datetime | None = None, timeout: float = 60) -> int:
-    """Start the sandbox as a detached process serving ``state_dir``; returns its pid once it listens."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if (pid := _running_pid(state_dir)) is not None:
-        running = _port(state_dir, None)
-        if port is not None and port != running:
-            raise ConfigError(f"a sandbox for {state_dir} already runs on port {running} (pid {pid})",
-                              hint=f"stop it first: `okrsync sandbox salesforce --dir {state_dir} --stop`")
-        return pid
-    port = _port(state_dir, port)
-    conn_file = state_dir / "connection.json"
-    before = conn_file.stat().st_mtime_ns if conn_file.exists() else None
-    cmd = [sys.executable, "-m", "okrsync.cli", "sandbox", "salesforce", "--dir", str(state_dir),
-           "--port", str(port), "--seed", str(seed), "--opportunities", str(opportunities)]
-    if org_time is not None:
-        cmd += ["--org-time", org_time.isoformat()]
-    with open(state_dir / LOG_FILE, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # noqa: S603
-                                start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = (state_dir / LOG_FILE).read_text(errors="replace").strip().splitlines()[-3:]
-            raise SourceError(f"the Salesforce sandbox did not start: {' / '.join(tail)}",
-                              hint=f"see {state_dir / LOG_FILE}; pick another port with --port")
-        if conn_file.exists() and conn_file.stat().st_mtime_ns != before and _listening(port):
-            (state_dir / PID_FILE).write_text(f"{proc.pid} {state_dir.resolve()}\n")
-            return proc.pid
-        time.sleep(0.1)
-    proc.terminate()
-    raise SourceError("the Salesforce sandbox did not start in time", hint=f"see {state_dir / LOG_FILE}")
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def stop_background(state_dir: Path, timeout: float = 10) -> bool:
-    """Stop the sandbox started in the background for ``state_dir``; False if none was running."""
-    pid = _running_pid(state_dir)
-    if pid is None:
-        (state_dir / PID_FILE).unlink(missing_ok=True)
-        return False
-    for sig in (signal.SIGTERM, signal.SIGKILL):  # ask, then insist
-        os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _running_pid(state_dir) is not None:
-            time.sleep(0.1)
-            try:  # reap it if it is our child (tests), so that kill(pid, 0) stops succeeding
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        if _running_pid(state_dir) is None:
-            (state_dir / PID_FILE).unlink(missing_ok=True)
-            return True
-    raise SourceError(f"the Salesforce sandbox (pid {pid}) did not stop",
-                      hint=f"stop it by hand: kill -9 {pid}")
 
 
 def change_records(state_dir: Path, percent: float, seed: int) -> tuple[list[str], list[str]]:
@@ -136,7 +38,7 @@ def change_records(state_dir: Path, percent: float, seed: int) -> tuple[list[str
     from connectors.salesforce.options import SalesforceOptions
     from connectors.salesforce.values import parse_datetime
 
-    c = _runner().read_connection(state_dir)
+    c = runner_module().read_connection(state_dir)
     if c is None:
         raise ConfigError(f"no sandbox settings in {state_dir}", hint="start one first: "
                           f"`okrsync sandbox salesforce --dir {state_dir} --background`")
@@ -211,7 +113,7 @@ def salesforce(
                       f"`okrsync sandbox salesforce --dir {directory} --stop`", soft_wrap=True)
         return
     try:
-        _runner().serve_forever(directory, port=_port(directory, port), seed=seed,
+        runner_module().serve_forever(directory, port=port_for(directory, port), seed=seed,
                                 opportunities=opportunities, now=when)
     except OSError as exc:
         raise SourceError(str(exc), hint="stop what uses that port, or pick another with --port") from None

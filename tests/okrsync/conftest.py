@@ -221,7 +221,7 @@ def demo_started(
 
 
 def stop_demo_sandbox(demo: Path) -> None:
-    from okrsync.cli.sandbox import stop_background
+    from okrsync.sandboxes.background import stop_background
 
     stop_background(demo / "salesforce-sandbox")
 

@@ -28,7 +28,7 @@ import pytest
 
 from connectors.base import StreamSpec, Watermark
 from connectors.salesforce import SalesforceConnector
-from okrsync.cli.sandbox import PID_FILE, free_port, stop_background
+from okrsync.sandboxes.background import PID_FILE, free_port, stop_background
 from okrsync.sandboxes.salesforce.faults import Faults
 from okrsync.sandboxes.salesforce.model import Org
 from okrsync.sandboxes.salesforce.rest import SandboxApp
