@@ -188,8 +188,6 @@ class SimpleMetric(BaseModel):
 
     _simple_checks = field_validator("checks")(lambda v: _metric_checks(v))
 
-    _ratio_checks = field_validator("checks")(lambda v: _metric_checks(v))
-
     @model_validator(mode="after")
     def _field_needed(self) -> SimpleMetric:
         if self.days_between is not None:
@@ -246,6 +244,8 @@ class RatioMetric(BaseModel):
     description: str | None = None
     unit: str | None = None
     checks: tuple[CheckSpec, ...] = ()
+
+    _ratio_checks = field_validator("checks")(lambda v: _metric_checks(v))
 
 
 MetricSpec = Annotated[Union[SimpleMetric, RatioMetric], Field(discriminator="measure")]  # noqa: UP007

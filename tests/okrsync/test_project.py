@@ -643,3 +643,14 @@ def test_a_metric_on_a_field_the_stream_does_not_keep(in_tmp: Path) -> None:
         "okrsync.yaml:19: metrics.revenue.filter: stream 'orders' does not keep field 'state' "
         "(its fields: id, total_amount, order_date, region; add it to streams.orders.fields)",
     ]
+
+
+def test_a_ratio_refuses_a_check_on_the_stream_data_naming_its_line(in_tmp: Path) -> None:
+    write("okrsync.yaml", MAIN)
+    write("more/shipping.yaml", MORE.replace(
+        "    unit: percent\n",
+        "    unit: percent\n    checks:\n      - expect_column_values_to_not_be_null: {column: late}\n"))
+    found = only_problem()
+    assert found.startswith("more/shipping.yaml:18: metrics.late_rate.checks: ")
+    assert ("'expect_column_values_to_not_be_null' checks data, so it belongs under the stream's `checks`"
+            in found)
