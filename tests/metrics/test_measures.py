@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from metrics.definition import build_definition
 from metrics.measures import Aggregation, Measure, Records, aggregation, measures_where
+from metrics.periods import parse_period
 from metrics.spec import DAYS_MEASURES, MetricSpec, RatioMetric, SimpleMetric
 
 
@@ -44,8 +46,28 @@ def test_rules_read_from_the_registry_keep_their_messages() -> None:
 
 
 def test_the_measure_is_kept_as_its_name_so_definition_hashes_hold() -> None:
-    m = SimpleMetric.model_validate({"name": "revenue", "stream": "orders", "measure": "sum", "field": "x"})
-    assert m.measure is Measure.SUM and m.model_dump(mode="json")["measure"] == "sum"
+    """The hashes below were computed before measures became an enum: stored values keep their
+    definitions."""
+    q4 = parse_period("2026-Q4", timezone="Europe/Berlin")
+    metrics: dict[str, Any] = {
+        "revenue": SimpleMetric.model_validate({"name": "revenue", "stream": "orders", "measure": "sum",
+                                                "field": "amount", "time_field": "day",
+                                                "dimensions": ["region"]}),
+        "regions": SimpleMetric.model_validate({"name": "regions", "stream": "orders",
+                                                "measure": "count_distinct", "field": "region",
+                                                "time_field": "day"}),
+        "orders": SimpleMetric.model_validate({"name": "orders", "stream": "orders", "measure": "count",
+                                               "time_field": "day"}),
+        "share": RatioMetric(name="share", measure="ratio", numerator="regions", denominator="orders"),
+    }
+    assert metrics["revenue"].measure is Measure.SUM
+    hashes = {n: build_definition("KR", metrics[n], metrics, {"region": "EMEA"} if n == "revenue" else {},
+                                  q4).hash for n in ("revenue", "regions", "share")}
+    assert hashes == {
+        "revenue": "251faa321e0341a45192b3224018eb60a47a6cb5a09799e7268fd1af51bae196",
+        "regions": "32d3b7499919e5cea524bf0d8bc2daa8b1674cd20c4dfc7cca9128ab42e5de8d",
+        "share": "5f279c121d5ad7a209e0c0a59cb75bebbc85b0f7db1cb155e36ec3008ed173e8",
+    }
 
 
 def test_metric_spec_tells_a_ratio_from_a_simple_metric() -> None:

@@ -70,6 +70,8 @@ METRICS: dict[str, Any] = {
     "unpaid": simple("unpaid", "count", filter={"field": "paid", "op": "=", "value": False}),
     "unpaid_rate": RatioMetric(name="unpaid_rate", measure="ratio", numerator="unpaid", denominator="orders"),
     "regions": simple("regions", "count_distinct", field="region"),
+    "regions_per_order": RatioMetric(name="regions_per_order", measure="ratio", numerator="regions",
+                                     denominator="orders"),
 }
 
 
@@ -113,6 +115,8 @@ def contributions(df: pd.DataFrame, name: str) -> pd.DataFrame:
         return in_q.assign(contribution=in_q["amount"])
     if name == "orders":
         return in_q.assign(contribution=Decimal(1))
+    if name == "regions_per_order":  # in a ratio, each record with a region contributes 1
+        return in_q.assign(contribution=[Decimal(0) if pd.isna(r) else Decimal(1) for r in in_q["region"]])
     assert name == "unpaid_rate"
     return in_q.assign(contribution=[Decimal(0) if p else Decimal(1) for p in in_q["paid"]])
 
@@ -281,7 +285,7 @@ def page_view(d: lineage.Drill) -> list[tuple[str, Decimal, Decimal | None, str,
     return [(r.record_id, r.contribution, r.denominator_contribution, r.role, r.fields) for r in d.records]
 
 
-@pytest.mark.parametrize("name", ["revenue", "orders", "aov", "unpaid_rate"])
+@pytest.mark.parametrize("name", ["revenue", "orders", "aov", "unpaid_rate", "regions_per_order"])
 def test_stored_first_pages_equal_the_live_query(synced: tuple[Store, pd.DataFrame], name: str) -> None:
     store, df = synced
     v = compute(store, [name])[name]
