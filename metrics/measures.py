@@ -39,6 +39,7 @@ class Measure(StrEnum):
     AVG = "avg"
     MIN = "min"
     MAX = "max"
+    MEDIAN = "median"
 
     @property
     def aggregation(self) -> Aggregation:
@@ -267,7 +268,64 @@ class Max(Aggregation):
         return _none_in(name) if n == 0 else (to_decimal(agg), None)
 
 
+class Median(Aggregation):
+    """The middle value of the field: of the n records ordered by value, the value at position (n + 1) / 2,
+    or the mean of the two middle values when n is even (exact, as a half of a sum always is). In a
+    drill each record contributes its value; ordered by value, then record id, the one or two at the
+    middle have role ``median``, the others ``below`` or ``above``."""
+
+    measure = Measure.MEDIAN
+    role = "median"
+    needs_field = True
+    needs_numeric = True
+    on_sealed_values = False  # sealed values have no order
+    takes_days = True
+    takes_period_average = False
+    counts_records = False
+    rankable = False  # whether a record is at the middle depends on all the others
+
+    @staticmethod
+    def _ordered(records: Records) -> sa.Subquery:
+        """The records counted, with their value, position by value (then id) and how many there are."""
+        v = records.measured()
+        return sa.select(
+            records.rid.label(RID),
+            v.label("v"),
+            sa.func.row_number().over(order_by=[v, records.rid]).label("position"),
+            sa.func.count().over().label("n"),
+        ).where(records.condition).subquery()
+
+    @staticmethod
+    def _middle(o: sa.Subquery) -> sa.ColumnElement[bool]:
+        """Position (n + 1) / 2 when n is odd, n / 2 and n / 2 + 1 when it is even."""
+        return (2 * o.c.position).between(o.c.n, o.c.n + 2)
+
+    def aggregate(self, records: Records) -> sa.ColumnElement[Any]:
+        # The sum of the one or two middle values. A median is no one-pass aggregate: this term orders the
+        # records it counts in a subquery of its own (one more read of the stream, in the same statement).
+        o = self._ordered(records)
+        return sa.select(sa.func.sum(o.c.v)).where(self._middle(o)).scalar_subquery()
+
+    def value(self, agg: Any, n: int, name: str) -> tuple[Decimal | None, str | None]:
+        if n == 0:
+            return _none_in(name)
+        middle = to_decimal(agg)
+        assert middle is not None
+        return (middle if n % 2 else middle / 2), None
+
+    def contributions(self, records: Records) -> sa.Select[Any]:
+        o = self._ordered(records)
+        return sa.select(
+            o.c[RID],
+            o.c.v.label("contribution"),
+            sa.cast(sa.null(), sa.Numeric).label("denominator_contribution"),
+            sa.case((self._middle(o), self.role), (2 * o.c.position < o.c.n, "below"), else_="above")
+            .label("role"),
+        )
+
+
 COUNT, COUNT_DISTINCT, SUM, AVG, MIN, MAX = Count(), CountDistinct(), Sum(), Avg(), Min(), Max()
+MEDIAN = Median()
 
 
 def aggregation(measure: Measure) -> Aggregation:
@@ -285,6 +343,8 @@ def aggregation(measure: Measure) -> Aggregation:
             return MIN
         case Measure.MAX:
             return MAX
+        case Measure.MEDIAN:
+            return MEDIAN
         case _:
             assert_never(measure)
 
