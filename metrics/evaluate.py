@@ -3,7 +3,9 @@
 The store hands over, for each stream, a selectable of the records visible at a snapshot
 (:class:`StreamView`). Every KR reading that stream becomes a few aggregate *terms*
 (``SUM(CASE WHEN <kr condition> THEN amount END)``, ``COUNT(CASE WHEN … THEN 1 END)``), and all terms
-of all KRs on a stream run as one SELECT: 100 KRs on a 10M-row stream cost one scan, not 100.
+of all KRs on a stream run as one SELECT: 100 KRs on a 10M-row stream cost one scan, not 100 (a
+``median`` term, which must order its records, reads them once more in a subquery of that SELECT).
+Each term, each value and each record's contribution is its measure's (:mod:`metrics.measures`).
 The same conditions produce the per-record contributions behind a value (:func:`contribution_parts`).
 """
 
