@@ -3,7 +3,9 @@
 The store hands over, for each stream, a selectable of the records visible at a snapshot
 (:class:`StreamView`). Every KR reading that stream becomes a few aggregate *terms*
 (``SUM(CASE WHEN <kr condition> THEN amount END)``, ``COUNT(CASE WHEN … THEN 1 END)``), and all terms
-of all KRs on a stream run as one SELECT: 100 KRs on a 10M-row stream cost one scan, not 100.
+of all KRs on a stream run as one SELECT: 100 KRs on a 10M-row stream cost one scan, not 100 (a
+``median`` term, which must order its records, reads them once more in a subquery of that SELECT).
+Each term, each value and each record's contribution is its measure's (:mod:`metrics.measures`).
 The same conditions produce the per-record contributions behind a value (:func:`contribution_parts`).
 """
 
@@ -20,13 +22,10 @@ import sqlalchemy as sa
 
 from metrics.compile import AsOf, condition_for, days_between, open_at_start, still_active, window_condition
 from metrics.definition import KrDefinition
+from metrics.measures import PLACES, RID, Records
 from metrics.spec import Condition, SimpleMetric
 from okrsync.errors import MetricError
 from okrsync.schema import StreamSchema
-
-RID = "_rid"
-# Averages and ratios are kept to 12 decimal places: exact enough for any KR, and stable as text.
-PLACES = Decimal("1e-12")
 
 
 @dataclass(frozen=True)
@@ -116,51 +115,11 @@ def average_weight(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_o
     return sa.case((start, half), else_=0) + sa.case((end, half), else_=0)
 
 
-def _terms(
-    metric: SimpleMetric, cond: sa.ColumnElement[bool], view: StreamView, weight: Any = None
-) -> tuple[Any, Any]:
-    """(aggregate, count of contributing records) for one simple metric."""
-    n = sa.func.count(sa.case((cond, 1)))
-    if metric.measure == "count":
-        return (n if weight is None else sa.func.coalesce(sa.func.sum(sa.case((cond, weight))), 0)), n
-    picked = sa.case((cond, measured(metric, view)))
-    agg = {
-        "count_distinct": lambda: sa.func.count(sa.distinct(picked)),
-        "sum": lambda: sa.func.sum(picked),
-        "avg": lambda: sa.func.sum(picked),  # divided by n in Python, exactly
-        "min": lambda: sa.func.min(picked),
-        "max": lambda: sa.func.max(picked),
-    }[metric.measure]()
-    return agg, n
-
-
-def _decimal(v: Any) -> Decimal | None:
-    if v is None:
-        return None
-    if isinstance(v, Decimal):
-        return v
-    if isinstance(v, float):
-        return Decimal(repr(v))
-    if hasattr(v, "isoformat"):
-        raise MetricError(
-            f"min/max of a date field gives a date ({v.isoformat()}), not a number",
-            hint="aggregate a numeric field",
-        )
-    return Decimal(v)
-
-
-def _part_value(metric: SimpleMetric, agg: Any, n: int) -> tuple[Decimal | None, str | None]:
-    if metric.measure in ("count", "count_distinct"):
-        return Decimal(agg or 0), None
-    if metric.measure == "sum":
-        return (_decimal(agg) if agg is not None else Decimal(0)), None
-    if n == 0:
-        return None, f"no records for metric {metric.name!r} in this period"
-    if metric.measure == "avg":
-        total = _decimal(agg)
-        assert total is not None
-        return (total / n).quantize(PLACES), None
-    return _decimal(agg), None
+def records_of(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime) -> Records:
+    """What one simple metric of a KR reads from its stream's view, for its measure to aggregate."""
+    value = measured(metric, view) if metric.field is not None or metric.days_between is not None else None
+    return Records(view.table.c[RID], part_condition(metric, d, view, as_of), value,
+                   average_weight(metric, d, view, as_of))
 
 
 def evaluate(
@@ -173,12 +132,11 @@ def evaluate(
     for d in defs:
         conds = {}
         for part, metric in d.parts.items():
-            view = views[metric.stream]
-            cond = part_condition(metric, d, view, as_of)
-            conds[part] = (metric.stream, cond)
-            agg, n = _terms(metric, cond, view, average_weight(metric, d, view, as_of))
+            records = records_of(metric, d, views[metric.stream], as_of)
+            conds[part] = (metric.stream, records.condition)
+            n = sa.func.count(sa.case((records.condition, 1)))  # the records contributing
             slots[(d.kr_id, part)] = (metric.stream, len(terms[metric.stream]))
-            terms[metric.stream] += [agg, n]
+            terms[metric.stream] += [metric.measure.aggregation.aggregate(records), n]
         if len(conds) == 2 and len({s for s, _ in conds.values()}) == 1:
             stream = next(iter(conds.values()))[0]
             union_slots[d.kr_id] = (stream, len(terms[stream]))
@@ -202,7 +160,7 @@ def _combine(
     for part, metric in d.parts.items():
         stream, i = slots[(d.kr_id, part)]
         agg, n = rows[stream][i], int(rows[stream][i + 1] or 0)
-        values[part], reasons[part] = _part_value(metric, agg, n)
+        values[part], reasons[part] = metric.measure.aggregation.value(agg, n, metric.name)
         counts[part] = n
     if d.metric is not None:
         return Evaluation(values["value"], reasons["value"], counts["value"], values)
@@ -231,24 +189,6 @@ class ContributionPart:
     view: StreamView
 
 
-def _contribution(metric: SimpleMetric, view: StreamView, weight: Any = None) -> Any:
-    if weight is not None:
-        return weight
-    if metric.measure in ("count", "count_distinct"):
-        return sa.literal(1)
-    return measured(metric, view)
-
-
-ROLES = {
-    "count": "counted",
-    "count_distinct": "distinct",
-    "sum": "summed",
-    "avg": "averaged",
-    "min": "candidate",
-    "max": "candidate",
-}
-
-
 def contribution_parts(
     views: Mapping[str, StreamView], d: KrDefinition, as_of: datetime
 ) -> list[ContributionPart]:
@@ -256,52 +196,32 @@ def contribution_parts(
     if d.metric is not None:
         m = d.metric
         view = views[m.stream]
-        t = view.table
-        cond = part_condition(m, d, view, as_of)
-        if m.measure == "count_distinct":
-            # The first record (by id) of each distinct value counts 1; the others repeat a value.
-            rn = sa.func.row_number().over(partition_by=t.c[m.field], order_by=t.c[RID])  # type: ignore[index]
-            inner = sa.select(t.c[RID], rn.label("rn")).where(cond).subquery()
-            first = inner.c.rn == 1
-            sel = sa.select(
-                inner.c[RID],
-                sa.case((first, 1), else_=0).label("contribution"),
-                sa.cast(sa.null(), sa.Numeric).label("denominator_contribution"),
-                sa.case((first, "distinct"), else_="duplicate").label("role"),
-            )
-        else:
-            sel = sa.select(
-                t.c[RID],
-                _contribution(m, view, average_weight(m, d, view, as_of)).label("contribution"),
-                sa.cast(sa.null(), sa.Numeric).label("denominator_contribution"),
-                sa.literal(ROLES[m.measure]).label("role"),
-            ).where(cond)
+        sel = m.measure.aggregation.contributions(records_of(m, d, view, as_of))
         return [ContributionPart(m.stream, sel, view)]
     num, den = d.numerator, d.denominator
     assert num is not None and den is not None
     if num.stream == den.stream:
         view = views[num.stream]
-        t = view.table
-        cn, cd = part_condition(num, d, view, as_of), part_condition(den, d, view, as_of)
+        rn, rd = records_of(num, d, view, as_of), records_of(den, d, view, as_of)
+        cn, cd = rn.condition, rd.condition
+        vn, vd = num.measure.aggregation.contribution(rn), den.measure.aggregation.contribution(rd)
         sel = sa.select(
-            t.c[RID],
-            sa.case((cn, _contribution(num, view, average_weight(num, d, view, as_of))), else_=0).label(
-                "contribution"),
-            sa.case((cd, _contribution(den, view, average_weight(den, d, view, as_of))), else_=0).label(
-                "denominator_contribution"),
+            view.table.c[RID],
+            sa.case((cn, vn), else_=0).label("contribution"),
+            sa.case((cd, vd), else_=0).label("denominator_contribution"),
             sa.case((sa.and_(cn, cd), "both"), (cn, "numerator"), else_="denominator").label("role"),
         ).where(sa.or_(cn, cd))
         return [ContributionPart(num.stream, sel, view)]
     parts = []
     for metric, role in ((num, "numerator"), (den, "denominator")):
         view = views[metric.stream]
-        t = view.table
-        c = _contribution(metric, view, average_weight(metric, d, view, as_of))
+        records = records_of(metric, d, view, as_of)
+        c = metric.measure.aggregation.contribution(records)
         sel = sa.select(
-            t.c[RID],
+            view.table.c[RID],
             (c if role == "numerator" else sa.literal(0)).label("contribution"),
             (c if role == "denominator" else sa.literal(0)).label("denominator_contribution"),
             sa.literal(role).label("role"),
-        ).where(part_condition(metric, d, view, as_of))
+        ).where(records.condition)
         parts.append(ContributionPart(metric.stream, sel, view))
     return parts

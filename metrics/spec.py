@@ -10,8 +10,9 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from metrics.measures import Measure, measures_where
 from metrics.quality import METRIC_BUILTINS, CheckSpec
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -151,8 +152,8 @@ class TrailingWindow(BaseModel):
 WindowKind = Literal["period_to_date", "as_of_end", "all", "period_average"]
 Window = Union[WindowKind, TrailingWindow]  # noqa: UP007
 
-Measure = Literal["count", "count_distinct", "sum", "avg", "min", "max"]
-DAYS_MEASURES = ("sum", "avg", "min", "max")  # the measures that take days_between
+DAYS_MEASURES = measures_where(lambda a: a.takes_days)  # the measures that take days_between
+PERIOD_AVERAGE_MEASURES = measures_where(lambda a: a.takes_period_average)
 
 
 class SimpleMetric(BaseModel):
@@ -188,23 +189,21 @@ class SimpleMetric(BaseModel):
 
     _simple_checks = field_validator("checks")(lambda v: _metric_checks(v))
 
-    _ratio_checks = field_validator("checks")(lambda v: _metric_checks(v))
-
     @model_validator(mode="after")
     def _field_needed(self) -> SimpleMetric:
         if self.days_between is not None:
             if self.field is not None:
                 raise ValueError("give either 'field' or 'days_between' (the value to aggregate), not both")
-            if self.measure not in DAYS_MEASURES:
+            if not self.measure.aggregation.takes_days:
                 raise ValueError(f"days_between is a number of days to aggregate: it needs measure "
-                                 f"{', '.join(DAYS_MEASURES)}, not {self.measure!r}")
+                                 f"{', '.join(DAYS_MEASURES)}, not {self.measure.value!r}")
             start, end = self.days_between
             if not start or not end or start == end:
                 raise ValueError("days_between takes two different date fields: [from, to], e.g. "
                                  "[appliedDate, hiredDate]")
-        elif self.measure != "count" and not self.field:
-            raise ValueError(f"measure {self.measure!r} needs a 'field' to aggregate (or, for a number of "
-                             "days, 'days_between: [from, to]')")
+        elif self.measure.aggregation.needs_field and not self.field:
+            raise ValueError(f"measure {self.measure.value!r} needs a 'field' to aggregate (or, for a "
+                             "number of days, 'days_between: [from, to]')")
         if self.window != "all" and not isinstance(self.window, TrailingWindow) and self.time_field is None:
             # Without a time field the window has nothing to apply to; say so rather than ignore it.
             if self.window != "period_to_date":
@@ -216,9 +215,11 @@ class SimpleMetric(BaseModel):
             raise ValueError("until_field counts what is still open at a date: it needs window: as_of_end "
                              "(or period_average) and a time_field (e.g. hire_date and termination_date "
                              "for a headcount)")
-        if self.window == "period_average" and (self.until_field is None or self.measure != "count"):
+        averaged = self.measure.aggregation.takes_period_average
+        if self.window == "period_average" and (self.until_field is None or not averaged):
             raise ValueError("window period_average is the mean of the counts open at the period's start "
-                             "and end: it needs measure: count and an until_field")
+                             f"and end: it needs measure: {' or '.join(PERIOD_AVERAGE_MEASURES)} and an "
+                             "until_field")
         return self
 
     def fields_used(self) -> set[str]:
@@ -247,8 +248,19 @@ class RatioMetric(BaseModel):
     unit: str | None = None
     checks: tuple[CheckSpec, ...] = ()
 
+    _ratio_checks = field_validator("checks")(lambda v: _metric_checks(v))
 
-MetricSpec = Annotated[Union[SimpleMetric, RatioMetric], Field(discriminator="measure")]  # noqa: UP007
+
+def _metric_kind(v: Any) -> str:
+    measure = v.get("measure") if isinstance(v, dict) else getattr(v, "measure", None)
+    return "ratio" if measure == "ratio" else "simple"
+
+
+# `measure` tells the two apart: ratio, or any measure of a simple metric.
+MetricSpec = Annotated[
+    Union[Annotated[SimpleMetric, Tag("simple")], Annotated[RatioMetric, Tag("ratio")]],  # noqa: UP007
+    Discriminator(_metric_kind),
+]
 
 
 def parse_number(v: Any) -> Any:

@@ -10,13 +10,14 @@ Whatever the stored positions do not cover (later pages, other sorts, filters, v
 this table existed) is answered by the live query.
 
 Cost at compute time: a KR whose records contribute a plain field or a constant (sum, avg, min, max,
-count, and a ratio on one stream whose numerator is one of those) takes its first positions from its
-stream's *shared order* by that field: one bounded scan (a top-:data:`PREFIX` heap, or the primary key's
-order for counts) serves every such KR of the run. A KR counting few of those :data:`PREFIX` records
-gets fewer positions (exact still, as the order is the same) and its later pages are live. Other
-single-stream values (period averages, days_between) take one top-:data:`TOP` query each;
-``count_distinct`` values and ratios over two streams get none: whether a record counts as distinct
-depends on the records before it, and two streams have no common order.
+count, and a ratio on one stream whose numerator is a measure of a field or a count) takes its first
+positions from its stream's *shared order* by that field: one bounded scan (a top-:data:`PREFIX` heap, or
+the primary key's order for counts) serves every such KR of the run. A KR counting few of those
+:data:`PREFIX` records gets fewer positions (exact still, as the order is the same) and its later pages
+are live. Other single-stream values (period averages, days_between) take one top-:data:`TOP` query
+each; values of a measure that is not ``rankable`` (``count_distinct``: whether a record counts as
+distinct depends on the records before it) and ratios over two streams get none, as two streams have no
+common order.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ class Ranked:
 
 
 def rankable(d: KrDefinition) -> bool:
-    """Whether values of ``d`` can have stored positions: one stream, no distinct counting."""
+    """Whether values of ``d`` can have stored positions: one stream, and (a simple metric) a measure whose
+    contributions each depend on their own record alone."""
     if d.metric is not None:
-        return d.metric.measure != "count_distinct"
+        return d.metric.measure.aggregation.rankable
     assert d.numerator is not None and d.denominator is not None
     return d.numerator.stream == d.denominator.stream
 
@@ -63,9 +65,9 @@ def _shared_key(d: KrDefinition) -> tuple[str, str | None] | None:
     metric = d.metric if d.metric is not None else d.numerator
     if metric is None or metric.window == "period_average" or getattr(metric, "days_between", None):
         return None
-    if metric.measure == "count":
+    if metric.measure.aggregation.counts_records:
         return metric.stream, None
-    if metric.measure in ("sum", "avg", "min", "max") and metric.field is not None:
+    if metric.field is not None:
         return metric.stream, metric.field
     return None
 

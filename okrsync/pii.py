@@ -25,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from metrics.measures import measures_where
 from metrics.spec import conditions
 from okrsync.errors import ConfigError
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 PREFIX = "pii:"
 MASK = "•••"
 ALLOWED_OPS = ("=", "!=", "in", "not_in", "is_null", "not_null")
-COUNTING = ("count", "count_distinct")
+SEALED_MEASURES = measures_where(lambda a: a.on_sealed_values)  # count and count_distinct
 
 
 def _text(value: Any) -> str:
@@ -151,9 +152,9 @@ def sensitive_uses(
     if not hidden:
         return []
     out: list[tuple[tuple[str, ...], str]] = []
-    if metric.field in hidden and metric.measure not in COUNTING:
-        out.append((("field",), f"{metric.field!r} is sensitive (stored encrypted): only count and "
-                                f"count_distinct may use it"))
+    if metric.field in hidden and not metric.measure.aggregation.on_sealed_values:
+        out.append((("field",), f"{metric.field!r} is sensitive (stored encrypted): only "
+                                f"{' and '.join(SEALED_MEASURES)} may use it"))
     for name in getattr(metric, "days_between", None) or ():
         if name in hidden:
             out.append((("days_between",), f"{name!r} is sensitive (stored encrypted): days cannot be "

@@ -139,9 +139,9 @@ def _check_metric(
             continue
         out.append(project.locate((*here, key), why))
     measured = schema.get(metric.field) if metric.field else None
-    if metric.measure in ("sum", "avg") and measured is not None and not measured.type.numeric:
-        out.append(project.locate((*here, "field"), f"measure {metric.measure!r} needs a numeric field; "
-                                  f"{metric.field!r} is {measured.type.value}"))
+    if metric.measure.aggregation.needs_numeric and measured is not None and not measured.type.numeric:
+        out.append(project.locate((*here, "field"), f"measure {metric.measure.value!r} needs a numeric "
+                                  f"field; {metric.field!r} is {measured.type.value}"))
     if metric.days_between is not None and all(n in schema for n in metric.days_between):
         from metrics.compile import days_between_problem
 

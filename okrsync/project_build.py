@@ -10,15 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from importlib.metadata import entry_points
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
 from connectors.base import ConnectorFactory, StreamSpec, connector_kind
+from metrics.measures import Measure
 from metrics.periods import parse_period
 from metrics.quality import METRIC_BUILTINS, CheckSpec
-from metrics.spec import KeyResultSpec, Measure, ObjectiveSpec, RatioMetric, SimpleMetric
+from metrics.spec import KeyResultSpec, ObjectiveSpec, RatioMetric, SimpleMetric
 from okrsync.errors import ConfigError
 from okrsync.pii import sensitive_uses
 from okrsync.project_model import Project, Settings, SourceSpec, check_timezone
@@ -27,7 +28,7 @@ from okrsync.project_problems import KeyPath, Marks, Problems, describe, did_you
 M = TypeVar("M", bound=BaseModel)
 
 TOP_LEVEL = ("version", "include", "settings", "sources", "streams", "metrics", "objectives")
-MEASURES = (*get_args(Measure), "ratio")
+MEASURES = (*(m.value for m in Measure), "ratio")
 STREAM_KEYS = tuple(k for k in StreamSpec.model_fields if k not in ("name", "options", "partition_range"))
 METRIC_KEYS = tuple(sorted((set(SimpleMetric.model_fields) | set(RatioMetric.model_fields)) - {"name"}))
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")

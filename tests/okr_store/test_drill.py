@@ -3,6 +3,7 @@ computation over the rows the test wrote (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -70,6 +71,9 @@ METRICS: dict[str, Any] = {
     "unpaid": simple("unpaid", "count", filter={"field": "paid", "op": "=", "value": False}),
     "unpaid_rate": RatioMetric(name="unpaid_rate", measure="ratio", numerator="unpaid", denominator="orders"),
     "regions": simple("regions", "count_distinct", field="region"),
+    "median_amount": simple("median_amount", "median", field="amount"),
+    "regions_per_order": RatioMetric(name="regions_per_order", measure="ratio", numerator="regions",
+                                     denominator="orders"),
 }
 
 
@@ -109,10 +113,12 @@ def synced(store: Store) -> tuple[Store, pd.DataFrame]:
 def contributions(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """Independently: the records behind a value and what each contributes."""
     in_q = df[df["day"] <= date(2026, 3, 31)]
-    if name == "revenue" or name == "aov":
+    if name in ("revenue", "aov", "median_amount"):
         return in_q.assign(contribution=in_q["amount"])
     if name == "orders":
         return in_q.assign(contribution=Decimal(1))
+    if name == "regions_per_order":  # in a ratio, each record with a region contributes 1
+        return in_q.assign(contribution=[Decimal(0) if pd.isna(r) else Decimal(1) for r in in_q["region"]])
     assert name == "unpaid_rate"
     return in_q.assign(contribution=[Decimal(0) if p else Decimal(1) for p in in_q["paid"]])
 
@@ -281,7 +287,7 @@ def page_view(d: lineage.Drill) -> list[tuple[str, Decimal, Decimal | None, str,
     return [(r.record_id, r.contribution, r.denominator_contribution, r.role, r.fields) for r in d.records]
 
 
-@pytest.mark.parametrize("name", ["revenue", "orders", "aov", "unpaid_rate"])
+@pytest.mark.parametrize("name", ["revenue", "orders", "aov", "unpaid_rate", "regions_per_order"])
 def test_stored_first_pages_equal_the_live_query(synced: tuple[Store, pd.DataFrame], name: str) -> None:
     store, df = synced
     v = compute(store, [name])[name]
@@ -368,3 +374,46 @@ def test_distinct_count_filters_keep_the_unfiltered_contributions(synced: tuple[
     assert [r.record_id for r in d.records] == list(want.sort_values("id", ascending=False)[RID])
     assert {r.record_id for r in d.records if r.contribution == 1} == first & set(want[RID])
     assert d.total == len(want) and d.contribution_sum == len(first & set(want[RID]))
+
+
+def test_a_median_drills_into_the_records_of_its_group(synced: tuple[Store, pd.DataFrame]) -> None:
+    """Each record contributes its amount; the two in the middle (N is even) are the median, the others
+    below or above it, whatever filter picks among them."""
+    store, df = synced
+    v = compute(store, ["median_amount"])["median_amount"]
+    group = contributions(df, "median_amount")
+    assert v.value == statistics.median(list(group["amount"])) and v.records == len(group) == N
+    assert stored_positions(store, v) == 0  # a record's role depends on the others: always live
+    d = lineage.drill(store, v, limit=100_000)
+    assert d.total == N and [r.record_id for r in d.records] == ordered(group, "contribution", True)
+    assert {r.record_id: r.contribution for r in d.records} == dict(zip(group[RID], group["amount"],
+                                                                         strict=True))
+    roles = {r.record_id: r.role for r in d.records}
+    middle = [r.contribution for r in d.records if r.role == "median"]
+    assert len(middle) == 2 and sum(middle) / 2 == v.value
+    below = [r.contribution for r in d.records if r.role == "below"]
+    above = [r.contribution for r in d.records if r.role == "above"]
+    assert len(below) == len(above) == N // 2 - 1
+    assert max(below) <= min(middle) and max(middle) <= min(above)
+    page = lineage.drill(store, v, limit=20, offset=40, sums=False)
+    assert [r.record_id for r in page.records] == [r.record_id for r in d.records][40:60]
+    picked = lineage.drill(store, v, limit=100_000, equals={"qty": "4"})
+    want = df[df["qty"] == 4]
+    assert {r.record_id for r in picked.records} == set(want[RID]) and picked.total == len(want)
+    assert all(r.role == roles[r.record_id] for r in picked.records)  # roles among all, not the picked
+
+
+def test_why_a_median_moved_names_the_record_that_changed(synced: tuple[Store, pd.DataFrame]) -> None:
+    store, df = synced
+    before = compute(store, ["median_amount"])["median_amount"]
+    top = df.sort_values(["amount", RID]).iloc[-1]  # the largest amount falls below every other one
+    w = store.begin_sync("run-2", "orders", "erp", ("id",), SCHEMA, reconcile=False)
+    w.stage(df[df[RID] == top[RID]].assign(amount=Decimal("-1.00")))
+    w.commit('{"cursor": null, "key": []}')
+    after = compute(store, ["median_amount"])["median_amount"]
+    changed = df.assign(amount=df["amount"].where(df[RID] != top[RID], Decimal("-1.00")))
+    assert after.value == statistics.median(list(changed["amount"])) != before.value
+    diff = lineage.diff(store, before, after)
+    assert [(c.kind, c.record_id, c.before, c.after) for c in diff.changes] == [
+        ("changed", top[RID], top["amount"], Decimal("-1.00"))]
+    assert "amount" in diff.changes[0].field_changes

@@ -303,7 +303,7 @@ def test_misspelt_measure(in_tmp: Path) -> None:
     base(("measure: sum", "measure: summ"))
     assert only_problem() == (
         "okrsync.yaml:14: metrics.revenue.measure: 'summ' is not one of count, count_distinct, sum, avg, "
-        "min, max, "
+        "min, max, median, "
         "ratio (did you mean 'sum'?)"
     )
 
@@ -618,7 +618,7 @@ def test_a_typo_in_a_required_key_is_named_with_a_guess(in_tmp: Path) -> None:
     base(("measure: sum", "measur: sum"))
     assert problems() == [
         "okrsync.yaml:12: metrics.revenue: missing required key 'measure' (one of count, count_distinct, "
-        "sum, avg, min, max, ratio)",
+        "sum, avg, min, max, median, ratio)",
         "okrsync.yaml:14: metrics.revenue.measur: unknown key 'measur' (did you mean 'measure'?) (allowed: "
         "checks, days_between, denominator, description, dimensions, field, filter, measure, numerator, "
         "stream, time_field, unit, until_field, window)",
@@ -643,3 +643,55 @@ def test_a_metric_on_a_field_the_stream_does_not_keep(in_tmp: Path) -> None:
         "okrsync.yaml:19: metrics.revenue.filter: stream 'orders' does not keep field 'state' "
         "(its fields: id, total_amount, order_date, region; add it to streams.orders.fields)",
     ]
+
+
+def test_a_ratio_refuses_a_check_on_the_stream_data_naming_its_line(in_tmp: Path) -> None:
+    write("okrsync.yaml", MAIN)
+    write("more/shipping.yaml", MORE.replace(
+        "    unit: percent\n",
+        "    unit: percent\n    checks:\n      - expect_column_values_to_not_be_null: {column: late}\n"))
+    found = only_problem()
+    assert found.startswith("more/shipping.yaml:18: metrics.late_rate.checks: ")
+    assert ("'expect_column_values_to_not_be_null' checks data, so it belongs under the stream's `checks`"
+            in found)
+
+
+# -- measures: median and count_distinct ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("measure", "field"), [("median", "total_amount"), ("count_distinct", "customer")])
+def test_median_and_count_distinct_are_measures(in_tmp: Path, measure: str, field: str) -> None:
+    base(("measure: sum\n    field: total_amount", f"measure: {measure}\n    field: {field}"))
+    metric = load_project("okrsync.yaml").metrics["revenue"]
+    assert isinstance(metric, SimpleMetric) and metric.measure == measure and metric.field == field
+
+
+@pytest.mark.parametrize("measure", ["median", "count_distinct"])
+def test_median_and_count_distinct_need_their_field(in_tmp: Path, measure: str) -> None:
+    base(("measure: sum\n    field: total_amount\n", f"measure: {measure}\n"))
+    assert only_problem() == (
+        f"okrsync.yaml:12: metrics.revenue: measure '{measure}' needs a 'field' to aggregate (or, for a "
+        "number of days, 'days_between: [from, to]')"
+    )
+
+
+def test_a_median_takes_days_between_a_distinct_count_does_not(in_tmp: Path) -> None:
+    days = "    days_between: [order_date, shipped_date]\n"
+    base(("measure: sum\n    field: total_amount\n", "measure: median\n" + days))
+    metric = load_project("okrsync.yaml").metrics["revenue"]
+    assert isinstance(metric, SimpleMetric) and metric.days_between == ("order_date", "shipped_date")
+    base(("measure: sum\n    field: total_amount\n", "measure: count_distinct\n" + days))
+    assert only_problem() == (
+        "okrsync.yaml:12: metrics.revenue: days_between is a number of days to aggregate: it needs measure "
+        "sum, avg, min, max, median, not 'count_distinct'"
+    )
+
+
+def test_a_sensitive_field_may_be_counted_distinct_but_not_take_a_median(in_tmp: Path) -> None:
+    sealed = ("    primary_key: id\n", "    primary_key: id\n    sensitive: [customer]\n")
+    base(sealed, ("measure: sum\n    field: total_amount", "measure: count_distinct\n    field: customer"))
+    assert load_project("okrsync.yaml").metrics["revenue"].measure == "count_distinct"
+    base(sealed, ("measure: sum\n    field: total_amount", "measure: median\n    field: customer"))
+    assert only_problem() == (
+        "okrsync.yaml:16: metrics.revenue.field: 'customer' is sensitive (stored encrypted): only count and "
+        "count_distinct may use it"
+    )

@@ -91,6 +91,17 @@ def test_a_sum_over_text(project_dir: Path) -> None:
     ]
 
 
+def test_a_median_over_text_a_distinct_count_of_text(project_dir: Path) -> None:
+    found = check_sources(load_project(write_project(("measure: sum", "measure: median"),
+                                                     ("field: total_amount", "field: note"))))
+    assert found == [
+        "okrsync.yaml:18: metrics.revenue.field: measure 'median' needs a numeric field; 'note' is string"
+    ]
+    project = load_project(write_project(("measure: sum", "measure: count_distinct"),
+                                         ("field: total_amount", "field: note")))
+    assert check_sources(project) == []
+
+
 def test_a_time_field_that_is_not_a_date(project_dir: Path) -> None:
     found = check_sources(load_project(write_project(("time_field: order_date", "time_field: id"))))
     assert found == [
