@@ -57,9 +57,10 @@ def running_pid(state_dir: Path) -> int | None:
     return pid
 
 
-def start_background(state_dir: Path, *, port: int | None = None, seed: int = 7,
-                     opportunities: int = 2000, org_time: datetime | None = None, timeout: float = 60) -> int:
-    """Start the sandbox as a detached process serving ``state_dir``; returns its pid once it listens."""
+def start_background(state_dir: Path, *, port: int | None = None, seed: int = 7, opportunities: int = 2000,
+                     org_time: datetime | None = None, timeout: float = 300) -> int:
+    """Start the sandbox as a detached process serving ``state_dir``; returns its pid once it listens
+    (``timeout`` only ends a start that hangs: on a busy machine generating the org takes a while)."""
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if (pid := running_pid(state_dir)) is not None:
         running = port_for(state_dir, None)

@@ -114,7 +114,7 @@ class Foreground:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
-    def wait_for(self, text: str, timeout: float = 60) -> str:
+    def wait_for(self, text: str, timeout: float = 240) -> str:  # a ceiling for a hang, not a target
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:

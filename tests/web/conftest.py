@@ -146,7 +146,7 @@ def serving(template: Site, where: Path) -> Iterator[Site]:
     server = uvicorn.Server(uvicorn.Config(site.app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 180  # only stops a hung start: a busy machine may be slow
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the web app did not start")

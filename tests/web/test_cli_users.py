@@ -93,7 +93,7 @@ def _serve(project_file: Path) -> tuple[subprocess.Popen[str], int]:
 
 
 def _wait(url: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # only stops a hung start
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(proc.communicate())
