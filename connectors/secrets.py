@@ -14,7 +14,7 @@ from okrsync.errors import ConfigError, SourceError
 def env_value(source: str, var: str, what: str) -> str:
     """The value of environment variable ``var`` (ConfigError naming it if unset or empty)."""
     if not (value := os.environ.get(var)):
-        raise ConfigError(f"source {source!r}: environment variable {var} is not set",
+        raise ConfigError(f"environment variable {var} is not set", source=source,
                           hint=f"set {var} to {what} before running okrsync")
     return value
 
@@ -27,14 +27,14 @@ def secret_value(source: str, block: str, what: str) -> str:
         # _sync: this API is synchronous even when called from an async flow (no coroutine back).
         value = Secret.load(block, _sync=True).get()  # type: ignore[call-arg,union-attr]
     except ValueError:
-        raise ConfigError(f"source {source!r}: Prefect Secret block {block!r} was not found",
+        raise ConfigError(f"Prefect Secret block {block!r} was not found", source=source,
                           hint="create it (`prefect block create secret`) or fix the source's "
                           "`*_secret` key") from None
     except Exception as exc:  # the Prefect API may be down: worth a retry, not a config error
-        raise SourceError(f"source {source!r}: could not load Prefect Secret block {block!r} "
-                          f"({type(exc).__name__})", hint="check PREFECT_API_URL and the Prefect server",
+        raise SourceError(f"could not load Prefect Secret block {block!r} ({type(exc).__name__})",
+                          source=source, hint="check PREFECT_API_URL and the Prefect server",
                           transient=True) from None
     if not isinstance(value, str):
-        raise ConfigError(f"source {source!r}: Prefect Secret block {block!r} is not a string",
+        raise ConfigError(f"Prefect Secret block {block!r} is not a string", source=source,
                           hint=f"store {what} as the secret's value")
     return value

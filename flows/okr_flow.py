@@ -145,7 +145,7 @@ class PrefectSteps:
         for name, fut in futures.items():
             if fut in late:
                 out[name] = SourceError(
-                    f"stream {name!r}: the sync did not finish within {ctx.timeout_seconds:g} s",
+                    f"the sync did not finish within {ctx.timeout_seconds:g} s", stream=name,
                     hint="raise settings.task_timeout_seconds, or find what makes the source slow",
                     transient=True,
                 )
@@ -181,8 +181,7 @@ def _first_error(name: str, parts: list[Any], exc: Exception) -> OkrsyncError:
             except Exception as failed:
                 exc = failed
                 break
-    return SourceError(f"stream {name!r}: {type(exc).__name__}: {exc}",
-                       hint="see the task run's logs in Prefect")
+    return SourceError(f"{type(exc).__name__}: {exc}", stream=name, hint="see the task run's logs in Prefect")
 
 
 def _run_name() -> str:

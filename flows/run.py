@@ -263,7 +263,7 @@ class LocalSteps:
                     out[futures[fut]] = _outcome(futures[fut], fut)
             for fut in pending:  # still reading past the task timeout: failed (its commit is fenced)
                 out[futures[fut]] = SourceError(
-                    f"stream {futures[fut]!r}: the sync did not finish within {ctx.timeout_seconds:g} s",
+                    f"the sync did not finish within {ctx.timeout_seconds:g} s", stream=futures[fut],
                     hint="raise settings.task_timeout_seconds, or find what makes the source slow",
                     transient=True,
                 )
@@ -281,7 +281,7 @@ def _outcome(name: str, fut: Future[SyncCounts]) -> SyncCounts | OkrsyncError:
     except OkrsyncError as exc:
         return exc
     except Exception as exc:
-        return SourceError(f"stream {name!r}: unexpected {type(exc).__name__}: {exc}",
+        return SourceError(f"unexpected {type(exc).__name__}: {exc}", stream=name,
                            hint="run again with --debug for the traceback")
 
 

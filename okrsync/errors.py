@@ -6,22 +6,54 @@ The CLI maps ``exit_code`` to the process exit status; users see the message, no
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class OkrsyncError(Exception):
-    """Base class: a failure okrsync understands and can explain."""
+    """Base class: a failure okrsync understands and can explain.
+
+    ``source``, ``stream`` and ``record`` say where it happened; :attr:`message` renders them once, in
+    front of the reason (``source 'erp', stream 'orders', record 42: …``). A layer that knows more of
+    the place adds it with :meth:`at`, which never overwrites what a lower layer already set.
+    """
 
     exit_code = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, hint: str | None = None, source: str | None = None,
+                 stream: str | None = None, record: object = None) -> None:
+        self.reason = message
         self.hint = hint
+        self.source = source
+        self.stream = stream
+        self.record = record
+        super().__init__(self.message)
+
+    @property
+    def location(self) -> str:
+        """``source 'erp', stream 'orders', record 42`` — the parts known, or ``""``."""
+        parts = [f"source {self.source!r}" if self.source else "",
+                 f"stream {self.stream!r}" if self.stream else "",
+                 f"record {self.record}" if self.record is not None else ""]
+        return ", ".join(p for p in parts if p)
+
+    @property
+    def message(self) -> str:
+        where = self.location
+        return f"{where}: {self.reason}" if where else self.reason
+
+    def at(self, *, source: str | None = None, stream: str | None = None, record: object = None) -> Self:
+        """Fill in where it happened (only what is not set yet); returns the error, to ``raise … from``."""
+        self.source = self.source or source
+        self.stream = self.stream or stream
+        self.record = self.record if self.record is not None else record
+        self.args = (self.message,)
+        return self
 
     def __str__(self) -> str:
         return f"{self.message}\n  → {self.hint}" if self.hint else self.message
 
     def __reduce__(self) -> tuple[object, ...]:
-        # Keep hint, transient… when a task's error crosses processes (Prefect's Dask task runner).
+        # Keep hint, transient, the location… when a task's error crosses processes (Dask task runner).
         return _rebuild, (type(self), self.message, dict(self.__dict__))
 
 
@@ -41,8 +73,9 @@ class ConfigError(OkrsyncError):
 class SourceError(OkrsyncError):
     """A source could not be read. ``transient`` errors are worth a retry."""
 
-    def __init__(self, message: str, *, hint: str | None = None, transient: bool = False) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, hint: str | None = None, transient: bool = False,
+                 source: str | None = None, stream: str | None = None, record: object = None) -> None:
+        super().__init__(message, hint=hint, source=source, stream=stream, record=record)
         self.transient = transient
 
 
