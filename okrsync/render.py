@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -269,26 +267,6 @@ def drill_json(d: Drill, links: dict[tuple[str, str], str | None]) -> dict[str, 
             for r in d.records
         ],
     }
-
-
-def drill_csv(d: Drill) -> str:
-    buf = io.StringIO()
-    names = sorted({k for r in d.records for k in r.fields})
-    w = csv.writer(buf)
-    w.writerow(["source", "stream", "record_id", "contribution", "denominator_contribution", "role", *names])
-    for r in d.records:
-        w.writerow(
-            [
-                r.source,
-                r.stream,
-                r.record_id,
-                r.contribution,
-                "" if r.denominator_contribution is None else r.denominator_contribution,
-                r.role,
-                *[plain(r.fields.get(n)) for n in names],
-            ]
-        )
-    return buf.getvalue()
 
 
 def drill_table(

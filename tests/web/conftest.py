@@ -3,7 +3,8 @@ loopback (``web_server``, shared and read-only; ``web_server_rw``, a private cop
 
 The state is built once per test session (per xdist worker) through the real Prefect flow:
 four runs over the demo ERP with orders edited between them, the last after three orders were broken,
-so the orders check blocks and the revenue KRs are held. One order's number is an XSS payload.
+so the orders check blocks and the revenue KRs are held. One order's number is an XSS payload, a few
+others' are spreadsheet formulas (CSV injection).
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ import pytest
 from tests.flows.conftest import TODAY, prefect_api  # noqa: F401 (the session's Prefect API)
 
 XSS = '<img src=x onerror="window.__xss=1">'
+# Order numbers a spreadsheet would run as formulas if a CSV wrote them as they are (OWASP, CSV injection)
+FORMULAS = (
+    '=HYPERLINK("http://evil.example/","Click me")',
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "+1+1",
+    "-2+3",
+    "\t=1+1",
+    "\r=1+1",
+)
 ROLES = ("viewer", "leadership", "hr", "admin")
 USERS = {"viewer": "vera", "leadership": "lea", "hr": "hugo", "admin": "ada"}
 RUNS = [datetime(2026, 11, 17, 18, 0) + timedelta(days=i) for i in range(4)]
@@ -41,6 +51,7 @@ class Site:
     url: str = ""
     users: dict[str, tuple[str, str]] = field(default_factory=dict)
     xss_order: str = ""  # the number (record field) holding the XSS payload: its order id
+    formula_orders: dict[str, str] = field(default_factory=dict)  # order id → its number, a formula
     blocked_check: int = 0
     edited: list[list[str]] = field(default_factory=list)  # order ids changed before runs 2, 3
     app: Any = None
@@ -77,6 +88,8 @@ def _build(d: Path) -> Site:
     ids = _orders_in_quarter(erp)
     con = sqlite3.connect(erp)
     con.execute("UPDATE orders SET number = ? WHERE id = ?", (XSS, ids[0]))
+    formulas = dict(zip((str(i) for i in ids[-len(FORMULAS):]), FORMULAS, strict=True))
+    con.executemany("UPDATE orders SET number = ? WHERE id = ?", [(f, int(i)) for i, f in formulas.items()])
     con.commit()
     con.close()
     pf = str(d / "okrsync.yaml")
@@ -104,6 +117,7 @@ def _build(d: Path) -> Site:
         d,
         users={r: (USERS[r], password(r)) for r in ROLES},
         xss_order=str(ids[0]),
+        formula_orders=formulas,
         blocked_check=blocked[0],
         edited=edits,
     )
@@ -136,6 +150,7 @@ def serving(template: Site, where: Path) -> Iterator[Site]:
         where,
         users=template.users,
         xss_order=template.xss_order,
+        formula_orders=template.formula_orders,
         blocked_check=template.blocked_check,
         edited=template.edited,
     )

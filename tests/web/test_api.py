@@ -314,6 +314,24 @@ def test_sort_filter_and_csv_export(web_server: Site) -> None:
     assert {r["salesperson"] for r in rows} == {"•••"}
 
 
+def test_csv_export_quotes_formulas_and_the_json_keeps_them_as_they_are(web_server: Site) -> None:
+    """Source text a spreadsheet would run (``=HYPERLINK(…)``, ``@SUM(…)``, ``+``, ``-``, tab, CR) is
+    exported with a leading single quote; the JSON page and the numbers are left as they are."""
+    v = latest_value(web_server)["value_id"]
+    formulas = web_server.formula_orders
+    which = [("where", f"id={i}") for i in formulas]
+    with client(web_server, "leadership") as c:
+        page = c.get(records_url(KR, v), params=[*which, ("limit", 1000)]).json()
+        exported = c.get(records_url(KR, v) + ".csv", params=which)
+        everything = c.get(records_url(KR, v) + ".csv", params={"sort": "record"})
+    assert {r["record_id"]: r["fields"]["number"] for r in page["records"]} == formulas
+    rows = list(csv.DictReader(io.StringIO(exported.text, newline="")))
+    assert {r["record_id"]: r["number"] for r in rows} == {i: "'" + f for i, f in formulas.items()}
+    for r in csv.DictReader(io.StringIO(everything.text, newline="")):
+        assert not r["number"].startswith(("=", "+", "-", "@", "\t", "\r")), r
+        assert Decimal(r["contribution"]) == Decimal(r["untaxed_amount"])  # numbers stay numbers
+
+
 def test_a_repeated_where_keeps_either_value_in_pages_and_csv(web_server: Site) -> None:
     v = latest_value(web_server)["value_id"]
     both = [("where", "region=EMEA"), ("where", "region=APAC")]

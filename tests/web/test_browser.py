@@ -344,6 +344,32 @@ def test_markup_in_a_record_is_shown_as_text(web_server: Any, tabs: Any) -> None
     tab.shot("xss-record")
 
 
+def test_a_formula_in_a_record_is_text_on_the_page_and_quoted_in_the_exported_csv(
+    web_server: Any, tabs: Any
+) -> None:
+    """The page shows the source's text as it is; the CSV its Export link downloads starts such text
+    with a single quote, so a spreadsheet opens it as text instead of running it."""
+    tab = tabs(web_server)
+    page = tab.page
+    tab.login("leadership")
+    tab.go(f"/kr/{KR}")
+    page.wait_for_selector('[data-testid="record-row"]')
+    (order, formula), *_ = web_server.formula_orders.items()
+    assert formula.startswith("=HYPERLINK(")
+    page.fill('[data-testid="filter-record-id"]', order)
+    page.click('[data-testid="filter-apply"]')
+    row = page.locator(f'[data-testid="record-row"][data-record-id="{order}"]')
+    row.wait_for()
+    assert formula in row.inner_text()
+    assert row.locator("a[href^='http://evil']").count() == 0
+    href = page.locator('[data-testid="export-csv"]').get_attribute("href")
+    assert href and "record_id=" in href
+    r = page.request.get(web_server.url + href)
+    assert r.ok and r.headers["content-type"].startswith("text/csv")
+    rows = {x["record_id"]: x for x in csv.DictReader(io.StringIO(r.text(), newline=""))}
+    assert rows[order]["number"] == "'" + formula
+
+
 # ---- a viewer sees values, not the records behind them ---------------------------------------
 
 
