@@ -54,6 +54,8 @@ class Site:
     formula_orders: dict[str, str] = field(default_factory=dict)  # order id → its number, a formula
     blocked_check: int = 0
     edited: list[list[str]] = field(default_factory=list)  # order ids changed before runs 2, 3
+    # (order id, salesperson before, after): the first order edited before run 2 also changed hands
+    handed_over: tuple[str, str, str] = ("", "", "")
     app: Any = None
 
     @property
@@ -72,6 +74,26 @@ def _orders_in_quarter(erp: Path) -> list[int]:
     ]
     con.close()
     return ids
+
+
+def _hand_over(erp: Path, order_id: int, *, at: datetime) -> tuple[str, str, str]:
+    """Give the order to another salesperson, as an ERP user would (write_date = ``at``)."""
+    import sqlalchemy as sa
+
+    from okrsync.demo_erp import orders
+
+    engine = sa.create_engine(f"sqlite:///{erp}", poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            before = conn.execute(sa.select(orders.c.salesperson).where(orders.c.id == order_id)).scalar_one()
+            after = conn.execute(
+                sa.select(orders.c.salesperson).where(orders.c.salesperson != before).limit(1)
+            ).scalar_one()
+            change = sa.update(orders).where(orders.c.id == order_id)
+            conn.execute(change.values(salesperson=after, write_date=at))
+    finally:
+        engine.dispose()
+    return str(order_id), before, after
 
 
 def _build(d: Path) -> Site:
@@ -97,12 +119,15 @@ def _build(d: Path) -> Site:
     # incremental sync picks them up; the runs themselves compute as of RUNS.
     edited = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     edits: list[list[str]] = []
+    handed_over = ("", "", "")
     for i, at in enumerate(RUNS[:3]):
         if i:
             edits.append([str(x) for x in ids[i * 5 : i * 5 + 3]])
             for k, oid in enumerate(ids[i * 5 : i * 5 + 3]):  # a few orders change between runs
                 edited += timedelta(seconds=1)
                 change_order_amount(erp, oid, Decimal(1000 + 250 * i + k), at=edited)
+        if i == 1:  # one of them also changes hands: a sensitive field in the diff
+            handed_over = _hand_over(erp, ids[5], at=edited)
         assert run_flow(pf, at)["status"] == "succeeded"
     inject_bad_rows(erp, at=edited + timedelta(seconds=1))
     assert run_flow(pf, RUNS[3])["status"] == "partial"
@@ -120,6 +145,7 @@ def _build(d: Path) -> Site:
         formula_orders=formulas,
         blocked_check=blocked[0],
         edited=edits,
+        handed_over=handed_over,
     )
 
 
@@ -153,6 +179,7 @@ def serving(template: Site, where: Path) -> Iterator[Site]:
         formula_orders=template.formula_orders,
         blocked_check=template.blocked_check,
         edited=template.edited,
+        handed_over=template.handed_over,
     )
     # The API and browser tests page through whole values as fast as they can: the per-user rate
     # limit is tested on its own (tests/web/test_access_security.py), not met by accident here.

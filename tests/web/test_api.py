@@ -373,6 +373,27 @@ def test_diff_names_the_records_that_moved(web_server: Site) -> None:
     assert set(web_server.edited[0]) <= changed  # the orders edited between the two runs
 
 
+def test_a_diff_reason_never_carries_a_sealed_value_and_hr_reads_it_in_clear(web_server: Site) -> None:
+    """An order changed hands between the first two runs: its salesperson (sensitive) is in the diff's
+    fields and reason as ••• for leadership and admin (never the sealed text, which would link one
+    person's records), and in clear for hr."""
+    order, before, after = web_server.handed_over
+    with client(web_server, "viewer") as c:
+        hist = c.get(f"/api/krs/{KR}").json()["history"]
+    params = {"from_value": hist[0]["value_id"], "to_value": hist[1]["value_id"], "limit": 1000}
+    for role, shown in (("leadership", ("•••", "•••")), ("admin", ("•••", "•••")), ("hr", (before, after))):
+        with client(web_server, role) as c:
+            r = c.get(f"/api/krs/{KR}/diff", params=params)
+        assert r.status_code == 200, r.text
+        assert "pii:" not in r.text, role
+        if shown != (before, after):
+            assert before not in r.text and after not in r.text, role
+        change = next(ch for ch in r.json()["changes"] if ch["record_id"] == order)
+        assert change["fields"]["salesperson"] == list(shown)
+        assert f"salesperson {shown[0]} → {shown[1]}" in change["reason"], (role, change["reason"])
+        assert "untaxed_amount" in change["reason"]  # other fields in clear for everyone
+
+
 # ---- the check review -------------------------------------------------------------------------
 def test_admin_sees_failed_checks_offending_rows_and_held_krs(web_server: Site) -> None:
     with client(web_server, "admin") as c:

@@ -370,6 +370,27 @@ def test_a_formula_in_a_record_is_text_on_the_page_and_quoted_in_the_exported_cs
     assert rows[order]["number"] == "'" + formula
 
 
+def test_what_changed_shows_a_sensitive_field_as_dots_and_hr_the_names(web_server: Any, tabs: Any) -> None:
+    """The order that changed hands between the first two values: its "why" reads ••• → ••• for
+    leadership, with no sealed text anywhere on the page, and the names for hr."""
+    order, before, after = web_server.handed_over
+    for role, shown in (("leadership", ("•••", "•••")), ("hr", (before, after))):
+        tab = tabs(web_server)
+        page = tab.page
+        tab.login(role)
+        history = tab.api(f"/api/krs/{KR}")["history"]
+        tab.go(f"/kr/{KR}?value={history[1]['value_id']}")
+        row = page.locator(f'[data-testid="change-row"][data-record-id="{order}"]')
+        row.wait_for()
+        assert page.locator('[data-testid="diff-from"]').input_value() == str(history[0]["value_id"])
+        assert f"salesperson {shown[0]} → {shown[1]}" in row.inner_text()
+        text = page.locator("body").inner_text()
+        assert "pii:" not in text
+        if role != "hr":
+            assert before not in text and after not in text
+        tab.shot(f"diff-sensitive-{role}")
+
+
 # ---- a viewer sees values, not the records behind them ---------------------------------------
 
 
