@@ -298,11 +298,12 @@ def status(
     """The objective tree: every KR's value, target, progress, status, freshness and holds."""
     from okr_store.queries import status_tree
     from okrsync import render
+    from okrsync.small_groups import small_groups
 
     project = _project()
     store = _store(project, read_only=True)
     with store.engine.connect() as conn:
-        roots = status_tree(conn)
+        roots = small_groups(project, project.role()[1]).tree(status_tree(conn))
     now, window = _now(), timedelta(hours=stale_after)
     if json_out:
         console.print_json(

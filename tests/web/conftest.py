@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -213,4 +214,25 @@ def web_server(web_template: Site, tmp_path_factory: pytest.TempPathFactory) -> 
 def web_server_rw(web_template: Site, tmp_path: Path) -> Iterator[Site]:
     """A private copy of the demo store, served on loopback for one test."""
     with serving(web_template, tmp_path / "demo") as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def hr_template(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    """The small HR project of tests/web/hr_site.py, run twice, with one user per role."""
+    from tests.web import hr_site
+
+    d = tmp_path_factory.mktemp("hr-template") / "hr"
+    users = {r: (USERS[r], password(r)) for r in ROLES}
+    # In a thread of its own: a browser test may have started Playwright's event loop in this one,
+    # and Prefect would then hand back coroutines instead of results.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(hr_site.build, d, users).result()
+    return Site(d, users=users)
+
+
+@pytest.fixture(scope="session")
+def hr_server(hr_template: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The small HR project served on loopback; shared by the session: do not change it."""
+    with serving(hr_template, tmp_path_factory.mktemp("hr-shared") / "hr") as site:
         yield site

@@ -391,6 +391,42 @@ def test_what_changed_shows_a_sensitive_field_as_dots_and_hr_the_names(web_serve
         tab.shot(f"diff-sensitive-{role}")
 
 
+# ---- small groups: a value over few people is withheld ----------------------------------------
+
+
+def test_a_small_group_reads_suppressed_for_leadership_and_its_value_for_hr(
+    hr_server: Any, tabs: Any
+) -> None:
+    """Finance's headcount (2 people) on the tree and on its page: "suppressed (n < 5)" for leadership,
+    with no point on the chart and no progress; 2 for hr. The company's headcount (8) shows for both."""
+    for role, shown in (("leadership", "suppressed (n < 5)"), ("hr", "2")):
+        tab = tabs(hr_server)
+        page = tab.page
+        tab.login(role)
+        page.wait_for_selector('[data-testid="kr"][data-id="KR-FIN-HEADCOUNT"]')
+        row = page.locator('[data-testid="kr"][data-id="KR-FIN-HEADCOUNT"]')
+        assert row.locator('[data-testid="kr-value"]').inner_text() == shown
+        company = page.locator('[data-testid="kr"][data-id="KR-HEADCOUNT"] [data-testid="kr-value"]')
+        assert company.inner_text() == "8"
+        leavers = page.locator('[data-testid="kr"][data-id="KR-LEAVERS"] [data-testid="kr-value"]')
+        assert leavers.inner_text() == ("1" if role == "hr" else shown)
+        status = row.locator('[data-testid="kr-status"]')
+        assert (status.get_attribute("data-status") == "suppressed") == (role != "hr")
+        keep = page.locator('[data-testid="objective"][data-id="O-KEEP"] [data-testid="objective-progress"]')
+        assert (keep.first.inner_text() == "—") == (role != "hr")  # no roll-up from a withheld value
+        tab.shot(f"small-group-tree-{role}")
+
+        tab.go("/kr/KR-FIN-HEADCOUNT")
+        page.wait_for_selector('[data-testid="history-row"]')
+        assert page.locator('[data-testid="kr-value"]').inner_text() == shown
+        assert page.locator('[data-testid="history-value"]').all_inner_texts() == [shown]
+        points = page.evaluate(POINTS.replace(".getDatasetMeta(0).data.length", ".data.datasets[0].data"))
+        assert points == ([2] if role == "hr" else [None])
+        assert ("Records behind " + shown) in page.locator("#selected-title").inner_text()
+        page.wait_for_selector('[data-testid="record-row"]')  # the drill follows the role rules
+        tab.shot(f"small-group-kr-{role}")
+
+
 # ---- a viewer sees values, not the records behind them ---------------------------------------
 
 
