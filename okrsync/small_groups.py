@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from connectors.base import connector_kind
@@ -32,13 +33,19 @@ from okr_store.queries import KrStatus, ObjectiveStatus, StoredValue
 SUPPRESSED = "suppressed"
 
 
+@lru_cache(maxsize=64)
+def holds_people(kind: str) -> bool:
+    """Whether the connector kind says every record is a person (its ``personal_data`` attribute)."""
+    return bool(getattr(connector_kind(kind), "personal_data", False))
+
+
 def personal_streams(project: Any) -> frozenset[str]:
     """The project's streams that hold personal data: with ``sensitive`` fields, or from a source
     whose connector says every record is a person."""
     kinds = {s.name: s.kind for s in project.sources.values()}
-    people = {k for k in set(kinds.values()) if getattr(connector_kind(k), "personal_data", False)}
     return frozenset(
-        name for name, s in project.streams.items() if s.sensitive or kinds.get(s.source) in people
+        name for name, s in project.streams.items()
+        if s.sensitive or (s.source in kinds and holds_people(kinds[s.source]))
     )
 
 
