@@ -242,7 +242,9 @@ class Connector(Protocol):
     Optional: ``deleted(stream, since)`` (see :class:`ReportsDeletions`), ``horizon(stream)`` (see
     :class:`connectors.horizon.KnowsHorizon`: such a connector's ``read`` honours
     ``since.reread_from``), ``default_deletes``, ``default_reconcile_every_hours`` and
-    ``default_lookback_seconds`` class attributes, and an ``api_calls`` count the run reports.
+    ``default_lookback_seconds`` class attributes, a ``personal_data`` class attribute (True: each record
+    is a person, so values over few records are withheld from roles that may not see personal data, see
+    :mod:`okrsync.small_groups`), and an ``api_calls`` count the run reports.
     """
 
     kind: ClassVar[str]

@@ -47,6 +47,7 @@ from okr_store.store import Store, ValueRecord
 from okrsync.errors import CheckFailed, ConfigError, LeaseLost, OkrsyncError, SourceError
 from okrsync.project import Project, metric_problems
 from okrsync.schema import Field, FieldType, StreamSchema
+from okrsync.small_groups import personal_streams
 
 log = logging.getLogger("okrsync.pipeline")
 
@@ -415,7 +416,11 @@ def _jump_hold(
     if not blocking:
         return None
     i, o = blocking[0]
-    return f"value held by check #{i} {o.check.label}: {o.observed} (accept with `okrsync checks accept {i}`)"
+    observed = o.observed
+    if personal_streams(project) & project.streams_of(metric):
+        # Every role reads the hold's reason; values over people may be small groups (okrsync.small_groups)
+        observed = "the values are withheld (personal data); the check's reviewers see them"
+    return f"value held by check #{i} {o.check.label}: {observed} (accept with `okrsync checks accept {i}`)"
 
 
 def register_okrs(project: Project, store: Store, fence: Fence | None = None) -> None:

@@ -296,17 +296,29 @@ def contributions_frame(store: Store, v: StoredValue) -> tuple[KrDefinition, pd.
 
 @dataclass(frozen=True)
 class Change:
+    """One record whose contribution moved. ``why`` says how (``new record in the source``, ``changed``,
+    ``now counts``, …); ``field_changes`` holds the fields whose value changed, as stored (a sensitive
+    field's sealed text). The ``reason`` text is rendered from both, never stored: a view of the change
+    that masks or opens ``field_changes`` (okrsync.access.diff_as) says the same in its reason."""
+
     kind: Literal["added", "removed", "changed"]
     stream: str
     record_id: str
     before: Decimal | None
     after: Decimal | None
-    reason: str
+    why: str
     field_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def delta(self) -> Decimal:
         return (self.after or Decimal(0)) - (self.before or Decimal(0))
+
+    @property
+    def reason(self) -> str:
+        """``why``, then each changed field: ``changed: region EMEA → APAC, amount 10 → 12``."""
+        if not self.field_changes:
+            return self.why
+        return f"{self.why}: " + ", ".join(f"{k} {a!s} → {b!s}" for k, (a, b) in self.field_changes.items())
 
 
 @dataclass(frozen=True)
@@ -333,7 +345,8 @@ def _version_at(
 def _explain(
     kind: str, old: dict[str, Any] | None, new: dict[str, Any] | None
 ) -> tuple[str, dict[str, tuple[Any, Any]]]:
-    """Why a record's contribution moved, from its versions at the two snapshots."""
+    """Why a record's contribution moved, from its versions at the two snapshots: how (``Change.why``)
+    and the fields whose value changed (the values as stored: no text is made of them here)."""
     if old is None:
         return "new record in the source", {}
     if new is None:
@@ -344,8 +357,7 @@ def _explain(
             return "same record; the metric definition changed", {}
         moved = "now counts" if kind == "added" else "no longer counts"
         return f"{moved}: the period window moved", {}
-    lead = {"added": "now counts", "removed": "no longer counts", "changed": "changed"}[kind]
-    return f"{lead}: " + ", ".join(f"{k} {a!s} → {b!s}" for k, (a, b) in changes.items()), changes
+    return {"added": "now counts", "removed": "no longer counts", "changed": "changed"}[kind], changes
 
 
 def diff(store: Store, before: StoredValue, after: StoredValue, *, limit: int = 50) -> Diff:
@@ -380,7 +392,7 @@ def diff(store: Store, before: StoredValue, after: StoredValue, *, limit: int = 
             old = _version_at(conn, store, str(stream), before.snapshot.get(str(stream)), rids)
             new = _version_at(conn, store, str(stream), after.snapshot.get(str(stream)), rids)
             for r in group.itertuples():
-                reason, fc = _explain(r.kind, old.get(r.record_id), new.get(r.record_id))
+                why, fc = _explain(r.kind, old.get(r.record_id), new.get(r.record_id))
                 changes.append(
                     Change(
                         r.kind,
@@ -388,7 +400,7 @@ def diff(store: Store, before: StoredValue, after: StoredValue, *, limit: int = 
                         r.record_id,
                         None if pd.isna(r.contribution_a) else _dec(r.contribution_a),
                         None if pd.isna(r.contribution_b) else _dec(r.contribution_b),
-                        reason,
+                        why,
                         fc,
                     )
                 )

@@ -76,6 +76,9 @@ def drill_as(project: Any, role: Any, d: Any) -> Any:
 
 
 def diff_as(project: Any, role: Any, df: Any) -> Any:
+    """The diff as the role sees it: each change's sensitive field values opened, or masked. A change's
+    ``reason`` text is rendered from those same values (okr_store.lineage.Change), so no sealed text,
+    which is deterministic and would link one person's records, reaches a role in any form."""
     hidden = project.sensitive()
     if not hidden:
         return df

@@ -4,6 +4,10 @@
 read a page at a time (:func:`okr_store.lineage.drill_pages`) and each page is written before the next
 is read, so memory stays flat whatever the number of records. The JSON has the shape of
 :func:`okrsync.render.drill_json` (the header, then ``records``).
+
+Every CSV cell goes through :func:`cell`: source text that a spreadsheet would run as a formula
+(``=HYPERLINK(…)``, ``@SUM(…)``) is written with a leading single quote, so it opens as text. The JSON
+keeps every value exactly as the source holds it.
 """
 
 from __future__ import annotations
@@ -13,13 +17,25 @@ import io
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import TextIO
+from typing import Any, TextIO
 
 from okr_store.lineage import Drill, DrillRecord
 from okrsync.render import drill_json, plain
 
 Links = dict[tuple[str, str], str | None]
 Page = tuple[list[DrillRecord], Links]
+# What starts a formula in Excel, LibreOffice and Google Sheets (OWASP, "CSV Injection"): = + - @, and a
+# tab or carriage return, after which some of them still read the rest as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: Any) -> Any:
+    """A value as a CSV cell that a spreadsheet opens as data, never runs: text starting like a formula
+    gets a leading ``'`` (OWASP's advice: ``=1+1`` is written ``'=1+1``). Only text is changed: numbers
+    (a contribution of -5, a Decimal field) stay numbers, dates and times are ISO text, null is empty."""
+    if isinstance(value, str):
+        return "'" + value if value.startswith(FORMULA_START) else value
+    return plain(value)
 
 
 def as_seen(head: Drill, pages: Iterable[list[DrillRecord]], see: Callable[[Drill], Drill],
@@ -42,12 +58,12 @@ def csv_chunks(head: Drill, pages: Iterable[Page]) -> Iterator[str]:
     names = columns[6:]
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(columns)
+    w.writerow([cell(c) for c in columns])
     for records, _ in pages:
         for r in records:
-            den = "" if r.denominator_contribution is None else r.denominator_contribution
-            w.writerow([r.source, r.stream, r.record_id, r.contribution, den, r.role,
-                        *(plain(r.fields.get(name)) for name in names)])
+            w.writerow([cell(x) for x in (r.source, r.stream, r.record_id, r.contribution,
+                                          r.denominator_contribution, r.role,
+                                          *(r.fields.get(name) for name in names))])
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()

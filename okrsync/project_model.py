@@ -82,6 +82,9 @@ class Settings(BaseModel):
     # Where the web app (okrsync serve) is reached, for links from Prefect's run artifacts to each KR.
     web_url: str | None = Field(default=None, pattern=r"^https?://")
     role: str = "leadership"  # the CLI's role; the environment variable OKRSYNC_ROLE overrides it
+    # Values over personal data (okrsync.small_groups) computed from fewer records than this are shown
+    # as "suppressed (n < 5)" to roles without `sensitive`; 1 shows every value.
+    min_group_size: int = Field(default=5, ge=1, le=1000)
     # Runs (README, "Run on a schedule"): the project's name in Prefect run names, tags and artifacts
     # (default: the project file's folder); how long a run's lease lasts without a heartbeat; how long a
     # run waits for another run of the project to finish; how long one task (a stream's sync, the

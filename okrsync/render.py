@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -17,6 +15,7 @@ from rich.tree import Tree
 
 from okr_store.lineage import Diff, Drill
 from okr_store.queries import KrStatus, ObjectiveStatus, StoredValue
+from okrsync.small_groups import is_suppressed
 
 STATUS_STYLE = {
     "achieved": "bold green",
@@ -24,6 +23,7 @@ STATUS_STYLE = {
     "at_risk": "yellow",
     "off_track": "red",
     "no_data": "dim",
+    "suppressed": "dim",
 }
 
 
@@ -75,6 +75,16 @@ def fmt_value(v: Decimal | None, unit: str | None) -> str:
     return f"{text} {unit}" if unit else text
 
 
+def fmt_shown(v: StoredValue, unit: str | None) -> str:
+    """A stored value as a person reads it; a withheld one (okrsync.small_groups) says so."""
+    return (v.reason or "suppressed") if is_suppressed(v.status) else fmt_value(v.value, unit)
+
+
+def _records(v: StoredValue) -> int | None:
+    """The value's record count; None when the value is withheld (a count's value is its n)."""
+    return None if is_suppressed(v.status) else v.records
+
+
 def fmt_pct(p: Decimal | None) -> str:
     return "—" if p is None else f"{p * 100:.0f} %"
 
@@ -116,7 +126,7 @@ def kr_json(kr: KrStatus, now: datetime, stale_after: timedelta) -> dict[str, An
         "reason": v.reason if v else "never computed",
         "computed_at": v.computed_at if v else None,
         "as_of": v.as_of if v else None,
-        "records": v.records if v else 0,
+        "records": _records(v) if v else 0,
         "flow_run_id": v.flow_run_id if v else None,
         "value_id": v.id if v else None,
         "held": kr.held_reason is not None,
@@ -174,7 +184,8 @@ def _add_objective(parent: Tree, o: dict[str, Any]) -> None:
         style = STATUS_STYLE.get(k["status"], "")
         line = (
             f"[cyan]{escape(k['id'])}[/cyan] {escape(k['title'])}: "
-            f"[bold]{escape(fmt_value(k['value'], k['unit']))}[/bold] "
+            f"[bold]{escape(k['reason'] if is_suppressed(k['status']) else fmt_value(k['value'], k['unit']))}"
+            "[/bold] "
             f"(baseline {escape(fmt_value(k['baseline'], k['unit']))} → "
             f"target {escape(fmt_value(k['target'], k['unit']))}) "
             f"{_bar(k['progress'])} {fmt_pct(k['progress'])} "
@@ -185,7 +196,7 @@ def _add_objective(parent: Tree, o: dict[str, Any]) -> None:
             f"[dim]{escape(k['period'])} · as of {fmt_time(k['as_of'])} · "
             f"computed {fmt_time(k['computed_at'])} · data {fmt_time(k['data_fresh_at'])}"
         )
-        if k["reason"] and k["value"] is None:
+        if k["reason"] and k["value"] is None and not is_suppressed(k["status"]):
             detail += f" · {escape(k['reason'])}"
         if k["held_reason"]:
             detail += f" · held: {escape(k['held_reason'])}"
@@ -207,7 +218,7 @@ def value_json(v: StoredValue, unit: str | None = None) -> dict[str, Any]:
         "progress_raw": v.progress_raw,
         "expected": v.expected,
         "status": v.status,
-        "records": v.records,
+        "records": _records(v),
         "as_of": v.as_of,
         "computed_at": v.computed_at,
         "definition_hash": v.definition_hash,
@@ -225,18 +236,21 @@ def history_table(console: Console, kr_id: str, values: list[StoredValue], unit:
         t.add_column(col)
     prev = None
     for v in values:
-        moved = "" if prev is None or prev == v.value else (" ▲" if (v.value or 0) > (prev or 0) else " ▼")
+        shown = not is_suppressed(v.status)
+        moved = ""
+        if shown and prev is not None and prev != v.value:
+            moved = " ▲" if (v.value or 0) > prev else " ▼"
         t.add_row(
             str(v.id),
             fmt_time(v.as_of),
             fmt_time(v.computed_at),
-            fmt_value(v.value, unit) + moved,
+            fmt_shown(v, unit) + moved,
             fmt_pct(v.progress),
             v.status.replace("_", " "),
-            str(v.records),
+            "—" if _records(v) is None else str(v.records),
             (v.flow_run_id or "")[:8],
         )
-        prev = v.value
+        prev = v.value if shown else None  # no arrow on or just after a withheld value: it tells the way
     console.print(t)
 
 
@@ -269,26 +283,6 @@ def drill_json(d: Drill, links: dict[tuple[str, str], str | None]) -> dict[str, 
             for r in d.records
         ],
     }
-
-
-def drill_csv(d: Drill) -> str:
-    buf = io.StringIO()
-    names = sorted({k for r in d.records for k in r.fields})
-    w = csv.writer(buf)
-    w.writerow(["source", "stream", "record_id", "contribution", "denominator_contribution", "role", *names])
-    for r in d.records:
-        w.writerow(
-            [
-                r.source,
-                r.stream,
-                r.record_id,
-                r.contribution,
-                "" if r.denominator_contribution is None else r.denominator_contribution,
-                r.role,
-                *[plain(r.fields.get(n)) for n in names],
-            ]
-        )
-    return buf.getvalue()
 
 
 def drill_table(
@@ -358,8 +352,8 @@ def diff_json(df: Diff, unit: str | None = None) -> dict[str, Any]:
 def diff_text(console: Console, df: Diff, unit: str | None) -> None:
     a, b = df.before, df.after
     console.print(
-        f"[bold]{b.kr_id}[/bold]: {fmt_value(a.value, unit)} (#{a.id}, as of {fmt_time(a.as_of)}) → "
-        f"[bold]{fmt_value(b.value, unit)}[/bold] (#{b.id}, as of {fmt_time(b.as_of)})"
+        f"[bold]{b.kr_id}[/bold]: {fmt_shown(a, unit)} (#{a.id}, as of {fmt_time(a.as_of)}) → "
+        f"[bold]{fmt_shown(b, unit)}[/bold] (#{b.id}, as of {fmt_time(b.as_of)})"
     )
     if df.definition_changed:
         console.print("[yellow]The metric definition changed between these values.[/yellow]")

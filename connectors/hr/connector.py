@@ -34,6 +34,9 @@ class HrConnector:
     kind: ClassVar[str] = "hr"
     Options: ClassVar[type[BaseModel]] = HrOptions
     StreamOptions: ClassVar[type[BaseModel]] = HrStreamOptions
+    # Every record is a person (an employee, a candidate): values over few of them are withheld
+    # from roles that may not see personal data (okrsync.small_groups).
+    personal_data: ClassVar[bool] = True
 
     def __init__(self, name: str, options: HrOptions | BambooHrOptions | HrFilesOptions | Mapping[str, Any],
                  base_dir: Path, sleep: Callable[[float], None] = time.sleep,

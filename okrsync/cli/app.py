@@ -158,11 +158,12 @@ def status(
     """The objective tree: every KR's value, target, progress, status, freshness and holds."""
     from okr_store.queries import status_tree
     from okrsync import render
+    from okrsync.small_groups import small_groups
 
     project = open_project(ctx)
     store = open_store(ctx, project, read_only=True)
     with store.engine.connect() as conn:
-        roots = status_tree(conn)
+        roots = small_groups(project, project.role()[1]).tree(status_tree(conn))
     at, window = now(), timedelta(hours=stale_after)
     if json_out:
         console.print_json(

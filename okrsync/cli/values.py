@@ -30,10 +30,11 @@ def history(ctx: typer.Context, kr_id: str, json_out: JsonOpt = False) -> None:
     from okr_store.checks import decisions_for_kr
     from okr_store.queries import history as load
     from okrsync import render
+    from okrsync.small_groups import small_groups
 
     project = open_project(ctx)
     with open_store(ctx, project, read_only=True).engine.connect() as conn:
-        values = load(conn, kr_id)
+        values = small_groups(project, project.role()[1]).values(load(conn, kr_id))
         decisions = decisions_for_kr(conn, kr_id)
     if json_out:
         console.print_json(
@@ -137,6 +138,7 @@ def diff(
     """
     from okr_store import lineage, queries
     from okrsync import access, render
+    from okrsync.small_groups import small_groups
 
     project = open_project(ctx)
     tz = project.settings.timezone
@@ -152,6 +154,8 @@ def diff(
             before = found
     role = access.records_role(project)
     result = access.diff_as(project, role, lineage.diff(store, before, after, limit=limit))
+    seen = small_groups(project, role)  # the two values as the role sees them (and so the delta)
+    result = replace(result, before=seen.value(before), after=seen.value(after))
     if json_out:
         console.print_json(render.dumps(render.diff_json(result, _unit(project, kr_id))))
     else:

@@ -18,6 +18,7 @@ from okr_store import lineage, queries
 from okr_store import users as stored_users
 from okrsync import access, accounts, drill_export, render, users
 from okrsync.errors import ConfigError, NotFound, OkrsyncError
+from okrsync.small_groups import small_groups
 from okrsync.web import schemas as s
 from okrsync.web.auth import SESSION_COOKIE, Drill, Export, Viewer
 from okrsync.web.context import ApiError, Web, client_address, web
@@ -134,7 +135,7 @@ def tree(c: Viewer, w: WebDep) -> Any:
     """Every active objective with its key results' latest values."""
     at = users.utcnow()
     with w.store.engine.connect() as conn:
-        roots = queries.status_tree(conn)
+        roots = small_groups(w.project, c.role).tree(queries.status_tree(conn))
     return plain({"now": at, "objectives": [_objective_json(w, o, at) for o in roots]})
 
 
@@ -176,9 +177,10 @@ def _value_json(w: Web, v: queries.StoredValue) -> dict[str, Any]:
 @router.get("/krs/{kr_id}", response_model=s.KrDetail, tags=["key results"])
 def kr_detail(kr_id: str, c: Viewer, w: WebDep) -> Any:
     """A key result, every value it had, and the admin decisions that touched it."""
+    seen = small_groups(w.project, c.role)
     with w.store.engine.connect() as conn:
-        kr = _find_kr(conn, kr_id)
-        values = queries.history(conn, kr_id)
+        kr = seen.kr(_find_kr(conn, kr_id))
+        values = seen.values(queries.history(conn, kr_id))
         decisions = store_checks.decisions_for_kr(conn, kr_id)
     return plain(
         {
@@ -287,7 +289,7 @@ def value_records(
     return plain(
         {
             "kr": kr_id,
-            "value": _value_json(w, v),
+            "value": _value_json(w, small_groups(w.project, c.role).value(v)),
             "metric": body["metric"],
             "total": d.total,
             "limit": limit,
@@ -369,6 +371,8 @@ def kr_diff(
             raise ApiError(404, f"value #{after.id} is the first value of {kr_id}: nothing to compare with")
         before = found
     result = access.diff_as(w.project, c.role, lineage.diff(w.store, before, after, limit=limit))
-    body = render.diff_json(result)
+    seen = small_groups(w.project, c.role)  # the two values as the role sees them (and so the delta)
+    before, after = seen.value(before), seen.value(after)
+    body = render.diff_json(replace(result, before=before, after=after))
     body["from"], body["to"] = _value_json(w, before), _value_json(w, after)
     return plain(body)

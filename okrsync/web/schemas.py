@@ -71,7 +71,7 @@ class KR(BaseModel):
     reason: str | None
     computed_at: Time
     as_of: Time
-    records: int
+    records: int | None  # null when the value is suppressed (small group)
     flow_run_id: str | None
     flow_run_url: str | None
     value_id: int | None
@@ -108,7 +108,7 @@ class Value(BaseModel):
     expected: str
     pace_value: Num
     status: str
-    records: int
+    records: int | None  # null when the value is suppressed (small group)
     as_of: str
     computed_at: str
     run_id: str

@@ -2,8 +2,9 @@
 
 Bottom to top: the kernel (errors, field types); the domain (connectors, metrics, the OKR store),
 which knows nothing above it; the project configuration (loading, problems, building, sensitive
-fields); the flows that wire them; the faces (the CLI, the web app, the demo and the sandboxes). Every
-import counts, also one inside a function; only ``if TYPE_CHECKING:`` imports are left out.
+fields, small groups); the flows that wire them; the faces (the CLI, the web app, the demo and the
+sandboxes). Every import counts, also one inside a function; only ``if TYPE_CHECKING:`` imports are
+left out.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("connectors", "metrics", "okr_store", "flows", "okrsync")
 KERNEL = ("okrsync", "okrsync.errors", "okrsync.schema")
 CONFIGURATION = ("okrsync.project", "okrsync.project_build", "okrsync.project_file", "okrsync.project_model",
-                 "okrsync.project_problems", "okrsync.pii")
+                 "okrsync.project_problems", "okrsync.pii", "okrsync.small_groups")
 LAYER_NAMES = ("kernel", "domain", "configuration", "flows", "faces")
 
 

@@ -314,6 +314,24 @@ def test_sort_filter_and_csv_export(web_server: Site) -> None:
     assert {r["salesperson"] for r in rows} == {"•••"}
 
 
+def test_csv_export_quotes_formulas_and_the_json_keeps_them_as_they_are(web_server: Site) -> None:
+    """Source text a spreadsheet would run (``=HYPERLINK(…)``, ``@SUM(…)``, ``+``, ``-``, tab, CR) is
+    exported with a leading single quote; the JSON page and the numbers are left as they are."""
+    v = latest_value(web_server)["value_id"]
+    formulas = web_server.formula_orders
+    which = [("where", f"id={i}") for i in formulas]
+    with client(web_server, "leadership") as c:
+        page = c.get(records_url(KR, v), params=[*which, ("limit", 1000)]).json()
+        exported = c.get(records_url(KR, v) + ".csv", params=which)
+        everything = c.get(records_url(KR, v) + ".csv", params={"sort": "record"})
+    assert {r["record_id"]: r["fields"]["number"] for r in page["records"]} == formulas
+    rows = list(csv.DictReader(io.StringIO(exported.text, newline="")))
+    assert {r["record_id"]: r["number"] for r in rows} == {i: "'" + f for i, f in formulas.items()}
+    for r in csv.DictReader(io.StringIO(everything.text, newline="")):
+        assert not r["number"].startswith(("=", "+", "-", "@", "\t", "\r")), r
+        assert Decimal(r["contribution"]) == Decimal(r["untaxed_amount"])  # numbers stay numbers
+
+
 def test_a_repeated_where_keeps_either_value_in_pages_and_csv(web_server: Site) -> None:
     v = latest_value(web_server)["value_id"]
     both = [("where", "region=EMEA"), ("where", "region=APAC")]
@@ -353,6 +371,27 @@ def test_diff_names_the_records_that_moved(web_server: Site) -> None:
     assert explicit["from"]["value_id"] == hist[0]["value_id"] and explicit["total_changes"] > 0
     changed = {ch["record_id"] for ch in explicit["changes"] if ch["kind"] == "changed"}
     assert set(web_server.edited[0]) <= changed  # the orders edited between the two runs
+
+
+def test_a_diff_reason_never_carries_a_sealed_value_and_hr_reads_it_in_clear(web_server: Site) -> None:
+    """An order changed hands between the first two runs: its salesperson (sensitive) is in the diff's
+    fields and reason as ••• for leadership and admin (never the sealed text, which would link one
+    person's records), and in clear for hr."""
+    order, before, after = web_server.handed_over
+    with client(web_server, "viewer") as c:
+        hist = c.get(f"/api/krs/{KR}").json()["history"]
+    params = {"from_value": hist[0]["value_id"], "to_value": hist[1]["value_id"], "limit": 1000}
+    for role, shown in (("leadership", ("•••", "•••")), ("admin", ("•••", "•••")), ("hr", (before, after))):
+        with client(web_server, role) as c:
+            r = c.get(f"/api/krs/{KR}/diff", params=params)
+        assert r.status_code == 200, r.text
+        assert "pii:" not in r.text, role
+        if shown != (before, after):
+            assert before not in r.text and after not in r.text, role
+        change = next(ch for ch in r.json()["changes"] if ch["record_id"] == order)
+        assert change["fields"]["salesperson"] == list(shown)
+        assert f"salesperson {shown[0]} → {shown[1]}" in change["reason"], (role, change["reason"])
+        assert "untaxed_amount" in change["reason"]  # other fields in clear for everyone
 
 
 # ---- the check review -------------------------------------------------------------------------

@@ -344,6 +344,89 @@ def test_markup_in_a_record_is_shown_as_text(web_server: Any, tabs: Any) -> None
     tab.shot("xss-record")
 
 
+def test_a_formula_in_a_record_is_text_on_the_page_and_quoted_in_the_exported_csv(
+    web_server: Any, tabs: Any
+) -> None:
+    """The page shows the source's text as it is; the CSV its Export link downloads starts such text
+    with a single quote, so a spreadsheet opens it as text instead of running it."""
+    tab = tabs(web_server)
+    page = tab.page
+    tab.login("leadership")
+    tab.go(f"/kr/{KR}")
+    page.wait_for_selector('[data-testid="record-row"]')
+    (order, formula), *_ = web_server.formula_orders.items()
+    assert formula.startswith("=HYPERLINK(")
+    page.fill('[data-testid="filter-record-id"]', order)
+    page.click('[data-testid="filter-apply"]')
+    row = page.locator(f'[data-testid="record-row"][data-record-id="{order}"]')
+    row.wait_for()
+    assert formula in row.inner_text()
+    assert row.locator("a[href^='http://evil']").count() == 0
+    href = page.locator('[data-testid="export-csv"]').get_attribute("href")
+    assert href and "record_id=" in href
+    r = page.request.get(web_server.url + href)
+    assert r.ok and r.headers["content-type"].startswith("text/csv")
+    rows = {x["record_id"]: x for x in csv.DictReader(io.StringIO(r.text(), newline=""))}
+    assert rows[order]["number"] == "'" + formula
+
+
+def test_what_changed_shows_a_sensitive_field_as_dots_and_hr_the_names(web_server: Any, tabs: Any) -> None:
+    """The order that changed hands between the first two values: its "why" reads ••• → ••• for
+    leadership, with no sealed text anywhere on the page, and the names for hr."""
+    order, before, after = web_server.handed_over
+    for role, shown in (("leadership", ("•••", "•••")), ("hr", (before, after))):
+        tab = tabs(web_server)
+        page = tab.page
+        tab.login(role)
+        history = tab.api(f"/api/krs/{KR}")["history"]
+        tab.go(f"/kr/{KR}?value={history[1]['value_id']}")
+        row = page.locator(f'[data-testid="change-row"][data-record-id="{order}"]')
+        row.wait_for()
+        assert page.locator('[data-testid="diff-from"]').input_value() == str(history[0]["value_id"])
+        assert f"salesperson {shown[0]} → {shown[1]}" in row.inner_text()
+        text = page.locator("body").inner_text()
+        assert "pii:" not in text
+        if role != "hr":
+            assert before not in text and after not in text
+        tab.shot(f"diff-sensitive-{role}")
+
+
+# ---- small groups: a value over few people is withheld ----------------------------------------
+
+
+def test_a_small_group_reads_suppressed_for_leadership_and_its_value_for_hr(
+    hr_server: Any, tabs: Any
+) -> None:
+    """Finance's headcount (2 people) on the tree and on its page: "suppressed (n < 5)" for leadership,
+    with no point on the chart and no progress; 2 for hr. The company's headcount (8) shows for both."""
+    for role, shown in (("leadership", "suppressed (n < 5)"), ("hr", "2")):
+        tab = tabs(hr_server)
+        page = tab.page
+        tab.login(role)
+        page.wait_for_selector('[data-testid="kr"][data-id="KR-FIN-HEADCOUNT"]')
+        row = page.locator('[data-testid="kr"][data-id="KR-FIN-HEADCOUNT"]')
+        assert row.locator('[data-testid="kr-value"]').inner_text() == shown
+        company = page.locator('[data-testid="kr"][data-id="KR-HEADCOUNT"] [data-testid="kr-value"]')
+        assert company.inner_text() == "8"
+        leavers = page.locator('[data-testid="kr"][data-id="KR-LEAVERS"] [data-testid="kr-value"]')
+        assert leavers.inner_text() == ("1" if role == "hr" else shown)
+        status = row.locator('[data-testid="kr-status"]')
+        assert (status.get_attribute("data-status") == "suppressed") == (role != "hr")
+        keep = page.locator('[data-testid="objective"][data-id="O-KEEP"] [data-testid="objective-progress"]')
+        assert (keep.first.inner_text() == "—") == (role != "hr")  # no roll-up from a withheld value
+        tab.shot(f"small-group-tree-{role}")
+
+        tab.go("/kr/KR-FIN-HEADCOUNT")
+        page.wait_for_selector('[data-testid="history-row"]')
+        assert page.locator('[data-testid="kr-value"]').inner_text() == shown
+        assert page.locator('[data-testid="history-value"]').all_inner_texts() == [shown]
+        points = page.evaluate(POINTS.replace(".getDatasetMeta(0).data.length", ".data.datasets[0].data"))
+        assert points == ([2] if role == "hr" else [None])
+        assert ("Records behind " + shown) in page.locator("#selected-title").inner_text()
+        page.wait_for_selector('[data-testid="record-row"]')  # the drill follows the role rules
+        tab.shot(f"small-group-kr-{role}")
+
+
 # ---- a viewer sees values, not the records behind them ---------------------------------------
 
 

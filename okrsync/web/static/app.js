@@ -193,6 +193,17 @@ export function fmtValue(v, unit) {
   return unit ? `${text} ${unit}` : text;
 }
 
+/** A KR's or a history point's value as shown: a small group's value the server withheld from this
+ * role says so ("suppressed (n < 5)", its reason) instead of a number. */
+export function fmtShown(v, unit) {
+  return v && v.status === "suppressed" ? v.reason || "suppressed" : fmtValue(v ? v.value : null, unit);
+}
+
+/** A value's record count ("—" when the server withheld it with the value). */
+export function fmtRecords(v) {
+  return v.records === null || v.records === undefined ? "—" : String(v.records);
+}
+
 /** An exact decimal string with thousands separators and every digit kept. */
 export function fmtExact(v) {
   if (!isNum(v)) return v === null || v === undefined ? "—" : String(v);
@@ -251,6 +262,7 @@ const STATUS_LABEL = {
   off_track: "off track",
   achieved: "achieved",
   no_data: "no data",
+  suppressed: "suppressed",
   passed: "passed",
   warned: "warned",
   blocked: "blocked",

@@ -1,6 +1,6 @@
 // "What changed": the selected value against an earlier one (by default the most recent earlier
 // value that differs): the delta, a summary by kind, and the records added, removed or changed.
-import { api, el, fill, fmtExact, fmtTime, fmtValue, say, sayError, table, withQuery } from "/static/app.js";
+import { api, el, fill, fmtExact, fmtShown, fmtTime, fmtValue, say, sayError, table, withQuery } from "/static/app.js";
 
 const LIMIT = 200;
 
@@ -34,7 +34,7 @@ export class DiffPanel {
         el("option", {
           value: String(v.value_id),
           selected: v === differs,
-          text: `#${v.value_id} · as of ${fmtTime(v.as_of)} · ${fmtValue(v.value, this.kr.unit)}`,
+          text: `#${v.value_id} · as of ${fmtTime(v.as_of)} · ${fmtShown(v, this.kr.unit)}`,
         }),
       ),
     );
@@ -71,12 +71,12 @@ export class DiffPanel {
       "p",
       { class: "diff-head", "data-testid": "diff-head" },
       `#${d.from.value_id} (as of ${fmtTime(d.from.as_of)}) `,
-      el("strong", { text: fmtValue(d.from.value, unit) }),
+      el("strong", { text: fmtShown(d.from, unit) }),
       " → ",
       `#${d.to.value_id} (as of ${fmtTime(d.to.as_of)}) `,
-      el("strong", { text: fmtValue(d.to.value, unit) }),
+      el("strong", { text: fmtShown(d.to, unit) }),
       ": ",
-      el("strong", { class: deltaClass(d.delta, this.kr.direction), "data-testid": "diff-delta", text: fmtDelta(d.delta, unit) }),
+      el("strong", { class: deltaClass(d.delta, this.kr.direction), "data-testid": "diff-delta", text: [d.from, d.to].some((v) => v.status === "suppressed") ? "no delta (a value is suppressed)" : fmtDelta(d.delta, unit) }),
     );
     const defNote = d.definition_changed
       ? el("p", { class: "notice", "data-testid": "diff-definition-changed", text: "The KR's definition changed between these values: part of the move comes from the definition, not from the data." })

@@ -1,7 +1,7 @@
 // A key result's page (`/kr/{id}`): its header, the history chart (value, target, expected pace),
 // the table of values; selecting a value shows its records and what changed since an earlier one.
 import {
-  $, api, badge, el, fill, flags, fmtAge, fmtPct, fmtShortTime, fmtTime, fmtValue, link, pauseIcon, progressBar, say, sayError, startPage, table,
+  $, api, badge, el, fill, flags, fmtAge, fmtPct, fmtRecords, fmtShortTime, fmtShown, fmtTime, fmtValue, link, pauseIcon, progressBar, say, sayError, startPage, table,
 } from "/static/app.js";
 import { COLORS } from "/static/charts.js";
 import { DiffPanel } from "/static/diff.js";
@@ -95,7 +95,7 @@ function drawHeader(kr, decisions) {
     el(
       "div",
       { class: "stats" },
-      stat("Value", el("strong", { class: "big", id: "kr-value", "data-testid": "kr-value", text: fmtValue(kr.value, kr.unit) })),
+      stat("Value", el("strong", { class: "big", id: "kr-value", "data-testid": "kr-value", text: fmtShown(kr, kr.unit) })),
       stat("Target", el("span", { id: "kr-target", text: fmtValue(kr.target, kr.unit) }), el("div", { class: "muted small", text: `from baseline ${fmtValue(kr.baseline, kr.unit)}` })),
       stat(
         "Progress",
@@ -184,10 +184,10 @@ function drawHistoryTable() {
       el("td", {}, pick),
       el("td", { class: "time", text: fmtTime(v.as_of) }),
       el("td", { class: "muted", text: fmtTime(v.computed_at) }),
-      el("td", { class: "num", text: fmtValue(v.value, kr.unit), title: v.reason || null }),
+      el("td", { class: "num", "data-testid": "history-value", text: fmtShown(v, kr.unit), title: v.reason || null }),
       el("td", { class: "num", text: fmtPct(v.progress) }),
       el("td", {}, badge(v.status, { title: v.reason })),
-      el("td", { class: "num", text: String(v.records) }),
+      el("td", { class: "num", text: fmtRecords(v) }),
       el("td", {}, flowRun(v)),
     );
   });
@@ -277,12 +277,13 @@ function drawChart() {
             },
             label: (ctx) => {
               const v = h[ctx.dataIndex];
-              const raw = ctx.datasetIndex === 0 ? v.value : ctx.datasetIndex === 1 ? kr.target : v.pace_value;
+              if (ctx.datasetIndex === 0) return `${ctx.dataset.label}: ${fmtShown(v, kr.unit)}`;
+              const raw = ctx.datasetIndex === 1 ? kr.target : v.pace_value;
               return `${ctx.dataset.label}: ${fmtValue(raw, kr.unit)}`;
             },
             footer: (items) => {
               const v = h[items[0].dataIndex];
-              return `${v.status.replace("_", " ")} · ${v.records} records · click to drill down`;
+              return `${v.status.replace("_", " ")} · ${fmtRecords(v)} records · click to drill down`;
             },
           },
         },
@@ -314,12 +315,12 @@ function select(i, { pushUrl = true } = {}) {
     history.replaceState(null, "", url.pathname + url.search);
   }
   const kr = page.kr;
-  fill($("selected-title"), `Records behind ${fmtValue(v.value, kr.unit)}`);
+  fill($("selected-title"), `Records behind ${fmtShown(v, kr.unit)}`);
   fill(
     $("selected-summary"),
     `Value #${v.value_id} as of ${fmtTime(v.as_of)} (computed ${fmtTime(v.computed_at)}) · `,
     badge(v.status, { title: v.reason }),
-    ` · ${v.records} records · `,
+    ` · ${fmtRecords(v)} records · `,
     flowRun(v),
   );
   $("selected-summary").dataset.valueId = String(v.value_id);

@@ -1,6 +1,6 @@
 // The objectives tree (`/`): objectives nested with their key results, progress and status, and a
 // bar chart of objective progress.
-import { $, api, badge, el, fill, flags, fmtAge, fmtPct, fmtTime, fmtValue, parseTime, progressBar, say, sayError, startPage } from "/static/app.js";
+import { $, api, badge, el, fill, flags, fmtAge, fmtPct, fmtShown, fmtTime, fmtValue, parseTime, progressBar, say, sayError, startPage } from "/static/app.js";
 import { COLORS } from "/static/charts.js";
 
 const status = $("page-status");
@@ -93,7 +93,7 @@ function keyResult(k, now) {
     el(
       "div",
       { class: "kr-value" },
-      el("strong", { "data-testid": "kr-value", text: fmtValue(k.value, k.unit) }),
+      el("strong", { "data-testid": "kr-value", text: fmtShown(k, k.unit) }),
       el("span", { class: "muted", text: ` of ${fmtValue(k.target, k.unit)}` }),
     ),
     el(
