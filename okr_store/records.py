@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from okr_store import models as m
 from okr_store.columns import column_type
+from okr_store.statistics import refresh_statistics
 from okrsync.errors import LeaseLost, StoreError
 from okrsync.schema import Field, StreamSchema
 
@@ -467,6 +468,7 @@ class SyncWriter:
                     watermark_after=watermark,
                 )
             )
+        refresh_statistics(self.engine, rec, inserted + updated + deleted)  # versions added and closed
         return counts
 
     def block(self, watermark: str | None, reason: str) -> None:
