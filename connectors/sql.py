@@ -47,10 +47,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -73,6 +72,9 @@ from connectors.sql_values import (
 from connectors.sql_values import UNSCALED_DECIMAL_SCALE as UNSCALED_DECIMAL_SCALE  # re-exported
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import FieldType, StreamSchema
+
+if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
+    import pandas as pd
 
 SAMPLE_ROWS = 1000  # rows sampled to type SQLite columns that declare no type
 VALIDATE = "the source may have changed since the stream was declared: run `okrsync validate --check-sources`"
@@ -491,6 +493,8 @@ class SqlConnector:
                               hint="the primary key changed: reset the stream's watermark (full refresh)")
         tz, first = stream_zone(self.name, stream), stream.cursor[0]
         key_values = [self._param(plan, k, v, tz) for k, v in zip(stream.primary_key, since.key, strict=True)]
+        import pandas as pd
+
         c = since.cursor
         if c == "NaT" if isinstance(c, str) else pd.isna(c):  # still among the NULL cursors (sorted first)
             return sa.or_(cursor.is_not(None), sa.and_(cursor.is_(None), lex_after(keys, key_values)))
@@ -558,6 +562,8 @@ class SqlConnector:
 
     def _frame(self, stream: StreamSpec, plan: _Plan, names: Sequence[str], rows: Sequence[Any],
                position: int, tz: ZoneInfo) -> pd.DataFrame:
+        import pandas as pd
+
         where = f"source {self.name!r}, stream {stream.name!r}"
         data: dict[str, pd.Series] = {}
         for name, values in zip(names, zip(*rows, strict=True) if rows else [()] * len(names), strict=True):

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -34,6 +33,8 @@ from okrsync.errors import LeaseLost, StoreError
 from okrsync.schema import Field, StreamSchema
 
 if TYPE_CHECKING:
+    import pandas as pd  # at run time only where a sync needs it: `status` and `drill` never do
+
     from okr_store.lease import Fence
 
 LEASE = timedelta(minutes=15)
@@ -108,6 +109,8 @@ def visible(table: sa.Table, sync_id: int | None) -> sa.ColumnElement[bool]:
 
 def row_hashes(df: pd.DataFrame, fields: tuple[str, ...]) -> pd.Series:
     """A 64-bit hash of each row's kept fields (vectorised), as 16 hex digits."""
+    import pandas as pd
+
     text = df[list(fields)].astype("string").fillna("\x00null")
     hashed = pd.util.hash_pandas_object(text, index=False)
     return hashed.map("{:016x}".format)
@@ -369,6 +372,8 @@ class SyncWriter:
         """Stage the ids of every live source record (for hard-delete detection)."""
         if rids.empty:
             return
+        import pandas as pd
+
         keys = pd.DataFrame({"_sync": self.sync_id, RID: rids.drop_duplicates().to_numpy()})
         with self.engine.begin() as conn:
             _write(conn, self.tables.keys, keys, replace=False)
@@ -379,6 +384,8 @@ class SyncWriter:
         """Stage the ids of records the source reports deleted since the last sync (tombstones)."""
         if rids.empty:
             return
+        import pandas as pd
+
         gone = pd.DataFrame({"_sync": self.sync_id, RID: rids.drop_duplicates().to_numpy()})
         with self.engine.begin() as conn:
             _write(conn, self.tables.gone, gone, replace=False)
