@@ -52,7 +52,8 @@ def test_imports_point_one_way(package: str) -> None:
 READ_PATH_MODULES = (
     "okrsync/cli/app.py", "okrsync/cli/context.py", "okrsync/cli/running.py", "okrsync/cli/values.py",
     "okrsync/render.py", "okr_store/lineage.py", "okr_store/queries.py", "okr_store/store.py",
-    "okr_store/records.py", "okr_store/statistics.py", "okrsync/project.py", "okrsync/project_model.py",
+    "okr_store/records.py", "okr_store/staging.py", "okr_store/statistics.py", "okrsync/project.py",
+    "okrsync/project_model.py",
     "connectors/base.py", "connectors/horizon.py", "connectors/sql.py", "connectors/sql_values.py",
     "connectors/sql_horizon.py", "connectors/sql_range.py", "connectors/salesforce/connector.py",
     "connectors/salesforce/options.py", "connectors/salesforce/soql.py", "connectors/salesforce/values.py",
