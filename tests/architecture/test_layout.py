@@ -57,6 +57,8 @@ READ_PATH_MODULES = (
     "connectors/base.py", "connectors/horizon.py", "connectors/sql.py", "connectors/sql_values.py",
     "connectors/sql_horizon.py", "connectors/sql_range.py", "connectors/salesforce/connector.py",
     "connectors/salesforce/options.py", "connectors/salesforce/soql.py", "connectors/salesforce/values.py",
+    "connectors/hr/connector.py", "connectors/hr/ats.py", "connectors/hr/bamboohr.py",
+    "connectors/hr/files.py", "connectors/hr/parse.py", "connectors/hr/values.py",
 )
 
 
