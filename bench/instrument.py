@@ -32,6 +32,7 @@ import pandas as pd
 import flows.pipeline as pipeline_module
 import metrics.gx as expectations_module
 import okr_store.records as records_module
+import okr_store.staging as staging_module
 from connectors.base import Connector, StreamSpec, Watermark
 from flows.gate import StreamGate
 from okr_store.lease import Fence
@@ -179,7 +180,8 @@ SYNC_SWAPS: list[tuple[Any, str, str]] = [
     (pipeline_module, "record_ids", "record_ids (pipeline)"),
     (records_module, "row_hashes", "*row_hashes"),
     (records_module, "_records", "*to Python rows"),  # executemany staging (before f4fc718)
-    (records_module, "_plain_rows", "*to Python rows"),  # COPY staging
+    (records_module, "_plain_rows", "*to Python rows"),  # COPY staging (before #15)
+    (staging_module, "plain_rows", "*to Python rows"),  # COPY staging
 ]
 # The data-quality gate of a stream with ``checks:`` (class attributes; importing these modules does not
 # import Great Expectations). ``observe`` contains ``validate``: ``breakdown`` subtracts it (NESTED).

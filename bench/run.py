@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from bench import baselines, data
+from bench import baselines, data, incremental_read
 from bench.core import MB, Results, Row, Stopwatch, median_of, peak_rss, timed
 from bench.data import AS_OF, SOURCE, STREAM, KrPlan, Server
 from bench.instrument import (
@@ -53,7 +53,7 @@ class Options:
     out_dir: Path
     work_dir: Path
     repeats: int = 5
-    only: str | None = None  # "gate": generate the data, then only the data-quality gate phase
+    only: str | None = None  # "gate" / "incremental": generate the data, then only that phase
     sf_rows: int = 200_000  # opportunities in the Salesforce sandbox (bench/salesforce.py)
     tax_prefect: bool = False  # local tax: also the informational Prefect rows (bench/local_tax.py)
     env: dict[str, str] | None = None  # the environment the benchmark was started with (local tax)
@@ -415,8 +415,10 @@ class Bench:
         say(f"  {full_s:.2f} s (plain SQL {every_base_s:.2f} s)")
 
     def incremental(self, full_s: float) -> None:
-        assert self.store is not None
+        assert self.store is not None and self.project is not None
         changed = data.update_one_percent(self.src)
+        say(f"incremental read of the {changed:,} changed rows against a plain range SELECT …")
+        incremental_read.run(self.project, self.store.watermark(STREAM), self.src, changed, self.res)
         run_id = self.store.start_run(AS_OF, None)
         say(f"incremental sync after updating {changed:,} rows …")
         counts, seconds, steps = self.sync("incremental", run_id)
@@ -563,6 +565,9 @@ class Bench:
         self.generate()
         if self.o.only == "gate":
             self.gate_phase()
+            return self.res
+        if self.o.only == "incremental":
+            self.incremental(self.full_sync(self.baseline_reads())[1])
             return self.res
         base = self.baseline_reads()
         run_id, full_s = self.full_sync(base)

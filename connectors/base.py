@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from okrsync.errors import ConfigError
 from okrsync.schema import FieldType, StreamSchema
+
+if TYPE_CHECKING:  # connectors import pandas where they read; the project file and `status` need none
+    import pandas as pd
 
 KEY_SEPARATOR = "|"
 
@@ -114,7 +117,8 @@ def stream_zone(source: str, stream: StreamSpec) -> ZoneInfo:
                           hint="use an IANA zone name such as Europe/Berlin") from None
 
 def _jsonable(v: Any) -> Any:
-    if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
+    pandas = sys.modules.get("pandas")  # a NaT exists only once pandas is imported
+    if v is None or (pandas is not None and v is pandas.NaT) or (isinstance(v, float) and v != v):
         return None
     if isinstance(v, datetime | date):
         return v.isoformat()

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from connectors.base import StreamSpec, Watermark
 from okrsync.schema import FieldType
+
+if TYPE_CHECKING:  # imported where a sync needs it: loading a project file needs no pandas
+    import pandas as pd
 
 SKEW_SECONDS = 60  # a cursor this far ahead of the source's clock is dated in the future
 HELD_BACK_NOTE_SECONDS = 3600  # an open transaction holding the re-read window back longer is named
@@ -102,6 +103,8 @@ class FutureRows:
 
 def future_rows(cursors: pd.Series, horizon: Horizon | None) -> FutureRows:
     """Count the cursor values (naive UTC) after ``horizon.future_after`` (vectorised)."""
+    import pandas as pd
+
     if horizon is None or cursors.empty:
         return FutureRows()
     values = pd.to_datetime(cursors, errors="coerce")
@@ -112,6 +115,8 @@ def future_rows(cursors: pd.Series, horizon: Horizon | None) -> FutureRows:
 
 
 def _instant(v: Any) -> datetime | None:
+    import pandas as pd
+
     if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
         return None
     if isinstance(v, pd.Timestamp):

@@ -16,6 +16,8 @@ Decisions worth knowing:
   FLOAT or STRING). SQLite dates and datetimes compare through ``julianday()``, as stored.
 * Rows whose effective cursor is NULL sort first: full reads return them; incremental reads only
   while the watermark is still among them.
+* An incremental read's condition is a range on the cursor (``cursor >= w AND (cursor, key) > (w, k)``,
+  :mod:`connectors.sql_range`), so an index on the cursor serves it on every database.
 * ``statement_timeout_seconds`` bounds each wait on the database: a statement, and in a streamed read
   each batch, but not the time spent on rows already received. Lock waits give up a second earlier
   (:func:`_lock_wait`), so they are reported as such. PostgreSQL: ``statement_timeout`` (per FETCH of
@@ -45,10 +47,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -56,6 +57,7 @@ from connectors.base import StreamSpec, Watermark, stream_zone
 from connectors.horizon import Horizon, lookback
 from connectors.secrets import env_value, secret_value
 from connectors.sql_horizon import DEFAULT_LOOKBACK_SECONDS, source_horizon
+from connectors.sql_range import after_watermark, lex_after
 from connectors.sql_values import (
     BAD_VALUE,
     Col,
@@ -70,6 +72,9 @@ from connectors.sql_values import (
 from connectors.sql_values import UNSCALED_DECIMAL_SCALE as UNSCALED_DECIMAL_SCALE  # re-exported
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import FieldType, StreamSchema
+
+if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
+    import pandas as pd
 
 SAMPLE_ROWS = 1000  # rows sampled to type SQLite columns that declare no type
 VALIDATE = "the source may have changed since the stream was declared: run `okrsync validate --check-sources`"
@@ -488,16 +493,18 @@ class SqlConnector:
                               hint="the primary key changed: reset the stream's watermark (full refresh)")
         tz, first = stream_zone(self.name, stream), stream.cursor[0]
         key_values = [self._param(plan, k, v, tz) for k, v in zip(stream.primary_key, since.key, strict=True)]
+        import pandas as pd
+
         c = since.cursor
         if c == "NaT" if isinstance(c, str) else pd.isna(c):  # still among the NULL cursors (sorted first)
-            return sa.or_(cursor.is_not(None), sa.and_(cursor.is_(None), _lex_after(keys, key_values)))
+            return sa.or_(cursor.is_not(None), sa.and_(cursor.is_(None), lex_after(keys, key_values)))
         kind = plan.cols[first].field.type
         if since.reread_from is not None and kind.temporal:  # rows that may have committed late
             return cursor >= self._param(plan, first, since.reread_from, tz)
         if stream.lookback_seconds and kind.temporal:  # re-read late rows; the store drops duplicates
             start = native(since.cursor, _T.DATETIME) - timedelta(seconds=stream.lookback_seconds)
             return cursor >= self._param(plan, first, start if kind is _T.DATETIME else start.date(), tz)
-        return _lex_after([cursor, *keys], [self._param(plan, first, since.cursor, tz), *key_values])
+        return after_watermark(cursor, keys, self._param(plan, first, since.cursor, tz), key_values)
 
     def _frames(self, stream: StreamSpec, plan: _Plan, stmt: sa.Select[Any],
                 names: Sequence[str]) -> Iterator[pd.DataFrame]:
@@ -555,6 +562,8 @@ class SqlConnector:
 
     def _frame(self, stream: StreamSpec, plan: _Plan, names: Sequence[str], rows: Sequence[Any],
                position: int, tz: ZoneInfo) -> pd.DataFrame:
+        import pandas as pd
+
         where = f"source {self.name!r}, stream {stream.name!r}"
         data: dict[str, pd.Series] = {}
         for name, values in zip(names, zip(*rows, strict=True) if rows else [()] * len(names), strict=True):
@@ -614,14 +623,6 @@ def _plan_key(stream: StreamSpec) -> str:
 
 def _errors(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
-
-
-def _lex_after(exprs: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:
-    """``(a, b, c) > (x, y, z)`` spelt out, so that every database can use its indexes."""
-    cond: sa.ColumnElement[bool] = exprs[-1] > values[-1]
-    for expr, value in zip(reversed(exprs[:-1]), reversed(values[:-1]), strict=True):
-        cond = sa.or_(expr > value, sa.and_(expr == value, cond))
-    return cond
 
 
 def _failure_kind(exc: sa.exc.DBAPIError) -> str:

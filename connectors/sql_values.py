@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from okrsync.schema import Field as SchemaField
 from okrsync.schema import FieldType
+
+if TYPE_CHECKING:  # imported where values are read: loading a project file needs neither
+    import pandas as pd
 
 UNSCALED_DECIMAL_SCALE = 6
 _T = FieldType
@@ -92,6 +93,8 @@ def sampled_col(name: str, first: Any) -> Col:
 def native(v: Any, kind: FieldType) -> Any:
     """A watermark value (in memory, pandas or back from JSON) as its field's Python type."""
     if kind.temporal:
+        import pandas as pd
+
         ts = pd.Timestamp(v)
         ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
         return ts.to_pydatetime() if kind is _T.DATETIME else ts.date()
@@ -101,6 +104,9 @@ def native(v: Any, kind: FieldType) -> Any:
 
 def series(values: Sequence[Any], col: Col, tz: ZoneInfo) -> pd.Series:
     """Raw driver values as a column of the field's type (vectorised when the driver's types allow)."""
+    import numpy as np
+    import pandas as pd
+
     kind, dtype = col.field.type, DTYPES[col.field.type]
     present = [v for v in values if v is not None]
     if kind is _T.DATETIME and all(type(v) is datetime for v in present):

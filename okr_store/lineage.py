@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 import sqlalchemy as sa
 
 from metrics.definition import KrDefinition
@@ -23,6 +22,9 @@ from okr_store.ranking import ranked_part
 from okr_store.records import FROM, HASH, RID, TO, visible
 from okr_store.store import Store
 from okrsync.schema import StreamSchema
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported by the functions that build frames: a drill's page needs none
 
 INTERNAL = {RID, FROM, TO, HASH}
 
@@ -275,6 +277,8 @@ def _pages(
 
 def contributions_frame(store: Store, v: StoredValue) -> tuple[KrDefinition, pd.DataFrame]:
     """Every contributing record of ``v``: stream, record_id, contribution, denominator_contribution."""
+    import pandas as pd
+
     d, parts = _parts(store, v)
     frames = []
     with store.engine.connect() as conn:
@@ -362,6 +366,8 @@ def _explain(
 
 def diff(store: Store, before: StoredValue, after: StoredValue, *, limit: int = 50) -> Diff:
     """What was added, removed or changed between two values of one KR, each change explained."""
+    import pandas as pd
+
     _, a = contributions_frame(store, before)
     _, b = contributions_frame(store, after)
     merged = a.merge(b, on=["stream", "record_id"], how="outer", suffixes=("_a", "_b"), indicator=True)

@@ -23,20 +23,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from okr_store import models as m
 from okr_store.columns import column_type
+from okr_store.staging import RID, write_staged
+from okr_store.statistics import refresh_statistics
 from okrsync.errors import LeaseLost, StoreError
 from okrsync.schema import Field, StreamSchema
 
 if TYPE_CHECKING:
+    import pandas as pd  # at run time only where a sync needs it: `status` and `drill` never do
+
     from okr_store.lease import Fence
 
 LEASE = timedelta(minutes=15)
-RID, FROM, TO, HASH = "_rid", "_from", "_to", "_hash"
+FROM, TO, HASH = "_from", "_to", "_hash"  # and RID, from okr_store.staging
 
 
 def utcnow() -> datetime:
@@ -107,6 +109,8 @@ def visible(table: sa.Table, sync_id: int | None) -> sa.ColumnElement[bool]:
 
 def row_hashes(df: pd.DataFrame, fields: tuple[str, ...]) -> pd.Series:
     """A 64-bit hash of each row's kept fields (vectorised), as 16 hex digits."""
+    import pandas as pd
+
     text = df[list(fields)].astype("string").fillna("\x00null")
     hashed = pd.util.hash_pandas_object(text, index=False)
     return hashed.map("{:016x}".format)
@@ -235,65 +239,6 @@ class StreamRegistry:
         return tables
 
 
-def _upsert(conn: sa.Connection, table: sa.Table, *, replace: bool) -> Any:
-    """INSERT that replaces (or keeps) a staged row of the same record re-read in the same sync."""
-    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
-    if dialect is None:
-        raise StoreError(f"the store does not support {conn.dialect.name!r}", hint="use SQLite or PostgreSQL")
-    ins = dialect.insert(table)
-    if not replace:
-        return ins.on_conflict_do_nothing(index_elements=["_sync", RID])
-    cols = [c.name for c in table.columns if c.name not in ("_sync", RID)]
-    return ins.on_conflict_do_update(index_elements=["_sync", RID], set_={c: ins.excluded[c] for c in cols})
-
-
-def _plain_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Python objects with None for missing values: what DB-API drivers and COPY understand."""
-    return df.astype(object).where(df.notna(), None)
-
-
-def _write(conn: sa.Connection, table: sa.Table, df: pd.DataFrame, *, replace: bool) -> None:
-    """Stage rows: COPY on PostgreSQL (row-by-row INSERT was 40 % of a full sync), an executemany
-    upsert elsewhere. A record staged twice in one sync keeps its later copy."""
-    rows = _plain_rows(df)
-    if conn.dialect.name != "postgresql":
-        conn.execute(_upsert(conn, table, replace=replace), rows.to_dict("records"))
-        return
-    # Rows of one ordered read never repeat a record: COPY straight into the staging table. Only if
-    # a record arrives twice in one sync (a lookback overlap, a re-delivered batch) go through a
-    # temporary table and an upsert, so the later copy wins.
-    from psycopg.errors import UniqueViolation
-
-    try:
-        with conn.begin_nested():
-            _copy(conn, table.name, rows)
-        return
-    except UniqueViolation:
-        pass
-    columns = (sa.Column(c.name, c.type) for c in table.columns)
-    tmp = sa.Table(
-        f"tmp_{table.name}"[:63], sa.MetaData(), *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP"
-    )
-    tmp.create(conn)
-    _copy(conn, tmp.name, rows.drop_duplicates(subset=[RID], keep="last"))
-    cols = list(rows.columns)
-    upsert = _upsert(conn, table, replace=replace)
-    conn.execute(upsert.from_select(cols, sa.select(*(tmp.c[c] for c in cols))))
-    tmp.drop(conn)
-
-
-def _copy(conn: sa.Connection, table_name: str, rows: pd.DataFrame) -> None:
-    """COPY ``rows`` into a table (PostgreSQL, psycopg 3)."""
-    quote = conn.dialect.identifier_preparer.quote
-    dbapi: Any = conn.connection.dbapi_connection
-    with dbapi.cursor() as cur:
-        # Identifiers only (store-generated table name, quoted column names): no values in this text.
-        copy_sql = f"COPY {quote(table_name)} ({', '.join(quote(c) for c in rows.columns)}) FROM STDIN"
-        with cur.copy(copy_sql) as copy:
-            for row in rows.itertuples(index=False, name=None):
-                copy.write_row(row)
-
-
 class Vetoed(Exception):
     """A commit gate refused the change; nothing was applied."""
 
@@ -348,7 +293,7 @@ class SyncWriter:
         fields = tuple(c for c in batch.columns if c != RID)
         staged = batch.assign(**{HASH: row_hashes(batch, fields), "_sync": self.sync_id})
         with self.engine.begin() as conn:
-            _write(conn, self.tables.stage, staged, replace=True)
+            write_staged(conn, self.tables.stage, staged, replace=True)
             self._renew_lease(conn)
         self.rows_read += len(batch)
 
@@ -368,9 +313,11 @@ class SyncWriter:
         """Stage the ids of every live source record (for hard-delete detection)."""
         if rids.empty:
             return
+        import pandas as pd
+
         keys = pd.DataFrame({"_sync": self.sync_id, RID: rids.drop_duplicates().to_numpy()})
         with self.engine.begin() as conn:
-            _write(conn, self.tables.keys, keys, replace=False)
+            write_staged(conn, self.tables.keys, keys, replace=False)
             self._renew_lease(conn)
         self.keys_read += len(keys)
 
@@ -378,9 +325,11 @@ class SyncWriter:
         """Stage the ids of records the source reports deleted since the last sync (tombstones)."""
         if rids.empty:
             return
+        import pandas as pd
+
         gone = pd.DataFrame({"_sync": self.sync_id, RID: rids.drop_duplicates().to_numpy()})
         with self.engine.begin() as conn:
-            _write(conn, self.tables.gone, gone, replace=False)
+            write_staged(conn, self.tables.gone, gone, replace=False)
             self._renew_lease(conn)
         self.tombstones_read += len(gone)
 
@@ -467,6 +416,7 @@ class SyncWriter:
                     watermark_after=watermark,
                 )
             )
+        refresh_statistics(self.engine, rec, inserted + updated + deleted)  # versions added and closed
         return counts
 
     def block(self, watermark: str | None, reason: str) -> None:

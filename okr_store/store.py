@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -23,6 +22,9 @@ from okr_store.opening import cannot_write, open_error, read_only_engine, sqlite
 from okr_store.records import LEASE, RID, StreamRegistry, StreamTables, SyncWriter, utcnow, visible
 from okrsync.errors import StoreError
 from okrsync.schema import StreamSchema
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a sync or a check needs it: `status` and `drill` never do
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -230,6 +232,8 @@ class Store:
 
     def staged(self, stream: str, sync_id: int, chunk: int = 50_000) -> Iterator[pd.DataFrame]:
         """The rows a sync staged (``_rid`` and the fields), in chunks, as a check would see them."""
+        import pandas as pd
+
         tables = self.streams.tables(stream)
         assert tables is not None
         stg = tables.stage

@@ -22,16 +22,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-import pandas as pd
 
 from connectors.base import StreamSpec, stream_zone
 from connectors.hr.bamboohr_client import BambooHrClient
-from connectors.hr.values import as_naive_utc, did_you_mean, typed_frame
+from connectors.hr.values import as_naive_utc, did_you_mean, id_frame, typed_frame
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import Field, FieldType, StreamSchema
+
+if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
+    import pandas as pd
 
 _T = FieldType
 APPLICATION_FIELDS = (
@@ -87,7 +88,7 @@ class BambooHrAts:
         self._check(stream, report)
         listed = self._jobs(stream) if report == "jobs" else self._applications(stream)
         ids = sorted({self._id(stream, r, report[:-1]) for r in listed})
-        yield pd.DataFrame({"id": pd.Series(ids, dtype="Int64")})
+        yield id_frame(ids)
 
     # -- calls -------------------------------------------------------------------------------------
 

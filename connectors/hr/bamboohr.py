@@ -29,17 +29,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, ClassVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors.base import StreamSpec, Watermark
 from connectors.hr.ats import BambooHrAts
 from connectors.hr.bamboohr_client import BambooHrClient
 from connectors.hr.options import BambooHrOptions, stream_options
-from connectors.hr.values import as_naive_utc, did_you_mean, typed_frame
+from connectors.hr.values import as_naive_utc, did_you_mean, id_frame, typed_frame
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import Field, FieldType, StreamSchema
+
+if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
+    import pandas as pd
 
 _T = FieldType
 
@@ -182,7 +183,7 @@ class BambooHr:
         changes = self._changes(stream, since, cache=False)
         gone = sorted({c.id for c in changes if c.action.lower() == "deleted"})
         if gone:
-            yield pd.DataFrame({"id": pd.Series(gone, dtype="Int64")})
+            yield id_frame(gone)
 
     def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
         if (report := _ats(self.name, stream)) is not None:
@@ -196,7 +197,7 @@ class BambooHr:
                               hint="check the API key's user can see employees; the next run tries again")
         ids = sorted({self._id(stream, r) for r in records})
         for start in range(0, len(ids), stream.batch_size):
-            yield pd.DataFrame({"id": pd.Series(ids[start:start + stream.batch_size], dtype="Int64")})
+            yield id_frame(ids[start:start + stream.batch_size])
 
     def record_url(self, stream: StreamSpec, record_id: str) -> str | None:
         if not _ID.match(record_id) or _ats(self.name, stream) is not None:

@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from connectors.base import StreamSpec, Watermark
@@ -26,6 +25,9 @@ from connectors.hr.options import BambooHrOptions, HrFilesOptions, HrOptions, Hr
 from connectors.hr.values import validation_errors
 from okrsync.errors import ConfigError
 from okrsync.schema import StreamSchema
+
+if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
+    import pandas as pd
 
 
 class HrConnector:

@@ -30,9 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors.base import StreamSpec, Watermark, stream_zone
 from connectors.hr.columns import Parsed, typed_rows
@@ -41,6 +39,9 @@ from connectors.hr.parse import XLSX_SUFFIXES, FileRejected, csv_table, decode, 
 from connectors.hr.values import as_naive_utc, did_you_mean, typed_frame
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import Field, FieldType, StreamSchema
+
+if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import pandas as pd
 
 from okrsync.errors import ConfigError, SourceError
 
@@ -167,6 +166,8 @@ def xlsx_table(data: bytes, sheet: str | int | None, source: str, file: str) -> 
     except ImportError:
         raise ConfigError(f"source {source!r}: reading {file} needs openpyxl",
                           hint="pip install openpyxl (or export the file as CSV)") from None
+    import pandas as pd  # on a read only: loading a project file needs no pandas
+
     wanted = 0 if sheet is None else sheet
     try:
         df = pd.read_excel(io.BytesIO(data), sheet_name=wanted, header=None, dtype=object, engine="openpyxl")
@@ -211,4 +212,5 @@ def _blank(v: Any) -> bool:
         return True
     if isinstance(v, str) and not v.strip():
         return True
-    return v is pd.NaT
+    pandas = sys.modules.get("pandas")  # a NaT exists only once pandas is imported
+    return pandas is not None and v is pandas.NaT

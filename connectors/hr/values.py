@@ -8,25 +8,38 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import ValidationError
 
 from connectors.sql_values import DTYPES
 from okrsync.schema import Field
 
+if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
+    import pandas as pd
+
 
 def typed_frame(fields: Sequence[Field], columns: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """A frame with one column per field, of the dtype the store expects for its type."""
+    import pandas as pd
+
     return pd.DataFrame(
         {f.name: pd.Series(list(col), dtype=DTYPES[f.type]) for f, col in zip(fields, columns, strict=True)},
         columns=[f.name for f in fields],
     )
 
 
+def id_frame(ids: Sequence[int]) -> pd.DataFrame:
+    """Record ids (employees, jobs, applications) as the one-column frame ``keys`` and ``deleted`` yield."""
+    import pandas as pd
+
+    return pd.DataFrame({"id": pd.Series(list(ids), dtype="Int64")})
+
+
 def as_naive_utc(value: Any) -> datetime:
     """A watermark cursor (datetime, pandas Timestamp or ISO text) as a naive UTC datetime."""
+    import pandas as pd
+
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
     if isinstance(value, str):

@@ -21,22 +21,26 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pandas as pd
 from pydantic import BaseModel, ValidationError
-from simple_salesforce import Salesforce
 
 from connectors.base import StreamSpec, Watermark
 from connectors.salesforce import soql
-from connectors.salesforce.client import SfClient
-from connectors.salesforce.currency import Rates
-from connectors.salesforce.extraction import VALIDATE, Extractor, Read
-from connectors.salesforce.options import SalesforceOptions, SalesforceStreamOptions
+from connectors.salesforce.options import VALIDATE, SalesforceOptions, SalesforceStreamOptions
 from connectors.salesforce.values import BadValue, SfField, field_of, frame, parse_datetime
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import Field, FieldType, StreamSchema
+
+if TYPE_CHECKING:  # simple-salesforce and pandas load on the first read: `status` and `drill` need neither
+    import pandas as pd
+    from simple_salesforce import Salesforce
+
+    from connectors.salesforce.client import SfClient
+    from connectors.salesforce.currency import Rates
+    from connectors.salesforce.extraction import Extractor
 
 
 @dataclass(frozen=True)
@@ -73,11 +77,28 @@ class SalesforceConnector:
         except ValidationError as exc:
             raise ConfigError(f"source {name!r}: {_errors(exc)}",
                               hint="see the salesforce source keys in docs/connectors.md") from None
-        self.client = SfClient(name, self.options, base_dir, sleep)
+        self._base_dir, self._sleep = base_dir, sleep
         self._describes: dict[str, dict[str, Any]] = {}
         self._plans: dict[str, _Plan] = {}
-        self.extractor = Extractor(name, self.client)
-        self.rates = Rates(name, self.client)
+
+    @cached_property
+    def client(self) -> SfClient:
+        """The org's API client (logs in on its first call)."""
+        from connectors.salesforce.client import SfClient
+
+        return SfClient(self.name, self.options, self._base_dir, self._sleep)
+
+    @cached_property
+    def extractor(self) -> Extractor:
+        from connectors.salesforce.extraction import Extractor
+
+        return Extractor(self.name, self.client)
+
+    @cached_property
+    def rates(self) -> Rates:
+        from connectors.salesforce.currency import Rates
+
+        return Rates(self.name, self.client)
 
     @property
     def api_calls(self) -> int:
@@ -103,6 +124,8 @@ class SalesforceConnector:
         return self._plan(stream).schema
 
     def read(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
+        from connectors.salesforce.extraction import Read
+
         plan = self._plan(stream)
         kept = stream.kept_fields(plan.schema)
         paths = self._query_paths(plan, kept)
@@ -120,6 +143,8 @@ class SalesforceConnector:
 
     def deleted(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
         """Ids of records deleted (recycle bin) since the watermark; nothing on a full read."""
+        from connectors.salesforce.extraction import Read
+
         plan = self._plan(stream)
         if since is None or not stream.cursor or not plan.deletable:
             return
@@ -135,6 +160,8 @@ class SalesforceConnector:
         """Ids of records changed since the watermark that the stream's ``where`` no longer selects
         (an edit moved a deal out of Closed Won): the incremental read cannot see them, so the store
         closes them. The changed Ids are read with the filter and without it: those only the second finds."""
+        from connectors.salesforce.extraction import Read
+
         plan = self._plan(stream)
         if since is None or not stream.cursor or not plan.where:
             return
@@ -153,6 +180,8 @@ class SalesforceConnector:
             yield ids[~ids["Id"].isin(selected)]
 
     def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
+        from connectors.salesforce.extraction import Read
+
         plan = self._plan(stream)
         text = soql.select(plan.obj, ["Id"], [plan.where] if plan.where else [], ["Id"])
         read = Read(text, ["Id"], ["Id"])
@@ -177,7 +206,8 @@ class SalesforceConnector:
         return f"{base}/lightning/r/{stream.options.get('object')}/{record_id}/view"
 
     def close(self) -> None:
-        self.client.close()
+        if "client" in self.__dict__:  # never created: nothing to close
+            self.client.close()
 
     # -- describing ---------------------------------------------------------------------------------------
 
@@ -307,10 +337,14 @@ class SalesforceConnector:
 
 def _ids(rows: list[list[Any]]) -> pd.DataFrame:
     """The ``Id`` column of rows whose first value is the Id."""
+    import pandas as pd
+
     return pd.DataFrame({"Id": pd.Series([r[0] for r in rows], dtype="str")})
 
 
 def _as_datetime(value: Any) -> datetime:
+    import pandas as pd
+
     if isinstance(value, datetime):
         return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
     if isinstance(value, pd.Timestamp):

@@ -22,11 +22,11 @@ from simple_salesforce.bulk2 import Operation
 from connectors.base import StreamSpec
 from connectors.salesforce import soql
 from connectors.salesforce.client import LocatorExpired, SfClient
+from connectors.salesforce.options import VALIDATE
 from connectors.salesforce.values import csv_rows, json_rows, parse_datetime
 from okrsync.errors import SourceError
 
 MAX_STALLED_RESTARTS = 3
-VALIDATE = "run `okrsync validate --check-sources` to compare the stream with the object's describe"
 
 
 @dataclass

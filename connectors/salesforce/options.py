@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+VALIDATE = "run `okrsync validate --check-sources` to compare the stream with the object's describe"
+
 # Object and field API names: standard (Account), custom (Region__c), namespaced (ns__Thing__c) and,
 # for fields, relationship paths (Account.Owner.Name). Checked before any name reaches SOQL.
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")

@@ -12,8 +12,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from simple_salesforce.format import format_soql, quote_soql_value
-
 from connectors.salesforce.options import NAME, PATH
 
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")  # the filter's op is the SOQL operator
@@ -27,6 +25,8 @@ class FilterError(ValueError):
 
 def literal(value: Any) -> str:
     """A SOQL literal for a filter value (strings quoted and escaped, numbers checked finite)."""
+    from simple_salesforce.format import quote_soql_value  # not on import: loading a project needs none
+
     if isinstance(value, bool) or value is None:
         return quote_soql_value(value)
     if isinstance(value, datetime):
@@ -50,6 +50,8 @@ def _like(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise FilterError("contains/starts_with need a text value")
     # simple-salesforce's own LIKE escaping: quotes, backslashes, % and _ of the value are literal.
+    from simple_salesforce.format import format_soql
+
     return format_soql("'" + ("%" if where == "contains" else "") + "{:like}%'", _checked_text(value))
 
 

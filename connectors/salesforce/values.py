@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from connectors.sql_values import DTYPES
 from okrsync.schema import Field, FieldType
+
+if TYPE_CHECKING:  # imported where a read builds its frame: loading a project needs no pandas
+    import pandas as pd
 
 _T = FieldType
 _TYPES = {
@@ -144,6 +145,8 @@ def csv_rows(text: str, paths: Sequence[str]) -> list[list[Any]]:
 
 def frame(rows: list[list[Any]], fields: Sequence[SfField], id_index: int) -> pd.DataFrame:
     """Typed columns (see the module notes); :class:`BadValue` names the first bad record and field."""
+    import pandas as pd
+
     data: dict[str, list[Any]] = {}
     for i, f in enumerate(fields):
         conv = converter(f)

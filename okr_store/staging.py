@@ -1,0 +1,75 @@
+"""Landing a sync's batches in its staging tables (see :mod:`okr_store.records`): COPY on PostgreSQL, an
+upsert elsewhere, so that a record staged twice in one sync keeps its later copy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from okrsync.errors import StoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RID = "_rid"  # the record id: with ``_sync``, the key of every staging table (and re-exported by records)
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, *, replace: bool) -> Any:
+    """INSERT that replaces (or keeps) a staged row of the same record re-read in the same sync."""
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
+    if dialect is None:
+        raise StoreError(f"the store does not support {conn.dialect.name!r}", hint="use SQLite or PostgreSQL")
+    ins = dialect.insert(table)
+    if not replace:
+        return ins.on_conflict_do_nothing(index_elements=["_sync", RID])
+    cols = [c.name for c in table.columns if c.name not in ("_sync", RID)]
+    return ins.on_conflict_do_update(index_elements=["_sync", RID], set_={c: ins.excluded[c] for c in cols})
+
+
+def plain_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Python objects with None for missing values: what DB-API drivers and COPY understand."""
+    return df.astype(object).where(df.notna(), None)
+
+
+def write_staged(conn: sa.Connection, table: sa.Table, df: pd.DataFrame, *, replace: bool) -> None:
+    """Stage rows: COPY on PostgreSQL (row-by-row INSERT was 40 % of a full sync), an executemany
+    upsert elsewhere. A record staged twice in one sync keeps its later copy."""
+    rows = plain_rows(df)
+    if conn.dialect.name != "postgresql":
+        conn.execute(_upsert(conn, table, replace=replace), rows.to_dict("records"))
+        return
+    # Rows of one ordered read never repeat a record: COPY straight into the staging table. Only if
+    # a record arrives twice in one sync (a lookback overlap, a re-delivered batch) go through a
+    # temporary table and an upsert, so the later copy wins.
+    from psycopg.errors import UniqueViolation
+
+    try:
+        with conn.begin_nested():
+            _copy(conn, table.name, rows)
+        return
+    except UniqueViolation:
+        pass
+    columns = (sa.Column(c.name, c.type) for c in table.columns)
+    tmp = sa.Table(
+        f"tmp_{table.name}"[:63], sa.MetaData(), *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP"
+    )
+    tmp.create(conn)
+    _copy(conn, tmp.name, rows.drop_duplicates(subset=[RID], keep="last"))
+    cols = list(rows.columns)
+    upsert = _upsert(conn, table, replace=replace)
+    conn.execute(upsert.from_select(cols, sa.select(*(tmp.c[c] for c in cols))))
+    tmp.drop(conn)
+
+
+def _copy(conn: sa.Connection, table_name: str, rows: pd.DataFrame) -> None:
+    """COPY ``rows`` into a table (PostgreSQL, psycopg 3)."""
+    quote = conn.dialect.identifier_preparer.quote
+    dbapi: Any = conn.connection.dbapi_connection
+    with dbapi.cursor() as cur:
+        # Identifiers only (store-generated table name, quoted column names): no values in this text.
+        copy_sql = f"COPY {quote(table_name)} ({', '.join(quote(c) for c in rows.columns)}) FROM STDIN"
+        with cur.copy(copy_sql) as copy:
+            for row in rows.itertuples(index=False, name=None):
+                copy.write_row(row)
