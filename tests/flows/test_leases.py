@@ -131,6 +131,30 @@ def locked_project(demo_dir: Path) -> Path:
     return pf
 
 
+def _stop_outside_a_write(pid: int, store: Store) -> None:
+    """SIGSTOP ``pid`` at a moment it holds no write lock on the SQLite store: its heartbeat may be
+    writing the lease just then (a busy machine makes that likely), and a process frozen inside a write
+    would lock every other run out, which is not what the test is about."""
+    database = store.engine.url.database
+    assert database, store.engine.url
+
+    def stopped_outside_a_write() -> bool:
+        os.kill(pid, signal.SIGSTOP)
+        con = sqlite3.connect(database, timeout=0)
+        try:
+            con.execute("BEGIN IMMEDIATE")  # fails at once if the stopped process holds the write lock
+            con.rollback()
+            return True
+        except sqlite3.OperationalError:
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+            return False
+        finally:
+            con.close()
+
+    _until("run A to stop outside a write", stopped_outside_a_write)
+
+
 def test_a_stalled_run_changes_nothing_after_another_took_over(locked_project: Path) -> None:
     """SIGSTOP run A inside a read, let its lease expire, run B to the end, SIGCONT A: A stops at its
     next write and says why; the store is exactly what B left."""
@@ -139,7 +163,7 @@ def test_a_stalled_run_changes_nothing_after_another_took_over(locked_project: P
     with _locked(pf.parent / "erp2.db"):
         a = _start(pf, pf.parent / "a.log")
         run_a = _until("run A to block on shipments", lambda: _blocked_on_shipments(store))
-        os.kill(a.pid, signal.SIGSTOP)  # its heartbeat stops with it
+        _stop_outside_a_write(a.pid, store)  # its heartbeat stops with it
     try:  # the lock is gone; A stays stopped until its lease has run out and B has finished
         _until("A's lease to run out", lambda: _q(store, sa.select(lease.until))[0][0] < utcnow())
         b = _run(pf)
