@@ -4,6 +4,9 @@ PostgreSQL tests read ``OKRSYNC_TEST_POSTGRES_URL`` (an admin URL such as
 ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) and MariaDB tests read
 ``OKRSYNC_TEST_MARIADB_URL``; each test gets a database of its own, dropped afterwards. Without the
 variable the tests are skipped with a reason; ``.ci/run`` sets them and fails if a server is down.
+
+Tests marked ``slow`` (end-to-end cases of minutes each) run when ``OKRSYNC_TEST_SLOW`` is set, as
+``.ci/run`` does; README command 2 skips them with that reason, to stay within its time budget.
 """
 
 from __future__ import annotations
@@ -14,6 +17,17 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+
+SLOW_ENV = "OKRSYNC_TEST_SLOW"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(SLOW_ENV):
+        return
+    skip = pytest.mark.skip(reason=f"a slow end-to-end case: .ci/run runs it ({SLOW_ENV}=1 runs it here)")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)
 
 
 def _server_database(env: str, what: str) -> Iterator[str]:

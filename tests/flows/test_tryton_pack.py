@@ -111,6 +111,7 @@ def pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "okrsync.yaml"
 
 
+@pytest.mark.slow  # every pack KR against Tryton's reporting before and after ~10 events: minutes
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_pack_krs_equal_trytons_own_numbers_before_and_after_a_change(
     request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
