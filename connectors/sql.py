@@ -32,7 +32,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -68,7 +67,7 @@ from connectors.sql_values import (
     series,
 )
 from connectors.sql_values import UNSCALED_DECIMAL_SCALE as UNSCALED_DECIMAL_SCALE  # re-exported
-from okrsync.errors import ConfigError, SourceError
+from okrsync.errors import ConfigError, SourceError, close_matches
 from okrsync.schema import FieldType, StreamSchema
 
 SAMPLE_ROWS = 1000  # rows sampled to type SQLite columns that declare no type
@@ -428,7 +427,7 @@ class SqlConnector:
             columns = insp.get_columns(table, schema=db_schema)
         except sa.exc.NoSuchTableError:
             known = insp.get_table_names(schema=db_schema) + insp.get_view_names(schema=db_schema)
-            close = difflib.get_close_matches(table, known, n=5, cutoff=0.5)
+            close = close_matches(table, known, n=5, cutoff=0.5)
             raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: no table {table!r}"
                               + (f" in schema {db_schema!r}" if db_schema else ""),
                               hint=f"did you mean {', '.join(close)}?" if close

@@ -21,7 +21,7 @@ them under ``sensitive:``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,8 +29,9 @@ import pandas as pd
 
 from connectors.base import StreamSpec, stream_zone
 from connectors.hr.bamboohr_client import BambooHrClient
-from connectors.hr.values import as_naive_utc, did_you_mean, typed_frame
-from okrsync.errors import ConfigError, SourceError
+from connectors.hr.values import typed_frame
+from connectors.kit.values import Unconvertible, naive_utc
+from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 
 _T = FieldType
@@ -249,7 +250,7 @@ def _day(raw: Any, zone: ZoneInfo) -> date | None:
     try:
         if len(text) == 10:
             return date.fromisoformat(text)
-        stamp = as_naive_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
+        stamp = naive_utc(text)
+    except (Unconvertible, ValueError):
         raise _BadValue from None
     return stamp.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone).date()

@@ -37,8 +37,9 @@ from connectors.base import StreamSpec, Watermark
 from connectors.hr.ats import BambooHrAts
 from connectors.hr.bamboohr_client import BambooHrClient
 from connectors.hr.options import BambooHrOptions, stream_options
-from connectors.hr.values import as_naive_utc, did_you_mean, typed_frame
-from okrsync.errors import ConfigError, SourceError
+from connectors.hr.values import typed_frame
+from connectors.kit.values import Unconvertible, exact_decimal, naive_utc
+from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 
 _T = FieldType
@@ -88,7 +89,6 @@ _PAY = re.compile(r"^(-?\d{1,15}(?:\.\d+)?)(?:\s*([A-Z]{3}))?$")
 _ID = re.compile(r"^\d{1,18}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NO_DATE = ("", "0000-00-00")
-_TWO_PLACES = Decimal("0.01")
 _EPOCH = datetime.min
 
 
@@ -148,7 +148,7 @@ class BambooHr:
         needed = [c for c in EMPLOYEE_COLUMNS if c.field.name in {*kept, "id", CURSOR}]
         incremental = since is not None and bool(stream.cursor)
         # Rows at or before the watermark were read; with lookback_seconds the window is read again.
-        mark = (as_naive_utc(since.cursor), int(since.key[0])) if since is not None and incremental else None
+        mark = (naive_utc(since.cursor), int(since.key[0])) if since is not None and incremental else None
         exact = mark is not None and not stream.lookback_seconds
         if since is None or not incremental:
             records = self._report(stream, needed, None)
@@ -263,7 +263,7 @@ class BambooHr:
 
     def _changes(self, stream: StreamSpec, since: Watermark, cache: bool) -> list[_Change]:
         """``employees/changed`` since the watermark (one second earlier, and ``lookback_seconds``)."""
-        lower = as_naive_utc(since.cursor) - timedelta(seconds=(stream.lookback_seconds or 0) + 1)
+        lower = naive_utc(since.cursor) - timedelta(seconds=(stream.lookback_seconds or 0) + 1)
         text = lower.strftime("%Y-%m-%dT%H:%M:%SZ")
         key = (stream.name, text)
         if not cache and key in self._changed_cache:
@@ -366,12 +366,9 @@ def _date(raw: Any) -> date | None:
 
 
 def _timestamp(raw: Any) -> datetime:
-    text = _text(raw).replace("Z", "+00:00")
-    if len(text) >= 5 and text[-5] in "+-" and text[-3] != ":" and text[-4:].isdigit():
-        text = text[:-2] + ":" + text[-2:]  # +0000 → +00:00
     try:
-        return as_naive_utc(datetime.fromisoformat(text))  # BambooHR timestamps are UTC when naive
-    except ValueError:
+        return naive_utc(_text(raw))  # BambooHR timestamps are UTC when naive
+    except Unconvertible:
         raise _BadValue from None
 
 
@@ -380,8 +377,7 @@ def _pay(raw: Any) -> tuple[Decimal | None, str | None]:
     m = _PAY.match(_text(raw))
     if m is None:
         raise _BadValue
-    amount = Decimal(m.group(1))
-    rounded = amount.quantize(_TWO_PLACES)
-    if rounded != amount or not amount.is_finite():
-        raise _BadValue
-    return rounded, m.group(2)
+    try:
+        return exact_decimal(m.group(1), 2, strict=True), m.group(2)
+    except Unconvertible:
+        raise _BadValue from None

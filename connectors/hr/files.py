@@ -38,8 +38,9 @@ from connectors.base import StreamSpec, Watermark, stream_zone
 from connectors.hr.columns import Parsed, typed_rows
 from connectors.hr.options import META_COLUMNS, HrFilesOptions, stream_options
 from connectors.hr.parse import XLSX_SUFFIXES, FileRejected, csv_table, decode, xlsx_table
-from connectors.hr.values import as_naive_utc, did_you_mean, typed_frame
-from okrsync.errors import ConfigError, SourceError
+from connectors.hr.values import typed_frame
+from connectors.kit.values import naive_utc
+from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class HrFiles:
     def read(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
         schema = self.schema(stream)
         files = self._files()
-        mark = as_naive_utc(since.cursor) if since is not None and stream.cursor else None
+        mark = naive_utc(since.cursor) if since is not None and stream.cursor else None
         if self.options.mode == "snapshot":
             rows = self._snapshot_rows(stream, files, mark)
         else:

@@ -1,13 +1,11 @@
-"""Helpers shared by both hr systems: typed frames, naive-UTC datetimes, suggestions.
+"""What both hr systems share: typed frames and option errors.
 
 Nothing here puts a value in a message: HR values are personal data (RELIABILITY row 33, §3.5).
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -23,26 +21,6 @@ def typed_frame(fields: Sequence[Field], columns: Sequence[Sequence[Any]]) -> pd
         {f.name: pd.Series(list(col), dtype=DTYPES[f.type]) for f, col in zip(fields, columns, strict=True)},
         columns=[f.name for f in fields],
     )
-
-
-def as_naive_utc(value: Any) -> datetime:
-    """A watermark cursor (datetime, pandas Timestamp or ISO text) as a naive UTC datetime."""
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day)
-    raise TypeError(f"not a point in time: {type(value).__name__}")
-
-
-def did_you_mean(name: str, names: Iterable[str]) -> str:
-    names = list(names)
-    lower = [n for n in names if n.lower() == name.lower()]
-    hits = lower or difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(map(repr, hits))}?)" if hits else ""
 
 
 def validation_errors(exc: ValidationError) -> str:

@@ -16,11 +16,10 @@ How a sync reads (docs/salesforce.md has the user's view):
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,13 +28,14 @@ from pydantic import BaseModel, ValidationError
 from simple_salesforce import Salesforce
 
 from connectors.base import StreamSpec, Watermark
+from connectors.kit.values import naive_utc
 from connectors.salesforce import soql
 from connectors.salesforce.client import SfClient
 from connectors.salesforce.currency import Rates
 from connectors.salesforce.extraction import VALIDATE, Extractor, Read
 from connectors.salesforce.options import SalesforceOptions, SalesforceStreamOptions
-from connectors.salesforce.values import BadValue, SfField, field_of, frame, parse_datetime
-from okrsync.errors import ConfigError, SourceError
+from connectors.salesforce.values import BadValue, SfField, field_of, frame
+from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 
 
@@ -108,13 +108,13 @@ class SalesforceConnector:
         paths = self._query_paths(plan, kept)
         conditions = [plan.where] if plan.where else []
         if since is not None and stream.cursor:
-            lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
+            lower = naive_utc(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
             conditions.append(f"{stream.cursor[0]} >= {soql.literal(lower.replace(microsecond=0))}")
         order = [*stream.cursor[:1], "Id"]
         read = Read(soql.select(plan.obj, paths, conditions, order), paths, order)
         if since is not None and stream.cursor and not stream.lookback_seconds:
             # SOQL datetimes stop at the second: skip what was read up to the watermark itself.
-            read.last = (_as_datetime(since.cursor), *since.key)
+            read.last = (naive_utc(since.cursor), *since.key)
         for rows in self.extractor.extract(stream, read):
             yield self._frame(stream, plan, paths, rows, kept)
 
@@ -123,7 +123,7 @@ class SalesforceConnector:
         plan = self._plan(stream)
         if since is None or not stream.cursor or not plan.deletable:
             return
-        lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
+        lower = naive_utc(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
         cursor = stream.cursor[0]
         conditions = ["IsDeleted = true", f"{cursor} >= {soql.literal(lower.replace(microsecond=0))}"]
         read = Read(soql.select(plan.obj, ["Id", cursor], conditions, [cursor, "Id"]), ["Id", cursor],
@@ -139,7 +139,7 @@ class SalesforceConnector:
         if since is None or not stream.cursor or not plan.where:
             return
         cursor = stream.cursor[0]
-        lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
+        lower = naive_utc(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
         changed = f"{cursor} >= {soql.literal(lower.replace(microsecond=0))}"
         order = [cursor, "Id"]
 
@@ -220,7 +220,7 @@ class SalesforceConnector:
         names = list(fields)
         for name in (*(stream.fields or ()), *stream.primary_key, *stream.cursor):
             if name not in fields and name not in self._converted_names(so):
-                raise ConfigError(f"{where}: {so.object} has no field {name!r}{_did_you_mean(name, names)}",
+                raise ConfigError(f"{where}: {so.object} has no field {name!r}{did_you_mean(name, names)}",
                                   hint=VALIDATE)
         if len(stream.cursor) > 1 or (stream.cursor and fields[stream.cursor[0]].field.type
                                       is not FieldType.DATETIME):
@@ -233,7 +233,7 @@ class SalesforceConnector:
             for amount in cc.fields:
                 if amount not in fields or fields[amount].field.type is not FieldType.DECIMAL:
                     raise ConfigError(f"{where}: convert_currency: {amount!r} is not a number field of "
-                                      f"{so.object}{_did_you_mean(amount, names)}", hint=VALIDATE)
+                                      f"{so.object}{did_you_mean(amount, names)}", hint=VALIDATE)
                 col = f"{amount}_{self.options.currency}"
                 converted[col] = amount
                 scale = fields[amount].field.scale
@@ -266,7 +266,7 @@ class SalesforceConnector:
         by_rel = {d["relationshipName"]: d for d in own.values() if d.get("relationshipName")}
         ref = by_rel.get(rel)
         if ref is None or not ref.get("referenceTo"):
-            raise ConfigError(f"{where}: {obj} has no relationship {rel!r}{_did_you_mean(rel, list(by_rel))}",
+            raise ConfigError(f"{where}: {obj} has no relationship {rel!r}{did_you_mean(rel, list(by_rel))}",
                               hint="relationship fields are written Relationship.Field, e.g. Account.Name")
         parent = self._describe(ref["referenceTo"][0], stream)
         parent_fields = {d["name"]: d for d in parent["fields"]}
@@ -277,7 +277,7 @@ class SalesforceConnector:
         f = field_of(path, d) if d else None
         if f is None:
             raise ConfigError(f"{where}: {parent['name']} has no field {rest!r}"
-                              f"{_did_you_mean(rest, list(parent_fields))}", hint=VALIDATE)
+                              f"{did_you_mean(rest, list(parent_fields))}", hint=VALIDATE)
         return f
 
     def _query_paths(self, plan: _Plan, kept: Sequence[str]) -> list[str]:
@@ -310,26 +310,11 @@ def _ids(rows: list[list[Any]]) -> pd.DataFrame:
     return pd.DataFrame({"Id": pd.Series([r[0] for r in rows], dtype="str")})
 
 
-def _as_datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    return parse_datetime(str(value))
-
-
 def _source_field(obj: str, fields: dict[str, SfField], converted: dict[str, str], name: str) -> str:
     """A field a ``where`` filter may name: one of the object's (converted columns exist only here)."""
     if name not in fields or name in converted:
-        raise soql.FilterError(f"{obj} has no field {name!r}{_did_you_mean(name, list(fields))}")
+        raise soql.FilterError(f"{obj} has no field {name!r}{did_you_mean(name, list(fields))}")
     return name
-
-
-def _did_you_mean(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    lower = [n for n in names if n.lower() == name.lower()]
-    hits = lower or close
-    return f" (did you mean {', '.join(map(repr, hits))}?)" if hits else ""
 
 
 def _errors(exc: ValidationError) -> str:

@@ -20,9 +20,10 @@ from simple_salesforce import Salesforce
 from simple_salesforce.bulk2 import Operation
 
 from connectors.base import StreamSpec
+from connectors.kit.values import naive_utc
 from connectors.salesforce import soql
 from connectors.salesforce.client import LocatorExpired, SfClient
-from connectors.salesforce.values import csv_rows, json_rows, parse_datetime
+from connectors.salesforce.values import csv_rows, json_rows
 from okrsync.errors import SourceError
 
 MAX_STALLED_RESTARTS = 3
@@ -260,7 +261,7 @@ def _bulk_client(sf: Salesforce, text: str) -> Any:
 
 
 def _key(row: list[Any], positions: list[int]) -> tuple[Any, ...]:
-    return tuple(parse_datetime(row[i]) if isinstance(row[i], str) and _looks_datetime(row[i]) else row[i]
+    return tuple(naive_utc(row[i]) if isinstance(row[i], str) and _looks_datetime(row[i]) else row[i]
                  for i in positions)
 
 
