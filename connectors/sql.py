@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,10 +49,12 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors.base import StreamSpec, Watermark, stream_zone
 from connectors.horizon import Horizon, lookback
+from connectors.kit.cursor import Incremental
+from connectors.kit.options import validated
 from connectors.secrets import env_value, secret_value
 from connectors.sql_horizon import DEFAULT_LOOKBACK_SECONDS, source_horizon
 from connectors.sql_values import (
@@ -179,10 +181,8 @@ class SqlConnector:
 
     def __init__(self, name: str, options: SqlOptions | Mapping[str, Any], base_dir: Path) -> None:
         self.name = name
-        try:
-            self.options = options if isinstance(options, SqlOptions) else SqlOptions.model_validate(options)
-        except ValidationError as exc:
-            raise ConfigError(f"source {name!r}: {_errors(exc)}", hint="see `sources` in the docs") from None
+        self.options = validated(SqlOptions, options, where=f"source {name!r}",
+                                 hint="see `sources` in the docs")
         self.base_dir = base_dir
         self._engine: sa.Engine | None = None
         self._sqlite_creator: Callable[[], Any] | None = None
@@ -391,11 +391,9 @@ class SqlConnector:
         return plan
 
     def _stream_options(self, stream: StreamSpec) -> SqlStreamOptions:
-        try:
-            return SqlStreamOptions.model_validate(stream.options)
-        except ValidationError as exc:
-            raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: {_errors(exc)}",
-                              hint="a sql stream takes `table` (and optional `schema`) or `query`") from None
+        return validated(SqlStreamOptions, stream.options,
+                         where=f"source {self.name!r}, stream {stream.name!r}",
+                         hint="a sql stream takes `table` (and optional `schema`) or `query`")
 
     def _build_plan(self, stream: StreamSpec, so: SqlStreamOptions) -> _Plan:
         try:
@@ -486,17 +484,14 @@ class SqlConnector:
                               f"{len(since.key)} part(s), the primary key {len(stream.primary_key)}",
                               hint="the primary key changed: reset the stream's watermark (full refresh)")
         tz, first = stream_zone(self.name, stream), stream.cursor[0]
-        key_values = [self._param(plan, k, v, tz) for k, v in zip(stream.primary_key, since.key, strict=True)]
-        c = since.cursor
-        if c == "NaT" if isinstance(c, str) else pd.isna(c):  # still among the NULL cursors (sorted first)
+        window = Incremental.of(stream, since, plan.cols[first].field.type)
+        key_values = [self._param(plan, k, v, tz)
+                      for k, v in zip(stream.primary_key, window.key, strict=True)]
+        if window.null_cursor:  # still among the NULL cursors (sorted first)
             return sa.or_(cursor.is_not(None), sa.and_(cursor.is_(None), _lex_after(keys, key_values)))
-        kind = plan.cols[first].field.type
-        if since.reread_from is not None and kind.temporal:  # rows that may have committed late
-            return cursor >= self._param(plan, first, since.reread_from, tz)
-        if stream.lookback_seconds and kind.temporal:  # re-read late rows; the store drops duplicates
-            start = native(since.cursor, _T.DATETIME) - timedelta(seconds=stream.lookback_seconds)
-            return cursor >= self._param(plan, first, start if kind is _T.DATETIME else start.date(), tz)
-        return _lex_after([cursor, *keys], [self._param(plan, first, since.cursor, tz), *key_values])
+        if window.rereads:  # late rows (reread_from, lookback); the store drops re-read duplicates
+            return cursor >= self._param(plan, first, window.start, tz)
+        return _lex_after([cursor, *keys], [self._param(plan, first, window.cursor, tz), *key_values])
 
     def _frames(self, stream: StreamSpec, plan: _Plan, stmt: sa.Select[Any],
                 names: Sequence[str]) -> Iterator[pd.DataFrame]:
@@ -609,10 +604,6 @@ class SqlConnector:
 
 def _plan_key(stream: StreamSpec) -> str:
     return stream.name + json.dumps(stream.options, sort_keys=True, default=str)
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
 
 
 def _lex_after(exprs: Sequence[sa.ColumnElement[Any]], values: Sequence[Any]) -> sa.ColumnElement[bool]:

@@ -38,6 +38,7 @@ from connectors.hr.ats import BambooHrAts
 from connectors.hr.bamboohr_client import BambooHrClient
 from connectors.hr.options import BambooHrOptions, stream_options
 from connectors.hr.values import typed_frame
+from connectors.kit.cursor import Incremental
 from connectors.kit.values import Unconvertible, exact_decimal, naive_utc
 from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
@@ -146,16 +147,14 @@ class BambooHr:
         kept = stream.kept_fields(self.schema(stream))
         # Only what the stream keeps is asked for (data minimisation), plus the id and the order's cursor.
         needed = [c for c in EMPLOYEE_COLUMNS if c.field.name in {*kept, "id", CURSOR}]
-        incremental = since is not None and bool(stream.cursor)
         # Rows at or before the watermark were read; with lookback_seconds the window is read again.
-        mark = (naive_utc(since.cursor), int(since.key[0])) if since is not None and incremental else None
-        exact = mark is not None and not stream.lookback_seconds
-        if since is None or not incremental:
+        window = Incremental.of(stream, since, _T.DATETIME)
+        if window.full:
             records = self._report(stream, needed, None)
         else:
-            changes = self._changes(stream, since, cache=True)
-            ids = sorted({c.id for c in changes if c.action.lower() != "deleted" and not (
-                exact and mark is not None and c.last_changed and (c.last_changed, c.id) <= mark)})
+            changes = self._changes(stream, window, cache=True)
+            ids = sorted({c.id for c in changes if c.action.lower() != "deleted" and (
+                c.last_changed is None or window.keeps(c.last_changed, (c.id,)))})
             records = []
             step = self.options.ids_per_request
             for start in range(0, len(ids), step):
@@ -165,8 +164,7 @@ class BambooHr:
         by_id = {row[0]: row for row in rows}  # one row per employee, should an answer repeat one
         at = names.index(CURSOR)
         ordered = sorted(by_id.values(), key=lambda row: (row[at] or _EPOCH, row[0]))
-        if exact and mark is not None:
-            ordered = [row for row in ordered if (row[at] or _EPOCH, row[0]) > mark]
+        ordered = [row for row in ordered if window.keeps(row[at], (row[0],))]
         positions = [names.index(k) for k in kept]
         fields = [COLUMNS_BY_NAME[k].field for k in kept]
         for start in range(0, len(ordered), stream.batch_size):
@@ -177,9 +175,10 @@ class BambooHr:
         """Ids of employees BambooHR reports as deleted since the watermark; nothing on a full read."""
         if _ats(self.name, stream) is None:
             self._check(stream)
-        if since is None or not stream.cursor:
+        window = Incremental.of(stream, since, _T.DATETIME)
+        if window.full:
             return
-        changes = self._changes(stream, since, cache=False)
+        changes = self._changes(stream, window, cache=False)
         gone = sorted({c.id for c in changes if c.action.lower() == "deleted"})
         if gone:
             yield pd.DataFrame({"id": pd.Series(gone, dtype="Int64")})
@@ -261,9 +260,9 @@ class BambooHr:
                 "them out of the stream's `fields`")
         return employees
 
-    def _changes(self, stream: StreamSpec, since: Watermark, cache: bool) -> list[_Change]:
-        """``employees/changed`` since the watermark (one second earlier, and ``lookback_seconds``)."""
-        lower = naive_utc(since.cursor) - timedelta(seconds=(stream.lookback_seconds or 0) + 1)
+    def _changes(self, stream: StreamSpec, window: Incremental, cache: bool) -> list[_Change]:
+        """``employees/changed`` since the window's start (one second earlier: whole seconds)."""
+        lower = window.start - timedelta(seconds=1)
         text = lower.strftime("%Y-%m-%dT%H:%M:%SZ")
         key = (stream.name, text)
         if not cache and key in self._changed_cache:

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from connectors.base import StreamSpec, Watermark
 from connectors.hr.bamboohr import BambooHr
 from connectors.hr.files import HrFiles
 from connectors.hr.options import BambooHrOptions, HrFilesOptions, HrOptions, HrStreamOptions
-from connectors.hr.values import validation_errors
-from okrsync.errors import ConfigError
+from connectors.kit.options import validated
 from okrsync.schema import StreamSchema
 
 
@@ -42,12 +41,9 @@ class HrConnector:
         if isinstance(options, HrOptions):
             options = options.settings
         if not isinstance(options, BambooHrOptions | HrFilesOptions):
-            try:
-                options = HrOptions.model_validate(dict(options)).settings
-            except ValidationError as exc:
-                raise ConfigError(f"source {name!r}: {validation_errors(exc)}",
-                                  hint="see docs/hr.md for the keys of `system: bamboohr` and "
-                                  "`system: files`") from None
+            hint = "see docs/hr.md for the keys of `system: bamboohr` and `system: files`"
+            options = validated(HrOptions, dict(options), where=f"source {name!r}", hint=hint,
+                                hide=("bamboohr", "files")).settings
         self.options: BambooHrOptions | HrFilesOptions = options
         self.system: BambooHr | HrFiles
         if isinstance(options, BambooHrOptions):

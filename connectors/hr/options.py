@@ -24,7 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from okrsync.errors import ConfigError, did_you_mean
+from connectors.kit.options import validated
+from okrsync.errors import did_you_mean
 from okrsync.schema import FieldType
 
 # Our column names and BambooHR field ids (aliases such as firstName, or numeric ids such as 4047).
@@ -355,12 +356,6 @@ class HrStreamOptions(BaseModel):
 
 def stream_options(source: str, stream: StreamSpec) -> HrStreamOptions:
     """The stream's hr keys, validated (a ConfigError naming the stream otherwise)."""
-    try:
-        return HrStreamOptions.model_validate(stream.options)
-    except ValidationError as exc:
-        why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}"
-                        for e in exc.errors(include_input=False, include_url=False))
-        raise ConfigError(f"source {source!r}, stream {stream.name!r}: {why}",
-                          hint="a BambooHR stream takes `report: employees | applications | jobs`; a files "
-                          "stream takes no key of "
-                          "its own (its columns are declared on the source)") from None
+    return validated(HrStreamOptions, stream.options, where=f"source {source!r}, stream {stream.name!r}",
+                     hint="a BambooHR stream takes `report: employees | applications | jobs`; a files "
+                     "stream takes no key of its own (its columns are declared on the source)")

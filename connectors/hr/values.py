@@ -1,4 +1,4 @@
-"""What both hr systems share: typed frames and option errors.
+"""What both hr systems share: typed frames.
 
 Nothing here puts a value in a message: HR values are personal data (RELIABILITY row 33, §3.5).
 """
@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from pydantic import ValidationError
 
 from connectors.sql_values import DTYPES
 from okrsync.schema import Field
@@ -21,12 +20,3 @@ def typed_frame(fields: Sequence[Field], columns: Sequence[Sequence[Any]]) -> pd
         {f.name: pd.Series(list(col), dtype=DTYPES[f.type]) for f, col in zip(fields, columns, strict=True)},
         columns=[f.name for f in fields],
     )
-
-
-def validation_errors(exc: ValidationError) -> str:
-    """A pydantic error as ``key: message; …``, without the offending input."""
-    parts = []
-    for e in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(p) for p in e["loc"] if p not in ("bamboohr", "files")) or "options"
-        parts.append(f"{loc}: {e['msg']}")
-    return "; ".join(parts)

@@ -19,16 +19,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from simple_salesforce import Salesforce
 
 from connectors.base import StreamSpec, Watermark
-from connectors.kit.values import naive_utc
+from connectors.kit.cursor import Incremental
+from connectors.kit.options import validated
 from connectors.salesforce import soql
 from connectors.salesforce.client import SfClient
 from connectors.salesforce.currency import Rates
@@ -67,12 +67,8 @@ class SalesforceConnector:
     def __init__(self, name: str, options: SalesforceOptions | Mapping[str, Any], base_dir: Path,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.name = name
-        try:
-            self.options = (options if isinstance(options, SalesforceOptions)
-                            else SalesforceOptions.model_validate(options))
-        except ValidationError as exc:
-            raise ConfigError(f"source {name!r}: {_errors(exc)}",
-                              hint="see the salesforce source keys in docs/connectors.md") from None
+        self.options = validated(SalesforceOptions, options, where=f"source {name!r}",
+                                 hint="see the salesforce source keys in docs/salesforce.md")
         self.client = SfClient(name, self.options, base_dir, sleep)
         self._describes: dict[str, dict[str, Any]] = {}
         self._plans: dict[str, _Plan] = {}
@@ -106,26 +102,26 @@ class SalesforceConnector:
         plan = self._plan(stream)
         kept = stream.kept_fields(plan.schema)
         paths = self._query_paths(plan, kept)
+        window = Incremental.of(stream, since, FieldType.DATETIME)
         conditions = [plan.where] if plan.where else []
-        if since is not None and stream.cursor:
-            lower = naive_utc(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
-            conditions.append(f"{stream.cursor[0]} >= {soql.literal(lower.replace(microsecond=0))}")
+        if not window.full:
+            conditions.append(self._changed_since(stream, window))
         order = [*stream.cursor[:1], "Id"]
         read = Read(soql.select(plan.obj, paths, conditions, order), paths, order)
-        if since is not None and stream.cursor and not stream.lookback_seconds:
+        if window.exact:
             # SOQL datetimes stop at the second: skip what was read up to the watermark itself.
-            read.last = (naive_utc(since.cursor), *since.key)
+            read.last = window.position
         for rows in self.extractor.extract(stream, read):
             yield self._frame(stream, plan, paths, rows, kept)
 
     def deleted(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
         """Ids of records deleted (recycle bin) since the watermark; nothing on a full read."""
         plan = self._plan(stream)
-        if since is None or not stream.cursor or not plan.deletable:
+        window = Incremental.of(stream, since, FieldType.DATETIME)
+        if window.full or not plan.deletable:
             return
-        lower = naive_utc(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
         cursor = stream.cursor[0]
-        conditions = ["IsDeleted = true", f"{cursor} >= {soql.literal(lower.replace(microsecond=0))}"]
+        conditions = ["IsDeleted = true", self._changed_since(stream, window)]
         read = Read(soql.select(plan.obj, ["Id", cursor], conditions, [cursor, "Id"]), ["Id", cursor],
                      [cursor, "Id"], include_deleted=True)
         for rows in self.extractor.extract(stream, read):
@@ -136,11 +132,11 @@ class SalesforceConnector:
         (an edit moved a deal out of Closed Won): the incremental read cannot see them, so the store
         closes them. The changed Ids are read with the filter and without it: those only the second finds."""
         plan = self._plan(stream)
-        if since is None or not stream.cursor or not plan.where:
+        window = Incremental.of(stream, since, FieldType.DATETIME)
+        if window.full or not plan.where:
             return
         cursor = stream.cursor[0]
-        lower = naive_utc(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
-        changed = f"{cursor} >= {soql.literal(lower.replace(microsecond=0))}"
+        changed = self._changed_since(stream, window)
         order = [cursor, "Id"]
 
         def changed_ids(conditions: list[str]) -> Iterator[pd.DataFrame]:
@@ -151,6 +147,11 @@ class SalesforceConnector:
         selected = {i for ids in changed_ids([plan.where, changed]) for i in ids["Id"]}
         for ids in changed_ids([changed]):
             yield ids[~ids["Id"].isin(selected)]
+
+    @staticmethod
+    def _changed_since(stream: StreamSpec, window: Incremental) -> str:
+        """``SystemModstamp >= start`` (SOQL compares datetimes to the whole second)."""
+        return f"{stream.cursor[0]} >= {soql.literal(window.start.replace(microsecond=0))}"
 
     def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
         plan = self._plan(stream)
@@ -200,12 +201,8 @@ class SalesforceConnector:
         if stream.name in self._plans:
             return self._plans[stream.name]
         where = f"source {self.name!r}, stream {stream.name!r}"
-        try:
-            so = SalesforceStreamOptions.model_validate(stream.options)
-        except ValidationError as exc:
-            raise ConfigError(f"{where}: {_errors(exc)}",
-                              hint="a salesforce stream takes `object`, and optionally `where` and "
-                              "`convert_currency`") from None
+        so = validated(SalesforceStreamOptions, stream.options, where=where, hint="a salesforce stream takes "
+                       "`object`, and optionally `where` and `convert_currency`")
         if stream.primary_key != ("Id",):
             raise ConfigError(f"{where}: the primary key of a Salesforce stream is Id",
                               hint="write `primary_key: Id`")
@@ -315,8 +312,4 @@ def _source_field(obj: str, fields: dict[str, SfField], converted: dict[str, str
     if name not in fields or name in converted:
         raise soql.FilterError(f"{obj} has no field {name!r}{did_you_mean(name, list(fields))}")
     return name
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
 
