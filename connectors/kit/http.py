@@ -161,12 +161,13 @@ def ca_bundle(source: str, base_dir: Path, path: str | None) -> str | bool:
 class ApiSession(requests.Session):
     """A ``requests.Session`` whose every request is retried by ``policy`` (see the module notes).
 
-    ``label`` names the source in log lines; ``secrets`` are scrubbed from them."""
+    ``label`` names the source in log lines; ``secrets`` are scrubbed from them. ``final`` marks answers
+    that are the server's last word although their status is retriable (a SOAP fault comes as HTTP 500)."""
 
     def __init__(self, policy: RetryPolicy, *, label: str = "", secrets: Secrets | None = None,
-                 verify: str | bool = True) -> None:
+                 verify: str | bool = True, final: Callable[[requests.Response], bool] | None = None) -> None:
         super().__init__()
-        self.policy, self.label, self.secrets = policy, label, secrets or Secrets()
+        self.policy, self.label, self.secrets, self.final = policy, label, secrets or Secrets(), final
         self.trust_env = False  # REQUESTS_CA_BUNDLE, .netrc and proxies from the environment do not apply
         self.verify = verify
 
@@ -188,7 +189,7 @@ class ApiSession(requests.Session):
         return response
 
     def _again(self, response: requests.Response) -> bool:
-        if verdict(response) is not Verdict.RETRY:
+        if verdict(response) is not Verdict.RETRY or (self.final is not None and self.final(response)):
             return False
         wait = self._retry_after(response)
         if wait is not None and wait > self.policy.max_retry_after_seconds:
