@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from connectors.base import StreamSpec, Watermark
+from connectors.base import SourceConnector, StreamSpec, Watermark
 from okrsync.schema import FieldType
 
 SKEW_SECONDS = 60  # a cursor this far ahead of the source's clock is dated in the future
@@ -54,11 +54,11 @@ class KnowsHorizon(Protocol):
     def horizon(self, stream: StreamSpec) -> Horizon: ...
 
 
-def lookback(stream: StreamSpec, connector: Any) -> int:
+def lookback(stream: StreamSpec, connector: SourceConnector) -> int:
     """The stream's ``lookback_seconds``, else its connector kind's ``default_lookback_seconds``."""
     if stream.lookback_seconds is not None:
         return stream.lookback_seconds
-    return int(getattr(connector, "default_lookback_seconds", 0))
+    return connector.default_lookback_seconds
 
 
 def next_watermark(last: tuple[Any, tuple[Any, ...]], spec: str, horizon: Horizon | None,

@@ -51,7 +51,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.base import StreamSpec, Watermark, stream_zone
+from connectors.base import SourceConnector, StreamSpec, Watermark, stream_zone
 from connectors.horizon import Horizon, lookback
 from connectors.kit.cursor import Incremental
 from connectors.kit.options import validated
@@ -169,21 +169,20 @@ class _Plan:
     cols: dict[str, Col]
 
 
-class SqlConnector:
+class SqlConnector(SourceConnector):
     """Reads tables and SELECT queries of one database. Cheap to create; connects on first use."""
 
     kind: ClassVar[str] = "sql"
     # Typed as the protocol declares them (invariant ClassVars); the models are SqlOptions/SqlStreamOptions.
     Options: ClassVar[type[BaseModel]] = SqlOptions
     StreamOptions: ClassVar[type[BaseModel]] = SqlStreamOptions
-    supports_partitions: ClassVar[bool] = True  # a stream's `partitions` read as parallel tasks
-    default_lookback_seconds: ClassVar[int] = DEFAULT_LOOKBACK_SECONDS
+    options_hint: ClassVar[str] = "see `sources` in the docs"
+    supports_partitions = True  # a stream's `partitions` read as parallel tasks
+    default_lookback_seconds = DEFAULT_LOOKBACK_SECONDS
+    options: SqlOptions
 
     def __init__(self, name: str, options: SqlOptions | Mapping[str, Any], base_dir: Path) -> None:
-        self.name = name
-        self.options = validated(SqlOptions, options, where=f"source {name!r}",
-                                 hint="see `sources` in the docs")
-        self.base_dir = base_dir
+        super().__init__(name, options, base_dir)
         self._engine: sa.Engine | None = None
         self._sqlite_creator: Callable[[], Any] | None = None
         self._password: str | None = None

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.base import Connector, StreamSpec, connector_kind, deletion_policy
+from connectors.base import SourceConnector, StreamSpec, connector_kind, deletion_policy
 from metrics.periods import Period, parse_period
 from metrics.spec import KeyResultSpec, ObjectiveSpec, RatioMetric, SimpleMetric, parse_number
 from okrsync.errors import ConfigError, NotFound, OkrsyncError, SourceError
@@ -203,7 +203,7 @@ class Project:
                               hint=f"roles: {', '.join(self.settings.roles)} (settings.roles)")
         return name, self.settings.roles[name]
 
-    def connector(self, source_name: str) -> Connector:
+    def connector(self, source_name: str) -> SourceConnector:
         """A new connector for the source (the caller closes it)."""
         if source_name not in self.sources:
             raise NotFound(f"no source {source_name!r}", hint=_known(list(self.sources), source_name))
@@ -280,7 +280,7 @@ def _one_line(exc: OkrsyncError) -> str:
     return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
 
 
-def _check_stream(project: Project, connector: Connector, stream: StreamSpec) -> list[str]:
+def _check_stream(project: Project, connector: SourceConnector, stream: StreamSpec) -> list[str]:
     here: KeyPath = ("streams", stream.name)
     # Declared fields, cursor and `where` are checked below, each at its own line of the file.
     options = {k: v for k, v in stream.options.items() if k != "where"}

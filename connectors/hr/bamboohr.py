@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from connectors.base import StreamSpec, Watermark
+from connectors.base import DeletePolicy, StreamSpec, Watermark
 from connectors.hr.ats import BambooHrAts
 from connectors.hr.bamboohr_client import BambooHrClient
 from connectors.hr.options import BambooHrOptions, stream_options
@@ -107,7 +107,7 @@ class _BadValue(ValueError):
 class BambooHr:
     """The ``system: bamboohr`` half of :class:`~connectors.hr.HrConnector`."""
 
-    default_deletes: ClassVar[str] = "tombstones"
+    default_deletes: ClassVar[DeletePolicy] = "tombstones"
     default_reconcile_every_hours: ClassVar[float] = 168
 
     def __init__(self, name: str, options: BambooHrOptions, base_dir: Path,

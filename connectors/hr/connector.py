@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import pandas as pd
 from pydantic import BaseModel
 
-from connectors.base import StreamSpec, Watermark
+from connectors.base import SourceConnector, StreamSpec, Watermark
 from connectors.hr.bamboohr import BambooHr
 from connectors.hr.files import HrFiles
 from connectors.hr.options import BambooHrOptions, HrFilesOptions, HrOptions, HrStreamOptions
@@ -27,7 +27,7 @@ from connectors.kit.options import validated
 from okrsync.schema import StreamSchema
 
 
-class HrConnector:
+class HrConnector(SourceConnector):
     """One HR source. Cheap to create: BambooHR is called, and files are read, on first use."""
 
     kind: ClassVar[str] = "hr"
@@ -37,7 +37,7 @@ class HrConnector:
     def __init__(self, name: str, options: HrOptions | BambooHrOptions | HrFilesOptions | Mapping[str, Any],
                  base_dir: Path, sleep: Callable[[float], None] = time.sleep,
                  now: Callable[[], datetime] | None = None) -> None:
-        self.name = name
+        self.name, self.base_dir = name, base_dir
         if isinstance(options, HrOptions):
             options = options.settings
         if not isinstance(options, BambooHrOptions | HrFilesOptions):
@@ -51,8 +51,9 @@ class HrConnector:
         else:
             self.system = HrFiles(name, options, base_dir)
         # Deletion defaults depend on the system (and a files source's mode), so they are per instance.
-        self.default_deletes: str = self.system.default_deletes
-        self.default_reconcile_every_hours: float = self.system.default_reconcile_every_hours
+        self.default_deletes = self.system.default_deletes
+        self.default_reconcile_every_hours = self.system.default_reconcile_every_hours
+        self.reports_deletions = True  # BambooHR's tombstones; a files source says why it has none
 
     @property
     def api_calls(self) -> int | None:

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from connectors.base import StreamSpec, Watermark, stream_zone
+from connectors.base import DeletePolicy, StreamSpec, Watermark, stream_zone
 from connectors.hr.columns import Parsed, typed_rows
 from connectors.hr.options import META_COLUMNS, HrFilesOptions, stream_options
 from connectors.hr.parse import XLSX_SUFFIXES, FileRejected, csv_table, decode, xlsx_table
@@ -85,7 +85,7 @@ class HrFiles:
         self.name, self.options = name, options
         self.folder = base_dir / options.folder
         # snapshot: records missing from the newest file are gone; append: nothing is ever deleted.
-        self.default_deletes = "reconcile" if options.mode == "snapshot" else "none"
+        self.default_deletes: DeletePolicy = "reconcile" if options.mode == "snapshot" else "none"
         declared = tuple(Field(n, s.field_type, s.scale) for n, s in options.columns.items())
         self._schema = StreamSchema(declared + META_FIELDS)
         self._hashes: dict[tuple[str, int, int], str] = {}

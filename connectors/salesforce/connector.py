@@ -26,7 +26,7 @@ import pandas as pd
 from pydantic import BaseModel
 from simple_salesforce import Salesforce
 
-from connectors.base import StreamSpec, Watermark
+from connectors.base import SourceConnector, StreamSpec, Watermark
 from connectors.kit.cursor import Incremental
 from connectors.kit.options import validated
 from connectors.salesforce import soql
@@ -54,21 +54,22 @@ class _Plan:
         return StreamSchema(tuple(f.field for f in self.fields.values()))
 
 
-class SalesforceConnector:
+class SalesforceConnector(SourceConnector):
     """One org. Cheap to create; logs in on first use."""
 
     kind: ClassVar[str] = "salesforce"
     Options: ClassVar[type[BaseModel]] = SalesforceOptions
     StreamOptions: ClassVar[type[BaseModel]] = SalesforceStreamOptions
+    options_hint: ClassVar[str] = "see the salesforce source keys in docs/salesforce.md"
     # Deleted records are reported by the source (queryAll); every Id is compared once a week.
-    default_deletes: ClassVar[str] = "tombstones"
-    default_reconcile_every_hours: ClassVar[float] = 168
+    reports_deletions = True
+    default_deletes = "tombstones"
+    default_reconcile_every_hours = 168
+    options: SalesforceOptions
 
     def __init__(self, name: str, options: SalesforceOptions | Mapping[str, Any], base_dir: Path,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.name = name
-        self.options = validated(SalesforceOptions, options, where=f"source {name!r}",
-                                 hint="see the salesforce source keys in docs/salesforce.md")
+        super().__init__(name, options, base_dir)
         self.client = SfClient(name, self.options, base_dir, sleep)
         self._describes: dict[str, dict[str, Any]] = {}
         self._plans: dict[str, _Plan] = {}
