@@ -23,7 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from connectors.kit.values import boolean, exact_decimal, naive_utc
+from connectors.kit.values import DTYPES, boolean, exact_decimal, naive_utc
 from okrsync.schema import Field as SchemaField
 from okrsync.schema import FieldType
 
@@ -161,9 +161,6 @@ def first_bad(values: Sequence[Any], convert: Callable[[Any], Any]) -> tuple[int
     return None
 
 
-DTYPES: dict[FieldType, Any] = {_T.INTEGER: "Int64", _T.DECIMAL: object, _T.FLOAT: "float64",
-                                 _T.STRING: "str", _T.DATE: object, _T.DATETIME: "datetime64[us]",
-                                 _T.BOOLEAN: "boolean"}
 _PYTHON: dict[FieldType, type] = {_T.INTEGER: int, _T.FLOAT: float, _T.STRING: str, _T.DATE: date,
                                   _T.BOOLEAN: bool}
 _CONVERT: dict[FieldType, Callable[[Any], Any]] = {_T.INTEGER: _int, _T.FLOAT: float, _T.STRING: _text,

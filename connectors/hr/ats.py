@@ -29,8 +29,7 @@ import pandas as pd
 
 from connectors.base import StreamSpec, stream_zone
 from connectors.hr.bamboohr_client import BambooHrClient
-from connectors.hr.values import typed_frame
-from connectors.kit.values import Unconvertible, naive_utc
+from connectors.kit.values import Unconvertible, naive_utc, typed_frame
 from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 

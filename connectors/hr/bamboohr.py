@@ -37,9 +37,8 @@ from connectors.base import DeletePolicy, StreamSpec, Watermark
 from connectors.hr.ats import BambooHrAts
 from connectors.hr.bamboohr_client import BambooHrClient
 from connectors.hr.options import BambooHrOptions, stream_options
-from connectors.hr.values import typed_frame
 from connectors.kit.cursor import Incremental
-from connectors.kit.values import Unconvertible, exact_decimal, naive_utc
+from connectors.kit.values import Unconvertible, exact_decimal, naive_utc, typed_frame
 from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 

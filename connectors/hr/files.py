@@ -38,8 +38,7 @@ from connectors.base import DeletePolicy, StreamSpec, Watermark, stream_zone
 from connectors.hr.columns import Parsed, typed_rows
 from connectors.hr.options import META_COLUMNS, HrFilesOptions, stream_options
 from connectors.hr.parse import XLSX_SUFFIXES, FileRejected, csv_table, decode, xlsx_table
-from connectors.hr.values import typed_frame
-from connectors.kit.values import naive_utc
+from connectors.kit.values import naive_utc, typed_frame
 from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 

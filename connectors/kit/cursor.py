@@ -21,6 +21,7 @@ one that cannot filters a frame with :meth:`Incremental.select`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -140,6 +141,12 @@ class Incremental:
         else:
             mask = cursor.notna() & (cursor >= self._comparable(self.start, cursor))
         return df[mask.fillna(False).astype(bool)]
+
+    def frames(self, df: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:
+        """:meth:`select`, in frames of ``batch_size`` rows."""
+        rows = self.select(df)
+        for start in range(0, len(rows), batch_size):
+            yield rows.iloc[start:start + batch_size].reset_index(drop=True)
 
     # -- types ---------------------------------------------------------------------------------------
 

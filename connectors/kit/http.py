@@ -12,7 +12,8 @@ again. :func:`verdict` says which; :class:`ApiSession` acts on it:
   (the run is retried later instead of holding a worker);
 * when the tries run out the last answer is returned (or its error raised), so a client library on top
   (simple-salesforce) still sees the server's own error; :class:`RetriableApiError` and
-  :class:`FatalApiError` are what a connector raises from there.
+  :class:`FatalApiError` are what a connector raises from there — :meth:`ApiSession.fetch` does it for a
+  JSON API, with messages that name the request and the status, never the body.
 
 Every request gets ``timeout_seconds`` unless it names its own; proxies and CA bundles from the
 environment do not apply (``trust_env`` off). Bodies are never logged: they may hold personal data.
@@ -187,6 +188,39 @@ class ApiSession(requests.Session):
         )
         response: requests.Response = retrying(super().request, method, url, *args, **kwargs)
         return response
+
+    def fetch(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
+        """The parsed JSON answer to one request (``what`` names it in errors: ``GET tickets``), or a
+        :class:`RetriableApiError` / :class:`FatalApiError` saying what went wrong."""
+        what = f"{self.label}: {what}" if self.label else what
+        later = "the key results keep their last values; the next run (or the task's retry) tries again"
+        try:
+            resp = self.request(method, url, **kwargs)
+        except RetryAfterTooLong as exc:
+            raise RetriableApiError(f"{what}: the server asked to wait {exc.seconds:.0f} s, more than "
+                                    f"{exc.limit:g} s", hint=later) from None
+        except requests.exceptions.SSLError:
+            raise FatalApiError(f"{what}: the server's TLS certificate could not be verified",
+                                hint="give the certificate authority's PEM file as the source's CA bundle; "
+                                "verification is never turned off") from None
+        except requests.RequestException as exc:
+            if verdict(error=exc) is Verdict.RETRY:
+                raise RetriableApiError(f"{what}: no answer after {self.policy.tries} tries "
+                                        f"({type(exc).__name__})", hint=later) from None
+            raise FatalApiError(f"{what}: the request failed ({type(exc).__name__})",
+                                hint="check the source's URL") from None
+        if verdict(resp) is Verdict.RETRY:
+            raise RetriableApiError(f"{what}: HTTP {resp.status_code} after {self.policy.tries} tries",
+                                    hint=later)
+        if verdict(resp) is Verdict.FATAL:
+            raise FatalApiError(f"{what}: HTTP {resp.status_code}",
+                                hint="check the source's credentials, permissions and URL")
+        try:
+            return resp.json()
+        except ValueError:  # never show the body: it may hold personal data
+            kind = resp.headers.get("Content-Type", "no Content-Type").split(";")[0][:60]
+            raise RetriableApiError(f"{what}: the answer is not JSON ({kind})", hint="a proxy or an outage "
+                                    "page may stand in the way; check the URL") from None
 
     def _again(self, response: requests.Response) -> bool:
         if verdict(response) is not Verdict.RETRY or (self.final is not None and self.final(response)):

@@ -13,16 +13,23 @@ Every connector converts through here, so "naive UTC" and "exact" mean one thing
 
 Values that do not convert raise :class:`Unconvertible` (a ``ValueError``) whose message describes the
 problem and never holds the value: source values may be personal data.
+
+:func:`typed_frame` builds a frame with the dtype the store expects for each field type, and
+:func:`records_frame` does the whole job for an API's JSON records, naming the record and field that fail.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from okrsync.errors import SourceError
+from okrsync.schema import Field, FieldType
 
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
@@ -99,3 +106,53 @@ def boolean(value: Any, *, any_number: bool = False) -> bool:
     if text in FALSE_WORDS:
         return False
     raise Unconvertible("not a true/false value")
+
+
+# -- frames -----------------------------------------------------------------------------------------
+
+_T = FieldType
+DTYPES: dict[FieldType, Any] = {_T.INTEGER: "Int64", _T.DECIMAL: object, _T.FLOAT: "float64",
+                                 _T.STRING: "str", _T.DATE: object, _T.DATETIME: "datetime64[us]",
+                                 _T.BOOLEAN: "boolean"}
+
+
+def typed_frame(fields: Sequence[Field], columns: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """A frame with one column per field (values already converted), of the dtype the store expects."""
+    return pd.DataFrame(
+        {f.name: pd.Series(list(col), dtype=DTYPES[f.type]) for f, col in zip(fields, columns, strict=True)},
+        columns=[f.name for f in fields],
+    )
+
+
+def converter(f: Field) -> Callable[[Any], Any]:
+    """How a JSON-like value becomes a value of ``f``'s type."""
+    scale = f.scale
+    convs: dict[FieldType, Callable[[Any], Any]] = {
+        _T.INTEGER: lambda v: int(exact_decimal(v, 0, strict=True)),
+        _T.DECIMAL: lambda v: exact_decimal(v, scale),
+        _T.FLOAT: float,
+        _T.BOOLEAN: boolean,
+        _T.DATE: lambda v: v if type(v) is date else naive_utc(v).date(),
+        _T.DATETIME: naive_utc,
+        _T.STRING: str,
+    }
+    return convs[f.type]
+
+
+def records_frame(records: Sequence[Mapping[str, Any]], fields: Sequence[Field], *, where: str,
+                  key: str) -> pd.DataFrame:
+    """API records (``{"id": 7, "updated_at": "…Z", …}``) as a typed frame; a missing key is null. A value
+    that does not convert is a SourceError naming the record (by ``key``) and the field, not the value."""
+    columns = []
+    for f in fields:
+        conv, out = converter(f), []
+        for r in records:
+            v = r.get(f.name)
+            try:
+                out.append(None if v is None else conv(v))
+            except (ValueError, TypeError, ArithmeticError):
+                raise SourceError(f"{where}: record {r.get(key)!r:.40}: field {f.name!r} does not hold a "
+                                  f"{f.type.value}", hint="fix the record at the source, or leave the field "
+                                  "out of the stream's `fields`") from None
+        columns.append(out)
+    return typed_frame(fields, columns)

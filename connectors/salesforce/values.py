@@ -22,8 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from connectors.kit.values import boolean, exact_decimal, naive_utc
-from connectors.sql_values import DTYPES
+from connectors.kit.values import DTYPES, boolean, exact_decimal, naive_utc
 from okrsync.schema import Field, FieldType
 
 _T = FieldType
