@@ -125,3 +125,15 @@ def test_the_plugin_feeds_a_key_result(api: HelpdeskApi, plugin: Path,
     values, held = pipeline.compute_values(project, store, run_id, None, datetime(2026, 11, 20), {})
     want = sum(Decimal(repr(t.hours)) for t in solved[1:] if t.hours is not None)
     assert held == {} and values["KR-HOURS"].value == want
+
+
+def test_the_guide_quotes_the_example_as_it_is() -> None:
+    """Every Python excerpt of docs/connectors.md's walk-through is in the example file, verbatim."""
+    guide = (ROOT / "docs/connectors.md").read_text()
+    example = (ROOT / "docs/examples/helpdesk_connector.py").read_text()
+    blocks = guide.split("```")[1::2]
+    excerpts = [block.split("\n", 1)[1] for block in blocks if block.startswith("python\n")]
+    quoted = [e for e in excerpts if "..." not in e]  # the contract sketch abridges a test file
+    assert len(quoted) >= 4
+    for excerpt in quoted:
+        assert excerpt.rstrip("\n") in example, f"the guide quotes code the example lacks:\n{excerpt}"
