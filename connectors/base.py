@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connectors.kit.options import validated
 from okrsync.errors import ConfigError
 from okrsync.schema import FieldType, StreamSchema
 
@@ -350,8 +351,6 @@ class SourceConnector:
     supports_partitions: bool = False
 
     def __init__(self, name: str, options: Any, base_dir: Path) -> None:
-        from connectors.kit.options import validated  # the kit imports this module
-
         self.name, self.base_dir = name, base_dir
         self.options: Any = validated(self.Options, options, where=f"source {name!r}", hint=self.options_hint)
 
