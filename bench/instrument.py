@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
 
@@ -33,7 +33,8 @@ import flows.pipeline as pipeline_module
 import metrics.gx as expectations_module
 import okr_store.records as records_module
 import okr_store.staging as staging_module
-from connectors.base import Connector, StreamSpec, Watermark
+from connectors.base import SourceConnector, StreamSpec, Watermark
+from connectors.horizon import Horizon
 from flows.gate import StreamGate
 from okr_store.lease import Fence
 from okr_store.records import SyncCounts, SyncWriter
@@ -91,13 +92,37 @@ def _timed_iter(it: Iterator[pd.DataFrame], timings: Timings, key: str) -> Itera
         yield item
 
 
-class TimedConnector:
-    """A connector whose ``read`` and ``keys`` iterations are timed."""
+class TimedConnector(SourceConnector):
+    """A connector whose ``read`` and ``keys`` iterations are timed; its capabilities are the inner one's."""
 
-    def __init__(self, inner: Connector, timings: Timings) -> None:
+    def __init__(self, inner: SourceConnector, timings: Timings) -> None:
         self.inner, self.timings = inner, timings
-        self.kind = inner.kind
-        self.Options, self.StreamOptions = inner.Options, inner.StreamOptions
+        self.name, self.base_dir, self.options = inner.name, inner.base_dir, inner.options
+        self.kind = inner.kind  # type: ignore[misc]
+        self.Options, self.StreamOptions = inner.Options, inner.StreamOptions  # type: ignore[misc]
+        self.default_deletes = inner.default_deletes
+        self.default_reconcile_every_hours = inner.default_reconcile_every_hours
+        self.default_lookback_seconds = inner.default_lookback_seconds
+        self.reports_deletions, self.supports_partitions = inner.reports_deletions, inner.supports_partitions
+
+    @property
+    def api_calls(self) -> int | None:
+        return self.inner.api_calls
+
+    def needs_full_refresh(self, stream: StreamSpec) -> bool:
+        return self.inner.needs_full_refresh(stream)
+
+    def filter_needs_keys(self, stream: StreamSpec) -> bool:
+        return self.inner.filter_needs_keys(stream)
+
+    def horizon(self, stream: StreamSpec) -> Horizon | None:
+        return self.inner.horizon(stream)
+
+    def deleted(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
+        return self.inner.deleted(stream, since)
+
+    def excluded(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
+        return self.inner.excluded(stream, since)
 
     def check(self) -> None:
         self.inner.check()
@@ -117,8 +142,8 @@ class TimedConnector:
     def close(self) -> None:
         self.inner.close()
 
-    def as_connector(self) -> Connector:
-        return cast(Connector, self)
+    def as_connector(self) -> SourceConnector:
+        return self
 
 
 class TimedWriter(SyncWriter):

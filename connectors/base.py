@@ -1,4 +1,10 @@
-"""The connector interface, the stream declaration and the incremental cursor (watermark)."""
+"""The connector interface, the stream declaration and the incremental cursor (watermark).
+
+A connector subclasses :class:`SourceConnector`: the required members of the :class:`Connector` protocol
+plus every optional capability declared with its default (tombstones, API-call counting, full refreshes,
+partitions, the horizon), so the pipeline reads typed attributes instead of probing with ``getattr``.
+A class written against the bare protocol still loads: :func:`connector_kind` wraps it once
+(:mod:`connectors.protocol`)."""
 
 from __future__ import annotations
 
@@ -15,11 +21,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connectors.kit.options import validated
 from okrsync.errors import ConfigError
 from okrsync.schema import FieldType, StreamSchema
 
 if TYPE_CHECKING:  # connectors import pandas where they read; the project file and `status` need none
     import pandas as pd
+
+    from connectors.horizon import Horizon
 
 KEY_SEPARATOR = "|"
 
@@ -202,30 +211,27 @@ class ReportsFilterExits(Protocol):
     def excluded(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]: ...
 
 
-def deletion_policy(stream: StreamSpec, connector: Any) -> tuple[str, float]:
+def deletion_policy(stream: StreamSpec, connector: SourceConnector) -> tuple[str, float]:
     """``(deletes, reconcile_every_hours)`` for a stream: its own settings, else the connector's
     ``default_deletes`` / ``default_reconcile_every_hours``, else ``reconcile`` on every sync.
 
     A stream that says ``deletes: reconcile`` itself compares keys on every sync unless it also sets
     ``reconcile_every_hours``: the connector's cadence belongs to its default mode (e.g. tombstones
     between weekly reconciliations); without tombstones it would leave deletions unseen in between."""
-    mode = str(stream.deletes or getattr(connector, "default_deletes", "reconcile"))
+    mode = str(stream.deletes or connector.default_deletes)
     hours = stream.reconcile_every_hours
     if hours is None:
-        default = float(getattr(connector, "default_reconcile_every_hours", 0))
-        hours = 0.0 if stream.deletes == "reconcile" else default
-    needs_keys = getattr(connector, "filter_needs_keys", None)
-    if mode != "none" and hours > 0 and needs_keys is not None and needs_keys(stream):
+        hours = 0.0 if stream.deletes == "reconcile" else float(connector.default_reconcile_every_hours)
+    if mode != "none" and hours > 0 and connector.filter_needs_keys(stream):
         raise ConfigError(
             f"stream {stream.name!r}: its rows come through a filter only the source knows (a `query`), so "
             f"a row edited out of it is found only by comparing keys: on every sync, not every {hours:g} h",
             hint="remove `reconcile_every_hours` from the stream (or `deletes: none` to never look, "
             "keeping rows that left the query counted)",
         )
-    if mode == "tombstones" and not isinstance(connector, ReportsDeletions):
+    if mode == "tombstones" and not connector.reports_deletions:
         raise ConfigError(
-            f"stream {stream.name!r}: source kind {getattr(connector, 'kind', '?')!r} cannot report "
-            "deleted records",
+            f"stream {stream.name!r}: source kind {connector.kind!r} cannot report deleted records",
             hint="use `deletes: reconcile` (compare every key) or `deletes: none`",
         )
     return mode, hours
@@ -243,12 +249,7 @@ class Connector(Protocol):
     * ``keys`` yields DataFrames of the primary-key columns of every live record (hard-delete
       detection by reconciliation).
 
-    Optional: ``deleted(stream, since)`` (see :class:`ReportsDeletions`), ``horizon(stream)`` (see
-    :class:`connectors.horizon.KnowsHorizon`: such a connector's ``read`` honours
-    ``since.reread_from``), ``default_deletes``, ``default_reconcile_every_hours`` and
-    ``default_lookback_seconds`` class attributes, a ``personal_data`` class attribute (True: each record
-    is a person, so values over few records are withheld from roles that may not see personal data, see
-    :mod:`okrsync.small_groups`), and an ``api_calls`` count the run reports.
+    The optional members are those of :class:`SourceConnector`, which declares them with their defaults.
     """
 
     kind: ClassVar[str]
@@ -268,23 +269,15 @@ class Connector(Protocol):
     def close(self) -> None: ...
 
 
-class ConnectorFactory(Protocol):
-    kind: ClassVar[str]
-    Options: ClassVar[type[BaseModel]]
-    StreamOptions: ClassVar[type[BaseModel]]
-
-    def __call__(self, name: str, options: Any, base_dir: Path) -> Connector: ...
+ConnectorFactory = type["SourceConnector"]  # what an ``okrsync.connectors`` entry point loads as
 
 
-def connector_kinds() -> dict[str, ConnectorFactory]:
+def connector_kinds() -> dict[str, type[SourceConnector]]:
     """Every installed connector kind, from the ``okrsync.connectors`` entry-point group."""
-    found: dict[str, ConnectorFactory] = {}
-    for ep in entry_points(group="okrsync.connectors"):
-        found[ep.name] = ep.load()
-    return found
+    return {ep.name: _typed_kind(ep.load()) for ep in entry_points(group="okrsync.connectors")}
 
 
-def connector_kind(kind: str) -> ConnectorFactory:
+def connector_kind(kind: str) -> type[SourceConnector]:
     """The connector class registered as ``kind`` (only that entry point is loaded)."""
     eps = {ep.name: ep for ep in entry_points(group="okrsync.connectors")}
     if kind not in eps:
@@ -294,8 +287,16 @@ def connector_kind(kind: str) -> ConnectorFactory:
             hint=f"installed kinds: {known}. A new kind registers under the "
             "'okrsync.connectors' entry point.",
         )
-    factory: ConnectorFactory = eps[kind].load()
-    return factory
+    return _typed_kind(eps[kind].load())
+
+
+def _typed_kind(factory: Any) -> type[SourceConnector]:
+    """The class itself if it subclasses :class:`SourceConnector`, else it wrapped (see the module notes)."""
+    if isinstance(factory, type) and issubclass(factory, SourceConnector):
+        return factory
+    from connectors.protocol import wrapped  # it subclasses SourceConnector, defined below
+
+    return wrapped(factory)
 
 
 def typed_watermark(raw: str | None, stream: StreamSpec, schema: StreamSchema) -> Watermark | None:
@@ -320,3 +321,96 @@ def _typed(v: Any, f: Any) -> Any:
     }
     conv = convs.get(f.type)
     return conv(v) if conv and isinstance(v, str | int | float) and not isinstance(v, bool) else v
+
+
+DeletePolicy = Literal["reconcile", "tombstones", "none"]
+
+
+class SourceConnector:
+    """The base class of a connector: the :class:`Connector` protocol, every optional capability declared
+    and defaulted (the Singer SDK's ``Stream`` attributes). Override what the source can do better.
+
+    Capabilities (class attributes, or instance attributes when they depend on the options):
+
+    * ``default_deletes`` / ``default_reconcile_every_hours`` — how deleted records are found in streams
+      that say nothing (``reconcile`` on every sync by default);
+    * ``default_lookback_seconds`` — how far the pipeline keeps the watermark behind ``horizon()``;
+    * ``reports_deletions`` — :meth:`deleted` gives tombstones, so streams may use ``deletes: tombstones``;
+    * ``supports_partitions`` — :meth:`read` honours ``stream.partition_range``;
+    * ``personal_data`` — each record is a person, so values over few records are withheld from roles
+      that may not see personal data (:mod:`okrsync.small_groups`).
+
+    And methods with a default: :attr:`api_calls`, :meth:`needs_full_refresh`, :meth:`filter_needs_keys`,
+    :meth:`horizon`, :meth:`deleted`, :meth:`excluded`, :meth:`check`, :meth:`record_url`, :meth:`close`.
+    """
+
+    kind: ClassVar[str]
+    Options: ClassVar[type[BaseModel]]
+    StreamOptions: ClassVar[type[BaseModel]]
+    options_hint: ClassVar[str] = "see the connector's documentation for its keys"
+
+    default_deletes: DeletePolicy = "reconcile"
+    default_reconcile_every_hours: float = 0
+    default_lookback_seconds: int = 0
+    reports_deletions: bool = False
+    supports_partitions: bool = False
+    personal_data: ClassVar[bool] = False
+
+    def __init__(self, name: str, options: Any, base_dir: Path) -> None:
+        self.name, self.base_dir = name, base_dir
+        self.options: Any = validated(self.Options, options, where=f"source {name!r}", hint=self.options_hint)
+
+    # -- required ------------------------------------------------------------------------------------
+
+    def schema(self, stream: StreamSpec) -> StreamSchema:
+        """The stream's fields and types; a ConfigError naming what the source does not have."""
+        raise NotImplementedError
+
+    def read(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
+        """The stream's records after ``since``, ordered by (cursor, primary key), in frames."""
+        raise NotImplementedError
+
+    def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
+        """The primary keys of every live record."""
+        raise NotImplementedError
+
+    # -- optional, with defaults ---------------------------------------------------------------------
+
+    @property
+    def api_calls(self) -> int | None:
+        """Calls made so far that the source counts against a budget; None when it counts none."""
+        return None
+
+    def check(self) -> None:
+        """Raise SourceError(transient=True) when the source is unreachable."""
+
+    def needs_full_refresh(self, stream: StreamSpec) -> bool:
+        """Kept values change without moving the cursor (formulas): read it all whenever keys are
+        reconciled."""
+        return False
+
+    def filter_needs_keys(self, stream: StreamSpec) -> bool:
+        """The stream's filter is the source's own: its keys are compared on every sync."""
+        return False
+
+    def horizon(self, stream: StreamSpec) -> Horizon | None:
+        """The source's clock and oldest open transaction (see :mod:`connectors.horizon`), or None. A
+        connector that gives one honours ``since.reread_from`` in :meth:`read`."""
+        return None
+
+    def deleted(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
+        """The primary keys of records deleted since ``since`` (tombstones; see ``reports_deletions``)."""
+        raise ConfigError(f"stream {stream.name!r}: source kind {self.kind!r} cannot report deleted records",
+                          hint="use `deletes: reconcile` (compare every key) or `deletes: none`")
+
+    def excluded(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
+        """For a filter pushed down into the source: keys of records changed since ``since`` that it no
+        longer selects (none by default)."""
+        return iter(())
+
+    def record_url(self, stream: StreamSpec, record_id: str) -> str | None:
+        """A link to the record in the source's own UI, or None."""
+        return None
+
+    def close(self) -> None:
+        """Release connections."""

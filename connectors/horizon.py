@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from connectors.base import StreamSpec, Watermark
+from connectors.base import SourceConnector, StreamSpec, Watermark
 from okrsync.schema import FieldType
 
 if TYPE_CHECKING:  # imported where a sync needs it: loading a project file needs no pandas
@@ -55,11 +55,11 @@ class KnowsHorizon(Protocol):
     def horizon(self, stream: StreamSpec) -> Horizon: ...
 
 
-def lookback(stream: StreamSpec, connector: Any) -> int:
+def lookback(stream: StreamSpec, connector: SourceConnector) -> int:
     """The stream's ``lookback_seconds``, else its connector kind's ``default_lookback_seconds``."""
     if stream.lookback_seconds is not None:
         return stream.lookback_seconds
-    return int(getattr(connector, "default_lookback_seconds", 0))
+    return connector.default_lookback_seconds
 
 
 def next_watermark(last: tuple[Any, tuple[Any, ...]], spec: str, horizon: Horizon | None,

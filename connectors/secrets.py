@@ -38,3 +38,22 @@ def secret_value(source: str, block: str, what: str) -> str:
         raise ConfigError(f"Prefect Secret block {block!r} is not a string", source=source,
                           hint=f"store {what} as the secret's value")
     return value
+
+
+class Secrets:
+    """The secret values one source has read (keys, passwords, session ids), to keep out of every message
+    it writes: :meth:`scrub` replaces each with ``***``."""
+
+    def __init__(self) -> None:
+        self._values: list[str] = []
+
+    def keep(self, value: str) -> str:
+        """Remember ``value`` as a secret; returns it."""
+        if value and value not in self._values:
+            self._values.append(value)
+        return value
+
+    def scrub(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "***")
+        return text

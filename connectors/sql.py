@@ -20,9 +20,10 @@ Decisions worth knowing:
   :mod:`connectors.sql_range`), so an index on the cursor serves it on every database.
 * ``statement_timeout_seconds`` bounds each wait on the database: a statement, and in a streamed read
   each batch, but not the time spent on rows already received. Lock waits give up a second earlier
-  (:func:`_lock_wait`), so they are reported as such. PostgreSQL: ``statement_timeout`` (per FETCH of
-  the server-side cursor) and ``lock_timeout``. MariaDB: ``max_statement_time``, except on streamed
-  reads (it would count the whole read), whose waits a timer ends with ``KILL QUERY``;
+  (:func:`~connectors.sql_session.lock_wait`), so they are reported as such. PostgreSQL:
+  ``statement_timeout`` (per FETCH of the server-side cursor) and ``lock_timeout``. MariaDB:
+  ``max_statement_time``, except on streamed reads (it would count the whole read), whose waits a timer
+  ends with ``KILL QUERY``;
   ``lock_wait_timeout``/``innodb_lock_wait_timeout``; pymysql's ``read_timeout`` as a backstop
   (MySQL: the lock waits, the timer and the backstop). SQLite: the busy timeout, and a progress
   handler that interrupts a statement past its deadline.
@@ -34,30 +35,31 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from functools import partial
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel
 
-from connectors.base import StreamSpec, Watermark, stream_zone
+from connectors.base import SourceConnector, StreamSpec, Watermark, stream_zone
 from connectors.horizon import Horizon, lookback
+from connectors.kit.cursor import Incremental
+from connectors.kit.options import validated
 from connectors.secrets import env_value, secret_value
 from connectors.sql_horizon import DEFAULT_LOOKBACK_SECONDS, source_horizon
+from connectors.sql_options import SqlOptions, SqlStreamOptions
 from connectors.sql_range import after_watermark, lex_after
+from connectors.sql_session import STREAM, SqliteConnection, failure_kind, lock_wait, read_only_engine
 from connectors.sql_values import (
     BAD_VALUE,
     Col,
@@ -70,7 +72,7 @@ from connectors.sql_values import (
     series,
 )
 from connectors.sql_values import UNSCALED_DECIMAL_SCALE as UNSCALED_DECIMAL_SCALE  # re-exported
-from okrsync.errors import ConfigError, SourceError
+from okrsync.errors import ConfigError, SourceError, close_matches
 from okrsync.schema import FieldType, StreamSchema
 
 if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
@@ -79,92 +81,10 @@ if TYPE_CHECKING:  # imported where a read builds frames: loading a project file
 SAMPLE_ROWS = 1000  # rows sampled to type SQLite columns that declare no type
 VALIDATE = "the source may have changed since the stream was declared: run `okrsync validate --check-sources`"
 _T = FieldType
-_SESSION_SQL = {"sqlite": ["PRAGMA query_only = ON"],
-                "postgresql": ["SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"],
-                "mysql": ["SET SESSION TRANSACTION READ ONLY", "SET time_zone = '+00:00'"]}
-_PG_TRANSIENT = ("08", "40", "53", "57", "58")  # SQLSTATE classes: connection, rollback, resources…
-_MYSQL_TRANSIENT = {1040, 1053, 1205, 1213, 1927, 3024}
-_MYSQL_ACCESS = {1044, 1045, 1142, 1143, 1227, 1698}
-_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|--[^\n]*|/\*.*?\*/|(;)|(\w+)|\S", re.S)
-_WRITE_WORDS = {"INSERT", "UPDATE", "DELETE", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE", "GRANT",
-                "REVOKE", "COPY", "CALL", "INTO", "LOCK"}
 _TEXT_BINDS = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")  # what sa.text() would take for a bind parameter
-_SQLITE_PROGRESS_STEPS = 10_000  # SQLite VM instructions between deadline checks (microseconds apart)
-_READ_TIMEOUT_GRACE = 30  # pymysql gives up on a silent server this long after the statement timeout
-_STREAM = "okrsync_stream"  # execution option of streamed reads (see SqlConnector._bounded)
 _LOCK_HINTS = {"postgresql": "pg_locks joined with pg_stat_activity",
                "mysql": "SHOW FULL PROCESSLIST: a LOCK TABLES or a long transaction",
                "sqlite": "the process with a write transaction open on the file"}
-
-
-class SqlOptions(BaseModel):
-    """A ``kind: sql`` source block: exactly one of ``url``, ``url_env``, ``url_secret``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
-
-    url: str | None = None
-    url_env: str | None = None
-    url_secret: str | None = None
-    password_env: str | None = None
-    connect_timeout_seconds: int = Field(default=10, ge=1, le=3600)
-    # Bounds each wait on the database (a statement, a batch of a streamed read, a lock wait).
-    statement_timeout_seconds: int = Field(default=300, ge=1, le=86_400)
-
-    @model_validator(mode="after")
-    def _one_url(self) -> SqlOptions:
-        given = [k for k in ("url", "url_env", "url_secret") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of url, url_env, url_secret (given: {given or 'none'})")
-        if self.url is not None:
-            try:
-                url = sa.make_url(self.url)
-            except (sa.exc.ArgumentError, ValueError):
-                raise ValueError("url is not a database URL such as postgresql+psycopg://u@host/db") from None
-            if url.password is not None or "password" in url.query:
-                raise ValueError("url may not contain a password: put the URL in an environment variable "
-                                 "(url_env) or only the password (password_env)")
-        return self
-
-
-class SqlStreamOptions(BaseModel):
-    """A stream's SQL keys: ``table`` (and optionally ``schema``), or ``query`` (one SELECT)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    table: str | None = None
-    db_schema: str | None = Field(default=None, alias="schema")
-    query: str | None = None
-
-    @field_validator("query")
-    @classmethod
-    def _one_select(cls, v: str | None) -> str | None:
-        return None if v is None else _read_only_query(v)
-
-    @model_validator(mode="after")
-    def _table_or_query(self) -> SqlStreamOptions:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of table or query")
-        if self.query is not None and self.db_schema is not None:
-            raise ValueError("schema goes with table; qualify names inside the query instead")
-        return self
-
-
-def _read_only_query(query: str) -> str:
-    """The query without its trailing ``;``; ValueError unless it is one SELECT/WITH statement."""
-    words: list[str] = []
-    end = len(query)
-    for m in _TOKENS.finditer(query):  # strings, quoted names and comments are single tokens
-        if end < len(query) and not m.group(0).startswith(("--", "/*")):
-            raise ValueError("query must be a single statement: remove everything after ';'")
-        if m.group(1):
-            end = m.start()
-        elif m.group(2):
-            words.append(m.group(2).upper())
-    if not words or words[0] not in ("SELECT", "WITH"):
-        raise ValueError("query must be one read-only statement starting with SELECT or WITH")
-    if bad := sorted(_WRITE_WORDS.intersection(words)):
-        raise ValueError(f"query must only read; remove {', '.join(bad)} (or quote identifiers so named)")
-    return query[:end].strip()
 
 
 @dataclass(frozen=True)
@@ -173,23 +93,20 @@ class _Plan:
     cols: dict[str, Col]
 
 
-class SqlConnector:
+class SqlConnector(SourceConnector):
     """Reads tables and SELECT queries of one database. Cheap to create; connects on first use."""
 
     kind: ClassVar[str] = "sql"
     # Typed as the protocol declares them (invariant ClassVars); the models are SqlOptions/SqlStreamOptions.
     Options: ClassVar[type[BaseModel]] = SqlOptions
     StreamOptions: ClassVar[type[BaseModel]] = SqlStreamOptions
-    supports_partitions: ClassVar[bool] = True  # a stream's `partitions` read as parallel tasks
-    default_lookback_seconds: ClassVar[int] = DEFAULT_LOOKBACK_SECONDS
+    options_hint: ClassVar[str] = "see `sources` in the docs"
+    supports_partitions = True  # a stream's `partitions` read as parallel tasks
+    default_lookback_seconds = DEFAULT_LOOKBACK_SECONDS
+    options: SqlOptions
 
     def __init__(self, name: str, options: SqlOptions | Mapping[str, Any], base_dir: Path) -> None:
-        self.name = name
-        try:
-            self.options = options if isinstance(options, SqlOptions) else SqlOptions.model_validate(options)
-        except ValidationError as exc:
-            raise ConfigError(f"source {name!r}: {_errors(exc)}", hint="see `sources` in the docs") from None
-        self.base_dir = base_dir
+        super().__init__(name, options, base_dir)
         self._engine: sa.Engine | None = None
         self._sqlite_creator: Callable[[], Any] | None = None
         self._password: str | None = None
@@ -293,66 +210,8 @@ class SqlConnector:
     # -- connecting -------------------------------------------------------------------------------
 
     def _make_engine(self) -> sa.Engine:
-        url = self._resolve_url()
-        backend, timeout = url.get_backend_name(), self.options.connect_timeout_seconds
-        limit = self.options.statement_timeout_seconds
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
-        if backend == "sqlite":
-            if (url.database or ":memory:") == ":memory:" or str(url.database).startswith("file:"):
-                raise ConfigError(f"source {self.name!r}: a SQLite source needs a file path",
-                                  hint="write sqlite:///relative/path.db or sqlite:////absolute/path.db")
-            path = (self.base_dir / str(url.database)).resolve()
-            if not path.is_file():
-                raise ConfigError(f"source {self.name!r}: SQLite file {path} does not exist",
-                                  hint="check `url`; relative paths start at the project file's folder")
-            url = url.set(database=str(path))
-            # mode=ro: SQLite itself opens the file read-only, and never creates a missing one. The
-            # timeout is how long a statement waits for a lock held by a writer.
-            self._sqlite_creator = partial(sqlite3.connect, path.as_uri() + "?mode=ro", uri=True,
-                                           timeout=_lock_wait(limit), check_same_thread=False,
-                                           factory=_SqliteConnection)
-            kwargs["creator"] = self._sqlite_creator
-        elif backend == "postgresql":
-            kwargs["connect_args"] = {"connect_timeout": timeout}
-        elif backend in ("mysql", "mariadb"):
-            kwargs["connect_args"] = {"connect_timeout": timeout, "read_timeout": limit + _READ_TIMEOUT_GRACE}
-        else:
-            raise ConfigError(f"source {self.name!r}: kind 'sql' does not support {backend!r}",
-                              hint="use PostgreSQL, MySQL/MariaDB or SQLite (known read-only sessions)")
-        try:
-            # Bound values (watermarks, keys: source data) never reach logs or error text.
-            engine = sa.create_engine(url, hide_parameters=True, **kwargs)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"source {self.name!r}: database driver {exc.name!r} is not installed",
-                              hint="use postgresql+psycopg://, mysql+pymysql:// or sqlite:///") from None
-        family = "mysql" if backend == "mariadb" else backend
-
-        def read_only_session(dbapi_conn: Any, _record: Any) -> None:
-            mariadb = family == "mysql" and "mariadb" in dbapi_conn.get_server_info().lower()
-            cur = dbapi_conn.cursor()
-            for sql in _SESSION_SQL[family] + _limits_sql(family, limit, mariadb=mariadb):
-                cur.execute(sql)
-            cur.close()
-            if backend != "sqlite":
-                dbapi_conn.commit()  # a rollback would undo PostgreSQL's SET
-
-        sa.event.listen(engine, "connect", read_only_session)
-        if family == "sqlite":
-            def start_clock(_conn: Any, cursor: Any, *_args: Any) -> None:
-                cursor.connection.deadline.at = time.monotonic() + limit
-
-            sa.event.listen(engine, "before_cursor_execute", start_clock)
-        elif family == "mysql":
-            def unbounded_stream(conn: sa.Connection, _cursor: Any, statement: str, parameters: Any,
-                                 context: Any, _many: bool) -> tuple[str, Any]:
-                # max_statement_time would count the whole streamed read, the time spent on rows
-                # already received included: streamed reads are bounded per wait (see _bounded).
-                if getattr(conn.dialect, "is_mariadb", False) and context is not None \
-                        and context.execution_options.get(_STREAM):
-                    statement = f"SET STATEMENT max_statement_time = 0 FOR {statement}"
-                return statement, parameters
-
-            sa.event.listen(engine, "before_cursor_execute", unbounded_stream, retval=True)
+        engine, self._sqlite_creator = read_only_engine(self.name, self._resolve_url(), self.base_dir,
+                                                        self.options)
         return engine
 
     def _resolve_url(self) -> sa.URL:
@@ -397,11 +256,9 @@ class SqlConnector:
         return plan
 
     def _stream_options(self, stream: StreamSpec) -> SqlStreamOptions:
-        try:
-            return SqlStreamOptions.model_validate(stream.options)
-        except ValidationError as exc:
-            raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: {_errors(exc)}",
-                              hint="a sql stream takes `table` (and optional `schema`) or `query`") from None
+        return validated(SqlStreamOptions, stream.options,
+                         where=f"source {self.name!r}, stream {stream.name!r}",
+                         hint="a sql stream takes `table` (and optional `schema`) or `query`")
 
     def _build_plan(self, stream: StreamSpec, so: SqlStreamOptions) -> _Plan:
         try:
@@ -433,7 +290,7 @@ class SqlConnector:
             columns = insp.get_columns(table, schema=db_schema)
         except sa.exc.NoSuchTableError:
             known = insp.get_table_names(schema=db_schema) + insp.get_view_names(schema=db_schema)
-            close = difflib.get_close_matches(table, known, n=5, cutoff=0.5)
+            close = close_matches(table, known, n=5, cutoff=0.5)
             raise ConfigError(f"source {self.name!r}, stream {stream.name!r}: no table {table!r}"
                               + (f" in schema {db_schema!r}" if db_schema else ""),
                               hint=f"did you mean {', '.join(close)}?" if close
@@ -492,26 +349,21 @@ class SqlConnector:
                               f"{len(since.key)} part(s), the primary key {len(stream.primary_key)}",
                               hint="the primary key changed: reset the stream's watermark (full refresh)")
         tz, first = stream_zone(self.name, stream), stream.cursor[0]
-        key_values = [self._param(plan, k, v, tz) for k, v in zip(stream.primary_key, since.key, strict=True)]
-        import pandas as pd
-
-        c = since.cursor
-        if c == "NaT" if isinstance(c, str) else pd.isna(c):  # still among the NULL cursors (sorted first)
+        window = Incremental.of(stream, since, plan.cols[first].field.type)
+        key_values = [self._param(plan, k, v, tz)
+                      for k, v in zip(stream.primary_key, window.key, strict=True)]
+        if window.null_cursor:  # still among the NULL cursors (sorted first)
             return sa.or_(cursor.is_not(None), sa.and_(cursor.is_(None), lex_after(keys, key_values)))
-        kind = plan.cols[first].field.type
-        if since.reread_from is not None and kind.temporal:  # rows that may have committed late
-            return cursor >= self._param(plan, first, since.reread_from, tz)
-        if stream.lookback_seconds and kind.temporal:  # re-read late rows; the store drops duplicates
-            start = native(since.cursor, _T.DATETIME) - timedelta(seconds=stream.lookback_seconds)
-            return cursor >= self._param(plan, first, start if kind is _T.DATETIME else start.date(), tz)
-        return after_watermark(cursor, keys, self._param(plan, first, since.cursor, tz), key_values)
+        if window.rereads:  # late rows (reread_from, lookback); the store drops re-read duplicates
+            return cursor >= self._param(plan, first, window.start, tz)
+        return after_watermark(cursor, keys, self._param(plan, first, window.cursor, tz), key_values)
 
     def _frames(self, stream: StreamSpec, plan: _Plan, stmt: sa.Select[Any],
                 names: Sequence[str]) -> Iterator[pd.DataFrame]:
         tz, position, killed = stream_zone(self.name, stream), 0, threading.Event()
         try:
             with self.engine.connect() as conn:
-                conn.execution_options(stream_results=True, yield_per=stream.batch_size, **{_STREAM: True})
+                conn.execution_options(stream_results=True, yield_per=stream.batch_size, **{STREAM: True})
                 with self._bounded(conn, killed):
                     result = conn.execute(stmt)
                 # The result closes before the connection: MySQL's unbuffered cursor must be drained
@@ -534,7 +386,7 @@ class SqlConnector:
         after ``statement_timeout_seconds``; the time the caller spends on a batch does not count."""
         limit = self.options.statement_timeout_seconds
         dbapi_conn: Any = conn.connection.dbapi_connection
-        if isinstance(dbapi_conn, _SqliteConnection):
+        if isinstance(dbapi_conn, SqliteConnection):
             dbapi_conn.deadline.at = time.monotonic() + limit
             try:
                 yield
@@ -585,7 +437,7 @@ class SqlConnector:
 
     def _source_error(self, exc: sa.exc.DBAPIError, stream: StreamSpec | None, *,
                       query: bool = False, killed: bool = False) -> SourceError:
-        kind = _failure_kind(exc)
+        kind = failure_kind(exc)
         if killed and kind != "lock":  # our timer ended the wait (KILL QUERY): a statement timeout
             kind = "timeout"
         reason = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
@@ -603,7 +455,7 @@ class SqlConnector:
                                hint=f"{raise_it}, or make the {'query' if query else 'read'} cheaper "
                                "(an index on the cursor and key columns); okrsync retries transient failures")
         if kind == "lock":
-            wait = _lock_wait(limit)
+            wait = lock_wait(limit)
             return SourceError(f"{where}: waited {wait:g} s for a lock on the source table, then gave up "
                                f"({db}: {reason})", transient=True,
                                hint=f"find what holds the lock ({_LOCK_HINTS[self.backend]}), or {raise_it}; "
@@ -619,71 +471,3 @@ class SqlConnector:
 
 def _plan_key(stream: StreamSpec) -> str:
     return stream.name + json.dumps(stream.options, sort_keys=True, default=str)
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
-
-
-def _failure_kind(exc: sa.exc.DBAPIError) -> str:
-    """``timeout`` (statement_timeout_seconds ran out), ``lock`` (a lock wait did), ``transient``
-    (lost connection, deadlock, overload: retry), ``access`` or ``other``."""
-    orig, text = exc.orig, str(exc.orig).lower()
-    sqlstate, args = getattr(orig, "sqlstate", None), getattr(orig, "args", ())
-    code = args[0] if args and isinstance(args[0], int) else None  # MySQL error number
-    if sqlstate == "55P03" or code == 1205 or (isinstance(orig, sqlite3.Error) and "locked" in text):
-        return "lock"  # lock_timeout, lock_wait_timeout / innodb_lock_wait_timeout, SQLite busy timeout
-    if (sqlstate == "57014" and "statement timeout" in text) or code in (1969, 3024) \
-            or (isinstance(orig, sqlite3.Error) and "interrupted" in text):
-        return "timeout"  # statement_timeout, max_statement_time / max_execution_time, progress handler
-    if exc.connection_invalidated:
-        transient, access = True, False
-    elif isinstance(sqlstate, str):
-        transient, access = sqlstate.startswith(_PG_TRANSIENT), sqlstate.startswith(("28", "42501"))
-    elif "fatal:" in text:  # PostgreSQL answered but refused the connection (no SQLSTATE at connect time)
-        transient = any(s in text for s in ("starting up", "shutting down", "too many", "recovery"))
-        access = any(s in text for s in ("password", "authentication", "role", "pg_hba"))
-    elif isinstance(orig, sqlite3.Error):
-        transient, access = any(s in text for s in ("locked", "busy", "unable to open", "disk i/o")), False
-    elif code is not None:  # MySQL; 2xxx are client-side connection errors
-        transient, access = code in _MYSQL_TRANSIENT or 2000 <= code < 3000, code in _MYSQL_ACCESS
-    else:
-        transient, access = isinstance(exc, sa.exc.OperationalError), False
-    return "transient" if transient else "access" if access else "other"
-
-
-def _lock_wait(limit: int) -> float:
-    """How long a statement waits for a lock: a second less than the statement timeout (half of it
-    at 1 s), or the statement timeout would fire first and the wait not be named as a lock wait."""
-    return limit - 1 if limit > 1 else limit / 2
-
-
-def _limits_sql(family: str, limit: int, *, mariadb: bool) -> list[str]:
-    """Session settings that bound statements and lock waits (SQLite: see _SqliteConnection)."""
-    lock = _lock_wait(limit)
-    if family == "postgresql":
-        return [f"SET statement_timeout = {limit * 1000}", f"SET lock_timeout = {round(lock * 1000)}"]
-    if family == "mysql":  # whole seconds; MySQL itself has no max_statement_time (streams: _bounded)
-        waits = [f"SET SESSION lock_wait_timeout = {max(1, int(lock))}",
-                 f"SET SESSION innodb_lock_wait_timeout = {max(1, int(lock))}"]
-        return [*waits, f"SET SESSION max_statement_time = {limit}"] if mariadb else waits
-    return []
-
-
-class _Deadline:
-    """SQLite's progress handler: a non-zero answer once ``at`` (``time.monotonic()``) has passed
-    interrupts the running statement (``sqlite3.OperationalError: interrupted``)."""
-
-    at = math.inf
-
-    def __call__(self) -> int:
-        return int(time.monotonic() > self.at)
-
-
-class _SqliteConnection(sqlite3.Connection):
-    """A SQLite connection whose statements stop at ``deadline`` (set per statement and per batch)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.deadline = _Deadline()
-        self.set_progress_handler(self.deadline, _SQLITE_PROGRESS_STEPS)

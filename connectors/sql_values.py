@@ -12,8 +12,8 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from connectors.kit.values import DTYPES, boolean, exact_decimal, naive_utc
 from okrsync.schema import Field as SchemaField
 from okrsync.schema import FieldType
 
@@ -93,11 +94,8 @@ def sampled_col(name: str, first: Any) -> Col:
 def native(v: Any, kind: FieldType) -> Any:
     """A watermark value (in memory, pandas or back from JSON) as its field's Python type."""
     if kind.temporal:
-        import pandas as pd
-
-        ts = pd.Timestamp(v)
-        ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
-        return ts.to_pydatetime() if kind is _T.DATETIME else ts.date()
+        instant = naive_utc(v)
+        return instant if kind is _T.DATETIME else instant.date()
     conv: Callable[[Any], Any] = {_T.INTEGER: int, _T.FLOAT: float, _T.BOOLEAN: bool}.get(kind, str)
     return Decimal(str(v)) if kind is _T.DECIMAL else conv(v)
 
@@ -129,21 +127,12 @@ def series(values: Sequence[Any], col: Col, tz: ZoneInfo) -> pd.Series:
 def converter(col: Col, tz: ZoneInfo) -> Callable[[Any], Any]:
     if col.binary:
         return _digest
-    if col.field.type is _T.DECIMAL:  # SQLite may hand back floats: their shortest repr is the value,
+    if col.field.type is _T.DECIMAL:  # SQLite may hand back floats (their shortest repr is the value)
         # or bytes (Tryton registers a converter storing NUMERIC as text blobs: b'1142.40')
-        quantum, ctx = Decimal(1).scaleb(-(col.field.scale or 0)), Context(prec=80)
-        return lambda v: (Decimal(repr(v)) if isinstance(v, float) else Decimal(
-            bytes(v).decode("ascii") if isinstance(v, bytes | memoryview) else v)).quantize(
-            quantum, ROUND_HALF_EVEN, ctx)
+        return partial(exact_decimal, scale=col.field.scale or 0)
     if col.field.type is _T.DATETIME:
-        return partial(_utc, ZoneInfo("UTC") if col.utc else tz)
+        return partial(naive_utc, zone=ZoneInfo("UTC") if col.utc else tz)
     return _CONVERT[col.field.type]
-
-
-def _utc(tz: ZoneInfo, v: Any) -> datetime:
-    v = datetime.fromisoformat(v) if isinstance(v, str) else v
-    v = v if isinstance(v, datetime) else datetime(v.year, v.month, v.day)
-    return (v if v.tzinfo else v.replace(tzinfo=tz)).astimezone(UTC).replace(tzinfo=None)
 
 
 def _digest(v: Any) -> str:
@@ -163,11 +152,6 @@ def _text(v: Any) -> str:
         else str(v)
 
 
-def _bool(v: Any) -> bool:
-    return {"1": True, "true": True, "t": True, "0": False, "false": False, "f": False}[v.lower()] \
-        if isinstance(v, str) else bool(v)
-
-
 def _date(v: Any) -> date:
     return date.fromisoformat(v[:10]) if isinstance(v, str) else v.date() if isinstance(v, datetime) else v
 
@@ -181,10 +165,8 @@ def first_bad(values: Sequence[Any], convert: Callable[[Any], Any]) -> tuple[int
     return None
 
 
-DTYPES: dict[FieldType, Any] = {_T.INTEGER: "Int64", _T.DECIMAL: object, _T.FLOAT: "float64",
-                                 _T.STRING: "str", _T.DATE: object, _T.DATETIME: "datetime64[us]",
-                                 _T.BOOLEAN: "boolean"}
 _PYTHON: dict[FieldType, type] = {_T.INTEGER: int, _T.FLOAT: float, _T.STRING: str, _T.DATE: date,
                                   _T.BOOLEAN: bool}
 _CONVERT: dict[FieldType, Callable[[Any], Any]] = {_T.INTEGER: _int, _T.FLOAT: float, _T.STRING: _text,
-                                                   _T.BOOLEAN: _bool, _T.DATE: _date}
+                                                   _T.BOOLEAN: partial(boolean, any_number=True),
+                                                   _T.DATE: _date}

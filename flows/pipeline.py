@@ -22,9 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.base import (
-    Connector,
-    ReportsDeletions,
-    ReportsFilterExits,
+    SourceConnector,
     StreamSpec,
     Watermark,
     cursor_values,
@@ -32,7 +30,7 @@ from connectors.base import (
     record_ids,
     typed_watermark,
 )
-from connectors.horizon import FutureRows, Horizon, KnowsHorizon, future_rows, next_watermark
+from connectors.horizon import FutureRows, Horizon, future_rows, next_watermark
 from flows import progress
 from flows.gate import StreamGate
 from metrics.definition import KrDefinition, build_definition
@@ -108,7 +106,8 @@ class PartRead:
 
 
 def plan_sync(
-    project: Project, store: Store, connector: Connector, run_id: str, name: str, fence: Fence | None = None
+    project: Project, store: Store, connector: SourceConnector, run_id: str, name: str,
+    fence: Fence | None = None,
 ) -> tuple[SyncPlan, SyncWriter]:
     """Decide what this sync reads (since where, whether it reconciles keys) and open it in the store."""
     stream = effective_stream(project, name)
@@ -132,11 +131,10 @@ def plan_sync(
         since = None  # what is extracted changed (object, filter, fields): read everything again
     # A full read lists every live record itself: reconciling against it costs nothing more.
     reconcile = deletes != "none" and (since is None or store.reconcile_due(name, every_hours))
-    refresh = getattr(connector, "needs_full_refresh", None)
-    if reconcile and since is not None and refresh is not None and refresh(stream):
+    if reconcile and since is not None and connector.needs_full_refresh(stream):
         since = None  # values that change without moving the cursor (formulas): re-read them all
     # Asked before reading: what commits after this may carry a cursor older than rows read now.
-    horizon = connector.horizon(stream) if stream.cursor and isinstance(connector, KnowsHorizon) else None
+    horizon = connector.horizon(stream) if stream.cursor else None
     writer = store.begin_sync(
         run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=reconcile, fence=fence
     )
@@ -145,12 +143,12 @@ def plan_sync(
     return plan, writer
 
 
-def _check_partitions(connector: Connector, stream: StreamSpec, schema: StreamSchema) -> None:
+def _check_partitions(connector: SourceConnector, stream: StreamSpec, schema: StreamSchema) -> None:
     parts = stream.partitions
     assert parts is not None
-    if not getattr(connector, "supports_partitions", False):
+    if not connector.supports_partitions:
         raise ConfigError(
-            f"stream {stream.name!r}: source kind {getattr(connector, 'kind', '?')!r} cannot read partitions",
+            f"stream {stream.name!r}: source kind {connector.kind!r} cannot read partitions",
             hint="remove `partitions` from the stream (kind sql supports them)",
         )
     if parts.field not in schema:
@@ -166,7 +164,7 @@ def _check_partitions(connector: Connector, stream: StreamSpec, schema: StreamSc
 def read_part(
     project: Project,
     plan: SyncPlan,
-    connector: Connector,
+    connector: SourceConnector,
     writer: SyncWriter,
     gate: StreamGate | None = None,
     stream: StreamSpec | None = None,
@@ -215,7 +213,7 @@ def finish_sync(
     project: Project,
     store: Store,
     plan: SyncPlan,
-    connector: Connector,
+    connector: SourceConnector,
     writer: SyncWriter,
     gate: StreamGate | None,
     last: tuple[Any, tuple[Any, ...]] | None,
@@ -224,15 +222,15 @@ def finish_sync(
     """Tombstones, then the commit (through the stream's checks, if any) with the new watermark: it
     stays behind what the source may still commit (``plan.horizon``, see connectors.horizon)."""
     stream, since = plan.stream, plan.since
-    if plan.deletes == "tombstones" and since is not None and isinstance(connector, ReportsDeletions):
+    if plan.deletes == "tombstones" and since is not None and connector.reports_deletions:
         for gone in connector.deleted(stream, since):
             writer.stage_deleted(record_ids(gone, stream.primary_key))
-    if since is not None and not plan.reconcile and isinstance(connector, ReportsFilterExits):
+    if since is not None and not plan.reconcile:
         # Edited out of a pushed-down filter: not returned any more, so closed here (a reconciling
         # sync closes them anyway, as keys the source no longer lists).
         for left in connector.excluded(stream, since):
             writer.stage_deleted(record_ids(left, stream.primary_key))
-    writer.api_calls = getattr(connector, "api_calls", None)
+    writer.api_calls = connector.api_calls
     watermark = None
     if last is not None and stream.cursor:
         watermark = next_watermark(last, plan.spec, plan.horizon, plan.cursor_type).to_json()
@@ -244,7 +242,7 @@ def finish_sync(
 
 
 @contextmanager
-def guarded(plan: SyncPlan, writer: SyncWriter, connector: Connector) -> Iterator[None]:
+def guarded(plan: SyncPlan, writer: SyncWriter, connector: SourceConnector) -> Iterator[None]:
     """Whatever fails, the stream is left as it was (staged rows dropped) and the error says why."""
     name = plan.name
     try:
@@ -257,7 +255,7 @@ def guarded(plan: SyncPlan, writer: SyncWriter, connector: Connector) -> Iterato
         progress.reporter.stream_finished(name, f"stopped: {exc.message}", False)
         raise
     except OkrsyncError as exc:
-        writer.api_calls = getattr(connector, "api_calls", None)
+        writer.api_calls = connector.api_calls
         writer.fail(str(exc))
         progress.reporter.stream_finished(name, f"failed: {exc.message}", False)
         raise
@@ -282,7 +280,8 @@ def _finished(name: str, counts: SyncCounts) -> SyncCounts:
 
 
 def sync_stream(
-    project: Project, store: Store, connector: Connector, run_id: str, name: str, fence: Fence | None = None
+    project: Project, store: Store, connector: SourceConnector, run_id: str, name: str,
+    fence: Fence | None = None,
 ) -> SyncCounts:
     """Sync one stream; raises :class:`SourceError` (transient or not) after cleaning up.
 
@@ -309,7 +308,8 @@ def sync_stream(
 
 
 def sync_partition(
-    project: Project, store: Store, connector: Connector, plan: SyncPlan, index: int, fence: Fence | None
+    project: Project, store: Store, connector: SourceConnector, plan: SyncPlan, index: int,
+    fence: Fence | None,
 ) -> PartRead:
     """Read and stage partition ``index`` of a sync that :func:`plan_sync` opened (any process)."""
     writer = store.sync_writer(plan.name, plan.sync_id, plan.reconcile, fence)
@@ -317,7 +317,7 @@ def sync_partition(
 
 
 def finish_partitioned(
-    project: Project, store: Store, connector: Connector, plan: SyncPlan, parts: list[PartRead],
+    project: Project, store: Store, connector: SourceConnector, plan: SyncPlan, parts: list[PartRead],
     fence: Fence | None,
 ) -> SyncCounts:
     """Commit every partition's staged rows as one snapshot. The stream's checks judge the staged

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from metrics.score import roll_up
 from okr_store import models as m
 from okr_store.current import as_of_order, newest_first
-from okrsync.errors import NotFound
+from okrsync.errors import NotFound, close_matches
 
 
 def _dec(v: str | None) -> Decimal | None:
@@ -166,9 +166,7 @@ def known_krs(conn: sa.Connection) -> list[str]:
 
 def _require_kr(conn: sa.Connection, kr_id: str) -> None:
     if conn.execute(sa.select(m.key_result.c.id).where(m.key_result.c.id == kr_id)).first() is None:
-        import difflib
-
-        close = difflib.get_close_matches(kr_id, known_krs(conn), n=3)
+        close = close_matches(kr_id, known_krs(conn))
         raise NotFound(
             f"no key result {kr_id!r} in the store",
             hint=f"did you mean {', '.join(close)}?"

@@ -2,10 +2,13 @@
 
 Every message says what happened, where (file:line, source/stream/record) and what to do next.
 The CLI maps ``exit_code`` to the process exit status; users see the message, not a traceback.
+A misspelt name gets its suggestion from :func:`did_you_mean`, the same everywhere.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Self
 
 
@@ -108,3 +111,23 @@ class LeaseLost(StoreError):
 
 class LeaseBusy(StoreError):
     """Another live run of the project holds the lease and did not finish in time."""
+
+
+def close_matches(word: str, candidates: Iterable[str], *, n: int = 3, cutoff: float = 0.6,
+                  prefix: bool = False) -> list[str]:
+    """The candidates ``word`` was probably meant to be: the same name in another case, else the closest
+    spellings (difflib, at most ``n``), else with ``prefix`` a candidate it is the start of (``total`` for
+    ``total_amount``). The one rule behind every "did you mean" okrsync prints."""
+    names = list(dict.fromkeys(candidates))
+    same = [c for c in names if c.lower() == word.lower()]
+    hits = same or difflib.get_close_matches(word, names, n=n, cutoff=cutoff)
+    if not hits and prefix and len(word) >= 3:
+        hits = [c for c in names if c.lower().startswith(word.lower())]
+    return hits[:n]
+
+
+def did_you_mean(word: str, candidates: Iterable[str], *, n: int = 3, cutoff: float = 0.6,
+                 prefix: bool = False) -> str:
+    """`` (did you mean 'x', 'y'?)`` for :func:`close_matches`, or ``""`` when nothing is close."""
+    hits = close_matches(word, candidates, n=n, cutoff=cutoff, prefix=prefix)
+    return f" (did you mean {', '.join(map(repr, hits))}?)" if hits else ""

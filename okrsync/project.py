@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import suppress
 from pathlib import Path
 
-from connectors.base import Connector, StreamSpec, deletion_policy
+from connectors.base import SourceConnector, StreamSpec, deletion_policy
 from metrics.spec import SimpleMetric
 from okrsync.errors import ConfigError, OkrsyncError, SourceError
 from okrsync.project_build import build_project
@@ -68,7 +68,7 @@ def _one_line(exc: OkrsyncError) -> str:
     return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
 
 
-def _check_stream(project: Project, connector: Connector, stream: StreamSpec) -> list[str]:
+def _check_stream(project: Project, connector: SourceConnector, stream: StreamSpec) -> list[str]:
     here: KeyPath = ("streams", stream.name)
     # Declared fields, cursor and `where` are checked below, each at its own line of the file.
     options = {k: v for k, v in stream.options.items() if k != "where"}

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.base import Connector, StreamSpec, connector_kind
+from connectors.base import SourceConnector, StreamSpec, connector_kind
 from metrics.periods import Period, parse_period
 from metrics.spec import KeyResultSpec, ObjectiveSpec, RatioMetric, SimpleMetric, parse_number
 from okrsync.errors import ConfigError, NotFound
@@ -198,7 +198,7 @@ class Project:
                               hint=f"roles: {', '.join(self.settings.roles)} (settings.roles)")
         return name, self.settings.roles[name]
 
-    def connector(self, source_name: str) -> Connector:
+    def connector(self, source_name: str) -> SourceConnector:
         """A new connector for the source (the caller closes it)."""
         if source_name not in self.sources:
             raise NotFound(f"no source {source_name!r}", hint=_known(list(self.sources), source_name))

@@ -6,7 +6,6 @@ Every problem reads ``file:line: key.path: what is wrong (what is allowed)``, fo
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import re
@@ -19,6 +18,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from okrsync import errors
 from okrsync.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
@@ -55,11 +55,7 @@ def dotted(path: KeyPath) -> str:
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or ``""``."""
-    names = list(candidates)
-    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-    if not close and len(word) >= 3:  # a truncated name: `total` for `total_amount`
-        close = [n for n in names if n.lower().startswith(word.lower())][:1]
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return errors.did_you_mean(word, candidates, n=1, prefix=True)  # prefix: `total` for `total_amount`
 
 
 def describe(value: Any) -> str:

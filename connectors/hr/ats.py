@@ -21,14 +21,14 @@ them under ``sensitive:``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from connectors.base import StreamSpec, stream_zone
 from connectors.hr.bamboohr_client import BambooHrClient
-from connectors.hr.values import as_naive_utc, did_you_mean, id_frame, typed_frame
-from okrsync.errors import ConfigError, SourceError
+from connectors.kit.values import Unconvertible, id_frame, naive_utc, typed_frame
+from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 
 if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
@@ -250,7 +250,7 @@ def _day(raw: Any, zone: ZoneInfo) -> date | None:
     try:
         if len(text) == 10:
             return date.fromisoformat(text)
-        stamp = as_naive_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
+        stamp = naive_utc(text)
+    except (Unconvertible, ValueError):
         raise _BadValue from None
     return stamp.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone).date()

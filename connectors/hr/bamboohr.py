@@ -31,12 +31,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from connectors.base import StreamSpec, Watermark
+from connectors.base import DeletePolicy, StreamSpec, Watermark
 from connectors.hr.ats import BambooHrAts
 from connectors.hr.bamboohr_client import BambooHrClient
 from connectors.hr.options import BambooHrOptions, stream_options
-from connectors.hr.values import as_naive_utc, did_you_mean, id_frame, typed_frame
-from okrsync.errors import ConfigError, SourceError
+from connectors.kit.cursor import Incremental
+from connectors.kit.values import Unconvertible, exact_decimal, id_frame, naive_utc, typed_frame
+from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 
 if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
@@ -89,7 +90,6 @@ _PAY = re.compile(r"^(-?\d{1,15}(?:\.\d+)?)(?:\s*([A-Z]{3}))?$")
 _ID = re.compile(r"^\d{1,18}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NO_DATE = ("", "0000-00-00")
-_TWO_PLACES = Decimal("0.01")
 _EPOCH = datetime.min
 
 
@@ -107,7 +107,7 @@ class _BadValue(ValueError):
 class BambooHr:
     """The ``system: bamboohr`` half of :class:`~connectors.hr.HrConnector`."""
 
-    default_deletes: ClassVar[str] = "tombstones"
+    default_deletes: ClassVar[DeletePolicy] = "tombstones"
     default_reconcile_every_hours: ClassVar[float] = 168
 
     def __init__(self, name: str, options: BambooHrOptions, base_dir: Path,
@@ -147,16 +147,14 @@ class BambooHr:
         kept = stream.kept_fields(self.schema(stream))
         # Only what the stream keeps is asked for (data minimisation), plus the id and the order's cursor.
         needed = [c for c in EMPLOYEE_COLUMNS if c.field.name in {*kept, "id", CURSOR}]
-        incremental = since is not None and bool(stream.cursor)
         # Rows at or before the watermark were read; with lookback_seconds the window is read again.
-        mark = (as_naive_utc(since.cursor), int(since.key[0])) if since is not None and incremental else None
-        exact = mark is not None and not stream.lookback_seconds
-        if since is None or not incremental:
+        window = Incremental.of(stream, since, _T.DATETIME)
+        if window.full:
             records = self._report(stream, needed, None)
         else:
-            changes = self._changes(stream, since, cache=True)
-            ids = sorted({c.id for c in changes if c.action.lower() != "deleted" and not (
-                exact and mark is not None and c.last_changed and (c.last_changed, c.id) <= mark)})
+            changes = self._changes(stream, window, cache=True)
+            ids = sorted({c.id for c in changes if c.action.lower() != "deleted" and (
+                c.last_changed is None or window.keeps(c.last_changed, (c.id,)))})
             records = []
             step = self.options.ids_per_request
             for start in range(0, len(ids), step):
@@ -166,8 +164,7 @@ class BambooHr:
         by_id = {row[0]: row for row in rows}  # one row per employee, should an answer repeat one
         at = names.index(CURSOR)
         ordered = sorted(by_id.values(), key=lambda row: (row[at] or _EPOCH, row[0]))
-        if exact and mark is not None:
-            ordered = [row for row in ordered if (row[at] or _EPOCH, row[0]) > mark]
+        ordered = [row for row in ordered if window.keeps(row[at], (row[0],))]
         positions = [names.index(k) for k in kept]
         fields = [COLUMNS_BY_NAME[k].field for k in kept]
         for start in range(0, len(ordered), stream.batch_size):
@@ -178,9 +175,10 @@ class BambooHr:
         """Ids of employees BambooHR reports as deleted since the watermark; nothing on a full read."""
         if _ats(self.name, stream) is None:
             self._check(stream)
-        if since is None or not stream.cursor:
+        window = Incremental.of(stream, since, _T.DATETIME)
+        if window.full:
             return
-        changes = self._changes(stream, since, cache=False)
+        changes = self._changes(stream, window, cache=False)
         gone = sorted({c.id for c in changes if c.action.lower() == "deleted"})
         if gone:
             yield id_frame(gone)
@@ -262,9 +260,9 @@ class BambooHr:
                 "them out of the stream's `fields`")
         return employees
 
-    def _changes(self, stream: StreamSpec, since: Watermark, cache: bool) -> list[_Change]:
-        """``employees/changed`` since the watermark (one second earlier, and ``lookback_seconds``)."""
-        lower = as_naive_utc(since.cursor) - timedelta(seconds=(stream.lookback_seconds or 0) + 1)
+    def _changes(self, stream: StreamSpec, window: Incremental, cache: bool) -> list[_Change]:
+        """``employees/changed`` since the window's start (one second earlier: whole seconds)."""
+        lower = window.start - timedelta(seconds=1)
         text = lower.strftime("%Y-%m-%dT%H:%M:%SZ")
         key = (stream.name, text)
         if not cache and key in self._changed_cache:
@@ -367,12 +365,9 @@ def _date(raw: Any) -> date | None:
 
 
 def _timestamp(raw: Any) -> datetime:
-    text = _text(raw).replace("Z", "+00:00")
-    if len(text) >= 5 and text[-5] in "+-" and text[-3] != ":" and text[-4:].isdigit():
-        text = text[:-2] + ":" + text[-2:]  # +0000 → +00:00
     try:
-        return as_naive_utc(datetime.fromisoformat(text))  # BambooHR timestamps are UTC when naive
-    except ValueError:
+        return naive_utc(_text(raw))  # BambooHR timestamps are UTC when naive
+    except Unconvertible:
         raise _BadValue from None
 
 
@@ -381,8 +376,7 @@ def _pay(raw: Any) -> tuple[Decimal | None, str | None]:
     m = _PAY.match(_text(raw))
     if m is None:
         raise _BadValue
-    amount = Decimal(m.group(1))
-    rounded = amount.quantize(_TWO_PLACES)
-    if rounded != amount or not amount.is_finite():
-        raise _BadValue
-    return rounded, m.group(2)
+    try:
+        return exact_decimal(m.group(1), 2, strict=True), m.group(2)
+    except Unconvertible:
+        raise _BadValue from None

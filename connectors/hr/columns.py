@@ -11,21 +11,19 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.hr.options import ColumnSpec, HrFilesOptions
 from connectors.hr.parse import FileRejected, Table
-from connectors.hr.values import as_naive_utc
+from connectors.kit.values import Unconvertible, boolean, exact_decimal, naive_utc
 from okrsync.schema import FieldType
 
 _T = FieldType
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
 _INTEGER = re.compile(r"^[+-]?\d{1,18}$")
-_TRUE = {"true", "yes", "y", "1"}
-_FALSE = {"false", "no", "n", "0"}
 
 
 @dataclass(frozen=True)
@@ -162,14 +160,14 @@ def _converter(spec: ColumnSpec, options: HrFilesOptions, tz: ZoneInfo) -> Calla
             return date.fromisoformat(text)
         if kind is _T.DATETIME:
             if fmt:
-                return _utc(datetime.strptime(text, fmt), tz)
+                return naive_utc(datetime.strptime(text, fmt), tz)
             if not _ISO_DATETIME.match(text):
                 raise _Bad(f"not a {_kind(spec)}")
-            return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")), tz)
-        low = text.lower()
-        if low in _TRUE or low in _FALSE:
-            return low in _TRUE
-        raise _Bad(f"not a {_kind(spec)}")
+            return naive_utc(text, tz)
+        try:
+            return boolean(text)
+        except Unconvertible:
+            raise _Bad(f"not a {_kind(spec)}") from None
 
     def _from_cell(raw: Any) -> Any:  # typed XLSX cells
         if isinstance(raw, bool):
@@ -179,13 +177,13 @@ def _converter(spec: ColumnSpec, options: HrFilesOptions, tz: ZoneInfo) -> Calla
                 return "true" if raw else "false"
             raise _Bad(f"not a {_kind(spec)}")
         if isinstance(raw, datetime):
-            naive = raw.replace(tzinfo=None) if raw.tzinfo is None else as_naive_utc(raw)
+            naive = raw.replace(tzinfo=None) if raw.tzinfo is None else naive_utc(raw)
             if kind is _T.DATE:
                 if naive.time() != datetime.min.time():
                     raise _Bad(f"a date with a time of day, not a {_kind(spec)}")
                 return naive.date()
             if kind is _T.DATETIME:
-                return _utc(naive, tz) if raw.tzinfo is None else naive
+                return naive_utc(naive, tz) if raw.tzinfo is None else naive
             if kind is _T.STRING:
                 return naive.date().isoformat() if naive.time() == datetime.min.time() else naive.isoformat()
             raise _Bad(f"a date, not a {_kind(spec)}")
@@ -193,7 +191,7 @@ def _converter(spec: ColumnSpec, options: HrFilesOptions, tz: ZoneInfo) -> Calla
             if kind is _T.DATE:
                 return raw
             if kind is _T.DATETIME:
-                return _utc(datetime(raw.year, raw.month, raw.day), tz)
+                return naive_utc(datetime(raw.year, raw.month, raw.day), tz)
             if kind is _T.STRING:
                 return raw.isoformat()
             raise _Bad(f"a date, not a {_kind(spec)}")
@@ -221,18 +219,11 @@ def _converter(spec: ColumnSpec, options: HrFilesOptions, tz: ZoneInfo) -> Calla
 
 
 def _decimal(value: Decimal, scale: int | None) -> Decimal:
-    if not value.is_finite():
-        raise _Bad("not a finite number")
-    if scale is None:
-        return value
-    quantum = Decimal(1).scaleb(-scale)
     try:
-        rounded = value.quantize(quantum)
-    except InvalidOperation:
-        raise _Bad("a number too large for the column") from None
-    if rounded != value:
-        raise _Bad(f"has more than {scale} decimal places (declared decimal({scale}))")
-    return rounded
+        return exact_decimal(value, scale, strict=True)
+    except Unconvertible as exc:
+        declared = f" (declared decimal({scale}))" if "places" in str(exc) else ""
+        raise _Bad(f"{exc}{declared}") from None
 
 
 def _number_pattern(options: HrFilesOptions) -> re.Pattern[str]:
@@ -249,13 +240,6 @@ def _plain_number(text: str, pattern: re.Pattern[str], options: HrFilesOptions) 
     if options.thousands_separator:
         compact = compact.replace(options.thousands_separator, "")
     return compact.replace(options.decimal_separator, ".")
-
-
-def _utc(value: datetime, tz: ZoneInfo) -> datetime:
-    """Naive values are in the stream's timezone (the company's); all come out as naive UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
-    return as_naive_utc(value)
 
 
 def _column_letter(index: int) -> str:

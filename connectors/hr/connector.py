@@ -16,21 +16,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from connectors.base import StreamSpec, Watermark
+from connectors.base import SourceConnector, StreamSpec, Watermark
 from connectors.hr.bamboohr import BambooHr
 from connectors.hr.files import HrFiles
 from connectors.hr.options import BambooHrOptions, HrFilesOptions, HrOptions, HrStreamOptions
-from connectors.hr.values import validation_errors
-from okrsync.errors import ConfigError
+from connectors.kit.options import validated
 from okrsync.schema import StreamSchema
 
 if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
     import pandas as pd
 
 
-class HrConnector:
+class HrConnector(SourceConnector):
     """One HR source. Cheap to create: BambooHR is called, and files are read, on first use."""
 
     kind: ClassVar[str] = "hr"
@@ -43,16 +42,13 @@ class HrConnector:
     def __init__(self, name: str, options: HrOptions | BambooHrOptions | HrFilesOptions | Mapping[str, Any],
                  base_dir: Path, sleep: Callable[[float], None] = time.sleep,
                  now: Callable[[], datetime] | None = None) -> None:
-        self.name = name
+        self.name, self.base_dir = name, base_dir
         if isinstance(options, HrOptions):
             options = options.settings
         if not isinstance(options, BambooHrOptions | HrFilesOptions):
-            try:
-                options = HrOptions.model_validate(dict(options)).settings
-            except ValidationError as exc:
-                raise ConfigError(f"source {name!r}: {validation_errors(exc)}",
-                                  hint="see docs/hr.md for the keys of `system: bamboohr` and "
-                                  "`system: files`") from None
+            hint = "see docs/hr.md for the keys of `system: bamboohr` and `system: files`"
+            options = validated(HrOptions, dict(options), where=f"source {name!r}", hint=hint,
+                                hide=("bamboohr", "files")).settings
         self.options: BambooHrOptions | HrFilesOptions = options
         self.system: BambooHr | HrFiles
         if isinstance(options, BambooHrOptions):
@@ -60,8 +56,9 @@ class HrConnector:
         else:
             self.system = HrFiles(name, options, base_dir)
         # Deletion defaults depend on the system (and a files source's mode), so they are per instance.
-        self.default_deletes: str = self.system.default_deletes
-        self.default_reconcile_every_hours: float = self.system.default_reconcile_every_hours
+        self.default_deletes = self.system.default_deletes
+        self.default_reconcile_every_hours = self.system.default_reconcile_every_hours
+        self.reports_deletions = True  # BambooHR's tombstones; a files source says why it has none
 
     @property
     def api_calls(self) -> int | None:

@@ -32,12 +32,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from connectors.base import StreamSpec, Watermark, stream_zone
+from connectors.base import DeletePolicy, StreamSpec, Watermark, stream_zone
 from connectors.hr.columns import Parsed, typed_rows
 from connectors.hr.options import META_COLUMNS, HrFilesOptions, stream_options
 from connectors.hr.parse import XLSX_SUFFIXES, FileRejected, csv_table, decode, xlsx_table
-from connectors.hr.values import as_naive_utc, did_you_mean, typed_frame
-from okrsync.errors import ConfigError, SourceError
+from connectors.kit.values import naive_utc, typed_frame
+from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 
 if TYPE_CHECKING:  # imported where a read builds frames: loading a project file needs no pandas
@@ -85,7 +85,7 @@ class HrFiles:
         self.name, self.options = name, options
         self.folder = base_dir / options.folder
         # snapshot: records missing from the newest file are gone; append: nothing is ever deleted.
-        self.default_deletes = "reconcile" if options.mode == "snapshot" else "none"
+        self.default_deletes: DeletePolicy = "reconcile" if options.mode == "snapshot" else "none"
         declared = tuple(Field(n, s.field_type, s.scale) for n, s in options.columns.items())
         self._schema = StreamSchema(declared + META_FIELDS)
         self._hashes: dict[tuple[str, int, int], str] = {}
@@ -124,7 +124,7 @@ class HrFiles:
     def read(self, stream: StreamSpec, since: Watermark | None) -> Iterator[pd.DataFrame]:
         schema = self.schema(stream)
         files = self._files()
-        mark = as_naive_utc(since.cursor) if since is not None and stream.cursor else None
+        mark = naive_utc(since.cursor) if since is not None and stream.cursor else None
         if self.options.mode == "snapshot":
             rows = self._snapshot_rows(stream, files, mark)
         else:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import codecs
-import difflib
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from okrsync.errors import ConfigError
+from connectors.kit.options import validated
+from okrsync.errors import did_you_mean
 from okrsync.schema import FieldType
 
 # Our column names and BambooHR field ids (aliases such as firstName, or numeric ids such as 4047).
@@ -325,9 +325,8 @@ def _located(exc: ValidationError, model: type[BaseModel], system: str) -> Valid
             if other:
                 why = f"{key!r} is a key of system {other}, not {system}"
             else:
-                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-                guess = f" (did you mean {close[0]!r}?)" if close else ""
-                why = f"unknown key {key!r}{guess} (allowed for system {system}: {', '.join(allowed)})"
+                why = (f"unknown key {key!r}{did_you_mean(key, allowed, n=1)} (allowed for system {system}: "
+                       f"{', '.join(allowed)})")
             errors.append({"type": "value_error", "loc": e["loc"], "input": e["input"],
                            "ctx": {"error": ValueError(why)}})
         else:
@@ -357,12 +356,6 @@ class HrStreamOptions(BaseModel):
 
 def stream_options(source: str, stream: StreamSpec) -> HrStreamOptions:
     """The stream's hr keys, validated (a ConfigError naming the stream otherwise)."""
-    try:
-        return HrStreamOptions.model_validate(stream.options)
-    except ValidationError as exc:
-        why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}"
-                        for e in exc.errors(include_input=False, include_url=False))
-        raise ConfigError(f"source {source!r}, stream {stream.name!r}: {why}",
-                          hint="a BambooHR stream takes `report: employees | applications | jobs`; a files "
-                          "stream takes no key of "
-                          "its own (its columns are declared on the source)") from None
+    return validated(HrStreamOptions, stream.options, where=f"source {source!r}, stream {stream.name!r}",
+                     hint="a BambooHR stream takes `report: employees | applications | jobs`; a files "
+                     "stream takes no key of its own (its columns are declared on the source)")

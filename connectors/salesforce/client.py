@@ -3,17 +3,19 @@
 * Every request to ``/services/data/`` (REST and Bulk 2.0) is counted, and the org's daily usage is
   read from each response's ``Sforce-Limit-Info`` header; :meth:`SfClient.call` refuses to start a call
   once usage reached ``max_api_share`` of the limit.
-* 5xx answers and network errors are retried with jittered exponential backoff; ``INVALID_SESSION_ID``
-  triggers one new login (password or JWT) and one more try; ``REQUEST_LIMIT_EXCEEDED`` is never retried.
+* simple-salesforce sends every request (login, REST, Bulk 2.0) through the kit's retrying session
+  (:mod:`connectors.kit.http`, handed over as ``session=``): 5xx answers, 429 and network errors are
+  retried there with jittered exponential backoff (``Retry-After`` honoured), each try counted; 4xx
+  answers are not. ``INVALID_SESSION_ID`` triggers one new login (password or JWT) and one more try;
+  ``REQUEST_LIMIT_EXCEEDED`` is never retried.
 * simple-salesforce itself would log in again up to three times: it is handed a session id instead, so
   that re-authentication happens here, once, and is counted.
-* simple-salesforce sends its requests (login, REST, Bulk 2.0) without a timeout: the session's adapters
-  give each one ``timeout_seconds``, so a stalled server ends in a (retried) timeout, not a hang.
+* simple-salesforce names no timeout: the session gives each request ``timeout_seconds``, so a stalled
+  server ends in a (retried) timeout, not a hang.
 """
 
 from __future__ import annotations
 
-import random
 import re
 import threading
 import time
@@ -35,8 +37,9 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
+from connectors.kit.http import NETWORK_ERRORS, ApiSession, RetryAfterTooLong, RetryPolicy, ca_bundle
 from connectors.salesforce.options import SalesforceOptions
-from connectors.secrets import env_value, secret_value
+from connectors.secrets import Secrets, env_value, secret_value
 from okrsync.errors import ConfigError, SourceError
 
 T = TypeVar("T")
@@ -49,34 +52,25 @@ def call_slots(org: str, limit: int) -> threading.BoundedSemaphore:
     with _SLOTS_LOCK:
         return _SLOTS.setdefault((org, limit), threading.BoundedSemaphore(limit))
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
-NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 REAUTH = "re-authenticate the integration user (check its password, token or connected app) and run again"
 
 
-class _Timeout(HTTPAdapter):
-    """Gives every request that names no timeout this one (connect and read, in seconds)."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return super().send(request, *args, **kwargs)
-
-
-class _LoginRoute(_Timeout):
+class _LoginRoute(HTTPAdapter):
     """Sends requests for ``https://{domain}.salesforce.com`` to ``login_url`` instead."""
 
-    def __init__(self, login_url: str, timeout: float) -> None:
-        super().__init__(timeout)
+    def __init__(self, login_url: str) -> None:
+        super().__init__()
         self.login_url = login_url
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         parts = urlsplit(request.url or "")
         request.url = self.login_url + parts.path + (f"?{parts.query}" if parts.query else "")
         return super().send(request, *args, **kwargs)
+
+
+def _soap_fault(resp: requests.Response) -> bool:
+    """A SOAP login fault (``INVALID_LOGIN``…) comes as HTTP 500: the org's answer, not an outage."""
+    return "/services/Soap/" in resp.url and b"<faultcode>" in resp.content
 
 
 class ApiError(Exception):
@@ -116,34 +110,28 @@ class SfClient:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.source, self.options, self.base_dir = source, options, base_dir
         self.sleep = sleep
+        self.policy = RetryPolicy(options.retries, options.retry_backoff_seconds,
+                                  timeout_seconds=options.timeout_seconds, sleep=sleep)
         self.calls = 0  # requests to /services/data/ (what the org counts against its daily limit)
         self.logins = 0
         self.usage: tuple[int, int] | None = None  # (used, max) from the last Sforce-Limit-Info
         self._sf: Salesforce | None = None
-        self._http: requests.Session | None = None
-        self._secrets: list[str] = []
+        self._http: ApiSession | None = None
+        self.secrets = Secrets()
         org = f"{options.login_url or options.instance_url or options.domain}|{options.username}"
         self.slots = call_slots(org, options.max_parallel_calls)
 
     # -- session ------------------------------------------------------------------------------------
 
     @property
-    def http(self) -> requests.Session:
+    def http(self) -> ApiSession:
         if self._http is None:
-            s = requests.Session()
-            s.trust_env = False  # REQUESTS_CA_BUNDLE and proxies from the environment do not apply
-            timeout = self.options.timeout_seconds
-            for scheme in ("https://", "http://"):
-                s.mount(scheme, _Timeout(timeout))
-            if self.options.ca_bundle:
-                bundle = (self.base_dir / self.options.ca_bundle).resolve()
-                if not bundle.is_file():
-                    raise ConfigError(f"source {self.source!r}: ca_bundle {bundle} does not exist",
-                                      hint="give a PEM file path relative to the project file")
-                s.verify = str(bundle)
+            trusted = ca_bundle(self.source, self.base_dir, self.options.ca_bundle)
+            s = ApiSession(self.policy, label=f"source {self.source!r}", secrets=self.secrets,
+                           final=_soap_fault, verify=trusted)
             if self.options.login_url:
                 for domain in {self.options.domain, "login", "test"}:
-                    s.mount(f"https://{domain}.salesforce.com/", _LoginRoute(self.options.login_url, timeout))
+                    s.mount(f"https://{domain}.salesforce.com/", _LoginRoute(self.options.login_url))
             s.hooks["response"].append(self._observe)
             self._http = s
         return self._http
@@ -182,14 +170,16 @@ class SfClient:
                 raise SourceError(f"source {self.source!r}: Salesforce refused the login "
                                   f"({self._scrub(str(exc.code))}: {self._scrub(_login_reason(exc))})",
                                   hint=REAUTH) from None
-            except NETWORK_ERRORS as exc:
+            except requests.exceptions.SSLError:
+                raise self._untrusted("logging in") from None
+            except (*NETWORK_ERRORS, RetryAfterTooLong) as exc:
                 raise SourceError(f"source {self.source!r}: cannot reach the Salesforce login at "
                                   f"{o.login_url or f'https://{o.domain}.salesforce.com'} "
                                   f"({type(exc).__name__})", transient=True,
                                   hint="check the network (or that the sandbox is running); "
                                   "okrsync retries transient failures") from None
         self.logins += 1
-        self._secrets.append(sid)
+        self.secrets.keep(sid)
         self._sf = Salesforce(session_id=sid, instance=instance, session=self.http, version=o.api_version)
 
     def _login_args(self) -> dict[str, Any]:
@@ -215,14 +205,17 @@ class SfClient:
 
     def _secret(self, env: str | None, block: str | None, what: str) -> str:
         value = env_value(self.source, env, what) if env else secret_value(self.source, str(block), what)
-        self._secrets.append(value)
-        return value
+        return self.secrets.keep(value)
 
     def _scrub(self, text: str) -> str:
-        for s in self._secrets:
-            if s:
-                text = text.replace(s, "***")
-        return text
+        return self.secrets.scrub(text)
+
+    def _untrusted(self, what: str) -> SourceError:
+        o = self.options
+        host = o.login_url or o.instance_url or f"https://{o.domain}.salesforce.com"
+        return SourceError(f"source {self.source!r}: {what}: the TLS certificate of {host} could not be "
+                           "verified", hint="give the certificate authority's PEM file as `ca_bundle` (a "
+                           "private endpoint or the sandbox); verification is never turned off")
 
     # -- calls ----------------------------------------------------------------------------------------
 
@@ -239,60 +232,62 @@ class SfClient:
                 "24-hour window to free calls")
 
     def call(self, what: str, fn: Callable[[Salesforce], T]) -> T:
-        """``fn(sf)`` with the budget check, retries, one re-login and errors turned into ours."""
-        reauthenticated = False
-        attempt = 0
-        while True:
-            self.check_budget()
-            try:
-                with self.slots:
-                    return fn(self.sf)
-            except SalesforceExpiredSession:
-                if self.options.auth == "session":
-                    raise SourceError(f"source {self.source!r}: {what}: the Salesforce session expired "
-                                      "(INVALID_SESSION_ID)",
-                                      hint="session auth cannot log in again: put a fresh session id in "
-                                      f"{self.options.session_id_env or self.options.session_id_secret}, "
-                                      "or use auth password or jwt") from None
-                if reauthenticated:
-                    raise SourceError(f"source {self.source!r}: {what}: the Salesforce session was "
-                                      "refused again after logging in anew (INVALID_SESSION_ID)",
-                                      hint=REAUTH) from None
-                reauthenticated = True
-                self._sf = None
-                self._login()
-            except SalesforceRefusedRequest as exc:
-                err = api_error(exc)
-                if err.code == "REQUEST_LIMIT_EXCEEDED":
-                    raise SourceError(f"source {self.source!r}: {what}: the org's API limit is exhausted "
-                                      f"({self._scrub(err.message)})",
-                                      hint="the key results keep their last values; the next run after "
-                                      "the 24-hour window frees calls will catch up") from None
-                raise SourceError(f"source {self.source!r}: {what}: Salesforce refused the request "
-                                  f"({err.code}: {self._scrub(err.message)})",
-                                  hint="give the integration user access to this object and its fields "
-                                  "(profile or permission set)") from None
-            except (SalesforceGeneralError, *NETWORK_ERRORS) as exc:
-                status = exc.status if isinstance(exc, SalesforceError) else None
-                if isinstance(exc, SalesforceError) and exc.status < 500:
-                    raise self.error(what, exc) from None
-                if attempt >= self.options.retries:
-                    why = f"HTTP {status}" if status else type(exc).__name__
-                    raise SourceError(f"source {self.source!r}: {what}: Salesforce did not answer "
-                                      f"after {attempt + 1} tries ({why})", transient=True,
-                                      hint="Salesforce or the network is having trouble; the next run "
-                                      "(or okrsync's task retry) picks up from the last committed "
-                                      "position") from None
-                self.backoff(attempt)
-                attempt += 1
-            except SalesforceError as exc:
-                if api_error(exc).code == "INVALID_QUERY_LOCATOR":
-                    raise LocatorExpired() from None
-                raise self.error(what, exc) from None
+        """``fn(sf)`` with the budget check, one re-login and errors turned into ours (the session has
+        retried what was worth retrying)."""
+        try:
+            return self._once(what, fn)
+        except SalesforceExpiredSession:
+            if self.options.auth == "session":
+                raise SourceError(f"source {self.source!r}: {what}: the Salesforce session expired "
+                                  "(INVALID_SESSION_ID)",
+                                  hint="session auth cannot log in again: put a fresh session id in "
+                                  f"{self.options.session_id_env or self.options.session_id_secret}, "
+                                  "or use auth password or jwt") from None
+        self._sf = None
+        self._login()
+        try:
+            return self._once(what, fn)
+        except SalesforceExpiredSession:
+            raise SourceError(f"source {self.source!r}: {what}: the Salesforce session was refused again "
+                              "after logging in anew (INVALID_SESSION_ID)", hint=REAUTH) from None
 
-    def backoff(self, attempt: int) -> None:
-        base = self.options.retry_backoff_seconds * (2 ** attempt)
-        self.sleep(base * (0.5 + random.random()))  # noqa: S311 - jitter, not cryptography
+    def _once(self, what: str, fn: Callable[[Salesforce], T]) -> T:
+        self.check_budget()
+        try:
+            with self.slots:
+                return fn(self.sf)
+        except SalesforceExpiredSession:
+            raise
+        except SalesforceRefusedRequest as exc:
+            err = api_error(exc)
+            if err.code == "REQUEST_LIMIT_EXCEEDED":
+                raise SourceError(f"source {self.source!r}: {what}: the org's API limit is exhausted "
+                                  f"({self._scrub(err.message)})",
+                                  hint="the key results keep their last values; the next run after "
+                                  "the 24-hour window frees calls will catch up") from None
+            raise SourceError(f"source {self.source!r}: {what}: Salesforce refused the request "
+                              f"({err.code}: {self._scrub(err.message)})",
+                              hint="give the integration user access to this object and its fields "
+                              "(profile or permission set)") from None
+        except requests.exceptions.SSLError:
+            raise self._untrusted(what) from None
+        except RetryAfterTooLong as exc:
+            raise SourceError(f"source {self.source!r}: {what}: Salesforce asked to wait "
+                              f"{exc.seconds:.0f} s, longer than a run waits ({exc.limit:g} s)",
+                              transient=True, hint="the key results keep their last values; the next run "
+                              "tries again") from None
+        except (SalesforceGeneralError, *NETWORK_ERRORS) as exc:
+            if isinstance(exc, SalesforceError) and exc.status < 500 and exc.status != 429:
+                raise self.error(what, exc) from None
+            why = f"HTTP {exc.status}" if isinstance(exc, SalesforceError) else type(exc).__name__
+            raise SourceError(f"source {self.source!r}: {what}: Salesforce did not answer after "
+                              f"{self.policy.tries} tries ({why})", transient=True,
+                              hint="Salesforce or the network is having trouble; the next run (or "
+                              "okrsync's task retry) picks up from the last committed position") from None
+        except SalesforceError as exc:
+            if api_error(exc).code == "INVALID_QUERY_LOCATOR":
+                raise LocatorExpired() from None
+            raise self.error(what, exc) from None
 
     def error(self, what: str, exc: SalesforceError) -> SourceError:
         err = api_error(exc)

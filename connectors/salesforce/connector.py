@@ -16,22 +16,22 @@ How a sync reads (docs/salesforce.md has the user's view):
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from connectors.base import StreamSpec, Watermark
+from connectors.base import SourceConnector, StreamSpec, Watermark
+from connectors.kit.cursor import Incremental
+from connectors.kit.options import validated
 from connectors.salesforce import soql
 from connectors.salesforce.options import VALIDATE, SalesforceOptions, SalesforceStreamOptions
-from connectors.salesforce.values import BadValue, SfField, field_of, frame, parse_datetime
-from okrsync.errors import ConfigError, SourceError
+from connectors.salesforce.values import BadValue, SfField, field_of, frame
+from okrsync.errors import ConfigError, SourceError, did_you_mean
 from okrsync.schema import Field, FieldType, StreamSchema
 
 if TYPE_CHECKING:  # simple-salesforce and pandas load on the first read: `status` and `drill` need neither
@@ -58,25 +58,22 @@ class _Plan:
         return StreamSchema(tuple(f.field for f in self.fields.values()))
 
 
-class SalesforceConnector:
+class SalesforceConnector(SourceConnector):
     """One org. Cheap to create; logs in on first use."""
 
     kind: ClassVar[str] = "salesforce"
     Options: ClassVar[type[BaseModel]] = SalesforceOptions
     StreamOptions: ClassVar[type[BaseModel]] = SalesforceStreamOptions
+    options_hint: ClassVar[str] = "see the salesforce source keys in docs/salesforce.md"
     # Deleted records are reported by the source (queryAll); every Id is compared once a week.
-    default_deletes: ClassVar[str] = "tombstones"
-    default_reconcile_every_hours: ClassVar[float] = 168
+    reports_deletions = True
+    default_deletes = "tombstones"
+    default_reconcile_every_hours = 168
+    options: SalesforceOptions
 
     def __init__(self, name: str, options: SalesforceOptions | Mapping[str, Any], base_dir: Path,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.name = name
-        try:
-            self.options = (options if isinstance(options, SalesforceOptions)
-                            else SalesforceOptions.model_validate(options))
-        except ValidationError as exc:
-            raise ConfigError(f"source {name!r}: {_errors(exc)}",
-                              hint="see the salesforce source keys in docs/connectors.md") from None
+        super().__init__(name, options, base_dir)
         self._base_dir, self._sleep = base_dir, sleep
         self._describes: dict[str, dict[str, Any]] = {}
         self._plans: dict[str, _Plan] = {}
@@ -129,15 +126,15 @@ class SalesforceConnector:
         plan = self._plan(stream)
         kept = stream.kept_fields(plan.schema)
         paths = self._query_paths(plan, kept)
+        window = Incremental.of(stream, since, FieldType.DATETIME)
         conditions = [plan.where] if plan.where else []
-        if since is not None and stream.cursor:
-            lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
-            conditions.append(f"{stream.cursor[0]} >= {soql.literal(lower.replace(microsecond=0))}")
+        if not window.full:
+            conditions.append(self._changed_since(stream, window))
         order = [*stream.cursor[:1], "Id"]
         read = Read(soql.select(plan.obj, paths, conditions, order), paths, order)
-        if since is not None and stream.cursor and not stream.lookback_seconds:
+        if window.exact:
             # SOQL datetimes stop at the second: skip what was read up to the watermark itself.
-            read.last = (_as_datetime(since.cursor), *since.key)
+            read.last = window.position
         for rows in self.extractor.extract(stream, read):
             yield self._frame(stream, plan, paths, rows, kept)
 
@@ -146,11 +143,11 @@ class SalesforceConnector:
         from connectors.salesforce.extraction import Read
 
         plan = self._plan(stream)
-        if since is None or not stream.cursor or not plan.deletable:
+        window = Incremental.of(stream, since, FieldType.DATETIME)
+        if window.full or not plan.deletable:
             return
-        lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
         cursor = stream.cursor[0]
-        conditions = ["IsDeleted = true", f"{cursor} >= {soql.literal(lower.replace(microsecond=0))}"]
+        conditions = ["IsDeleted = true", self._changed_since(stream, window)]
         read = Read(soql.select(plan.obj, ["Id", cursor], conditions, [cursor, "Id"]), ["Id", cursor],
                      [cursor, "Id"], include_deleted=True)
         for rows in self.extractor.extract(stream, read):
@@ -163,11 +160,11 @@ class SalesforceConnector:
         from connectors.salesforce.extraction import Read
 
         plan = self._plan(stream)
-        if since is None or not stream.cursor or not plan.where:
+        window = Incremental.of(stream, since, FieldType.DATETIME)
+        if window.full or not plan.where:
             return
         cursor = stream.cursor[0]
-        lower = _as_datetime(since.cursor) - timedelta(seconds=stream.lookback_seconds or 0)
-        changed = f"{cursor} >= {soql.literal(lower.replace(microsecond=0))}"
+        changed = self._changed_since(stream, window)
         order = [cursor, "Id"]
 
         def changed_ids(conditions: list[str]) -> Iterator[pd.DataFrame]:
@@ -178,6 +175,11 @@ class SalesforceConnector:
         selected = {i for ids in changed_ids([plan.where, changed]) for i in ids["Id"]}
         for ids in changed_ids([changed]):
             yield ids[~ids["Id"].isin(selected)]
+
+    @staticmethod
+    def _changed_since(stream: StreamSpec, window: Incremental) -> str:
+        """``SystemModstamp >= start`` (SOQL compares datetimes to the whole second)."""
+        return f"{stream.cursor[0]} >= {soql.literal(window.start.replace(microsecond=0))}"
 
     def keys(self, stream: StreamSpec) -> Iterator[pd.DataFrame]:
         from connectors.salesforce.extraction import Read
@@ -230,12 +232,8 @@ class SalesforceConnector:
         if stream.name in self._plans:
             return self._plans[stream.name]
         where = f"source {self.name!r}, stream {stream.name!r}"
-        try:
-            so = SalesforceStreamOptions.model_validate(stream.options)
-        except ValidationError as exc:
-            raise ConfigError(f"{where}: {_errors(exc)}",
-                              hint="a salesforce stream takes `object`, and optionally `where` and "
-                              "`convert_currency`") from None
+        so = validated(SalesforceStreamOptions, stream.options, where=where, hint="a salesforce stream takes "
+                       "`object`, and optionally `where` and `convert_currency`")
         if stream.primary_key != ("Id",):
             raise ConfigError(f"{where}: the primary key of a Salesforce stream is Id",
                               hint="write `primary_key: Id`")
@@ -250,7 +248,7 @@ class SalesforceConnector:
         names = list(fields)
         for name in (*(stream.fields or ()), *stream.primary_key, *stream.cursor):
             if name not in fields and name not in self._converted_names(so):
-                raise ConfigError(f"{where}: {so.object} has no field {name!r}{_did_you_mean(name, names)}",
+                raise ConfigError(f"{where}: {so.object} has no field {name!r}{did_you_mean(name, names)}",
                                   hint=VALIDATE)
         if len(stream.cursor) > 1 or (stream.cursor and fields[stream.cursor[0]].field.type
                                       is not FieldType.DATETIME):
@@ -263,7 +261,7 @@ class SalesforceConnector:
             for amount in cc.fields:
                 if amount not in fields or fields[amount].field.type is not FieldType.DECIMAL:
                     raise ConfigError(f"{where}: convert_currency: {amount!r} is not a number field of "
-                                      f"{so.object}{_did_you_mean(amount, names)}", hint=VALIDATE)
+                                      f"{so.object}{did_you_mean(amount, names)}", hint=VALIDATE)
                 col = f"{amount}_{self.options.currency}"
                 converted[col] = amount
                 scale = fields[amount].field.scale
@@ -296,7 +294,7 @@ class SalesforceConnector:
         by_rel = {d["relationshipName"]: d for d in own.values() if d.get("relationshipName")}
         ref = by_rel.get(rel)
         if ref is None or not ref.get("referenceTo"):
-            raise ConfigError(f"{where}: {obj} has no relationship {rel!r}{_did_you_mean(rel, list(by_rel))}",
+            raise ConfigError(f"{where}: {obj} has no relationship {rel!r}{did_you_mean(rel, list(by_rel))}",
                               hint="relationship fields are written Relationship.Field, e.g. Account.Name")
         parent = self._describe(ref["referenceTo"][0], stream)
         parent_fields = {d["name"]: d for d in parent["fields"]}
@@ -307,7 +305,7 @@ class SalesforceConnector:
         f = field_of(path, d) if d else None
         if f is None:
             raise ConfigError(f"{where}: {parent['name']} has no field {rest!r}"
-                              f"{_did_you_mean(rest, list(parent_fields))}", hint=VALIDATE)
+                              f"{did_you_mean(rest, list(parent_fields))}", hint=VALIDATE)
         return f
 
     def _query_paths(self, plan: _Plan, kept: Sequence[str]) -> list[str]:
@@ -342,30 +340,9 @@ def _ids(rows: list[list[Any]]) -> pd.DataFrame:
     return pd.DataFrame({"Id": pd.Series([r[0] for r in rows], dtype="str")})
 
 
-def _as_datetime(value: Any) -> datetime:
-    import pandas as pd
-
-    if isinstance(value, datetime):
-        return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    return parse_datetime(str(value))
-
-
 def _source_field(obj: str, fields: dict[str, SfField], converted: dict[str, str], name: str) -> str:
     """A field a ``where`` filter may name: one of the object's (converted columns exist only here)."""
     if name not in fields or name in converted:
-        raise soql.FilterError(f"{obj} has no field {name!r}{_did_you_mean(name, list(fields))}")
+        raise soql.FilterError(f"{obj} has no field {name!r}{did_you_mean(name, list(fields))}")
     return name
-
-
-def _did_you_mean(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    lower = [n for n in names if n.lower() == name.lower()]
-    hits = lower or close
-    return f" (did you mean {', '.join(map(repr, hits))}?)" if hits else ""
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
 

@@ -20,10 +20,11 @@ from simple_salesforce import Salesforce
 from simple_salesforce.bulk2 import Operation
 
 from connectors.base import StreamSpec
+from connectors.kit.values import naive_utc
 from connectors.salesforce import soql
 from connectors.salesforce.client import LocatorExpired, SfClient
 from connectors.salesforce.options import VALIDATE
-from connectors.salesforce.values import csv_rows, json_rows, parse_datetime
+from connectors.salesforce.values import csv_rows, json_rows
 from okrsync.errors import SourceError
 
 MAX_STALLED_RESTARTS = 3
@@ -214,29 +215,38 @@ class Extractor:
 
     def _bulk_page(self, stream: StreamSpec, read: Read, text: str, job_id: str,
                    locator: str) -> tuple[list[list[Any]], str]:
-        """One CSV page; a cut or short page is fetched again (up to ``retries`` times)."""
-        for attempt in range(self.options.retries + 1):
-            result = self.client.call(
-                f"stream {stream.name!r}: Bulk results",
-                lambda sf: _bulk_client(sf, text).get_query_results(job_id, locator,
-                                                                    self.options.bulk_page_size))
-            try:
-                rows = csv_rows(result["records"], read.paths)
-            except ValueError as exc:
-                raise SourceError(f"source {self.name!r}, stream {stream.name!r}: {exc}",
-                                  hint=VALIDATE) from None
-            if len(rows) == result["number_of_records"]:
-                return rows, result["locator"]
-            if attempt < self.options.retries:
-                self.client.backoff(attempt)
-        raise SourceError(f"source {self.name!r}, stream {stream.name!r}: a Bulk result page held "
-                          f"{len(rows)} rows, not the {result['number_of_records']} announced",
-                          transient=True,
-                          hint="nothing was committed; the next run reads again")
+        """One CSV page; a cut or short page is fetched again (the client's retry policy)."""
+        try:
+            for attempt in self.client.policy.attempts(_ShortPage):
+                with attempt:
+                    result = self.client.call(
+                        f"stream {stream.name!r}: Bulk results",
+                        lambda sf: _bulk_client(sf, text).get_query_results(job_id, locator,
+                                                                            self.options.bulk_page_size))
+                    try:
+                        rows = csv_rows(result["records"], read.paths)
+                    except ValueError as exc:
+                        raise SourceError(f"source {self.name!r}, stream {stream.name!r}: {exc}",
+                                          hint=VALIDATE) from None
+                    if len(rows) != result["number_of_records"]:
+                        raise _ShortPage(len(rows), result["number_of_records"])
+        except _ShortPage as short:
+            raise SourceError(f"source {self.name!r}, stream {stream.name!r}: a Bulk result page held "
+                              f"{short.got} rows, not the {short.announced} announced", transient=True,
+                              hint="nothing was committed; the next run reads again") from None
+        return rows, result["locator"]
 
 
 class _BulkFailed(Exception):
     pass
+
+
+class _ShortPage(Exception):
+    """A Bulk result page with fewer rows than it announced (a cut download)."""
+
+    def __init__(self, got: int, announced: int) -> None:
+        super().__init__(f"{got} of {announced} rows")
+        self.got, self.announced = got, announced
 
 
 def _batches(read: Read, size: int, *, final: bool = False) -> Iterator[list[list[Any]]]:
@@ -260,7 +270,7 @@ def _bulk_client(sf: Salesforce, text: str) -> Any:
 
 
 def _key(row: list[Any], positions: list[int]) -> tuple[Any, ...]:
-    return tuple(parse_datetime(row[i]) if isinstance(row[i], str) and _looks_datetime(row[i]) else row[i]
+    return tuple(naive_utc(row[i]) if isinstance(row[i], str) and _looks_datetime(row[i]) else row[i]
                  for i in positions)
 
 

@@ -2,9 +2,10 @@
 
 * currency, double and percent fields are DECIMAL with the field's describe ``scale``: JSON numbers
   become ``Decimal`` from their shortest text (``repr``), CSV text directly, then rounded half-even to
-  the scale; never float arithmetic.
+  the scale; never float arithmetic (:func:`connectors.kit.values.exact_decimal`).
 * datetimes arrive as UTC with an offset (``2026-06-15T12:00:00.000+0000`` or ``…Z``) and are kept as
-  naive UTC; dates are dates (no timezone, as ``CloseDate`` is in Salesforce).
+  naive UTC (:func:`connectors.kit.values.naive_utc`); dates are dates (no timezone, as ``CloseDate``
+  is in Salesforce).
 * Relationship fields (``Account.Name``) are flattened into a column of that name; a missing parent
   (``AccountId`` null) gives null.
 """
@@ -15,11 +16,11 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from datetime import date
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from connectors.sql_values import DTYPES
+from connectors.kit.values import DTYPES, boolean, exact_decimal, naive_utc
 from okrsync.schema import Field, FieldType
 
 if TYPE_CHECKING:  # imported where a read builds its frame: loading a project needs no pandas
@@ -61,46 +62,19 @@ def field_of(path: str, describe: Mapping[str, Any]) -> SfField | None:
     return SfField(path, Field(path, kind, scale), sf_type, bool(describe.get("calculated")))
 
 
-def parse_datetime(text: str) -> datetime:
-    """``2026-06-15T12:00:00.000+0000`` / ``…Z`` → naive UTC."""
-    t = text.replace("Z", "+00:00")
-    if len(t) >= 5 and t[-5] in "+-" and t[-3] != ":":  # +0000 → +00:00
-        t = t[:-2] + ":" + t[-2:]
-    dt = datetime.fromisoformat(t)
-    return (dt.astimezone(UTC) if dt.tzinfo else dt).replace(tzinfo=None)
-
-
-def _decimal(scale: int) -> Callable[[Any], Decimal]:
-    quantum = Decimal(1).scaleb(-scale)
-
-    def conv(v: Any) -> Decimal:
-        d = Decimal(repr(v)) if isinstance(v, float) else Decimal(str(v))
-        if not d.is_finite():
-            raise InvalidOperation
-        return d.quantize(quantum, rounding=ROUND_HALF_EVEN)
-
-    return conv
-
-
-def _boolean(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    text = str(v).strip().lower()
-    if text in ("true", "false"):
-        return text == "true"
-    raise ValueError(v)
+parse_datetime = naive_utc  # ``2026-06-15T12:00:00.000+0000`` → naive UTC (okrsync.cli_sandbox reads it)
 
 
 def converter(f: SfField) -> Callable[[Any], Any]:
     t = f.field.type
-    if t is _T.DECIMAL:
-        return _decimal(f.field.scale or 0)
+    scale = f.field.scale or 0
     convs: dict[FieldType, Callable[[Any], Any]] = {
-        _T.BOOLEAN: _boolean,
+        _T.DECIMAL: lambda v: exact_decimal(v, scale),
+        _T.BOOLEAN: boolean,
         _T.INTEGER: lambda v: int(Decimal(str(v))),
         _T.FLOAT: float,
         _T.DATE: lambda v: date.fromisoformat(str(v)[:10]),
-        _T.DATETIME: lambda v: parse_datetime(str(v)),
+        _T.DATETIME: lambda v: naive_utc(str(v)),
         _T.STRING: str,
     }
     return convs[t]

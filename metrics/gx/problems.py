@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from collections.abc import Collection, Sequence
@@ -10,6 +9,7 @@ from typing import Any
 
 from metrics.gx.runtime import expectation_classes
 from metrics.quality import BUILTIN_ARGS, METRIC_BUILTINS, STREAM_BUILTINS, CheckSpec
+from okrsync.errors import close_matches
 
 _BUILTIN_SPECS = {**{k: next(iter(v)) for k, v in BUILTIN_ARGS.items()}, "max_jump_percent": "percent"}
 _BUILTIN_UNITS = {"max_age_hours": "hours", "max_percent": "percent", "percent": "percent"}
@@ -63,7 +63,7 @@ def expectation_problems(check: CheckSpec, fields: Collection[str] | None) -> li
     classes = expectation_classes()
     cls = classes.get(check.kind)
     if cls is None:
-        close = difflib.get_close_matches(check.kind, [*classes, *STREAM_BUILTINS, *METRIC_BUILTINS], n=1)
+        close = close_matches(check.kind, [*classes, *STREAM_BUILTINS, *METRIC_BUILTINS], n=1)
         hint = f" — did you mean `{close[0]}`?" if close else " (see the expectation gallery of GX)"
         return [f"`{check.kind}` is not a Great Expectations expectation{hint}"]
     problems = [
@@ -109,7 +109,7 @@ def _describe_errors(errors: list[dict[str, Any]], known: list[str]) -> str:
             continue
         types = {e.get("type", "") for e in errs}
         if "value_error.extra" in types:
-            close = difflib.get_close_matches(arg, known, n=1)
+            close = close_matches(arg, known, n=1)
             parts.append(f"unknown argument `{arg}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
         elif "value_error.missing" in types:
             parts.append(f"missing argument `{arg}`")

@@ -1,8 +1,8 @@
 """HTTP sources give every request a finite timeout: a stalled server ends in a transient error.
 
-simple-salesforce sends its requests without a timeout; the Salesforce client's session supplies
-``timeout_seconds`` (login, REST and Bulk alike). BambooHR passes ``timeout_seconds`` on its one request
-path (connectors/hr/bamboohr_client.py). No test asserts elapsed times.
+simple-salesforce sends its requests without a timeout; the kit's session (connectors/kit/http.py), which
+Salesforce and BambooHR both send through, supplies ``timeout_seconds`` (login, REST and Bulk alike). No
+test asserts elapsed times.
 """
 
 from __future__ import annotations

@@ -7,11 +7,10 @@ import random
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Generator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -308,32 +307,7 @@ def test_full_read_converts_values(db: Db) -> None:
     assert df["paid"].iloc[1] is False or df["paid"].iloc[1] == False  # noqa: E712 - pandas BooleanDtype
     assert str(df["paid"].dtype) == "boolean"
     assert df["order_date"].iloc[1] == date(2026, 10, 1) and type(df["order_date"].iloc[1]) is date
-    keys = pd.concat(list(conn.keys(spec())), ignore_index=True)
-    assert sorted(keys["id"].tolist()) == [1, 2] and list(keys.columns) == ["id"]
-
-
-def test_incremental_read_splits_equal_cursor_ties_across_batches(db: Db) -> None:
-    ids = list(range(1, 5051))
-    random.Random(7).shuffle(ids)  # insertion order must not matter
-    rows = [{"id": i, "write_date": T0 if i <= 5000 else T0 + timedelta(seconds=i - 5000)} for i in ids]
-    make_orders(db, rows)
-    conn = db.connector()
-    stream = spec(cursor=("write_date",), batch_size=1000, fields=())
-    seen: list[int] = []
-    since: Watermark | None = None
-    for _ in range(10):
-        batches = cast(Generator[pd.DataFrame, None, None], conn.read(stream, since))
-        batch = next(batches, None)
-        batches.close()  # stop after one batch, as a run that commits per batch and is cut short would
-        if batch is None:
-            break
-        assert len(batch) <= 1000
-        seen += batch["id"].tolist()
-        last = batch.iloc[-1]
-        since = Watermark.from_json(Watermark(cursor_values(batch, stream).iloc[-1], (last["id"],)).to_json())
-    assert len(seen) == 5050 and sorted(seen) == list(range(1, 5051))
-    assert seen[:5000] == list(range(1, 5001))  # ties ordered by primary key
-    assert read_all(conn, stream, since).empty
+    # order, ties, lookback and keys(): the connector contract (test_contract_sql.py)
 
 
 def test_coalesced_cursor_falls_back_to_create_date(db: Db) -> None:
@@ -364,15 +338,6 @@ def test_null_cursors_come_first_and_are_read_once(db: Db) -> None:
         last = Watermark(batch["write_date"].iloc[-1], (batch["id"].iloc[-1],))  # NaT while among NULLs
         since = Watermark.from_json(last.to_json())
     assert seen == [1, 2, 3, 4, 5, 8, 7, 6]
-
-
-def test_lookback_rereads_behind_the_watermark(db: Db) -> None:
-    make_orders(db, [{"id": i, "write_date": T0 + timedelta(seconds=10 * i)} for i in range(1, 5)])
-    conn = db.connector()
-    since = Watermark(T0 + timedelta(seconds=40), (4,))
-    assert read_all(conn, spec(cursor="write_date"), since).empty
-    again = read_all(conn, spec(cursor="write_date", lookback_seconds=15), since)
-    assert again["id"].tolist() == [3, 4]  # write_date >= T0+25s
 
 
 def test_query_stream(db: Db) -> None:

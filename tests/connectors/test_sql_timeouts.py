@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from connectors.base import StreamSpec, Watermark
-from connectors.sql import SqlConnector, _failure_kind
+from connectors.sql import SqlConnector
+from connectors.sql_session import failure_kind as _failure_kind
 from okrsync.errors import SourceError
 from tests.connectors.conftest import Db
 
