@@ -3,8 +3,8 @@
 A connector subclasses :class:`SourceConnector`: the required members of the :class:`Connector` protocol
 plus every optional capability declared with its default (tombstones, API-call counting, full refreshes,
 partitions, the horizon), so the pipeline reads typed attributes instead of probing with ``getattr``.
-A class written against the bare protocol still loads: :func:`connector_kind` wraps it once
-(:mod:`connectors.protocol`)."""
+A class written against the bare protocol still loads: :func:`connectors.registry.connector_kind`
+wraps it once (:mod:`connectors.protocol`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -270,33 +269,6 @@ class Connector(Protocol):
 
 
 ConnectorFactory = type["SourceConnector"]  # what an ``okrsync.connectors`` entry point loads as
-
-
-def connector_kinds() -> dict[str, type[SourceConnector]]:
-    """Every installed connector kind, from the ``okrsync.connectors`` entry-point group."""
-    return {ep.name: _typed_kind(ep.load()) for ep in entry_points(group="okrsync.connectors")}
-
-
-def connector_kind(kind: str) -> type[SourceConnector]:
-    """The connector class registered as ``kind`` (only that entry point is loaded)."""
-    eps = {ep.name: ep for ep in entry_points(group="okrsync.connectors")}
-    if kind not in eps:
-        known = ", ".join(sorted(eps)) or "none"
-        raise ConfigError(
-            f"unknown source kind {kind!r}",
-            hint=f"installed kinds: {known}. A new kind registers under the "
-            "'okrsync.connectors' entry point.",
-        )
-    return _typed_kind(eps[kind].load())
-
-
-def _typed_kind(factory: Any) -> type[SourceConnector]:
-    """The class itself if it subclasses :class:`SourceConnector`, else it wrapped (see the module notes)."""
-    if isinstance(factory, type) and issubclass(factory, SourceConnector):
-        return factory
-    from connectors.protocol import wrapped  # it subclasses SourceConnector, defined below
-
-    return wrapped(factory)
 
 
 def typed_watermark(raw: str | None, stream: StreamSpec, schema: StreamSchema) -> Watermark | None:

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from connectors.base import ReportsDeletions, SourceConnector, StreamSpec, Watermark
 from okrsync.schema import StreamSchema
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from connectors.horizon import Horizon
 
 

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.base import ConnectorFactory, StreamSpec, connector_kind
+from connectors.base import ConnectorFactory, StreamSpec
+from connectors.registry import connector_kind
 from metrics.measures import Measure
 from metrics.periods import parse_period
 from metrics.quality import METRIC_BUILTINS, CheckSpec

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors.base import SourceConnector, StreamSpec, connector_kind
+from connectors.base import SourceConnector, StreamSpec
+from connectors.registry import connector_kind
 from metrics.periods import Period, parse_period
 from metrics.spec import KeyResultSpec, ObjectiveSpec, RatioMetric, SimpleMetric, parse_number
 from okrsync.errors import ConfigError, NotFound

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from connectors.base import connector_kind
+from connectors.registry import connector_kind
 from okr_store.queries import KrStatus, ObjectiveStatus, StoredValue
 
 SUPPRESSED = "suppressed"

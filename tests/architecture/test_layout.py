@@ -58,7 +58,8 @@ READ_PATH_MODULES = (
     "connectors/sql_horizon.py", "connectors/sql_range.py", "connectors/salesforce/connector.py",
     "connectors/salesforce/options.py", "connectors/salesforce/soql.py", "connectors/salesforce/values.py",
     "connectors/hr/connector.py", "connectors/hr/ats.py", "connectors/hr/bamboohr.py",
-    "connectors/hr/files.py", "connectors/hr/parse.py", "connectors/hr/values.py",
+    "connectors/hr/files.py", "connectors/hr/parse.py", "connectors/kit/values.py", "connectors/kit/cursor.py",
+    "connectors/kit/options.py", "connectors/registry.py", "connectors/protocol.py",
 )
 
 
@@ -87,7 +88,7 @@ def test_migrations_create_exactly_the_models(tmp_path: Path) -> None:
 
 
 def test_sql_connector_is_registered_as_an_entry_point() -> None:
-    from connectors.base import connector_kind
+    from connectors.registry import connector_kind
     from connectors.sql import SqlConnector
 
     assert connector_kind("sql") is SqlConnector

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import SourceConnector, StreamSpec, connector_kind
+from connectors.base import SourceConnector, StreamSpec
+from connectors.registry import connector_kind
 from connectors.testing import ContractSource, Key, contract_tests
 from flows import pipeline
 from okr_store.store import Store

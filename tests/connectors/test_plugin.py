@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel
 
-from connectors.base import SourceConnector, StreamSpec, Watermark, connector_kind
+from connectors.base import SourceConnector, StreamSpec, Watermark
+from connectors.registry import connector_kind
 from connectors.testing import ContractSource, Key, contract_tests
 from flows import pipeline
 from okr_store.store import Store

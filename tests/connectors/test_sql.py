@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from connectors.base import Connector, StreamSpec, Watermark, connector_kind, cursor_values, deletion_policy
+from connectors.base import Connector, StreamSpec, Watermark, cursor_values, deletion_policy
+from connectors.registry import connector_kind
 from connectors.sql import SqlConnector, SqlStreamOptions
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import FieldType
