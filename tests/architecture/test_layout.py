@@ -58,8 +58,8 @@ READ_PATH_MODULES = (
     "connectors/sql_horizon.py", "connectors/sql_range.py", "connectors/salesforce/connector.py",
     "connectors/salesforce/options.py", "connectors/salesforce/soql.py", "connectors/salesforce/values.py",
     "connectors/hr/connector.py", "connectors/hr/ats.py", "connectors/hr/bamboohr.py",
-    "connectors/hr/files.py", "connectors/hr/parse.py", "connectors/kit/values.py", "connectors/kit/cursor.py",
-    "connectors/kit/options.py", "connectors/registry.py", "connectors/protocol.py",
+    "connectors/hr/files.py", "connectors/hr/parse.py", "connectors/kit/values.py",
+    "connectors/kit/cursor.py", "connectors/kit/options.py", "connectors/registry.py", "connectors/protocol.py",
 )
 
 
