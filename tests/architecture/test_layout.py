@@ -59,7 +59,8 @@ READ_PATH_MODULES = (
     "connectors/salesforce/options.py", "connectors/salesforce/soql.py", "connectors/salesforce/values.py",
     "connectors/hr/connector.py", "connectors/hr/ats.py", "connectors/hr/bamboohr.py",
     "connectors/hr/files.py", "connectors/hr/parse.py", "connectors/kit/values.py",
-    "connectors/kit/cursor.py", "connectors/kit/options.py", "connectors/registry.py", "connectors/protocol.py",
+    "connectors/kit/cursor.py", "connectors/kit/options.py", "connectors/registry.py",
+    "connectors/protocol.py",
 )
 
 
