@@ -12,7 +12,7 @@ import pytest
 from connectors.base import SourceConnector, StreamSpec
 from connectors.hr import HrConnector
 from connectors.testing import ContractSource, Key, contract_tests
-from tests.sandboxes.bamboohr import BambooHrSandbox
+from okrsync.sandboxes.bamboohr import BambooHrSandbox
 
 KEY_ENV, WRONG_ENV = "OKRSYNC_TEST_BAMBOOHR_KEY", "OKRSYNC_TEST_BAMBOOHR_WRONG_KEY"
 

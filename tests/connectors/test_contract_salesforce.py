@@ -13,7 +13,7 @@ import pytest
 from connectors.base import SourceConnector, StreamSpec
 from connectors.salesforce import SalesforceConnector
 from connectors.testing import ContractSource, Key, contract_tests
-from tests.sandboxes.salesforce import SalesforceSandbox
+from okrsync.sandboxes.salesforce import SalesforceSandbox
 
 
 class SalesforceSource(ContractSource):
