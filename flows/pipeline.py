@@ -33,7 +33,7 @@ from connectors.base import (
 from connectors.horizon import FutureRows, Horizon, future_rows, next_watermark
 from flows import progress
 from flows.gate import StreamGate
-from metrics.definition import KrDefinition, build_definition
+from metrics.definition import KrDefinition
 from metrics.evaluate import Evaluation, StreamView, evaluate
 from metrics.quality import max_jump
 from metrics.score import score
@@ -44,6 +44,7 @@ from okr_store.records import RID, SyncCounts, SyncWriter, Vetoed
 from okr_store.store import Store, ValueRecord
 from okrsync.errors import CheckFailed, ConfigError, LeaseLost, OkrsyncError, SourceError
 from okrsync.project import Project, metric_problems
+from okrsync.project_bindings import effective_stream, kr_definitions, okr_rows
 from okrsync.schema import Field, FieldType, StreamSchema
 from okrsync.small_groups import personal_streams
 
@@ -56,12 +57,6 @@ class StreamOutcome:
     ok: bool
     counts: SyncCounts | None
     error: str | None
-
-
-def effective_stream(project: Project, name: str) -> StreamSpec:
-    """The stream spec with the company timezone filled in for naive source datetimes."""
-    spec = project.streams[name]
-    return spec if spec.timezone else spec.model_copy(update={"timezone": project.settings.timezone})
 
 
 @dataclass(frozen=True)
@@ -370,7 +365,7 @@ def _gated_commit(
 ) -> SyncCounts:
     """Commit only if no blocking check failed; otherwise keep the staged rows for review."""
     name = writer.stream
-    held = [kr for kr, d in definitions(project).items() if name in d.streams]
+    held = [kr for kr, d in kr_definitions(project).items() if name in d.streams]
     outcomes = gate.outcomes(datetime.now(UTC).replace(tzinfo=None), since.cursor if since else None, future)
     counts = None
     if not any(o.blocking for o in outcomes):
@@ -425,82 +420,8 @@ def _jump_hold(
 
 def register_okrs(project: Project, store: Store, fence: Fence | None = None) -> None:
     """Write the project's objective tree and KR settings into the store (ids are stable keys)."""
-    objectives: list[dict[str, Any]] = []
-
-    def walk(objs: Any, parent: str | None) -> None:
-        for o in objs:
-            objectives.append(
-                dict(
-                    id=o.id,
-                    parent_id=parent,
-                    title=o.title,
-                    owner=o.owner,
-                    weight=str(o.weight),
-                    position=len(objectives),
-                )
-            )
-            walk(o.objectives, o.id)
-
-    walk(project.objectives, None)
-    krs = []
-    for i, b in enumerate(project.key_results()):
-        k = b.spec
-        metric = project.metrics[k.metric]
-        krs.append(
-            dict(
-                id=k.id,
-                objective_id=b.objective_id,
-                title=k.title,
-                owner=k.owner,
-                metric=k.metric,
-                period_label=b.period.label,
-                baseline=str(k.baseline),
-                target=str(k.target),
-                direction=k.direction,
-                weight=str(k.weight),
-                unit=k.unit or metric.unit,
-                streams=json.dumps(sorted(project.streams_of(k.metric))),
-                position=i,
-            )
-        )
+    objectives, krs = okr_rows(project)
     store.register_okrs(objectives, krs, fence)
-
-
-def definitions(project: Project) -> dict[str, KrDefinition]:
-    hidden = project.sensitive()
-    vault = project.vault() if hidden else None
-    metrics = project.metrics
-    if vault is not None:  # compare sealed fields with sealed values (okrsync.pii)
-        metrics = _sealed_metrics(project, hidden, vault)
-
-    def sealed_dims(metric: str, dims: Any) -> Any:
-        """The KR's pinned values, those on sensitive fields sealed."""
-        if vault is None or not dims:
-            return dims
-        fields = {f for s in project.streams_of(metric) for f in hidden.get(s, ())}
-        return type(dims)({k: (vault.seal(k, v) if k in fields else v) for k, v in dims.items()})
-
-    return {
-        b.spec.id: build_definition(
-            b.spec.id,
-            metrics[b.spec.metric],
-            metrics,
-            sealed_dims(b.spec.metric, b.spec.dimensions),
-            b.period,
-        )
-        for b in project.key_results()
-    }
-
-
-def _sealed_metrics(project: Project, hidden: Mapping[str, tuple[str, ...]], vault: Any) -> dict[str, Any]:
-    from okrsync.pii import sealed_filter
-
-    out: dict[str, Any] = {}
-    for name, m in project.metrics.items():
-        fields = set(hidden.get(getattr(m, "stream", ""), ()))
-        sealed = sealed_filter(getattr(m, "filter", None), fields, vault) if fields else None
-        out[name] = m.model_copy(update={"filter": sealed}) if sealed is not None else m
-    return out
 
 
 def compute_values(
@@ -517,7 +438,7 @@ def compute_values(
 
     A KR whose metric has a ``max_jump_percent`` check is held when its value jumps further than
     that, unless an admin acknowledged the jump (``acknowledged``)."""
-    defs = definitions(project)
+    defs = kr_definitions(project)
     bound = {b.spec.id: b for b in project.key_results()}
     held: dict[str, str] = {}
     ready: list[KrDefinition] = []
