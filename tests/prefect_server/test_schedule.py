@@ -68,6 +68,21 @@ def test_the_scheduler_creates_a_run_that_a_worker_completes(
             prefect_server.api("PATCH", f"/deployments/{dep['id']}", {"paused": True})  # no more runs
             why = f"{run['state_name']}: {run['state']['message']}\n{details()}"
             assert run["state_type"] == "COMPLETED", why
+
+            # The flow-run process ships its last log lines in batches as it exits, after the run's
+            # final state: poll for okrsync's last line before stopping the worker, whose shutdown
+            # would interrupt that process (the timeout only bounds a hang).
+            def log_text() -> str:
+                logs = prefect_server.api("POST", "/logs/filter",
+                                          {"logs": {"flow_run_id": {"any_": [run["id"]]}}, "limit": 200})
+                return "\n".join(entry["message"] for entry in logs)
+
+            def complete_logs() -> str | None:
+                text = log_text()
+                return text if " key results recorded" in text else None
+
+            text = wait_for(complete_logs, timeout=120, what="the run's log lines",
+                            details=lambda: f"{log_text()}\n--- worker log\n{tail(worker.log, 40)}")
         runs = prefect_server.flow_runs(dep["id"])
         assert runs and all(r["auto_scheduled"] for r in runs)  # only the scheduler created runs
         assert run["parameters"] == {}  # the deployment's defaults: the worker's OKRSYNC_PROJECT
@@ -89,18 +104,6 @@ def test_the_scheduler_creates_a_run_that_a_worker_completes(
     shown = prefect_server.api("GET", f"/flow_runs/{run['id']}")
     assert shown["name"].startswith("acme as of "), shown["name"]
     assert {"okrsync", "project:acme", "source:sql"} <= set(shown["tags"]), shown["tags"]
-    # The run's logs reach the server in batches from the worker's subprocess, possibly after its final
-    # state: poll until the last line okrsync writes has arrived (the timeout only bounds a hang).
-    def log_text() -> str:
-        logs = prefect_server.api("POST", "/logs/filter",
-                                  {"logs": {"flow_run_id": {"any_": [run["id"]]}}, "limit": 200})
-        return "\n".join(entry["message"] for entry in logs)
-
-    def complete_logs() -> str | None:
-        text = log_text()
-        return text if " key results recorded" in text else None
-
-    text = wait_for(complete_logs, timeout=120, what="the run's log lines", details=log_text)
     assert "sync orders: " in text and " rows pulled · " in text, text
     assert "KR-REV = " in text and f"okrsync: {krs} key results recorded" in text, text
     artifacts = prefect_server.api("POST", "/artifacts/filter",
