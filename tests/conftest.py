@@ -7,6 +7,11 @@ variable the tests are skipped with a reason; ``.ci/run`` sets them and fails if
 
 Tests marked ``slow`` (end-to-end cases of minutes each) run when ``OKRSYNC_TEST_SLOW`` is set, as
 ``.ci/run`` does; README command 2 skips them with that reason, to stay within its time budget.
+
+Order: pytest-xdist hands each worker whole files (``--dist loadfile``) in collection order
+(``--no-loadscope-reorder``), and the files below, the longest, go first: longest-first keeps both
+workers busy to the end instead of leaving one to finish a Tryton build or a Prefect server test
+alone. The list is ordered by measured time (``--durations``); a file missing from it only runs later.
 """
 
 from __future__ import annotations
@@ -19,9 +24,31 @@ import pytest
 import sqlalchemy as sa
 
 SLOW_ENV = "OKRSYNC_TEST_SLOW"
+LONGEST_FIRST = [
+    # each builds a Tryton database through Tryton's API (minutes of CPU), then runs the pack on it
+    "tests/flows/test_tryton_pack_postgresql.py",
+    "tests/flows/test_tryton_pack_sqlite.py",
+    # a real `prefect server start`, shared by the workers, and process workers
+    "tests/prefect_server/test_cancel.py",
+    "tests/prefect_server/test_schedule.py",
+    "tests/prefect_server/test_failed_state.py",
+    "tests/prefect_server/test_dask.py",
+    "tests/prefect_server/test_pull_step.py",
+    "tests/web/test_browser.py",  # Chromium
+    # the connector on both builds: after the Prefect tests, so each build is done by then (without
+    # PostgreSQL, one worker builds SQLite while the other runs the Prefect tests)
+    "tests/connectors/test_tryton_sql_postgresql.py",
+    "tests/connectors/test_tryton_sql_sqlite.py",
+]
+
+
+def _longest_first(items: list[pytest.Item]) -> None:
+    rank = {path: n for n, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _longest_first(items)
     if os.environ.get(SLOW_ENV):
         return
     skip = pytest.mark.skip(reason=f"a slow end-to-end case: .ci/run runs it ({SLOW_ENV}=1 runs it here)")

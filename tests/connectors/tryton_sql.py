@@ -9,6 +9,10 @@ Two things of Tryton's the connector must handle: on SQLite, Tryton stores NUMER
 sqlite3 adapter writes ``str(Decimal).encode()``), read as exact decimals; and
 ``account_invoice.invoice_report_cache`` (BLOB / bytea: the rendered invoice, a zip file) is kept as the
 SHA-256 of its bytes.
+
+The cases live here; ``test_tryton_sql_postgresql.py`` and ``test_tryton_sql_sqlite.py`` collect them,
+each with its own ``tryton_db`` fixture, so pytest-xdist (``--dist loadfile``) can run the two backends
+on different workers.
 """
 
 from __future__ import annotations
@@ -25,15 +29,7 @@ import pandas as pd
 from connectors.base import StreamSpec, Watermark, cursor_values
 from connectors.sql import SqlConnector
 from okrsync.schema import FieldType
-from tests.erp.fixtures import (  # noqa: F401
-    TEST_TODAY,
-    TrytonDb,
-    tryton_db,
-    tryton_pg_template,
-    tryton_postgres,
-    tryton_sqlite,
-    tryton_sqlite_template,
-)
+from tests.erp.fixtures import TEST_TODAY, TrytonDb
 
 T = FieldType
 BOOKED = ("confirmed", "processing", "done")
@@ -59,7 +55,7 @@ def watermark(df: pd.DataFrame, stream: StreamSpec) -> Watermark:
 
 
 def test_tryton_columns_have_their_types(
-    tryton_db: TrytonDb, tmp_path: Path,  # noqa: F811
+    tryton_db: TrytonDb, tmp_path: Path,
 ) -> None:
     expected = {
         "sale_sale": {"id": T.INTEGER, "number": T.STRING, "party": T.INTEGER, "state": T.STRING,
@@ -85,7 +81,7 @@ SALE_FIELDS = ["number", "party", "state", "sale_date", "untaxed_amount_cache", 
 
 
 def test_sale_amounts_are_exact_decimals(
-    tryton_db: TrytonDb, tmp_path: Path,  # noqa: F811
+    tryton_db: TrytonDb, tmp_path: Path,
 ) -> None:
     with closing(connector(tryton_db, tmp_path)) as conn:
         sales = read_all(conn, spec("sale_sale", SALE_FIELDS))
@@ -111,7 +107,7 @@ def test_sale_amounts_are_exact_decimals(
 
 
 def test_dates_stamps_and_flags_read_as_their_types(
-    tryton_db: TrytonDb, tmp_path: Path,  # noqa: F811
+    tryton_db: TrytonDb, tmp_path: Path,
 ) -> None:
     with closing(connector(tryton_db, tmp_path)) as conn:
         sales = read_all(conn, spec("sale_sale", ["number", "party", "state", "sale_date", "to_invoice"]))
@@ -143,7 +139,7 @@ def test_dates_stamps_and_flags_read_as_their_types(
 
 
 def test_the_whole_invoice_table_reads(
-    tryton_db: TrytonDb, tmp_path: Path,  # noqa: F811
+    tryton_db: TrytonDb, tmp_path: Path,
 ) -> None:
     with closing(connector(tryton_db, tmp_path)) as conn:
         invoices = read_all(conn, spec("account_invoice"))  # every column, as `fields` left out does
@@ -154,7 +150,7 @@ def test_the_whole_invoice_table_reads(
 
 
 def test_incremental_read_returns_exactly_the_sale_tryton_changed(
-    tryton_db: TrytonDb, tmp_path: Path,  # noqa: F811
+    tryton_db: TrytonDb, tmp_path: Path,
 ) -> None:
     # money is left out on SQLite (see test_sale_amounts_are_exact_decimals); the cursor is what matters
     fields = ["number", "party", "state", "sale_date"] + (

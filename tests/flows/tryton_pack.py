@@ -6,6 +6,10 @@ PostgreSQL and on SQLite. Every KR value must equal what Tryton itself says, com
 ``tests.erp.tryton_api facts`` from Tryton's model reads (never SQL, never okrsync). Then Tryton's API
 takes a draft order through quote, confirmation, shipment and invoice, and an incremental run must read
 exactly the changed records and move the KRs to Tryton's new values.
+
+The cases live here; ``test_tryton_pack_postgresql.py`` and ``test_tryton_pack_sqlite.py`` collect them,
+each with its ``backend`` fixture, so pytest-xdist (``--dist loadfile``) runs the two backends, and
+their Tryton builds, on different workers at the same time.
 """
 
 from __future__ import annotations
@@ -27,23 +31,13 @@ from okr_store.records import SyncCounts
 from okr_store.store import Store
 from okrsync.errors import OkrsyncError
 from okrsync.project import Project, load_project
-from tests.erp.fixtures import (  # noqa: F401
-    TEST_TODAY,
-    TrytonDb,
-    tryton_for,
-    tryton_pg_template,
-    tryton_postgres,
-    tryton_sqlite,
-    tryton_sqlite_template,
-)
+from tests.erp.fixtures import TEST_TODAY, TrytonDb, tryton_for
 
 PACK = Path(__file__).resolve().parents[2] / "examples" / "tryton" / "okrsync.yaml"
 AS_OF = datetime(2026, 11, 20, 18, 0)  # UTC, the pack's timezone: the last day of the built data
 Q4 = (date(2026, 10, 1), TEST_TODAY)  # the pack's default period, to date
 PLACES = Decimal("1e-12")  # okrsync keeps ratios and averages to 12 places
 KEY_ACCOUNT = "2"  # the party the pack pins (Acme Holdings, the builder's key account)
-# postgresql first: under xdist the connector tests build SQLite meanwhile, on the other worker
-BACKENDS = ["postgresql", "sqlite"]
 
 
 class Runner:
@@ -76,9 +70,17 @@ class Runner:
             return {k.id: k for o in queries.status_tree(conn) for k in o.key_results}
 
 
-def expected(db: TrytonDb) -> dict[str, Decimal]:
-    """Every KR of the pack, from Tryton's own model reads."""
-    f = db.api("facts", "--start", Q4[0].isoformat(), "--end", Q4[1].isoformat())
+def change(db: TrytonDb, command: str, day: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Tryton's API makes a change on ``day``: what it did, and the facts after it (one Tryton process
+    for both: see :func:`expected`)."""
+    done = db.api(command, "--day", day, "--facts", Q4[0].isoformat(), Q4[1].isoformat())
+    return done, done.pop("facts")
+
+
+def expected(db: TrytonDb, f: dict[str, Any] | None = None) -> dict[str, Decimal]:
+    """Every KR of the pack, from Tryton's own model reads (``f``: facts already read)."""
+    if f is None:
+        f = facts(db)
     booked = Decimal(f["booked_revenue"])
     key = Decimal(f["booked_by_party"].get(KEY_ACCOUNT, "0"))
     days = f["days_to_invoice"]
@@ -91,6 +93,10 @@ def expected(db: TrytonDb) -> dict[str, Decimal]:
         "KR-DAYS-TO-INVOICE": (Decimal(sum(days)) / len(days)).quantize(PLACES),
         "KR-INVOICED": Decimal(f["invoiced_revenue"]),
     }
+
+
+def facts(db: TrytonDb) -> dict[str, Any]:
+    return db.api("facts", "--start", Q4[0].isoformat(), "--end", Q4[1].isoformat())
 
 
 def check(runner: Runner, want: dict[str, Decimal]) -> None:
@@ -112,7 +118,6 @@ def pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.slow  # every pack KR against Tryton's reporting before and after ~10 events: minutes
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_pack_krs_equal_trytons_own_numbers_before_and_after_a_change(
     request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -129,19 +134,18 @@ def test_pack_krs_equal_trytons_own_numbers_before_and_after_a_change(
     assert counts["shipments"].inserted == confirmed
     before = runner.krs()["KR-BOOKED"].value
 
-    changed = db.api("advance-draft", "--day", TEST_TODAY.isoformat())  # quote → confirm → ship → invoice
+    changed, f = change(db, "advance-draft", TEST_TODAY.isoformat())  # quote → confirm → ship → invoice
     counts, failed = runner.run()
     reads = {name: (c.rows_read, c.inserted, c.updated, c.deleted) for name, c in counts.items()}
     want_reads: dict[str, Any] = {"shipments": (1, 1, 0, 0), "order_to_invoice": (1, 1, 0, 0),
                                   "sales": (1, 0, 1, 0), "invoices": (1, 1, 0, 0)}
     assert reads == want_reads, reads
-    after = expected(db)
+    after = expected(db, f)
     check(runner, after)
     # the order, dated today, adds its untaxed amount to this quarter's bookings
     assert before is not None and after["KR-BOOKED"] == before.value + Decimal(changed["untaxed_amount"])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_pack_validates_against_trytons_schema(request: pytest.FixtureRequest, backend: str,
                                                pack: Path) -> None:
     db = tryton_for(request, backend)
@@ -153,7 +157,6 @@ def test_pack_validates_against_trytons_schema(request: pytest.FixtureRequest, b
     assert "4 streams, 8 metrics, 6 key results" in " ".join(done.stdout.split())
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_sale_cancelled_the_tryton_way_is_not_booked_revenue(
     request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,7 +169,7 @@ def test_a_sale_cancelled_the_tryton_way_is_not_booked_revenue(
     before = runner.krs()["KR-BOOKED"].value
     assert before is not None
 
-    cancelled = db.api("cancel-sale", "--day", TEST_TODAY.isoformat())
+    cancelled, f = change(db, "cancel-sale", TEST_TODAY.isoformat())
     assert cancelled["state"] == "done" and Decimal(cancelled["untaxed_amount"]) > 0, cancelled
     assert not any(cancelled["actual_quantities"]), cancelled
     assert Q4[0] <= date.fromisoformat(cancelled["sale_date"]) <= Q4[1], cancelled  # it was booked in Q4
@@ -174,12 +177,11 @@ def test_a_sale_cancelled_the_tryton_way_is_not_booked_revenue(
     counts, failed = runner.run()
     assert not failed, failed
     assert counts["sales"].updated == 1, counts["sales"]
-    want = expected(db)  # Tryton's sale reporting: actual quantities
+    want = expected(db, f)  # Tryton's sale reporting: actual quantities
     check(runner, want)
     assert want["KR-BOOKED"] == before.value - Decimal(cancelled["untaxed_amount"])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_sale_in_another_currency_is_booked_at_trytons_rate_of_its_date(
     request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,18 +192,17 @@ def test_a_sale_in_another_currency_is_booked_at_trytons_rate_of_its_date(
     before = runner.krs()["KR-BOOKED"].value
     assert before is not None
 
-    sale = db.api("foreign-sale", "--day", "2026-11-05")  # EUR at 0.8 that day, 1.25 from the next
+    sale, f = change(db, "foreign-sale", "2026-11-05")  # EUR at 0.8 that day, 1.25 from the next
     counts, failed = runner.run()
     assert not failed, failed
     assert counts["sales"].inserted == 1, counts["sales"]
-    want = expected(db)  # Tryton's sale reporting, in the company's currency (USD)
+    want = expected(db, f)  # Tryton's sale reporting, in the company's currency (USD)
     check(runner, want)
     # 3 × 333.3333 EUR at 0.8 EUR per USD, at USD's two places: not 999.9999 added at face value
     assert Decimal(sale["untaxed_amount"]) == Decimal("1000.00")
     assert want["KR-BOOKED"] == before.value + Decimal("1250.00")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_an_invoice_credited_with_refund_is_taken_back_once(
     request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,19 +215,18 @@ def test_an_invoice_credited_with_refund_is_taken_back_once(
     before = runner.krs()["KR-INVOICED"].value
     assert before is not None
 
-    credited = db.api("credit-invoice", "--day", TEST_TODAY.isoformat())
+    credited, f = change(db, "credit-invoice", TEST_TODAY.isoformat())
     assert credited["state"] == "cancelled", credited  # the credit note is posted, or paid (reconciled)
     assert credited["credit_note_state"] in ("posted", "paid"), credited
     assert Decimal(credited["credit_note_amount"]) == -Decimal(credited["untaxed_amount"]), credited
     assert Q4[0] <= date.fromisoformat(credited["invoice_date"]), credited  # invoiced and credited in Q4
     counts, failed = runner.run()
     assert not failed, failed
-    want = expected(db)  # invoiced revenue from Tryton's ledger (revenue accounts)
+    want = expected(db, f)  # invoiced revenue from Tryton's ledger (revenue accounts)
     check(runner, want)
     assert want["KR-INVOICED"] == before.value - Decimal(credited["untaxed_amount"])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_on_time_shipment_is_by_the_original_planned_date_and_overdue_counts_late(
     request: pytest.FixtureRequest, backend: str, pack: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,7 +240,7 @@ def test_on_time_shipment_is_by_the_original_planned_date_and_overdue_counts_lat
     runner.run()
     before = expected(db)
 
-    late = db.api("late-shipments", "--day", TEST_TODAY.isoformat())
+    late, f = change(db, "late-shipments", TEST_TODAY.isoformat())
     shipped, waiting = late["shipped"], late["waiting"]
     assert shipped["state"] == "done" and shipped["effective_date"] == shipped["planned_date"], shipped
     assert shipped["origin_planned_date"] < shipped["planned_date"] and shipped["delay_days"] > 0, shipped
@@ -249,9 +249,8 @@ def test_on_time_shipment_is_by_the_original_planned_date_and_overdue_counts_lat
     counts, failed = runner.run()
     assert not failed, failed
     assert counts["shipments"].inserted == 2, counts["shipments"]
-    want = expected(db)
+    want = expected(db, f)
     check(runner, want)
-    f = db.api("facts", "--start", Q4[0].isoformat(), "--end", Q4[1].isoformat())
     # both count as due and late: the rate's numerator stays, its denominator grows by two
     ratio = before["KR-ON-TIME"]
     assert want["KR-ON-TIME"] < ratio

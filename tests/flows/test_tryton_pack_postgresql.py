@@ -1,0 +1,24 @@
+"""The Tryton metric pack on PostgreSQL: the cases of :mod:`tests.flows.tryton_pack`."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.erp.fixtures import (  # noqa: F401  (fixtures the cases use)
+    tryton_pg_template,
+    tryton_postgres,
+)
+from tests.flows.tryton_pack import (  # noqa: F401  (the cases, collected here)
+    pack,
+    test_a_sale_cancelled_the_tryton_way_is_not_booked_revenue,
+    test_a_sale_in_another_currency_is_booked_at_trytons_rate_of_its_date,
+    test_an_invoice_credited_with_refund_is_taken_back_once,
+    test_on_time_shipment_is_by_the_original_planned_date_and_overdue_counts_late,
+    test_pack_krs_equal_trytons_own_numbers_before_and_after_a_change,
+    test_pack_validates_against_trytons_schema,
+)
+
+
+@pytest.fixture
+def backend() -> str:
+    return "postgresql"
