@@ -1,0 +1,296 @@
+"""``okrsync plan``: a changed metric lists exactly the KRs whose values change, with the deltas, the
+records entering and leaving and the past values that would change, each checked against SQL on the
+source; ``--apply`` registers and audits; ``--restate`` adds restated values next to the originals;
+a bad project file changes nothing. SQLite and PostgreSQL stores.
+
+Runs are in-process (:class:`flows.run.LocalSteps`, no Prefect); the ``okrsync`` console script is
+run where its exit status and output are what is tested."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from flows.run import LocalSteps, run_project
+from okr_store import audit, queries
+from okr_store import models as m
+from okr_store.store import Store
+from okrsync import plan as planning
+from okrsync.errors import ConfigError
+from okrsync.project import load_project
+
+OKRSYNC = Path(sys.executable).parent / "okrsync"
+T1 = datetime(2026, 11, 10, 12, 0)
+T2 = datetime(2026, 11, 20, 12, 0)
+WINDOW = "order_date >= '2026-10-01' AND order_date <= ?"
+
+PROJECT = """\
+version: 1
+settings:
+  timezone: UTC
+  default_period: 2026-Q4
+  min_group_size: 1
+sources:
+  erp:
+    kind: sql
+    url: sqlite:///erp.db
+streams:
+  orders:
+    source: erp
+    table: orders
+    primary_key: id
+    cursor: write_date
+    sensitive: [salesperson]
+metrics:
+  revenue:
+    stream: orders
+    measure: sum
+    field: amount
+    time_field: order_date
+    filter: {field: state, op: in, value: [confirmed, done]}
+    dimensions: [region]
+  booked:
+    stream: orders
+    measure: count
+    time_field: order_date
+    filter: {field: state, op: in, value: [confirmed, done]}
+    description: Orders booked
+  big:
+    stream: orders
+    measure: count
+    time_field: order_date
+    filter: {field: amount, op: ">=", value: 100}
+objectives:
+  - id: O1
+    title: Grow
+    key_results:
+      - {id: KR-REV, title: Revenue, metric: revenue, target: 5000}
+      - {id: KR-REV-EMEA, title: Revenue EMEA, metric: revenue, dimensions: {region: EMEA}, target: 2000}
+      - {id: KR-REV-APAC, title: Revenue APAC, metric: revenue, dimensions: {region: APAC}, target: 2000}
+      - {id: KR-BOOKED, title: Booked, metric: booked, target: 50}
+      - {id: KR-BIG, title: Big orders, metric: big, target: 20}
+"""
+# (id, region, state, amount, order_date, salesperson)
+ORDERS = [
+    (1, "EMEA", "confirmed", "120.50", "2026-10-05", "Ana"),
+    (2, "EMEA", "done", "80.00", "2026-10-20", "Ben"),
+    (3, "EMEA", "shipped", "200.00", "2026-11-02", "Ana"),
+    (4, "AMER", "shipped", "55.25", "2026-11-04", "Cy"),
+    (5, "AMER", "confirmed", "300.00", "2026-11-05", "Cy"),
+    (6, "APAC", "done", "99.99", "2026-10-11", "Dee"),
+    (7, "APAC", "cancelled", "150.00", "2026-11-06", "Dee"),
+    (8, "EMEA", "draft", "40.00", "2026-11-07", "Ben"),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def project_file(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project over a small ERP, run as of T1, the ERP changed, run again as of T2."""
+    if request.param == "postgres":
+        monkeypatch.setenv("OKRSYNC_STORE_URL", request.getfixturevalue("pg_url"))
+    else:
+        monkeypatch.delenv("OKRSYNC_STORE_URL", raising=False)
+    for name in ("OKRSYNC_PROJECT", "OKRSYNC_ROLE", "PREFECT_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    con = sqlite3.connect(tmp_path / "erp.db")
+    con.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, region TEXT, state TEXT, amount NUMERIC(12,2), "
+                "order_date DATE, salesperson TEXT, write_date TIMESTAMP)")
+    con.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, '2026-11-08 10:00:00')", ORDERS)
+    con.commit()
+    pf = tmp_path / "okrsync.yaml"
+    pf.write_text(PROJECT)
+    assert run_project(pf, LocalSteps(), as_of=T1).status == "succeeded"
+    # Between the runs: a draft is confirmed, a shipped EMEA order is added (both dated before T1).
+    con.execute("UPDATE orders SET state = 'confirmed', write_date = '2026-11-12 09:00:00' WHERE id = 8")
+    con.execute("INSERT INTO orders VALUES (9, 'EMEA', 'shipped', 75.00, '2026-11-09', 'Eve', "
+                "'2026-11-12 09:00:00')")
+    con.execute("INSERT INTO orders VALUES (10, 'APAC', 'shipped', 10.00, '2026-11-15', 'Dee', "
+                "'2026-11-15 09:00:00')")
+    con.commit()
+    con.close()
+    assert run_project(pf, LocalSteps(), as_of=T2).status == "succeeded"
+    yield pf
+
+
+def sql(pf: Path, query: str, *args: object) -> list[tuple]:
+    con = sqlite3.connect(pf.parent / "erp.db")
+    try:
+        return con.execute(query, args).fetchall()
+    finally:
+        con.close()
+
+
+def revenue(pf: Path, states: tuple[str, ...], day: str, region: str | None = None) -> Decimal:
+    marks = ",".join("?" * len(states))
+    where = f"state IN ({marks}) AND {WINDOW}" + (" AND region = ?" if region else "")
+    args = [*states, day] + ([region] if region else [])
+    (total,) = sql(pf, f"SELECT CAST(COALESCE(SUM(amount), 0) AS TEXT) FROM orders WHERE {where}", *args)[0]
+    return Decimal(str(total))
+
+
+def change_revenue_filter(pf: Path) -> None:
+    """Revenue counts confirmed and shipped orders, not done ones; booked gets a new description only."""
+    text = pf.read_text()
+    text = text.replace("    filter: {field: state, op: in, value: [confirmed, done]}\n    dimensions: [region]",
+                        "    filter: {field: state, op: in, value: [confirmed, shipped]}\n    dimensions: [region]")
+    text = text.replace("description: Orders booked", "description: Orders booked (confirmed or done)")
+    pf.write_text(text)
+
+
+def okrsync(pf: Path, *args: str, role: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OKRSYNC_ROLE", "COLUMNS")} | {"NO_COLOR": "1"}
+    if role:
+        env["OKRSYNC_ROLE"] = role
+    return subprocess.run([str(OKRSYNC), "-p", str(pf), *args], capture_output=True, text=True, env=env,
+                          cwd=pf.parent, timeout=300)
+
+
+def store_of(pf: Path) -> Store:
+    return Store(load_project(pf).store_url())
+
+
+def test_no_change_lists_nothing_and_exits_0(project_file: Path) -> None:
+    out = okrsync(project_file, "plan", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body == {"changes": False, "affected": [], "same_values": [], "new": [], "retired": []}
+
+
+def test_a_changed_filter_lists_exactly_the_krs_whose_values_change(project_file: Path) -> None:
+    pf = project_file
+    change_revenue_filter(pf)
+    out = okrsync(pf, "plan", "--format", "json", "--limit", "100")
+    assert out.returncode == 3, out.stderr
+    body = json.loads(out.stdout)
+    affected = {k["kr"]: k for k in body["affected"]}
+    assert sorted(affected) == ["KR-REV", "KR-REV-APAC", "KR-REV-EMEA"]  # not KR-BIG, not KR-BOOKED
+    assert [(s["kr"], s["changed"]) for s in body["same_values"]] == [("KR-BOOKED", ["metric.description"])]
+    day = "2026-11-20"
+    old, new = ("confirmed", "done"), ("confirmed", "shipped")
+    for kr, region in (("KR-REV", None), ("KR-REV-EMEA", "EMEA"), ("KR-REV-APAC", "APAC")):
+        k = affected[kr]
+        assert k["changed"] == ["metric.filter"]
+        before, after = revenue(pf, old, day, region), revenue(pf, new, day, region)
+        assert Decimal(k["before"]["value"]) == before
+        assert Decimal(k["after"]["value"]) == after
+        assert Decimal(k["delta"]) == after - before
+        region_sql = " AND region = ?" if region else ""
+        rargs = [region] if region else []
+        entering = {str(r[0]) for r in sql(pf, f"SELECT id FROM orders WHERE state = 'shipped' AND {WINDOW}"
+                                                f"{region_sql}", day, *rargs)}
+        leaving = {str(r[0]) for r in sql(pf, f"SELECT id FROM orders WHERE state = 'done' AND {WINDOW}"
+                                               f"{region_sql}", day, *rargs)}
+        recs = k["records"]
+        assert {r["record_id"] for r in recs if r["kind"] == "entering"} == entering
+        assert {r["record_id"] for r in recs if r["kind"] == "leaving"} == leaving
+        assert not [r for r in recs if r["kind"] == "changed"]
+        assert k["records_moved"] == len(entering) + len(leaving)
+        assert sum(Decimal(r["delta"]) for r in recs) == after - before
+        for r in recs:  # the salesperson is sensitive: masked for the CLI's role (leadership)
+            assert r["fields"]["salesperson"] == "•••"
+    # Past values: as of T1 (the first sync) EMEA revenue was 120.50 + 80.00; with shipped instead of
+    # done, 120.50 + 200.00 (order 9 and the confirmation of 8 came later).
+    emea = {p["as_of"][:10]: p for p in affected["KR-REV-EMEA"]["past_values"]}
+    assert (Decimal(emea["2026-11-10"]["stored"]), Decimal(emea["2026-11-10"]["new"])) == (
+        Decimal("200.50"), Decimal("320.50"))
+    assert emea["2026-11-10"]["changes"] and emea["2026-11-20"]["changes"]
+    assert Decimal(emea["2026-11-20"]["new"]) == revenue(pf, new, day, "EMEA")
+
+
+def test_apply_registers_audits_and_restates_history(project_file: Path) -> None:
+    pf = project_file
+    with store_of(pf).engine.connect() as conn:
+        before_ids = [v.id for v in queries.history(conn, "KR-REV-EMEA")]
+        events_before = len(audit.audit_log(conn))
+    change_revenue_filter(pf)
+    no_reason = okrsync(pf, "plan", "--apply")
+    assert no_reason.returncode == 2 and "--apply needs --reason" in no_reason.stderr
+    done = okrsync(pf, "plan", "--apply", "--restate", "--reason", "count shipped, not done", "--actor", "dana",
+                   "--format", "json")
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert body["applied"] == ["KR-BOOKED", "KR-REV", "KR-REV-APAC", "KR-REV-EMEA"]
+    assert body["restated"] == 4 * 2  # two stored values each
+    again = okrsync(pf, "plan", "--format", "json")
+    assert again.returncode == 0 and json.loads(again.stdout)["changes"] is False
+    store = store_of(pf)
+    with store.engine.connect() as conn:
+        hist = queries.history(conn, "KR-REV-EMEA")
+        events = audit.audit_log(conn)[events_before:]
+        assert audit.verify_audit_chain(conn) is None
+        current = queries.value_at(conn, "KR-REV-EMEA")
+    originals = [v for v in hist if v.id in before_ids]
+    restated = [v for v in hist if v.restated_from is not None]
+    assert [v.value for v in originals] == [Decimal("200.50"), revenue(pf, ("confirmed", "done"), "2026-11-20",
+                                                                      "EMEA")]
+    assert [v.restated_from for v in restated] == before_ids  # as-of order: each after its original
+    assert [v.value for v in restated] == [Decimal("320.50"), revenue(pf, ("confirmed", "shipped"),
+                                                                     "2026-11-20", "EMEA")]
+    assert [v.as_of for v in restated] == [v.as_of for v in originals]
+    assert current.id == restated[-1].id  # the restated value of the latest as-of is current
+    assert {(e.actor, e.action, e.kr_id, e.reason) for e in events} == {
+        ("dana", "definition.apply", kr, "count shipped, not done")
+        for kr in ("KR-BOOKED", "KR-REV", "KR-REV-APAC", "KR-REV-EMEA")
+    }
+    history = json.loads(okrsync(pf, "history", "KR-REV-EMEA", "--json").stdout)["values"]
+    assert [v["restated_from"] for v in history] == [None, before_ids[0], None, before_ids[1]]
+    # A run now computes with the registered definition: no new audit event, values as restated.
+    assert run_project(pf, LocalSteps(), as_of=T2).status == "succeeded"
+    with store.engine.connect() as conn:
+        assert len(audit.audit_log(conn)) == events_before + 4
+        assert queries.value_at(conn, "KR-REV-EMEA").value == restated[-1].value
+    store.close()
+
+
+def test_apply_without_restate_keeps_history_as_computed(project_file: Path) -> None:
+    pf = project_file
+    change_revenue_filter(pf)
+    project, store = load_project(pf), store_of(pf)
+    p = planning.make_plan(project, store, T2)
+    planning.apply_plan(project, store, p, reason="shipped counts", actor="dana", restate=False)
+    with store.engine.connect() as conn:
+        hist = queries.history(conn, "KR-REV")
+        registered = dict(conn.execute(sa.select(m.key_result.c.id, m.key_result.c.definition_hash)).all())
+    assert all(v.restated_from is None for v in hist) and len(hist) == 2
+    assert registered["KR-REV"] == next(c.new.hash for c in p.changes if c.kr_id == "KR-REV")
+    assert planning.make_plan(project, store, T2).changes == []
+    store.close()
+
+
+def test_a_run_with_a_changed_definition_is_audited(project_file: Path) -> None:
+    pf = project_file
+    change_revenue_filter(pf)
+    assert run_project(pf, LocalSteps(), as_of=T2).status == "succeeded"
+    store = store_of(pf)
+    with store.engine.connect() as conn:
+        events = [e for e in audit.audit_log(conn) if e.action == "definition.run"]
+    assert sorted(e.kr_id for e in events) == ["KR-BOOKED", "KR-REV", "KR-REV-APAC", "KR-REV-EMEA"]
+    store.close()
+
+
+def test_a_bad_project_file_is_a_clear_error_and_changes_nothing(project_file: Path) -> None:
+    pf = project_file
+    store = store_of(pf)
+    with store.engine.connect() as conn:
+        registered = dict(conn.execute(sa.select(m.key_result.c.id, m.key_result.c.definition_hash)).all())
+        values = conn.execute(sa.select(sa.func.count()).select_from(m.kr_value)).scalar()
+    pf.write_text(pf.read_text().replace("measure: sum", "measure: summ"))
+    out = okrsync(pf, "plan", "--apply", "--reason", "typo")
+    assert out.returncode == 2 and "summ" in out.stderr and "Traceback" not in out.stderr
+    pf.write_text(PROJECT.replace("field: amount\n", "field: amount_eur\n"))  # not in the stream
+    with pytest.raises(ConfigError, match="amount_eur"):
+        planning.make_plan(load_project(pf), store, T2)
+    with store.engine.connect() as conn:
+        assert dict(conn.execute(sa.select(m.key_result.c.id, m.key_result.c.definition_hash)).all()) == registered
+        assert conn.execute(sa.select(sa.func.count()).select_from(m.kr_value)).scalar() == values
+    store.close()
