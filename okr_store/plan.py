@@ -178,11 +178,14 @@ def moved_records(
         (str(r.kind), str(r.stream), str(r.record_id), _dec(r.contribution_a), _dec(r.contribution_b))
         for r in merged.itertuples()
     ]
+    def delta(r: tuple[str, str, str, Decimal | None, Decimal | None]) -> Decimal:
+        return (r[4] or Decimal(0)) - (r[3] or Decimal(0))
+
     summary: dict[str, tuple[int, Decimal]] = {}
     for kind in ("entering", "leaving", "changed"):
         part = [r for r in rows if r[0] == kind]
-        summary[kind] = (len(part), sum(((r[4] or 0) - (r[3] or 0) for r in part), Decimal(0)))
-    rows.sort(key=lambda r: (-abs((r[4] or 0) - (r[3] or 0)), r[1], r[2]))
+        summary[kind] = (len(part), sum((delta(r) for r in part), Decimal(0)))
+    rows.sort(key=lambda r: (-abs(delta(r)), r[1], r[2]))
     shown = rows[:limit]
     by_stream: dict[str, list[str]] = defaultdict(list)
     for r in shown:

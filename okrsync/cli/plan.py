@@ -85,7 +85,7 @@ def _table(project: Any, p: Any, *, role_name: str, records: bool) -> None:
                       f"(as of {c.as_of:%Y-%m-%d %H:%M} UTC, same snapshot)", highlight=False)
         t = Table(show_header=True, box=None)
         for col in ("changed", "registered", "new"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")
         for path in c.changed:
             t.add_row(escape(path), escape(definition_text(c.old, path, hidden)),
                       escape(definition_text(c.new, path, hidden)))
