@@ -66,6 +66,10 @@ metrics:
     time_field: order_date
     filter: {field: state, op: in, value: [confirmed, done]}
     description: Orders booked
+  aov:
+    measure: ratio
+    numerator: revenue
+    denominator: booked
   big:
     stream: orders
     measure: count
@@ -80,6 +84,7 @@ objectives:
       - {id: KR-REV-APAC, title: Revenue APAC, metric: revenue, dimensions: {region: APAC}, target: 2000}
       - {id: KR-BOOKED, title: Booked, metric: booked, target: 50}
       - {id: KR-BIG, title: Big orders, metric: big, target: 20}
+      - {id: KR-AOV, title: Average order value, metric: aov, target: 200}
 """
 # (id, region, state, amount, order_date, salesperson)
 ORDERS = [
@@ -177,7 +182,7 @@ def test_a_changed_filter_lists_exactly_the_krs_whose_values_change(project_file
     assert out.returncode == 3, out.stderr
     body = json.loads(out.stdout)
     affected = {k["kr"]: k for k in body["affected"]}
-    assert sorted(affected) == ["KR-REV", "KR-REV-APAC", "KR-REV-EMEA"]  # not KR-BIG, not KR-BOOKED
+    assert sorted(affected) == ["KR-AOV", "KR-REV", "KR-REV-APAC", "KR-REV-EMEA"]  # not KR-BIG, KR-BOOKED
     assert [(s["kr"], s["changed"]) for s in body["same_values"]] == [("KR-BOOKED", ["metric.description"])]
     day = "2026-11-20"
     old, new = ("confirmed", "done"), ("confirmed", "shipped")
@@ -223,8 +228,8 @@ def test_apply_registers_audits_and_restates_history(project_file: Path) -> None
                    "--actor", "dana", "--format", "json")
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
-    assert body["applied"] == ["KR-BOOKED", "KR-REV", "KR-REV-APAC", "KR-REV-EMEA"]
-    assert body["restated"] == 4 * 2  # two stored values each
+    assert body["applied"] == ["KR-AOV", "KR-BOOKED", "KR-REV", "KR-REV-APAC", "KR-REV-EMEA"]
+    assert body["restated"] == 5 * 2  # two stored values each
     again = okrsync(pf, "plan", "--format", "json")
     assert again.returncode == 0 and json.loads(again.stdout)["changes"] is False
     store = store_of(pf)
@@ -244,14 +249,14 @@ def test_apply_registers_audits_and_restates_history(project_file: Path) -> None
     assert current.id == restated[-1].id  # the restated value of the latest as-of is current
     assert {(e.actor, e.action, e.kr_id, e.reason) for e in events} == {
         ("dana", "definition.apply", kr, "count shipped, not done")
-        for kr in ("KR-BOOKED", "KR-REV", "KR-REV-APAC", "KR-REV-EMEA")
+        for kr in ("KR-AOV", "KR-BOOKED", "KR-REV", "KR-REV-APAC", "KR-REV-EMEA")
     }
     history = json.loads(okrsync(pf, "history", "KR-REV-EMEA", "--json").stdout)["values"]
     assert [v["restated_from"] for v in history] == [None, before_ids[0], None, before_ids[1]]
     # A run now computes with the registered definition: no new audit event, values as restated.
     assert run_project(pf, LocalSteps(), as_of=T2).status == "succeeded"
     with store.engine.connect() as conn:
-        assert len(audit.audit_log(conn)) == events_before + 4
+        assert len(audit.audit_log(conn)) == events_before + 5
         assert queries.value_at(conn, "KR-REV-EMEA").value == restated[-1].value
     store.close()
 
@@ -278,7 +283,8 @@ def test_a_run_with_a_changed_definition_is_audited(project_file: Path) -> None:
     store = store_of(pf)
     with store.engine.connect() as conn:
         events = [e for e in audit.audit_log(conn) if e.action == "definition.run"]
-    assert sorted(e.kr_id for e in events) == ["KR-BOOKED", "KR-REV", "KR-REV-APAC", "KR-REV-EMEA"]
+    assert sorted(e.kr_id for e in events) == ["KR-AOV", "KR-BOOKED", "KR-REV", "KR-REV-APAC",
+                                                "KR-REV-EMEA"]
     store.close()
 
 
@@ -299,3 +305,47 @@ def test_a_bad_project_file_is_a_clear_error_and_changes_nothing(project_file: P
         assert now == registered
         assert conn.execute(sa.select(sa.func.count()).select_from(m.kr_value)).scalar() == values
     store.close()
+
+
+def test_a_ratio_s_numerator_change_moves_records_in_and_between_its_parts(project_file: Path) -> None:
+    pf = project_file
+    change_revenue_filter(pf)
+    body = json.loads(okrsync(pf, "plan", "--format", "json", "--limit", "100").stdout)
+    k = next(x for x in body["affected"] if x["kr"] == "KR-AOV")
+    assert k["changed"] == ["denominator.description", "numerator.filter"]
+    day = "2026-11-20"
+    (booked,) = sql(pf, f"SELECT COUNT(*) FROM orders WHERE state IN ('confirmed', 'done') AND {WINDOW}",
+                    day)[0]
+    places = Decimal("1e-12")
+    before = (revenue(pf, ("confirmed", "done"), day) / booked).quantize(places)
+    after = (revenue(pf, ("confirmed", "shipped"), day) / booked).quantize(places)
+    assert (Decimal(k["before"]["value"]), Decimal(k["after"]["value"])) == (before, after)
+    # shipped orders enter the numerator; done ones stay in the denominator with no numerator amount
+    shipped = {str(i) for (i,) in sql(pf, f"SELECT id FROM orders WHERE state = 'shipped' AND {WINDOW}", day)}
+    done = {str(i): Decimal(str(a)) for i, a in
+            sql(pf, f"SELECT id, CAST(amount AS TEXT) FROM orders WHERE state = 'done' AND {WINDOW}", day)}
+    recs = k["records"]
+    assert {r["record_id"] for r in recs if r["kind"] == "entering"} == shipped
+    assert {r["record_id"]: Decimal(r["before"]) for r in recs if r["kind"] == "changed"} == done
+    assert all(Decimal(r["after"]) == 0 for r in recs if r["kind"] == "changed")
+    assert not [r for r in recs if r["kind"] == "leaving"]
+
+
+@pytest.mark.parametrize("role", ["viewer", "hr"])
+def test_records_follow_the_role_rules(
+    project_file: Path, role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pf = project_file
+    change_revenue_filter(pf)
+    monkeypatch.setenv("OKRSYNC_ROLE", role)
+    project, store = load_project(pf), store_of(pf)
+    name, spec = project.role()
+    seen = planning.as_seen(project, spec, planning.make_plan(project, store, T2, limit=100))
+    store.close()
+    emea = next(c for c in seen.changes if c.kr_id == "KR-REV-EMEA")
+    if role == "viewer":  # values only
+        assert emea.records == [] and emea.total_moved == 3
+        return
+    people = dict(sql(pf, "SELECT CAST(id AS TEXT), salesperson FROM orders"))
+    assert {r.record_id: r.fields["salesperson"] for r in emea.records} == {
+        r.record_id: people[r.record_id] for r in emea.records}
