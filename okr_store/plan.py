@@ -58,9 +58,12 @@ class PastValue:
 
     value: StoredValue
     new: Evaluation | None  # None: a stream the new definition reads was not synced at that snapshot
+    moved: bool | None = None  # set on a copy whose values a role may not see (okrsync.plan.as_seen)
 
     @property
     def changes(self) -> bool:
+        if self.moved is not None:
+            return self.moved
         return self.new is not None and (self.new.value, self.new.reason) != (self.value.value,
                                                                               self.value.reason)
 
@@ -79,6 +82,7 @@ class KrChange:
     records: list[Moved]  # the largest moves first, up to the limit asked
     total_moved: int
     past: list[PastValue] = field(default_factory=list)  # in as-of order
+    moves: bool | None = None  # set on a copy whose values a role may not see (okrsync.plan.as_seen)
 
     @property
     def delta(self) -> Decimal | None:
@@ -89,6 +93,8 @@ class KrChange:
     @property
     def value_changes(self) -> bool:
         """Whether any value changes: the one on the current snapshot, or a stored past one."""
+        if self.moves is not None:
+            return self.moves
         now = self.before is None or (self.before.value, self.before.reason) != (self.after.value,
                                                                                  self.after.reason)
         return now or any(p.changes for p in self.past)

@@ -23,7 +23,7 @@ from okr_store.store import Store, ValueRecord
 from okrsync.errors import ConfigError, MetricError
 from okrsync.pii import MASK, reveal
 from okrsync.project_bindings import kr_definitions
-from okrsync.small_groups import SmallGroups, small_groups
+from okrsync.small_groups import SeesAll, SmallGroups, small_groups
 
 EXIT_CHANGES = 3  # definitions differ from the registered ones (2 is a bad project file or option)
 
@@ -49,17 +49,17 @@ def as_seen(project: Any, role: Any, p: store_plan.Plan) -> store_plan.Plan:
         records = [] if not role.records else [
             replace(r, fields=reveal(r.fields, hidden.get(r.stream, ()), vault)) for r in c.records
         ]
-        out.append(replace(
-            c, records=records,
+        out.append(replace(  # what changes is decided on the values, before any is withheld
+            c, records=records, moves=c.value_changes,
             before=_value(seen, c.before, c.snapshot), after=_value(seen, c.after, c.snapshot),  # type: ignore[arg-type]
-            past=[replace(x, value=seen.value(x.value), new=_value(seen, x.new, x.value.snapshot))
-                  for x in c.past],
+            past=[replace(x, value=seen.value(x.value), new=_value(seen, x.new, x.value.snapshot),
+                          moved=x.changes) for x in c.past],
         ))
     return replace(p, changes=out)
 
 
 def _value(seen: SmallGroups, e: Evaluation | None, snapshot: dict[str, int | None]) -> Evaluation | None:
-    if e is None or not 0 < e.records < seen.min_size:
+    if e is None or isinstance(seen, SeesAll) or not 0 < e.records < seen.min_size:
         return e
     if not any(s in seen.personal or s not in seen.known for s in snapshot):
         return e

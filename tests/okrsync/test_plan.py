@@ -349,3 +349,20 @@ def test_records_follow_the_role_rules(
     people = dict(sql(pf, "SELECT CAST(id AS TEXT), salesperson FROM orders"))
     assert {r.record_id: r.fields["salesperson"] for r in emea.records} == {
         r.record_id: people[r.record_id] for r in emea.records}
+
+
+def test_small_groups_over_personal_data_are_withheld_but_still_listed(project_file: Path) -> None:
+    pf = project_file
+    change_revenue_filter(pf)
+    pf.write_text(pf.read_text().replace("min_group_size: 1", "min_group_size: 5"))
+    out = okrsync(pf, "plan", "--format", "json")  # leadership: no sensitive fields, no small groups
+    assert out.returncode == 3, out.stderr
+    apac = next(k for k in json.loads(out.stdout)["affected"] if k["kr"] == "KR-REV-APAC")
+    assert apac["before"] == {"value": None, "reason": "suppressed (n < 5)", "records": 0}
+    assert apac["after"] == {"value": None, "reason": "suppressed (n < 5)", "records": 0}
+    assert apac["delta"] is None
+    assert all(p["stored"] is None and p["delta"] is None for p in apac["past_values"])
+    hr = json.loads(okrsync(pf, "plan", "--format", "json", role="hr").stdout)
+    apac = next(k for k in hr["affected"] if k["kr"] == "KR-REV-APAC")
+    assert Decimal(apac["before"]["value"]) == revenue(pf, ("confirmed", "done"), "2026-11-20", "APAC")
+    assert Decimal(apac["after"]["value"]) == revenue(pf, ("confirmed", "shipped"), "2026-11-20", "APAC")
