@@ -14,7 +14,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -100,15 +99,25 @@ ORDERS = [
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def project_file(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    """A project over a small ERP, run as of T1, the ERP changed, run again as of T2."""
+def project_file(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project over a small ERP, run as of T1, the ERP changed, run again as of T2 (both stores)."""
     if request.param == "postgres":
         monkeypatch.setenv("OKRSYNC_STORE_URL", request.getfixturevalue("pg_url"))
         monkeypatch.setenv("OKRSYNC_PII_KEY", base64.b64encode(bytes(range(64))).decode())
     else:
         monkeypatch.delenv("OKRSYNC_STORE_URL", raising=False)
+    return build(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def sqlite_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The same on the SQLite store only (role rules and ratios read the same on both)."""
+    monkeypatch.delenv("OKRSYNC_STORE_URL", raising=False)
+    return build(tmp_path, monkeypatch)
+
+
+def build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The ERP, the project file, a run as of T1, changes in the ERP, a run as of T2."""
     for name in ("OKRSYNC_PROJECT", "OKRSYNC_ROLE", "PREFECT_API_URL"):
         monkeypatch.delenv(name, raising=False)
     con = sqlite3.connect(tmp_path / "erp.db")
@@ -119,7 +128,8 @@ def project_file(
     pf = tmp_path / "okrsync.yaml"
     pf.write_text(PROJECT)
     assert run_project(pf, LocalSteps(), as_of=T1).status == "succeeded"
-    # Between the runs: a draft is confirmed, a shipped EMEA order is added (both dated before T1).
+    # Between the runs: a draft is confirmed and a shipped EMEA order added (both dated before T1), and a
+    # shipped APAC order dated after T1.
     con.execute("UPDATE orders SET state = 'confirmed', write_date = '2026-11-12 09:00:00' WHERE id = 8")
     con.execute("INSERT INTO orders VALUES (9, 'EMEA', 'shipped', 75.00, '2026-11-09', 'Eve', "
                 "'2026-11-12 09:00:00')")
@@ -128,7 +138,7 @@ def project_file(
     con.commit()
     con.close()
     assert run_project(pf, LocalSteps(), as_of=T2).status == "succeeded"
-    yield pf
+    return pf
 
 
 def sql(pf: Path, query: str, *args: object) -> list[tuple]:
@@ -261,8 +271,8 @@ def test_apply_registers_audits_and_restates_history(project_file: Path) -> None
     store.close()
 
 
-def test_apply_without_restate_keeps_history_as_computed(project_file: Path) -> None:
-    pf = project_file
+def test_apply_without_restate_keeps_history_as_computed(sqlite_project: Path) -> None:
+    pf = sqlite_project
     change_revenue_filter(pf)
     project, store = load_project(pf), store_of(pf)
     p = planning.make_plan(project, store, T2)
@@ -307,8 +317,8 @@ def test_a_bad_project_file_is_a_clear_error_and_changes_nothing(project_file: P
     store.close()
 
 
-def test_a_ratio_s_numerator_change_moves_records_in_and_between_its_parts(project_file: Path) -> None:
-    pf = project_file
+def test_a_ratio_s_numerator_change_moves_records_in_and_between_its_parts(sqlite_project: Path) -> None:
+    pf = sqlite_project
     change_revenue_filter(pf)
     body = json.loads(okrsync(pf, "plan", "--format", "json", "--limit", "100").stdout)
     k = next(x for x in body["affected"] if x["kr"] == "KR-AOV")
@@ -333,9 +343,9 @@ def test_a_ratio_s_numerator_change_moves_records_in_and_between_its_parts(proje
 
 @pytest.mark.parametrize("role", ["viewer", "hr"])
 def test_records_follow_the_role_rules(
-    project_file: Path, role: str, monkeypatch: pytest.MonkeyPatch
+    sqlite_project: Path, role: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pf = project_file
+    pf = sqlite_project
     change_revenue_filter(pf)
     monkeypatch.setenv("OKRSYNC_ROLE", role)
     project, store = load_project(pf), store_of(pf)
@@ -351,8 +361,8 @@ def test_records_follow_the_role_rules(
         r.record_id: people[r.record_id] for r in emea.records}
 
 
-def test_small_groups_over_personal_data_are_withheld_but_still_listed(project_file: Path) -> None:
-    pf = project_file
+def test_small_groups_over_personal_data_are_withheld_but_still_listed(sqlite_project: Path) -> None:
+    pf = sqlite_project
     change_revenue_filter(pf)
     pf.write_text(pf.read_text().replace("min_group_size: 1", "min_group_size: 5"))
     out = okrsync(pf, "plan", "--format", "json")  # leadership: no sensitive fields, no small groups
