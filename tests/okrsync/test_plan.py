@@ -376,3 +376,37 @@ def test_small_groups_over_personal_data_are_withheld_but_still_listed(sqlite_pr
     apac = next(k for k in hr["affected"] if k["kr"] == "KR-REV-APAC")
     assert Decimal(apac["before"]["value"]) == revenue(pf, ("confirmed", "done"), "2026-11-20", "APAC")
     assert Decimal(apac["after"]["value"]) == revenue(pf, ("confirmed", "shipped"), "2026-11-20", "APAC")
+
+
+def test_new_and_retired_krs_are_named_not_planned(sqlite_project: Path) -> None:
+    pf = sqlite_project
+    text = pf.read_text().replace("      - {id: KR-BIG, title: Big orders, metric: big, target: 20}\n",
+                                  "      - {id: KR-BIG2, title: Big orders, metric: big, target: 25}\n")
+    pf.write_text(text)
+    store = store_of(pf)
+    p = planning.make_plan(load_project(pf), store, T2)
+    store.close()
+    assert (p.changes, p.new, p.retired) == ([], ["KR-BIG2"], ["KR-BIG"])
+    out = okrsync(pf, "plan")
+    assert out.returncode == 0, out.stderr
+    assert "New key results (the next run registers them): KR-BIG2" in out.stdout
+
+
+def test_the_table_shows_values_and_moves_and_no_records_to_a_viewer(sqlite_project: Path) -> None:
+    pf = sqlite_project
+    change_revenue_filter(pf)
+    wide = okrsync(pf, "plan", role="leadership")
+    assert wide.returncode == 3, wide.stderr
+    text = " ".join(wide.stdout.split())
+    emea_now = revenue(pf, ("confirmed", "done"), "2026-11-20", "EMEA")
+    emea_new = revenue(pf, ("confirmed", "shipped"), "2026-11-20", "EMEA")
+    assert "KR-REV-EMEA: value changes" in text
+    assert (emea_now, emea_new) == (Decimal("240.50"), Decimal("435.50"))
+    assert "value 240.50 → 435.50 (Δ 195.00)" in text
+    assert "past values: 2 of 2 would change" in text
+    assert "as of 2026-11-10 12:00: 200.50 → 320.50" in text
+    assert "Definition changed, every value the same: KR-BOOKED (metric.description)" in text
+    assert "salesperson=•••" in text and "Ana" not in text
+    viewer = okrsync(pf, "plan", role="viewer")
+    assert viewer.returncode == 3 and "(your role, viewer, may not see the records)" in viewer.stdout
+    assert "salesperson" not in viewer.stdout
