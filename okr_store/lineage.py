@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -277,9 +278,22 @@ def _pages(
 
 def contributions_frame(store: Store, v: StoredValue) -> tuple[KrDefinition, pd.DataFrame]:
     """Every contributing record of ``v``: stream, record_id, contribution, denominator_contribution."""
+    d, parts = _parts(store, v)
+    return d, _frame(store, parts)
+
+
+def definition_frame(
+    store: Store, d: KrDefinition, snapshot: Mapping[str, int | None], as_of: datetime
+) -> pd.DataFrame:
+    """Every record a definition counts at a snapshot and as-of time (any definition, stored or not:
+    ``okrsync plan`` compares two on the same snapshot), as :func:`contributions_frame` lists them."""
+    views = _views(store, d, snapshot)
+    return _frame(store, contribution_parts(views, d, as_of) if len(views) == len(d.streams) else [])
+
+
+def _frame(store: Store, parts: list[ContributionPart]) -> pd.DataFrame:
     import pandas as pd
 
-    d, parts = _parts(store, v)
     frames = []
     with store.engine.connect() as conn:
         for p in parts:
@@ -295,7 +309,7 @@ def contributions_frame(store: Store, v: StoredValue) -> tuple[KrDefinition, pd.
                 )
             )
     cols = ["stream", "record_id", "contribution", "denominator_contribution"]
-    return d, (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
 @dataclass(frozen=True)
@@ -335,7 +349,7 @@ class Diff:
     total_changes: int
 
 
-def _version_at(
+def version_at(
     conn: sa.Connection, store: Store, stream: str, sync_id: int | None, rids: list[str]
 ) -> dict[str, dict[str, Any]]:
     tables = store.streams.tables(stream)
@@ -395,8 +409,8 @@ def diff(store: Store, before: StoredValue, after: StoredValue, *, limit: int = 
     with store.engine.connect() as conn:
         for stream, group in shown.groupby("stream", sort=False):
             rids = list(group["record_id"])
-            old = _version_at(conn, store, str(stream), before.snapshot.get(str(stream)), rids)
-            new = _version_at(conn, store, str(stream), after.snapshot.get(str(stream)), rids)
+            old = version_at(conn, store, str(stream), before.snapshot.get(str(stream)), rids)
+            new = version_at(conn, store, str(stream), after.snapshot.get(str(stream)), rids)
             for r in group.itertuples():
                 why, fc = _explain(r.kind, old.get(r.record_id), new.get(r.record_id))
                 changes.append(

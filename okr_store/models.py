@@ -44,6 +44,9 @@ key_result = sa.Table(
     sa.Column("last_value_id", sa.BigInteger),
     sa.Column("held_reason", sa.Text),  # why the latest run did not update it (PII-free)
     sa.Column("held_since", sa.DateTime),
+    # The definition it is registered with: set by the run that first computes it, by `okrsync plan
+    # --apply`, and by a run computing it with another (that run audits the change: okr_store.definitions).
+    sa.Column("definition_hash", sa.String(64)),
 )
 
 definition = sa.Table(
@@ -143,6 +146,9 @@ kr_value = sa.Table(
     sa.Column("computed_at", sa.DateTime, nullable=False),
     sa.Column("definition_hash", sa.String(64), nullable=False),
     sa.Column("snapshot", sa.Text, nullable=False),  # JSON {stream: sync id}
+    # A restatement (`okrsync plan --apply --restate`): the value it recomputes under a newer
+    # definition, at that value's own snapshot and as-of. The original is kept as it was.
+    sa.Column("restated_from", sa.BigInteger),
     sa.Index("ix_kr_value_kr_computed", "kr_id", "computed_at"),
 )
 

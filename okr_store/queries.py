@@ -40,6 +40,7 @@ class StoredValue:
     snapshot: dict[str, int | None]
     run_id: str
     flow_run_id: str | None
+    restated_from: int | None = None  # a restatement under a newer definition (okrsync plan --restate)
 
     @classmethod
     def of(cls, r: Any) -> StoredValue:
@@ -61,6 +62,7 @@ class StoredValue:
             json.loads(r.snapshot),
             r.run_id,
             r.flow_run_id,
+            getattr(r, "restated_from", None),
         )
 
 

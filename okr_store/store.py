@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from okr_store import current, lease
+from okr_store import current, definitions, lease
 from okr_store import models as m
 from okr_store.checks import supersede_blocked
 from okr_store.lease import Fence
@@ -416,17 +416,8 @@ class Store:
                 fence.check(conn)
             backfill = current.is_backfill(conn, run_id, as_of)
             for v in values:
-                if (
-                    conn.execute(
-                        sa.select(m.definition.c.hash).where(m.definition.c.hash == v.definition_hash)
-                    ).first()
-                    is None
-                ):
-                    conn.execute(
-                        m.definition.insert().values(
-                            hash=v.definition_hash, kr_id=v.kr_id, body=v.definition_body, created_at=now
-                        )
-                    )
+                definitions.keep(conn, v.kr_id, v.definition_hash, v.definition_body)
+                definitions.registered_by_run(conn, v.kr_id, v.definition_hash, backfill=backfill)
                 vid = conn.execute(
                     m.kr_value.insert().values(
                         kr_id=v.kr_id,

@@ -225,6 +225,7 @@ def value_json(v: StoredValue, unit: str | None = None) -> dict[str, Any]:
         "snapshot": v.snapshot,
         "run_id": v.run_id,
         "flow_run_id": v.flow_run_id,
+        "restated_from": v.restated_from,
     }
 
 
@@ -232,7 +233,7 @@ def history_table(console: Console, kr_id: str, values: list[StoredValue], unit:
     """Values in as-of order (a back-filled value sits at its as-of time, not at the end); the arrows
     compare each with the one before it in that order."""
     t = Table(title=f"History of {kr_id}")
-    for col in ("#", "as of", "computed at", "value", "progress", "status", "records", "flow run"):
+    for col in ("#", "as of", "computed at", "value", "progress", "status", "records", "flow run / restated"):
         t.add_column(col)
     prev = None
     for v in values:
@@ -248,7 +249,7 @@ def history_table(console: Console, kr_id: str, values: list[StoredValue], unit:
             fmt_pct(v.progress),
             v.status.replace("_", " "),
             "—" if _records(v) is None else str(v.records),
-            (v.flow_run_id or "")[:8],
+            f"restates #{v.restated_from}" if v.restated_from else (v.flow_run_id or "")[:8],
         )
         prev = v.value if shown else None  # no arrow on or just after a withheld value: it tells the way
     console.print(t)

@@ -114,6 +114,7 @@ class Value(BaseModel):
     run_id: str
     flow_run_id: str | None
     flow_run_url: str | None
+    restated_from: int | None = None  # the value this one restates under a newer definition
 
 
 class Decision(BaseModel):
