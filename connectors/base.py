@@ -198,16 +198,17 @@ def _key_text(v: Any) -> str:
 class KeyDigests(Protocol):
     """A source's key-range digests of one stream (see :mod:`connectors.sql_digest`): ``(rows, Σ h1,
     Σ h2)`` per bucket ``(position - origin) // width``, where the position is the key itself
-    (``positional``: one integer key) or the key's hash ``h1``; and the keys of given position ranges."""
+    (``positional``: one integer key) or the key's hash ``h1``; optionally only within some buckets
+    ``(width, numbers)`` of a coarser level; and the keys of such buckets."""
 
     positional: bool
 
     def span(self) -> tuple[int, int, int]: ...
 
     def digests(self, origin: int, width: int,
-                within: Sequence[tuple[int, int]] | None) -> dict[int, tuple[int, int, int]]: ...
+                within: tuple[int, Sequence[int]] | None) -> dict[int, tuple[int, int, int]]: ...
 
-    def keys(self, within: Sequence[tuple[int, int]]) -> Iterator[pd.DataFrame]: ...
+    def keys(self, origin: int, within: tuple[int, Sequence[int]]) -> Iterator[pd.DataFrame]: ...
 
 
 @runtime_checkable

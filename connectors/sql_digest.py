@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Digest = tuple[int, int, int]  # rows, Σ h1, Σ h2
+Buckets = tuple[int, Sequence[int]]  # (width, bucket numbers)
 RANGES_PER_QUERY = 400  # bounded statements (SQLite's variable limit, MySQL's packet size)
+BUCKETS_PER_QUERY = 5_000
 
 
 def h32(text: str | None, part: int) -> int | None:
@@ -62,11 +64,16 @@ def hash_expr(text: sa.ColumnElement[Any], backend: str, part: int) -> sa.Column
     return sa.cast(sa.func.conv(hexed, 16, 10), mysql.INTEGER(unsigned=True))
 
 
+def bucket_of(pos: sa.ColumnElement[Any], origin: int, width: int) -> sa.ColumnElement[Any]:
+    """``(pos - origin) // width``: integer division on every database (MySQL ``DIV``)."""
+    return (pos - sa.literal(origin, sa.BigInteger)) // sa.literal(width, sa.BigInteger)
+
+
 def digest_select(
     pos: sa.ColumnElement[Any], text: sa.ColumnElement[Any], backend: str, origin: int, width: int,
 ) -> sa.Select[Any]:
     """``bucket, count(*), Σ h1, Σ h2`` grouped by bucket (no FROM or WHERE yet)."""
-    bucket = ((pos - sa.literal(origin, sa.BigInteger)) // sa.literal(width, sa.BigInteger)).label("b")
+    bucket = bucket_of(pos, origin, width).label("b")
     return sa.select(bucket, sa.func.count(), sa.func.sum(hash_expr(text, backend, 0)),
                      sa.func.sum(hash_expr(text, backend, 1))).group_by(bucket)
 
@@ -77,10 +84,25 @@ def within_ranges(pos: sa.ColumnElement[Any], ranges: Sequence[tuple[int, int]])
                     for lo, hi in ranges))
 
 
-def chunks(ranges: Sequence[tuple[int, int]] | None) -> list[Sequence[tuple[int, int]] | None]:
-    if ranges is None:
+def conditions(pos: sa.ColumnElement[Any], origin: int, within: Buckets | None,
+               ranges: bool) -> list[sa.ColumnElement[bool] | None]:
+    """The WHERE of each statement covering ``within`` (None: everything): key ranges when an index on
+    the position serves them (``ranges``; consecutive buckets merged), else bucket numbers (IN)."""
+    if within is None:
         return [None]
-    return [ranges[i:i + RANGES_PER_QUERY] for i in range(0, len(ranges), RANGES_PER_QUERY)]
+    width, ids = within
+    if not ranges:
+        return [bucket_of(pos, origin, width).in_(list(ids[i:i + BUCKETS_PER_QUERY]))
+                for i in range(0, len(ids), BUCKETS_PER_QUERY)]
+    merged: list[tuple[int, int]] = []
+    for b in sorted(ids):
+        lo, hi = origin + b * width, origin + (b + 1) * width
+        if merged and merged[-1][1] == lo:
+            merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    step = RANGES_PER_QUERY
+    return [within_ranges(pos, merged[i:i + step]) for i in range(0, len(merged), step)]
 
 
 def add_digests(into: dict[int, Digest], rows: Sequence[Any]) -> None:
@@ -131,21 +153,21 @@ class SqlKeyDigests:
                                                       sa.func.max(self.pos)).select_from(self._source)).one())
         return int(row[0]), int(row[1] if row[1] is not None else 0), int(row[2] if row[2] is not None else 0)
 
-    def digests(self, origin: int, width: int, within: Sequence[tuple[int, int]] | None) -> dict[int, Digest]:
+    def digests(self, origin: int, width: int, within: Buckets | None) -> dict[int, Digest]:
         """Digest of each non-empty bucket ``(position - origin) // width`` (within ``within``)."""
         out: dict[int, Digest] = {}
-        for part in chunks(within):
+        for where in conditions(self.pos, origin, within, self.positional):
             stmt = digest_select(self.pos, self.text, self.backend, origin, width).select_from(self._source)
-            if part is not None:
-                stmt = stmt.where(within_ranges(self.pos, part))
+            if where is not None:
+                stmt = stmt.where(where)
             add_digests(out, self._run(_all(stmt)))
         return out
 
-    def keys(self, within: Sequence[tuple[int, int]]) -> Iterator[pd.DataFrame]:
+    def keys(self, origin: int, within: Buckets) -> Iterator[pd.DataFrame]:
         """The primary-key columns of the rows within ``within``, read as the full key read reads them."""
-        for part in chunks(within):
-            assert part is not None
-            yield from self._frames(sa.select(*self._keys).where(within_ranges(self.pos, part)))
+        for where in conditions(self.pos, origin, within, self.positional):
+            assert where is not None
+            yield from self._frames(sa.select(*self._keys).where(where))
 
 
 def _all(stmt: sa.Select[Any]) -> Callable[[sa.Connection], Sequence[Any]]:

@@ -28,7 +28,6 @@ atomically, or the sync's ``fail`` drops them.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 from collections.abc import Sequence
@@ -41,12 +40,12 @@ from okrsync.errors import ConfigError
 
 log = logging.getLogger("okrsync.deletes")
 
-LEAF_ROWS = 2_000  # a differing bucket this small has its keys read instead of split
-FANOUT = 16  # sub-buckets per differing bucket at the next level
-MAX_BUCKETS = 4_096  # top-level buckets, whatever the row count
+LEAF_ROWS = 16  # a differing bucket this small has its keys read instead of split
+FANOUT = 16  # sub-buckets per differing bucket at the next level (a power of two: buckets nest)
+MAX_BUCKETS = 65_536  # top-level buckets, whatever the row count (a few MB of digests at most)
 
 Digest = tuple[int, int, int]
-Range = tuple[int, int]  # positions [lo, hi)
+Buckets = tuple[int, Sequence[int]]  # (width, bucket numbers): the positions origin + [b·width, (b+1)·width)
 
 
 class StoreSide(Protocol):
@@ -54,9 +53,9 @@ class StoreSide(Protocol):
 
     def span(self) -> tuple[int, int, int]: ...
 
-    def digests(self, origin: int, width: int, within: Sequence[Range] | None) -> dict[int, Digest]: ...
+    def digests(self, origin: int, width: int, within: Buckets | None) -> dict[int, Digest]: ...
 
-    def keys(self, within: Sequence[Range]) -> set[str]: ...
+    def keys(self, origin: int, within: Buckets) -> set[str]: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class Outcome:
     deleted: list[str]  # record ids live in the store (or staged new) that the source no longer has
     keys_read: int  # source keys read (leaves only)
     levels: int  # digest comparisons made on each side
-    leaves: int  # ranges whose keys were read
+    leaves: int  # buckets whose keys were read
 
 
 def find_deleted(source: KeyDigests, store: StoreSide, primary_key: tuple[str, ...], *,
@@ -74,64 +73,49 @@ def find_deleted(source: KeyDigests, store: StoreSide, primary_key: tuple[str, .
     this module's ``LEAF_ROWS``, ``FANOUT`` and ``MAX_BUCKETS``."""
     leaf_rows, fanout = leaf_rows or LEAF_ROWS, fanout or FANOUT
     max_buckets = max_buckets or MAX_BUCKETS
-    n_store, lo_store, hi_store = store.span()
+    n_store, lo, hi = store.span()
     if n_store == 0:
         return Outcome([], 0, 0, 0)
     n_source, lo_source, hi_source = source.span()
-    lo, hi = lo_store, hi_store + 1
     if n_source and source.positional:
-        lo, hi = min(lo, lo_source), max(hi, hi_source + 1)
+        lo, hi = min(lo, lo_source), max(hi, hi_source)
     buckets = max(1, min(max_buckets, math.ceil(max(n_source, n_store) / leaf_rows)))
-    width = max(1, math.ceil((hi - lo) / buckets))
-    within: list[Range] | None = None
+    # Widths are powers of two, so each level's buckets nest exactly in the level above.
+    width = 1 << max(0, math.ceil(math.log2(max(1, math.ceil((hi - lo + 1) / buckets)))))
+    within: Buckets | None = None
     deleted: set[str] = set()
     keys_read = levels = leaves_read = 0
     while True:
         levels += 1
         ours, theirs = store.digests(lo, width, within), source.digests(lo, width, within)
-        both: list[Range] = []  # differing leaves with rows on both sides
-        only_store: list[Range] = []  # leaves the source has no row in: all deleted
-        split: list[Range] = []
+        both: list[int] = []  # differing leaves with rows on both sides
+        only_store: list[int] = []  # leaves the source has no row in: all deleted
+        split: list[int] = []
         for bucket in sorted(ours):  # a bucket without store records holds nothing to delete
             mine, other = ours[bucket], theirs.get(bucket, (0, 0, 0))
             if mine == other:
                 continue
-            ranges = _clip((lo + bucket * width, lo + (bucket + 1) * width), within)
             if other[0] == 0:
-                only_store += ranges
+                only_store.append(bucket)
             elif max(mine[0], other[0]) <= leaf_rows or width == 1:
-                both += ranges
+                both.append(bucket)
             else:
-                split += ranges
+                split.append(bucket)
         if only_store:
-            deleted |= store.keys(only_store)
+            deleted |= store.keys(lo, (width, only_store))
         if both:
             listed: set[str] = set()
-            for frame in source.keys(both):
+            for frame in source.keys(lo, (width, both)):
                 keys_read += len(frame)
                 listed.update(record_ids(frame, primary_key))
-            deleted |= store.keys(both) - listed
+            deleted |= store.keys(lo, (width, both)) - listed
         leaves_read += len(both) + len(only_store)
         if not split:
             break
-        within, width = split, max(1, math.ceil(width / fanout))
-    log.info("deletes by digests: %d levels, %d leaf ranges, %d source keys read, %d deleted",
+        within, width = (width, split), max(1, width // fanout)
+    log.info("deletes by digests: %d levels, %d leaf buckets, %d source keys read, %d deleted",
              levels, leaves_read, keys_read, len(deleted))
     return Outcome(sorted(deleted), keys_read, levels, leaves_read)
-
-
-def _clip(child: Range, parents: Sequence[Range] | None) -> list[Range]:
-    """``child`` cut to the (sorted, disjoint) ranges a restricted level was computed within."""
-    if parents is None:
-        return [child]
-    out: list[Range] = []
-    i = max(0, bisect.bisect_right(parents, child) - 1)
-    while i < len(parents) and parents[i][0] < child[1]:
-        lo, hi = max(child[0], parents[i][0]), min(child[1], parents[i][1])
-        if lo < hi:
-            out.append((lo, hi))
-        i += 1
-    return out
 
 
 def stage_deletes(connector: SourceConnector, stream: StreamSpec, writer: SyncWriter) -> Outcome:

@@ -23,7 +23,8 @@ from sqlalchemy.dialects import postgresql
 from okr_store.staging import RID
 
 Digest = tuple[int, int, int]  # rows, Σ h1, Σ h2
-RANGES_PER_QUERY = 400
+Buckets = tuple[int, Sequence[int]]  # (width, bucket numbers)
+BUCKETS_PER_QUERY = 5_000
 
 
 def h32(text: str | None, part: int) -> int | None:
@@ -41,15 +42,18 @@ def _hash(text: sa.ColumnElement[Any], dialect: str, part: int) -> sa.ColumnElem
     return sa.cast(sa.cast(sa.literal("x", sa.String) + hexed, postgresql.BIT(32)), sa.BigInteger)
 
 
-def _within(pos: sa.ColumnElement[Any], ranges: Sequence[tuple[int, int]]) -> sa.ColumnElement[bool]:
-    return sa.or_(*(sa.and_(pos >= sa.literal(lo, sa.BigInteger), pos < sa.literal(hi, sa.BigInteger))
-                    for lo, hi in ranges))
+def _bucket(pos: sa.ColumnElement[Any], origin: int, width: int) -> sa.ColumnElement[Any]:
+    return (pos - sa.literal(origin, sa.BigInteger)) // sa.literal(width, sa.BigInteger)
 
 
-def _chunks(ranges: Sequence[tuple[int, int]] | None) -> list[Sequence[tuple[int, int]] | None]:
-    if ranges is None:
+def _conditions(pos: sa.ColumnElement[Any], origin: int,
+                within: Buckets | None) -> list[sa.ColumnElement[bool] | None]:
+    """One WHERE per statement: the bucket numbers of ``within`` (a hashed IN: one scan however many)."""
+    if within is None:
         return [None]
-    return [ranges[i:i + RANGES_PER_QUERY] for i in range(0, len(ranges), RANGES_PER_QUERY)]
+    width, ids = within
+    return [_bucket(pos, origin, width).in_(list(ids[i:i + BUCKETS_PER_QUERY]))
+            for i in range(0, len(ids), BUCKETS_PER_QUERY)]
 
 
 class StoreKeyDigests:
@@ -82,26 +86,25 @@ class StoreKeyDigests:
         n, lo, hi = self._all(sa.select(sa.func.count(), sa.func.min(self.pos), sa.func.max(self.pos)))[0]
         return int(n), int(lo if lo is not None else 0), int(hi if hi is not None else 0)
 
-    def digests(self, origin: int, width: int, within: Sequence[tuple[int, int]] | None) -> dict[int, Digest]:
+    def digests(self, origin: int, width: int, within: Buckets | None) -> dict[int, Digest]:
         """Digest of each non-empty bucket ``(position - origin) // width`` (within ``within``)."""
         rid = self.ids.c[RID]
-        offset = self.pos - sa.literal(origin, sa.BigInteger)
-        bucket = (offset // sa.literal(width, sa.BigInteger)).label("b")
+        bucket = _bucket(self.pos, origin, width).label("b")
         out: dict[int, Digest] = {}
-        for part in _chunks(within):
+        for where in _conditions(self.pos, origin, within):
             stmt = sa.select(bucket, sa.func.count(), sa.func.sum(_hash(rid, self.dialect, 0)),
                              sa.func.sum(_hash(rid, self.dialect, 1))).group_by(bucket)
-            if part is not None:
-                stmt = stmt.where(_within(self.pos, part))
+            if where is not None:
+                stmt = stmt.where(where)
             for b, n, s1, s2 in self._all(stmt):
                 old = out.get(int(b), (0, 0, 0))
                 out[int(b)] = (old[0] + int(n), old[1] + int(s1 or 0), old[2] + int(s2 or 0))
         return out
 
-    def keys(self, within: Sequence[tuple[int, int]]) -> set[str]:
+    def keys(self, origin: int, within: Buckets) -> set[str]:
         """The record ids within ``within``."""
         found: set[str] = set()
-        for part in _chunks(within):
-            assert part is not None
-            found.update(r[0] for r in self._all(sa.select(self.ids.c[RID]).where(_within(self.pos, part))))
+        for where in _conditions(self.pos, origin, within):
+            assert where is not None
+            found.update(r[0] for r in self._all(sa.select(self.ids.c[RID]).where(where)))
         return found

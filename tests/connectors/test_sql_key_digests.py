@@ -197,8 +197,8 @@ def test_deletes_by_digests_equal_the_full_key_read(integer_case: Case, small_ra
     case.delete(spread)
     case.check(deleted=len(spread))
     # range boundaries: the lowest and highest keys (the key span shrinks) and the keys either side
-    # of the top-level bucket edges (origin 2, width ceil(1999 / 8) = 250)
-    case.delete([2, 2000, 250, 252, 500, 502, 1750, 1752])
+    # of top-level bucket edges (origin 2, width 256: the power of two ≥ 1999 / 8)
+    case.delete([2, 2000, 256, 258, 512, 514, 1536, 1538])
     case.check(deleted=8)
     # a delete and an insert in the same leaf range: the row count there does not change
     case.delete([1000])
@@ -256,7 +256,7 @@ def test_a_failure_during_the_descent_leaves_the_store_unchanged(
     case.update([30], day=2)
     before = case.live("by_digests")
 
-    def broken(self: SqlKeyDigests, within: Any) -> Iterator[Any]:
+    def broken(self: SqlKeyDigests, origin: int, within: Any) -> Iterator[Any]:
         raise SourceError("the source went away")
         yield
 
