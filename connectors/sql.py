@@ -27,6 +27,9 @@ Decisions worth knowing:
   ``lock_wait_timeout``/``innodb_lock_wait_timeout``; pymysql's ``read_timeout`` as a backstop
   (MySQL: the lock waits, the timer and the backstop). SQLite: the busy timeout, and a progress
   handler that interrupts a statement past its deadline.
+* Deleted rows are found by key-range digests the database computes (:mod:`connectors.sql_digest`,
+  :mod:`flows.deletes`): only the keys of ranges that differ from the store are read. ``key_digests:
+  false`` on the source, or a key of other than integer/text columns, reads every key instead.
 * Each sync first asks the database for its clock and its oldest open transaction
   (:mod:`connectors.sql_horizon`); the watermark stays behind them, less ``lookback_seconds``
   (default :data:`~connectors.sql_horizon.DEFAULT_LOOKBACK_SECONDS`), so a row stamped with the start

@@ -11,14 +11,17 @@ should list when nothing was deleted.
 
 1. *Top level*: the key space (the key itself for one integer key, else ``h1``, see
    :class:`connectors.base.KeyDigests`) is cut into ``≈ rows / LEAF_ROWS`` buckets (at most
-   ``MAX_BUCKETS``): one digest query on each side, a few thousand small rows back.
+   ``MAX_BUCKETS``) of a power-of-two width: one digest query on each side, small rows back (≈ 1 MB
+   per side at a million rows). Powers of two make each level's buckets nest in the level above.
 2. Equal digests: nothing there differs (short of a 64-bit collision); skipped. A bucket the store
    has no records in cannot hold a deleted record (rows inserted at the source since the read):
-   skipped too. A bucket the source has no rows in: every store record there is deleted.
+   skipped too. A bucket the source has no rows in: every store record there is deleted (no source
+   read).
 3. A differing bucket of at most ``LEAF_ROWS`` rows (or one key wide) is a *leaf*: its keys are read
    from both sides, as the full key read reads them (same conversion, same record ids), and the store
    ids the source does not list are the deleted ones. A larger one is split into ``FANOUT`` narrower
-   buckets, compared again (both sides' queries restricted to the differing ranges), and so on.
+   buckets, compared again (both sides' queries restricted to the differing buckets: key ranges on the
+   source when its index serves them, bucket numbers otherwise), and so on.
 
 The result is the very set a full key read gives (store ids minus source ids), but the key reads cover
 only the ranges that differ: a sync with no delete reads no key at all. Failures raise before anything
