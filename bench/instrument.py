@@ -33,7 +33,7 @@ import flows.pipeline as pipeline_module
 import metrics.gx as expectations_module
 import okr_store.records as records_module
 import okr_store.staging as staging_module
-from connectors.base import SourceConnector, StreamSpec, Watermark
+from connectors.base import KeyDigests, SourceConnector, StreamSpec, Watermark
 from connectors.horizon import Horizon
 from flows.gate import StreamGate
 from okr_store.lease import Fence
@@ -138,6 +138,9 @@ class TimedConnector(SourceConnector):
 
     def record_url(self, stream: StreamSpec, record_id: str) -> str | None:
         return self.inner.record_url(stream, record_id)
+
+    def key_digests(self, stream: StreamSpec) -> KeyDigests | None:
+        return self.inner.key_digests(stream)
 
     def close(self) -> None:
         self.inner.close()

@@ -57,6 +57,7 @@ class Options:
     sf_rows: int = 200_000  # opportunities in the Salesforce sandbox (bench/salesforce.py)
     tax_prefect: bool = False  # local tax: also the informational Prefect rows (bench/local_tax.py)
     env: dict[str, str] | None = None  # the environment the benchmark was started with (local tax)
+    delete_rounds: int = 3  # rounds of each delete-detection variant (bench/deletes.py)
 
 
 def say(msg: str) -> None:
@@ -481,6 +482,28 @@ class Bench:
         )
         return seconds
 
+    def deletes_phase(self) -> None:
+        """The same 1 %-changed sync with digests, every key read, and without (bench/deletes.py)."""
+        from bench import deletes
+
+        assert self.project is not None and self.store is not None
+        project, store = self.project, self.store
+
+        def sync(variant: Project, label: str) -> tuple[SyncCounts, float]:
+            self.project = variant
+            run_id = store.start_run(AS_OF, None)
+            try:
+                counts, seconds, steps = self.sync(label, run_id)
+            finally:
+                self.project = project
+                store.finish_run(run_id, "succeeded")
+            self.res.breakdown[label] = {k: round(v, 3) for k, v in steps.items()}
+            return counts, seconds
+
+        say("delete detection: the same 1 %-changed sync with digests, every key read, no detection …")
+        deletes.run(sync, store, self.src, project.path, self.o.work_dir, self.res,
+                    rounds=self.o.delete_rounds)
+
     def pipeline_run(self) -> float:
         """A whole run without Prefect: what ``run_project`` does, minus the flow and task machinery."""
         assert self.project is not None
@@ -569,6 +592,10 @@ class Bench:
         if self.o.only == "incremental":
             self.incremental(self.full_sync(self.baseline_reads())[1])
             return self.res
+        if self.o.only == "deletes":
+            self.full_sync(self.baseline_reads())
+            self.deletes_phase()
+            return self.res
         base = self.baseline_reads()
         run_id, full_s = self.full_sync(base)
         self.compute_phase(run_id)
@@ -577,6 +604,7 @@ class Bench:
         self.no_change()
         if self.o.prefect:
             self.prefect_phase()
+        self.deletes_phase()  # after the Prefect runs, which check that nothing changed
         assert self.store is not None
         sizes = data.table_bytes(self.store_ci)
         self.res.extra["store_tables_mb_at_end"] = {k: round(v / MB, 1) for k, v in sizes.items()}

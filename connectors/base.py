@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -195,6 +195,22 @@ def _key_text(v: Any) -> str:
     return str(v)
 
 
+class KeyDigests(Protocol):
+    """A source's key-range digests of one stream (see :mod:`connectors.sql_digest`): ``(rows, Σ h1,
+    Σ h2)`` per bucket ``(position - origin) // width``, where the position is the key itself
+    (``positional``: one integer key) or the key's hash ``h1``; optionally only within some buckets
+    ``(width, numbers)`` of a coarser level; and the keys of such buckets."""
+
+    positional: bool
+
+    def span(self) -> tuple[int, int, int]: ...
+
+    def digests(self, origin: int, width: int,
+                within: tuple[int, Sequence[int]] | None) -> dict[int, tuple[int, int, int]]: ...
+
+    def keys(self, origin: int, within: tuple[int, Sequence[int]]) -> Iterator[pd.DataFrame]: ...
+
+
 @runtime_checkable
 class ReportsDeletions(Protocol):
     """A connector that can say which records were deleted since a watermark (tombstones)."""
@@ -313,7 +329,8 @@ class SourceConnector:
       that may not see personal data (:mod:`okrsync.small_groups`).
 
     And methods with a default: :attr:`api_calls`, :meth:`needs_full_refresh`, :meth:`filter_needs_keys`,
-    :meth:`horizon`, :meth:`deleted`, :meth:`excluded`, :meth:`check`, :meth:`record_url`, :meth:`close`.
+    :meth:`horizon`, :meth:`deleted`, :meth:`excluded`, :meth:`check`, :meth:`record_url`,
+    :meth:`key_digests`, :meth:`close`.
     """
 
     kind: ClassVar[str]
@@ -382,6 +399,11 @@ class SourceConnector:
 
     def record_url(self, stream: StreamSpec, record_id: str) -> str | None:
         """A link to the record in the source's own UI, or None."""
+        return None
+
+    def key_digests(self, stream: StreamSpec) -> KeyDigests | None:
+        """Key-range digests the source computes itself (deletes found in proportion to change,
+        :mod:`flows.deletes`), or None: deletes are then found by reading every key (:meth:`keys`)."""
         return None
 
     def close(self) -> None:

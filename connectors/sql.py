@@ -27,6 +27,9 @@ Decisions worth knowing:
   ``lock_wait_timeout``/``innodb_lock_wait_timeout``; pymysql's ``read_timeout`` as a backstop
   (MySQL: the lock waits, the timer and the backstop). SQLite: the busy timeout, and a progress
   handler that interrupts a statement past its deadline.
+* Deleted rows are found by key-range digests the database computes (:mod:`connectors.sql_digest`,
+  :mod:`flows.deletes`): only the keys of ranges that differ from the store are read. ``key_digests:
+  false`` on the source, or a key of other than integer/text columns, reads every key instead.
 * Each sync first asks the database for its clock and its oldest open transaction
   (:mod:`connectors.sql_horizon`); the watermark stays behind them, less ``lookback_seconds``
   (default :data:`~connectors.sql_horizon.DEFAULT_LOOKBACK_SECONDS`), so a row stamped with the start
@@ -56,6 +59,7 @@ from connectors.horizon import Horizon, lookback
 from connectors.kit.cursor import Incremental
 from connectors.kit.options import validated
 from connectors.secrets import env_value, secret_value
+from connectors.sql_digest import SqlKeyDigests, digestible, register_h32
 from connectors.sql_horizon import DEFAULT_LOOKBACK_SECONDS, source_horizon
 from connectors.sql_options import SqlOptions, SqlStreamOptions
 from connectors.sql_range import after_watermark, lex_after
@@ -172,6 +176,18 @@ class SqlConnector(SourceConnector):
         stmt = self._partition(plan, stream, sa.select(*(plan.source.c[k] for k in stream.primary_key)))
         yield from self._frames(stream, plan, stmt, stream.primary_key)
 
+    def key_digests(self, stream: StreamSpec) -> SqlKeyDigests | None:
+        """Key-range digests computed by the database (:mod:`connectors.sql_digest`); None when the
+        source turns them off (``key_digests: false``) or the key is not of INTEGER/STRING columns."""
+        plan = self._plan(stream)
+        cols = [plan.cols[k] for k in stream.primary_key]
+        if not self.options.key_digests or not digestible([(c.field.type, c.binary) for c in cols]):
+            return None
+        positional = len(cols) == 1 and cols[0].field.type is FieldType.INTEGER
+        return SqlKeyDigests(self.engine, self.backend, plan.source, stream, positional,
+                             lambda stmt: self._frames(stream, plan, stmt, stream.primary_key),
+                             lambda exc: self._source_error(exc, stream))
+
     def _partition(self, plan: _Plan, stream: StreamSpec, stmt: sa.Select[Any]) -> sa.Select[Any]:
         """Only the rows of the partition being read (``stream.partition_range``): lower bound
         included, upper excluded, NULLs with the first partition. Date and time bounds are UTC."""
@@ -212,6 +228,8 @@ class SqlConnector(SourceConnector):
     def _make_engine(self) -> sa.Engine:
         engine, self._sqlite_creator = read_only_engine(self.name, self._resolve_url(), self.base_dir,
                                                         self.options)
+        if engine.dialect.name == "sqlite":  # the hash of key digests (connectors.sql_digest)
+            sa.event.listen(engine, "connect", lambda dbapi_conn, _record: register_h32(dbapi_conn))
         return engine
 
     def _resolve_url(self) -> sa.URL:

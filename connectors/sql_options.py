@@ -24,6 +24,9 @@ class SqlOptions(BaseModel):
     connect_timeout_seconds: int = Field(default=10, ge=1, le=3600)
     # Bounds each wait on the database (a statement, a batch of a streamed read, a lock wait).
     statement_timeout_seconds: int = Field(default=300, ge=1, le=86_400)
+    # Deletes found by comparing key-range digests with the store's (connectors.sql_digest) on every
+    # incremental sync; false: by reading every key (on the stream's reconcile cadence).
+    key_digests: bool = True
 
     @model_validator(mode="after")
     def _one_url(self) -> SqlOptions:

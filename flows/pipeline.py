@@ -32,6 +32,7 @@ from connectors.base import (
 )
 from connectors.horizon import FutureRows, Horizon, future_rows, next_watermark
 from flows import progress
+from flows.deletes import stage_deletes
 from flows.gate import StreamGate
 from metrics.definition import KrDefinition
 from metrics.evaluate import Evaluation, StreamView, evaluate
@@ -73,6 +74,7 @@ class SyncPlan:
     sync_id: int
     run_id: str
     horizon: Horizon | None = None  # the source's clock and oldest open transaction, before reading
+    digests: bool = False  # deletes found by key-range digests (flows.deletes), not by reading every key
 
     @property
     def name(self) -> str:
@@ -124,8 +126,11 @@ def plan_sync(
     spec = extraction_spec(stream)
     if since is not None and since.spec not in (None, spec):
         since = None  # what is extracted changed (object, filter, fields): read everything again
-    # A full read lists every live record itself: reconciling against it costs nothing more.
-    reconcile = deletes != "none" and (since is None or store.reconcile_due(name, every_hours))
+    # A full read lists every live record itself: reconciling against it costs nothing more. After
+    # that, a source that computes key digests compares them on every sync (flows.deletes).
+    digests = deletes == "reconcile" and since is not None and connector.key_digests(stream) is not None
+    reconcile = deletes != "none" and not digests and (
+        since is None or store.reconcile_due(name, every_hours))
     if reconcile and since is not None and connector.needs_full_refresh(stream):
         since = None  # values that change without moving the cursor (formulas): re-read them all
     # Asked before reading: what commits after this may carry a cursor older than rows read now.
@@ -134,7 +139,7 @@ def plan_sync(
         run_id, name, stream.source, stream.primary_key, kept_schema, reconcile=reconcile, fence=fence
     )
     plan = SyncPlan(stream, kept, kept_schema, since, spec, reconcile, deletes, writer.sync_id, run_id,
-                    horizon)
+                    horizon, digests)
     return plan, writer
 
 
@@ -217,6 +222,8 @@ def finish_sync(
     """Tombstones, then the commit (through the stream's checks, if any) with the new watermark: it
     stays behind what the source may still commit (``plan.horizon``, see connectors.horizon)."""
     stream, since = plan.stream, plan.since
+    if plan.digests:
+        stage_deletes(connector, stream, writer)
     if plan.deletes == "tombstones" and since is not None and connector.reports_deletions:
         for gone in connector.deleted(stream, since):
             writer.stage_deleted(record_ids(gone, stream.primary_key))

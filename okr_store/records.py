@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from okr_store import models as m
 from okr_store.columns import column_type
+from okr_store.digests import StoreKeyDigests
 from okr_store.staging import RID, write_staged
 from okr_store.statistics import refresh_statistics
 from okrsync.errors import LeaseLost, StoreError
@@ -264,6 +265,7 @@ class SyncWriter:
         self.tombstones_read = 0
         self.api_calls: int | None = None  # set by the caller before commit/block/fail
         self.warning: str | None = None  # set by the caller before commit (SyncCounts.warning)
+        self.keys_compared = False  # set by the caller: every key was compared by digests (deletes)
 
     def _lost(self, conn: sa.Connection) -> LeaseLost:
         holder = conn.execute(
@@ -320,6 +322,10 @@ class SyncWriter:
             write_staged(conn, self.tables.keys, keys, replace=False)
             self._renew_lease(conn)
         self.keys_read += len(keys)
+
+    def key_digests(self, positional: bool) -> StoreKeyDigests:
+        """Digests of the live records plus the new ones this sync staged (:mod:`okr_store.digests`)."""
+        return StoreKeyDigests(self.engine, self.tables.records, self.tables.stage, self.sync_id, positional)
 
     def stage_deleted(self, rids: pd.Series) -> None:
         """Stage the ids of records the source reports deleted since the last sync (tombstones)."""
@@ -392,7 +398,7 @@ class SyncWriter:
             )
             if watermark is not None:
                 values["watermark"] = watermark
-            if self.reconcile:
+            if self.reconcile or self.keys_compared:
                 values["last_reconcile_at"] = now
             st = m.stream_state.c
             if conn.execute(
