@@ -210,6 +210,14 @@ class Delivery:
     facts: dict[str, Any]
     event_at: datetime
 
+    def as_json(self) -> dict[str, Any]:
+        """The delivery as ``okrsync alerts --json`` and ``GET /api/alerts`` show it."""
+        return {"id": self.id, "event_id": self.event_id, "kind": self.kind, "subject": self.subject,
+                "key_results": list(self.kr_ids), "channel": self.channel, "recipient": self.recipient,
+                "status": self.status, "attempts": self.attempts, "error": self.error,
+                "event_at": self.event_at, "last_attempt_at": self.last_attempt_at, "sent_at": self.sent_at,
+                "facts": self.facts}
+
 
 def add_deliveries(conn: sa.Connection, event_id: int, targets: Iterable[tuple[str, str]]) -> int:
     """One pending delivery per distinct (channel, recipient); returns how many."""

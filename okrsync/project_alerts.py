@@ -163,6 +163,12 @@ def build_alerts(raw: Any, problems: Problems, ids: Iterable[str],
                          f"channel kind is {got}{did_you_mean(kind, KINDS) if isinstance(kind, str) else ''}"
                          f" (kinds: {', '.join(KINDS)})")
             continue
+        clear = [k for k in ("url", "secret", "password") if k in entry]
+        for key in clear:
+            problems.add((*where, key), f"keep the {key} out of the project file: name the environment "
+                         f"variable that holds it with {key}_env")
+        if clear:
+            continue
         channel = validate(KINDS[kind], entry, where)
         if channel is None:
             continue

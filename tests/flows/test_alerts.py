@@ -322,3 +322,98 @@ def test_the_hourly_rate_limit_holds(
     site.run(hours=3)
     assert len(receiver.requests) == 2
     assert {json.loads(b)["key_results"][0]["id"] for _, b in receiver.requests} == {"KR-A", "KR-B"}
+
+
+def test_failed_deliveries_are_visible_to_admins_in_the_cli_and_the_api(
+    tmp_path: Path, receiver: Receiver, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from okr_store import users as stored_users
+    from okrsync import users
+    from okrsync.cli.app import app
+    from okrsync.cli.context import CliContext
+    from okrsync.web.app import create_app
+
+    site = make_site(tmp_path, receiver, mailbox, monkeypatch)
+    site.run()
+    receiver.answers = [503]
+    site.set_amount(2, "100.00", AS_OF - timedelta(hours=1))
+    site.run(hours=1)
+
+    cli = CliRunner()
+    out = cli.invoke(app, ["-p", str(site.project_file), "alerts", "--status", "failed", "--json"],
+                     obj=CliContext())
+    assert out.exit_code == 0, out.output
+    listed = json.loads(out.output)
+    assert listed["counts"] == {"failed": 1, "sent": 1}
+    [failed] = listed["deliveries"]
+    assert (failed["channel"], failed["kind"], failed["key_results"], failed["attempts"], failed["error"]) == (
+        "hook", "status_changed", ["KR-A"], 1, "the receiver answered HTTP 503")
+    table = cli.invoke(app, ["-p", str(site.project_file), "alerts"], obj=CliContext())
+    assert table.exit_code == 0 and "1 failed · 1 sent" in table.output and "503" in table.output
+
+    project = load_project(site.project_file)
+    store = Store(project.store_url())
+    with store.engine.begin() as conn:
+        for role in ("admin", "viewer"):
+            stored_users.add_user(conn, f"u-{role}", role, users.hash_password(f"pw-{role}-12345"),
+                                  users.utcnow())
+    try:
+        with TestClient(create_app(project, store)) as web:
+            def sign_in(role: str) -> None:
+                r = web.post("/api/session", json={"username": f"u-{role}", "password": f"pw-{role}-12345"})
+                assert r.status_code == 200, r.text
+                web.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+
+            sign_in("viewer")
+            assert web.get("/api/alerts").status_code == 403
+            sign_in("admin")
+            r = web.get("/api/alerts", params={"status": "failed"})
+            assert r.status_code == 200, r.text
+            assert [(d["id"], d["status"], d["error"]) for d in r.json()["deliveries"]] == [
+                (failed["id"], "failed", "the receiver answered HTTP 503")]
+    finally:
+        store.close()
+
+    sent = cli.invoke(app, ["-p", str(site.project_file), "alerts", "send"], obj=CliContext())
+    assert sent.exit_code == 0 and "1 sent · 0 failed" in sent.output
+    assert len(receiver.requests) == 2
+    assert [d.status for d in site.deliveries()] == ["sent", "sent"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("      url_env: TEST_ALERT_HOOK_URL\n", "      url: https://hooks.example.com/x\n",
+         "okrsync.yaml:{line}: alerts.channels.hook.url: keep the url out of the project file: name the "
+         "environment variable that holds it with url_env"),
+        ("      secret_env: TEST_ALERT_HOOK_SECRET\n", "",
+         "okrsync.yaml:22: alerts.channels.hook: missing required key 'secret_env'"),
+        ("      kind: email\n", "      kind: e-mail\n",
+         "alerts.channels.mail.kind: channel kind is 'e-mail' (did you mean 'email'?)"),
+        ("      max_per_hour: 30\n", "      max_per_hour: 30\n      events: [status_change]\n",
+         "unknown event 'status_change' (did you mean 'status_changed'?)"),
+        ("      from: okrsync@example.com\n", "      from: okrsync@example.com\n      key_results: [KR-Z]\n",
+         "alerts.channels.mail.key_results[0]: unknown key result or objective 'KR-Z' (did you mean 'KR-A'?)"),
+        ("{Dana: dana@example.com}", "{Dana: dana-at-example}",
+         "alerts.people.Dana: 'dana-at-example' is not an email address"),
+        ("      security: none\n", "      security: none\n      owners: false\n",
+         "the channel has no recipient"),
+    ],
+)
+def test_bad_alert_config_is_refused_with_file_line_and_fix(
+    tmp_path: Path, receiver: Receiver, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch,
+    old: str, new: str, message: str,
+) -> None:
+    from okrsync.project_problems import ProjectFileError
+
+    site = make_site(tmp_path, receiver, mailbox, monkeypatch)
+    text = site.project_file.read_text()
+    assert old in text
+    site.project_file.write_text(text.replace(old, new))
+    with pytest.raises(ProjectFileError) as exc:
+        load_project(site.project_file)
+    line = text[: text.index(old)].count("\n") + 1
+    assert message.format(line=line) in str(exc.value)
