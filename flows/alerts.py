@@ -226,7 +226,8 @@ def _failure(exc: BaseException, secrets: Secrets) -> str:
         return f"the SMTP server answered {exc.smtp_code}"
     if isinstance(exc, ValueError) and "private" in str(exc).lower():
         return "the URL points at a private address (set allow_private_urls: true for an in-house receiver)"
-    return f"{type(exc).__name__}" + (f": {secrets.scrub(str(exc))[:200]}" if isinstance(exc, OSError) else "")
+    detail = f": {secrets.scrub(str(exc))[:200]}" if isinstance(exc, OSError) else ""  # refused, timed out
+    return type(exc).__name__ + detail
 
 
 def send_due(project: Project, store: Store, report: AlertReport | None = None) -> AlertReport:

@@ -149,7 +149,8 @@ def build_alerts(raw: Any, problems: Problems, ids: Iterable[str],
     channels: dict[str, Channel] = {}
     raw_channels = raw.get("channels") or {}
     if not isinstance(raw_channels, dict):
-        problems.add((*path, "channels"), f"expected a mapping of name → channel, got {describe(raw_channels)}")
+        problems.add((*path, "channels"),
+                     f"expected a mapping of name → channel, got {describe(raw_channels)}")
         raw_channels = {}
     for name, entry in raw_channels.items():
         where: KeyPath = (*path, "channels", name)

@@ -24,8 +24,9 @@ STATUS_STYLE = {"pending": "yellow", "sending": "cyan", "sent": "green", "failed
 @alerts_app.callback()
 def alerts(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option(help=f"Only deliveries in this status: {', '.join(STATUSES)}.")]
-    = None,
+    status: Annotated[
+        str | None, typer.Option(help=f"Only deliveries in this status: {', '.join(STATUSES)}.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
@@ -69,7 +70,8 @@ def send(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
     project = open_project(ctx)
     if not project.alerts.channels:
-        raise ConfigError("the project has no alert channels", hint="add an `alerts:` section (docs/alerts.md)")
+        raise ConfigError("the project has no alert channels",
+                          hint="add an `alerts:` section (docs/alerts.md)")
     store = open_store(ctx, project)
     report = send_due(project, store)
     out: dict[str, Any] = report.as_dict()

@@ -9,6 +9,7 @@ The source is a small SQLite ERP of deals, so every status is computed by hand: 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -201,9 +202,14 @@ def verify(headers: dict[str, str], body: bytes) -> dict[str, Any]:
     return dict(json.loads(body))
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_a_status_change_sends_one_signed_webhook_and_one_email_then_nothing(
-    tmp_path: Path, receiver: Receiver, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, receiver: Receiver, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest, backend: str,
 ) -> None:
+    if backend == "postgresql":  # the store on the server: its transactions and row counts
+        monkeypatch.setenv("OKRSYNC_STORE_URL", request.getfixturevalue("pg_url"))
+        monkeypatch.setenv("OKRSYNC_PII_KEY", base64.b64encode(bytes(range(64))).decode())
     site = make_site(tmp_path, receiver, mailbox, monkeypatch)
     first = site.run()
     # 600 of 1000 is 0.6 progress against 0.543 expected: on track. A first sight is no change.
@@ -349,8 +355,9 @@ def test_failed_deliveries_are_visible_to_admins_in_the_cli_and_the_api(
     listed = json.loads(out.output)
     assert listed["counts"] == {"failed": 1, "sent": 1}
     [failed] = listed["deliveries"]
-    assert (failed["channel"], failed["kind"], failed["key_results"], failed["attempts"], failed["error"]) == (
-        "hook", "status_changed", ["KR-A"], 1, "the receiver answered HTTP 503")
+    assert (failed["channel"], failed["kind"], failed["key_results"], failed["attempts"]) == (
+        "hook", "status_changed", ["KR-A"], 1)
+    assert failed["error"] == "the receiver answered HTTP 503"
     table = cli.invoke(app, ["-p", str(site.project_file), "alerts"], obj=CliContext())
     assert table.exit_code == 0 and "1 failed · 1 sent" in table.output and "503" in table.output
 
@@ -396,7 +403,8 @@ def test_failed_deliveries_are_visible_to_admins_in_the_cli_and_the_api(
         ("      max_per_hour: 30\n", "      max_per_hour: 30\n      events: [status_change]\n",
          "unknown event 'status_change' (did you mean 'status_changed'?)"),
         ("      from: okrsync@example.com\n", "      from: okrsync@example.com\n      key_results: [KR-Z]\n",
-         "alerts.channels.mail.key_results[0]: unknown key result or objective 'KR-Z' (did you mean 'KR-A'?)"),
+         "alerts.channels.mail.key_results[0]: unknown key result or objective 'KR-Z' "
+         "(did you mean 'KR-A'?)"),
         ("{Dana: dana@example.com}", "{Dana: dana-at-example}",
          "alerts.people.Dana: 'dana-at-example' is not an email address"),
         ("      security: none\n", "      security: none\n      owners: false\n",
