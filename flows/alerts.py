@@ -224,6 +224,11 @@ def _failure(exc: BaseException, secrets: Secrets) -> str:
         return f"the receiver answered HTTP {response.status_code}"
     if isinstance(exc, smtplib.SMTPResponseException):
         return f"the SMTP server answered {exc.smtp_code}"
+    name = type(exc).__name__
+    if name == "ConnectError" or isinstance(exc, ConnectionError):
+        return "could not connect to the receiver (is it running, and is the URL right?)"
+    if name.endswith("Timeout") or isinstance(exc, TimeoutError):
+        return "the receiver did not answer in time (timeout_seconds)"
     if isinstance(exc, ValueError) and "private" in str(exc).lower():
         return "the URL points at a private address (set allow_private_urls: true for an in-house receiver)"
     detail = f": {secrets.scrub(str(exc))[:200]}" if isinstance(exc, OSError) else ""  # refused, timed out

@@ -425,3 +425,28 @@ def test_bad_alert_config_is_refused_with_file_line_and_fix(
         load_project(site.project_file)
     line = text[: text.index(old)].count("\n") + 1
     assert message.format(line=line) in str(exc.value)
+
+
+def test_a_private_address_is_refused_unless_allowed_and_a_down_receiver_is_retried(
+    tmp_path: Path, receiver: Receiver, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = make_site(tmp_path, receiver, mailbox, monkeypatch)
+    site.project_file.write_text(site.project_file.read_text().replace("      allow_private_urls: true\n", ""))
+    site.run()
+    site.set_amount(2, "100.00", AS_OF - timedelta(hours=1))
+    summary = site.run(hours=1)
+    assert summary.alerts["errors"] == [
+        "hook: the URL points at a private address (set allow_private_urls: true for an in-house receiver)"]
+    assert receiver.requests == [] and len(mailbox.mails) == 1
+
+    site.project_file.write_text(site.project_file.read_text().replace(
+        "      secret_env:", "      allow_private_urls: true\n      secret_env:"))
+    monkeypatch.setenv("TEST_ALERT_HOOK_URL", "http://127.0.0.1:9/nobody-listens")
+    summary = site.run(hours=2)
+    assert summary.alerts["errors"] == [
+        "hook: could not connect to the receiver (is it running, and is the URL right?)"]
+    monkeypatch.setenv("TEST_ALERT_HOOK_URL", receiver.url)
+    summary = site.run(hours=3)
+    assert summary.alerts["sent"] == 1 and len(receiver.requests) == 1
+    hook = next(d for d in site.deliveries() if d.channel == "hook")
+    assert (hook.status, hook.attempts) == ("sent", 3)
