@@ -170,6 +170,8 @@ def _post(name: str, ch: WebhookChannel | SlackChannel | TeamsChannel, secrets: 
     JSON templating would re-serialise them."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
+    # notify(_sync=True) everywhere: called from a Prefect flow in an event loop, it would otherwise
+    # return a coroutine and send nothing.
     url = secrets.keep(env(ch.url_env, "the webhook URL", name))
     common = dict(name=name, url=url, timeout=ch.timeout_seconds, allow_private_urls=ch.allow_private_urls)
     if isinstance(ch, WebhookChannel):
@@ -183,10 +185,10 @@ def _post(name: str, ch: WebhookChannel | SlackChannel | TeamsChannel, secrets: 
                      "X-Okrsync-Delivery": str(body["delivery_id"])},
             secrets={"signature": signature},
         )
-        block.notify(body=text, subject=title)
+        block.notify(body=text, subject=title, _sync=True)  # type: ignore[call-arg]
     elif isinstance(ch, SlackChannel):
         block = CustomWebhookNotificationBlock(**common, json_data={"text": "*{{subject}}*\n{{body}}"})
-        block.notify(body=body["text"], subject=title)
+        block.notify(body=body["text"], subject=title, _sync=True)  # type: ignore[call-arg]
     else:
         card = {"type": "AdaptiveCard", "version": "1.4",
                 "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -195,7 +197,7 @@ def _post(name: str, ch: WebhookChannel | SlackChannel | TeamsChannel, secrets: 
         block = CustomWebhookNotificationBlock(**common, json_data={
             "type": "message",
             "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]})
-        block.notify(body=body["text"], subject=title)
+        block.notify(body=body["text"], subject=title, _sync=True)  # type: ignore[call-arg]
 
 
 def _mail(name: str, ch: EmailChannel, secrets: Secrets, to: str, body: Mapping[str, Any],

@@ -90,7 +90,7 @@ def observe_checks(conn: sa.Connection) -> dict[str, Observation]:
     """Each declared check by its latest result: ``failing`` (blocked or warned) or ``ok`` (passed,
     accepted, superseded). Samples and observed values are left out: they may hold record values."""
     c = m.check_result.c
-    latest = sa.select(sa.func.max(c.id)).group_by(c.stream, c.kr_id, c.label).scalar_subquery()
+    latest = sa.select(sa.func.max(c.id)).group_by(c.stream, c.kr_id, c.label)
     rows = conn.execute(sa.select(c.id, c.stream, c.kr_id, c.kind, c.label, c.severity, c.status,
                                   c.element_count, c.unexpected_count, c.held_krs)
                         .where(c.id.in_(latest)))

@@ -431,7 +431,8 @@ def test_a_private_address_is_refused_unless_allowed_and_a_down_receiver_is_retr
     tmp_path: Path, receiver: Receiver, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = make_site(tmp_path, receiver, mailbox, monkeypatch)
-    site.project_file.write_text(site.project_file.read_text().replace("      allow_private_urls: true\n", ""))
+    text = site.project_file.read_text()
+    site.project_file.write_text(text.replace("      allow_private_urls: true\n", ""))
     site.run()
     site.set_amount(2, "100.00", AS_OF - timedelta(hours=1))
     summary = site.run(hours=1)
@@ -450,3 +451,38 @@ def test_a_private_address_is_refused_unless_allowed_and_a_down_receiver_is_retr
     assert summary.alerts["sent"] == 1 and len(receiver.requests) == 1
     hook = next(d for d in site.deliveries() if d.channel == "hook")
     assert (hook.status, hook.attempts) == ("sent", 3)
+
+
+def test_slack_and_teams_compatible_webhooks_get_their_own_formats(
+    tmp_path: Path, receiver: Receiver, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = make_site(tmp_path, receiver, mailbox, monkeypatch)
+    text = site.project_file.read_text()
+    chat = """    chat:
+      kind: slack
+      url_env: TEST_SLACK_URL
+      allow_private_urls: true
+    leadership:
+      kind: teams
+      url_env: TEST_TEAMS_URL
+      allow_private_urls: true
+      events: [status_changed]
+      key_results: [O1]
+"""
+    site.project_file.write_text(text.replace("    mail:\n", chat + "    mail:\n"))
+    monkeypatch.setenv("TEST_SLACK_URL", receiver.url + "/slack")
+    monkeypatch.setenv("TEST_TEAMS_URL", receiver.url + "/teams")
+    site.run()
+    site.set_amount(2, "100.00", AS_OF - timedelta(hours=1))
+    assert site.run(hours=1).alerts["sent"] == 4  # webhook, Slack, Teams, email
+    line = "KR-A “Bookings”: status on_track → at_risk"
+    by_kind = {}
+    for headers, body in receiver.requests:
+        assert headers["Content-Type"] == "application/json"
+        sent = json.loads(body)
+        by_kind["webhook" if "kind" in sent else "slack" if "text" in sent else "teams"] = sent
+    assert by_kind["slack"] == {"text": f"*okrsync {tmp_path.name}: status changed*\n{line}"}
+    card = by_kind["teams"]["attachments"][0]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert [b["text"] for b in card["content"]["body"]] == [f"okrsync {tmp_path.name}: status changed", line]
+    assert by_kind["webhook"]["text"] == line
