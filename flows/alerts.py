@@ -46,6 +46,7 @@ VALUE_FACTS = ("value", "target", "progress")  # left out for KRs over personal 
 class AlertReport:
     """What one pass did: events recorded, deliveries sent, failed and left for later."""
 
+    channels: int = 0  # the project's channels (none: events are recorded, nobody is told)
     events: int = 0
     sent: int = 0
     failed: int = 0
@@ -240,7 +241,7 @@ def _failure(exc: BaseException, secrets: Secrets) -> str:
 def send_due(project: Project, store: Store, report: AlertReport | None = None) -> AlertReport:
     """Send every due delivery (pending, or failed with attempts left), oldest first, within each
     channel's ``max_per_hour``; record each outcome. Never raises for a delivery that fails."""
-    report = report or AlertReport()
+    report = report or AlertReport(channels=len(project.alerts.channels))
     a = project.alerts
     with store.engine.connect() as conn:
         todo = stored.due(conn, a.max_attempts)
@@ -290,7 +291,7 @@ def _send(project: Project, ch: Channel, d: stored.Delivery, info: Mapping[str, 
 def record(project: Project, store: Store, run_id: str | None, fence: Fence | None = None) -> AlertReport:
     """Record the run's events and queue their deliveries; a failure here never fails the run (the
     next run detects the same changes, as the states it compares with were not updated either)."""
-    report = AlertReport()
+    report = AlertReport(channels=len(project.alerts.channels))
     try:
         report.events = record_events(project, store, run_id, fence)
     except Exception as exc:
@@ -301,7 +302,7 @@ def record(project: Project, store: Store, run_id: str | None, fence: Fence | No
 
 def deliver(project: Project, store: Store, report: AlertReport | None = None) -> AlertReport:
     """:func:`send_due` when the project has channels; a failure here never fails the run."""
-    report = report or AlertReport()
+    report = report or AlertReport(channels=len(project.alerts.channels))
     if project.alerts.channels:
         try:
             send_due(project, store, report)

@@ -219,7 +219,7 @@ def test_a_status_change_sends_one_signed_webhook_and_one_email_then_nothing(
     site.set_amount(2, "100.00", AS_OF - timedelta(hours=1))  # 300: 0.3 progress, gap 0.243: at risk
     second = site.run(hours=1)
     assert second.values["KR-A"] == "300.00" and status_of(site, "KR-A") == "at_risk"
-    assert second.alerts == {"events": 1, "sent": 2, "failed": 0, "deferred": 0, "errors": []}
+    assert second.alerts == {"channels": 2, "events": 1, "sent": 2, "failed": 0, "deferred": 0, "errors": []}
 
     assert len(receiver.requests) == 1
     headers, body = receiver.requests[0]
