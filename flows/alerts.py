@@ -39,7 +39,6 @@ from okrsync.small_groups import personal_streams
 log = logging.getLogger("okrsync.alerts")
 SIGNATURE_HEADER = "X-Okrsync-Signature"  # "sha256=" + hex HMAC-SHA256(secret, f"{timestamp}.{body}")
 TIMESTAMP_HEADER = "X-Okrsync-Timestamp"  # seconds since the epoch, when the request was signed
-VALUE_FACTS = ("value", "target", "progress")  # left out for KRs over personal data
 
 
 @dataclass
@@ -63,7 +62,7 @@ def record_events(project: Project, store: Store, run_id: str | None, fence: Fen
     with store.engine.begin() as conn:
         if fence is not None:
             fence.check(conn)
-        events = stored.detect(conn, run_id)
+        events = stored.detect(conn, run_id, withheld=personal_krs(project))
         if not events or not project.alerts.channels:
             return len(events)
         parents = stored.objective_parents(conn)
@@ -71,6 +70,14 @@ def record_events(project: Project, store: Store, run_id: str | None, fence: Fen
         for e in events:
             stored.add_deliveries(conn, e.id, _targets(project, e, info, parents))
     return len(events)
+
+
+def personal_krs(project: Project) -> set[str]:
+    """The KRs whose metric reads a stream of personal data (:mod:`okrsync.small_groups`)."""
+    personal = personal_streams(project)
+    if not personal:
+        return set()
+    return {b.spec.id for b in project.key_results() if project.streams_of(b.spec.metric) & personal}
 
 
 def _scope(kr_id: str, info: Mapping[str, stored.KrInfo], parents: Mapping[str, str | None]) -> set[str]:
@@ -103,11 +110,8 @@ def _targets(project: Project, e: stored.Event, info: Mapping[str, stored.KrInfo
 # ---- what a delivery says -----------------------------------------------------------------------
 def payload(project: Project, d: stored.Delivery, info: Mapping[str, stored.KrInfo]) -> dict[str, Any]:
     """The JSON of a delivery (the webhook body; Slack, Teams and email render its ``text``)."""
-    personal = personal_streams(project)
     krs = [info[k] for k in d.kr_ids if k in info]
-    facts = dict(d.facts)
-    if d.kind == "status_changed" and any(personal & set(k.streams) for k in krs):
-        facts = {k: v for k, v in facts.items() if k not in VALUE_FACTS} | {"value_withheld": "personal data"}
+    facts = dict(d.facts)  # values of KRs over personal data were left out when the event was recorded
     web = project.settings.web_url
     return {
         "version": 1,

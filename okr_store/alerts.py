@@ -14,7 +14,7 @@ observes the store, and when a state change is news.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from okr_store import models as m
 from okr_store.records import utcnow
 
 SUBJECT_MAX = 300
+VALUE_FACTS = ("value", "target", "progress")  # what a KR over personal data is announced without
 FAILING = ("blocked", "warned")  # check statuses that are a failure (okr_store.checks.status_of)
 STUCK_AFTER = timedelta(minutes=10)  # a "sending" row older than this was left by a crashed process
 
@@ -137,9 +138,12 @@ def _json(v: Any) -> str:
 
 
 def detect(conn: sa.Connection, run_id: str | None = None,
-           sources: Sequence[EventSource] = EVENT_SOURCES) -> list[Event]:
+           sources: Sequence[EventSource] = EVENT_SOURCES, withheld: Collection[str] = ()) -> list[Event]:
     """Record an event for each subject whose state changed to one its source calls news; remember
-    every state seen. Run it in the transaction that also records the deliveries."""
+    every state seen. Run it in the transaction that also records the deliveries.
+
+    ``withheld``: KRs over personal data; events about them are stored (and sent) without
+    :data:`VALUE_FACTS`, as a small group's value must not reach anyone without the ``sensitive`` role."""
     now = utcnow()
     st = m.alert_state.c
     events = []
@@ -159,6 +163,9 @@ def detect(conn: sa.Connection, run_id: str | None = None,
             if not src.notifies(before, obs.state):
                 continue
             facts = {**obs.facts, "previous": before}
+            if withheld and set(obs.kr_ids) & set(withheld) and VALUE_FACTS[0] in facts:
+                facts = {k: v for k, v in facts.items() if k not in VALUE_FACTS} | {"value_withheld":
+                                                                                    "personal data"}
             eid = conn.execute(m.alert_event.insert().values(
                 kind=src.kind, subject=subject, run_id=run_id, kr_ids=_json(list(obs.kr_ids)),
                 facts=_json(facts), created_at=now)).inserted_primary_key[0]  # type: ignore[index]

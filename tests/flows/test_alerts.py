@@ -252,8 +252,10 @@ def test_a_status_change_sends_one_signed_webhook_and_one_email_then_nothing(
     store = site.store()
     with store.engine.connect() as conn:
         stored_text = json.dumps([list(r) for r in conn.execute(sa.select(m.alert_event))], default=str)
+        facts = json.loads(conn.execute(sa.select(m.alert_event.c.facts)).scalar_one())
     store.close()
     assert CANARY not in stored_text
+    assert facts["value_withheld"] == "personal data" and not {"value", "progress", "target"} & set(facts)
 
 
 def test_a_failed_check_and_a_held_kr_carry_no_record_values(
