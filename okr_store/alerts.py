@@ -154,24 +154,29 @@ def detect(conn: sa.Connection, run_id: str | None = None,
             before = seen.get(subject)
             if before == obs.state:
                 continue
-            if before is None:
-                conn.execute(m.alert_state.insert().values(kind=src.kind, subject=subject,
-                                                           state=obs.state, updated_at=now))
-            else:
-                conn.execute(m.alert_state.update().where(st.kind == src.kind, st.subject == subject)
-                             .values(state=obs.state, updated_at=now))
+            _remember(conn, src.kind, subject, before, obs.state, now)
             if not src.notifies(before, obs.state):
                 continue
             facts = {**obs.facts, "previous": before}
-            if withheld and set(obs.kr_ids) & set(withheld) and VALUE_FACTS[0] in facts:
-                facts = {k: v for k, v in facts.items() if k not in VALUE_FACTS} | {"value_withheld":
-                                                                                    "personal data"}
+            if set(obs.kr_ids) & set(withheld) and VALUE_FACTS[0] in facts:
+                facts = {k: v for k, v in facts.items() if k not in VALUE_FACTS}
+                facts["value_withheld"] = "personal data"
             eid = conn.execute(m.alert_event.insert().values(
                 kind=src.kind, subject=subject, run_id=run_id, kr_ids=_json(list(obs.kr_ids)),
                 facts=_json(facts), created_at=now)).inserted_primary_key[0]  # type: ignore[index]
             events.append(Event(int(eid), src.kind, subject, obs.kr_ids, json.loads(_json(facts)), now,
                                 run_id))
     return events
+
+
+def _remember(conn: sa.Connection, kind: str, subject: str, before: str | None, state: str,
+              now: datetime) -> None:
+    st = m.alert_state.c
+    if before is None:
+        conn.execute(m.alert_state.insert().values(kind=kind, subject=subject, state=state, updated_at=now))
+    else:
+        conn.execute(m.alert_state.update().where(st.kind == kind, st.subject == subject)
+                     .values(state=state, updated_at=now))
 
 
 @dataclass(frozen=True)
