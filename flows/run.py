@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from flows import alerts as alerting
 from flows import pipeline
 from okr_store.lease import Fence, Heartbeat
 from okr_store.records import SyncCounts
@@ -301,6 +302,7 @@ class RunSummary:
     previous: dict[str, str | None] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    alerts: dict[str, Any] = field(default_factory=dict)  # flows.alerts.AlertReport: events, sent, failed
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__ | {"as_of": self.as_of.isoformat()}
@@ -386,7 +388,9 @@ def run_project(
             summary.previous, summary.statuses = computed.previous, computed.statuses
             summary.status = "partial" if failed or computed.held else "succeeded"
             summary.error = "; ".join(f"{k}: {v}" for k, v in failed.items()) or None
+            noticed = alerting.record(project, store, fence.run_id, fence)  # under the lease
             store.end_run(fence, summary.status, summary.error)
+            summary.alerts = alerting.deliver(project, store, noticed).as_dict()
         except LeaseLost as exc:
             # A newer run holds the project: close only this run's own row, touch nothing shared.
             store.finish_run(fence.run_id, "failed", exc.message, if_open=True)
@@ -401,7 +405,9 @@ def run_project(
                 summary.held = held
             except LeaseLost:
                 pass
+            noticed = alerting.record(project, store, fence.run_id, fence)  # every KR held: news
             store.end_run(fence, "failed", summary.error)
+            summary.alerts = alerting.deliver(project, store, noticed).as_dict()
             if not isinstance(exc, OkrsyncError):
                 summary.error += "\n" + traceback.format_exc(limit=5)
             raise

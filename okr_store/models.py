@@ -240,3 +240,48 @@ kr_value_top = sa.Table(
     sa.Column("position", sa.Integer, primary_key=True),  # 1-based: contribution desc, then record id
     sa.Column("record_id", sa.String(512), nullable=False),
 )
+
+# ---- alerts (okr_store.alerts): what each event source last saw, the events, their deliveries -------
+# One row per watched subject (a KR's status, a KR's held flag, a check): an event is recorded only when
+# the state changes, so a run that changes nothing notifies nobody.
+alert_state = sa.Table(
+    "alert_state",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("subject", sa.String(300), primary_key=True),
+    sa.Column("state", sa.String(200), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+alert_event = sa.Table(
+    "alert_event",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(300), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("kr_ids", sa.Text, nullable=False),  # JSON list: whom it concerns (owners, subscriptions)
+    sa.Column("facts", sa.Text, nullable=False),  # JSON: PII-free (no record, field or sample values)
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_alert_event_created", "created_at"),
+)
+
+# One row per (event, channel, recipient): pending → sent, or failed (retried by the next run until
+# alerts.max_attempts, then abandoned). ``error`` never holds a URL, a secret or a response body.
+alert_delivery = sa.Table(
+    "alert_delivery",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
+    sa.Column("channel", sa.String(100), nullable=False),
+    sa.Column("recipient", sa.String(320), nullable=False),  # an email address, or "" for a webhook
+    sa.Column("status", sa.String(16), nullable=False),  # pending | sending | sent | failed | abandoned
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("last_attempt_at", sa.DateTime),
+    sa.Column("sent_at", sa.DateTime),
+    sa.Column("error", sa.Text),
+    sa.UniqueConstraint("event_id", "channel", "recipient", name="uq_alert_delivery_target"),
+    sa.Index("ix_alert_delivery_status", "status"),
+    sa.Index("ix_alert_delivery_channel_sent", "channel", "sent_at"),
+)

@@ -23,12 +23,13 @@ from metrics.quality import METRIC_BUILTINS, CheckSpec
 from metrics.spec import KeyResultSpec, ObjectiveSpec, RatioMetric, SimpleMetric
 from okrsync.errors import ConfigError
 from okrsync.pii import sensitive_uses
+from okrsync.project_alerts import build_alerts
 from okrsync.project_model import Project, Settings, SourceSpec, check_timezone
 from okrsync.project_problems import KeyPath, Marks, Problems, describe, did_you_mean, display_path
 
 M = TypeVar("M", bound=BaseModel)
 
-TOP_LEVEL = ("version", "include", "settings", "sources", "streams", "metrics", "objectives")
+TOP_LEVEL = ("version", "include", "settings", "sources", "streams", "metrics", "objectives", "alerts")
 MEASURES = (*(m.value for m in Measure), "ratio")
 STREAM_KEYS = tuple(k for k in StreamSpec.model_fields if k not in ("name", "options", "partition_range"))
 METRIC_KEYS = tuple(sorted((set(SimpleMetric.model_fields) | set(RatioMetric.model_fields)) - {"name"}))
@@ -81,10 +82,11 @@ class _Builder:
         self._key_result_references(default if isinstance(default, str) else None)
         self._kept_fields()
         self._sensitive_uses()
+        alerts = build_alerts(self.doc.get("alerts"), self.problems, self.ids, self._validate)
         self.problems.raise_if_any()
         path = self.marks[()][0]
         return Project(path, path.parent, self.settings, self.sources, self.streams, self.metrics,
-                       tuple(self.objectives), self.marks)
+                       tuple(self.objectives), self.marks, alerts)
 
     def _validate(self, model: type[M], data: Any, path: KeyPath, **kw: Iterable[str]) -> M | None:
         try:

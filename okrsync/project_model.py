@@ -22,6 +22,7 @@ from connectors.registry import connector_kind
 from metrics.periods import Period, parse_period
 from metrics.spec import KeyResultSpec, ObjectiveSpec, RatioMetric, SimpleMetric, parse_number
 from okrsync.errors import ConfigError, NotFound
+from okrsync.project_alerts import Alerts
 from okrsync.project_problems import KeyPath, Marks, Problem, did_you_mean, display_path
 
 
@@ -142,6 +143,7 @@ class Project:
     metrics: Mapping[str, SimpleMetric | RatioMetric]
     objectives: tuple[ObjectiveSpec, ...]
     marks: Marks = field(default_factory=Marks, repr=False, compare=False)
+    alerts: Alerts = field(default_factory=Alerts)  # the `alerts:` section (okrsync.project_alerts)
 
     def key_results(self) -> list[BoundKeyResult]:
         """Every key result, depth-first in file order (an objective's KRs before its children's)."""

@@ -233,6 +233,7 @@ def demo(
 
 def _register_commands() -> None:
     """The commands kept in their own modules, and demo, in the order `okrsync --help` lists them."""
+    from okrsync.cli.alerts import alerts_app
     from okrsync.cli.audit import audit
     from okrsync.cli.checks import checks_app
     from okrsync.cli.plan import plan
@@ -243,6 +244,7 @@ def _register_commands() -> None:
     for command in (history, drill, diff, plan, demo, serve, audit):
         app.command()(command)
     app.add_typer(checks_app, name="checks")
+    app.add_typer(alerts_app, name="alerts")
     app.add_typer(sandbox_app, name="sandbox")
     app.add_typer(users_app, name="users")
 

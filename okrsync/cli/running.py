@@ -72,6 +72,12 @@ def print_summary(s: dict[str, Any]) -> None:
     )
     for kr, why in s["held"].items():
         console.print(f"  [yellow]⏸ {escape(kr)}[/yellow]: {escape(why)}")
+    a = s.get("alerts") or {}
+    if a.get("channels") and (a.get("events") or a.get("sent") or a.get("failed") or a.get("deferred")):
+        console.print(f"alerts: {a.get('events', 0)} new · {a.get('sent', 0)} sent"
+                      + (f" · [red]{a['failed']} failed[/red]" if a.get("failed") else "")
+                      + (f" · {a['deferred']} waiting (rate limit)" if a.get("deferred") else "")
+                      + " (okrsync alerts)")
 
 
 def _streams(project_file: Path, started: list[str]) -> list[str]:
