@@ -232,6 +232,8 @@ class AuditLine(BaseModel):
 class CheckDetail(Check):
     sample: list[SampleRow]
     audit: list[AuditLine]
+    # a reconciliation's finding (okrsync.reconcile_view.detail); None for other checks
+    reconciliation: dict[str, Any] | None = None
 
 
 class AcceptBody(BaseModel):
