@@ -193,6 +193,7 @@ class Check(BaseModel):
     kr_id: str | None
     check: str
     kind: str
+    spec: dict[str, Any] | None = None  # the check as declared (a reconciliation: its sides and key)
     severity: str
     status: str
     element_count: int | None

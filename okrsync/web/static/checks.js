@@ -1,5 +1,6 @@
 // The check review (`/admin/checks`): failed checks and held KRs; one check's findings, offending
 // rows and audit; accept a blocked check with a reason, or re-run and follow the job.
+import { reconciliationDetail } from "/static/reconcile.js";
 import { $, api, badge, el, fill, fmtExact, fmtTime, fmtValue, pauseIcon, say, sayError, startPage, table, withQuery } from "/static/app.js";
 
 const status = $("page-status");
@@ -62,6 +63,7 @@ function drawHeld(held) {
 }
 
 function onWhat(c) {
+  if (c.kind === "reconcile") return `${c.spec.kwargs.left} ↔ ${c.spec.kwargs.right}`;
   return c.stream ? `stream ${c.stream}` : c.kr_id ? `KR ${c.kr_id}` : "—";
 }
 
@@ -189,7 +191,7 @@ function drawDetail(c) {
     ]),
     held,
     c.status === "blocked" ? actions(c) : null,
-    sample,
+    c.reconciliation ? reconciliationDetail(c.reconciliation) : sample,
     audit,
   );
 }
