@@ -297,3 +297,42 @@ def test_the_finding_is_stored_as_json_without_other_fields(project_dir: Path) -
     run(pf)
     text = json.dumps(latest(pf).result)
     assert "close_date" not in text and "2026-10" not in text  # ids, keys and amounts only
+
+
+def test_the_demo_reconciles_crm_deals_with_erp_bookings_and_finds_the_planted_differences(
+    demo_dir: Path,
+) -> None:
+    """The demo's ``won_vs_booked`` after ``okrsync demo``: the CRM side from the sandbox org's own
+    model, the ERP side from SQL over erp.db, the differences computed here by hand."""
+    from okrsync.sandboxes.salesforce.model import Org
+
+    conn_info = json.loads((demo_dir / "salesforce-sandbox" / "connection.json").read_text())
+    org = Org(datetime.fromisoformat(conn_info["org_now"])).generate(
+        seed=conn_info["seed"], opportunities=conn_info["opportunities"])
+    project = load_project(demo_dir / "okrsync.yaml")
+    quarter = project.period(project.settings.default_period or "")
+    c = latest(demo_dir / "okrsync.yaml")
+    assert (c.label, c.severity, c.status) == ("reconcile(won_vs_booked)", "warn", "warned")
+    today = c.created_at.date()
+    crm = {r["Id"]: Decimal(repr(r["Amount"])) for r in org.records("Opportunity")
+           if r["IsWon"] and r["Amount"] is not None and quarter.start <= r["CloseDate"] <= today}
+    con = sqlite3.connect(demo_dir / "erp.db")
+    erp: dict[str, Decimal] = {}
+    for ref, amount in con.execute(
+            "SELECT crm_reference, printf('%.2f', untaxed_amount) FROM orders "
+            "WHERE crm_reference IS NOT NULL AND state IN ('confirmed', 'done') "
+            "AND order_date >= ? AND order_date <= ?",
+            (quarter.start.isoformat(), today.isoformat())):
+        erp[ref] = erp.get(ref, Decimal(0)) + Decimal(amount)
+    con.close()
+    only_crm = {k for k in crm if k not in erp}
+    only_erp = {k for k in erp if k not in crm}
+    differ = {k for k in crm.keys() & erp.keys() if crm[k] != erp[k]}
+    r = c.result
+    assert {p["key"] for p in r["unmatched_left"]} == only_crm and len(only_crm) >= 1  # not booked yet
+    assert {p["key"] for p in r["unmatched_right"]} == only_erp and len(only_erp) == 1  # a lost deal booked
+    assert {p["key"] for p in r["mismatched"]} == differ
+    for p in r["mismatched"]:  # every 9th booking carries a 3 % discount the CRM never heard of
+        assert Decimal(p["right"]) == (Decimal(p["left"]) * Decimal("0.97")).quantize(Decimal("0.01"))
+    assert Decimal(r["left"]["total"]) == sum(crm.values(), Decimal(0))
+    assert Decimal(r["right"]["total"]) == sum(erp.values(), Decimal(0))
