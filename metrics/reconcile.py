@@ -233,7 +233,10 @@ class Finding:
                                                "records": self.left_records},
             "right": {"metric": s.right, "total": _money(self.right_total), "records": self.right_records},
             "difference": _money(self.left_total - self.right_total), "tolerance": s.tolerance.text(),
-            "dimensions": [{**p.json(), "within_tolerance": s.tolerance.allows(p.left, p.right)}
+            "dimensions": [{"key": p.key, "left": _money(p.left), "right": _money(p.right),
+                            "difference": _money(p.left - p.right), "left_count": len(p.left_records),
+                            "right_count": len(p.right_records),
+                            "within_tolerance": s.tolerance.allows(p.left, p.right)}
                            for p in self.by_dimension],
             "dimension_fields": dict(s.dimensions),
             "match": None if s.match is None else s.match.model_dump(),

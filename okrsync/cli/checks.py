@@ -123,7 +123,10 @@ def show(ctx: typer.Context, check_id: int, json_out: JsonOpt = False) -> None:
         _print_reconciliation(found)
     for e in audit:
         c.print(f"  {fmt_time(e['at'])} {escape(e['actor'])} {e['action']}: {escape(e['reason'])}")
-    if r.status == "blocked":
+    if r.status == "blocked" and r.kind == "reconcile":
+        c.print(f"Next: fix the side that is wrong and `okrsync checks rerun {r.id}`, or "
+                f'`okrsync checks accept {r.id} --reason "…"`: the same difference then stays accepted.')
+    elif r.status == "blocked":
         c.print(
             f"Next: fix the source and `okrsync checks rerun {r.id}`, or "
             f'`okrsync checks accept {r.id} --reason "…"` to let this batch through once.'

@@ -7,11 +7,13 @@ key, and the project-file errors."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -336,3 +338,28 @@ def test_the_demo_reconciles_crm_deals_with_erp_bookings_and_finds_the_planted_d
         assert Decimal(p["right"]) == (Decimal(p["left"]) * Decimal("0.97")).quantize(Decimal("0.01"))
     assert Decimal(r["left"]["total"]) == sum(crm.values(), Decimal(0))
     assert Decimal(r["right"]["total"]) == sum(erp.values(), Decimal(0))
+
+
+def test_checks_show_prints_the_unmatched_and_mismatched_records_and_the_accept_hint(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OKRSYNC_STORE_URL", raising=False)
+    deals = [*DEALS, (7, "OPP-7", "800.00", "USD", 1, "2026-11-18")]
+    orders = [o if o[0] != 11 else (11, "OPP-2", "2300.00", "EUR", "2026-10-22") for o in ORDERS]
+    pf = setup(tmp_path, MATCHED, deals, orders)
+    assert run(pf).status == "partial"
+    c = latest(pf)
+    shown = cli("-p", pf, "checks", "show", str(c.id), cwd=tmp_path, env={"COLUMNS": "200"})
+    assert shown.code == 0, shown
+    out = shown.out
+    assert f"Check #{c.id} reconcile(crm_vs_erp) on won ↔ booked — blocked" in out
+    assert "held key results: KR-WON, KR-BOOKED" in out
+    for line in ("totals per currency ↔ cur", "only in won (1)", "amounts differ (1)"):
+        assert line in out, out
+    assert re.search(r"OPP-7\s*│\s*800\s*│\s*0\s*│\s*7\s*│", out), out
+    assert re.search(r"OPP-2\s*│\s*2500\s*│\s*2300\s*│\s*2\s*│\s*11\s*│", out), out
+    assert "only in booked (" not in out  # nothing is: no table
+    assert f"okrsync checks accept {c.id}" in out and "the same difference then stays accepted" in out
+    listed = cli("-p", pf, "checks", "--failed", "--json", cwd=tmp_path)
+    (row,) = json.loads(listed.out)["checks"]
+    assert (row["kind"], row["status"], row["held_krs"]) == ("reconcile", "blocked", ["KR-WON", "KR-BOOKED"])

@@ -218,7 +218,7 @@ function actions(c) {
     "form",
     { class: "accept-form", id: "accept-form", "data-testid": "accept-form", hidden: true },
     el("div", { class: "field" }, el("label", { for: "accept-reason", text: "Reason (required)" }), reason),
-    el("p", { class: "muted small", text: `This commits what the check held back once, recomputes ${c.held_krs.length ? c.held_krs.join(", ") : "the affected key results"}, and writes the decision to the audit log.` }),
+    el("p", { class: "muted small", text: `${c.kind === "reconcile" ? "This accepts the difference (it stays accepted while it stays the same)" : "This commits what the check held back once"}, recomputes ${c.held_krs.length ? c.held_krs.join(", ") : "the affected key results"}, and writes the decision to the audit log.` }),
     el("div", { class: "buttons" }, submit, cancel),
   );
   const openAccept = el("button", { type: "button", "data-testid": "accept-open", "aria-expanded": "false", "aria-controls": "accept-form", text: "Accept…" });
