@@ -205,9 +205,12 @@ class Booking:
 
 def book_crm_deals(path: Path, bookings: list[Booking], *, until: datetime) -> list[int]:
     """Add a confirmed order per booking (``crm_reference`` = the deal), created the morning of its order
-    date (no later than ``until``), for customers taken in turn; returns the new order ids."""
+    date (no later than ``until``), for customers taken in turn, with one line (the deal's amount, so
+    ``untaxed = sum(line amounts)`` holds); returns the new order ids."""
     with _connect(path) as conn:
         first = (conn.execute(sa.select(sa.func.max(orders.c.id))).scalar() or 0) + 1
+        first_line = (conn.execute(sa.select(sa.func.max(order_lines.c.id))).scalar() or 0) + 1
+        lines = []
         people: dict[str, str] = {r[0]: r[1] for r in conn.execute(
             sa.select(orders.c.region, sa.func.min(orders.c.salesperson)).group_by(orders.c.region))}
         custs = conn.execute(sa.select(customers.c.id, customers.c.region).order_by(customers.c.id)).all()
@@ -225,8 +228,14 @@ def book_crm_deals(path: Path, bookings: list[Booking], *, until: datetime) -> l
                 "crm_reference": b.reference, "create_date": created,
                 "write_date": None,
             })
+            lines.append({
+                "id": first_line + i, "order_id": first + i, "product_code": "CRM-DEAL",
+                "description": f"As won in the CRM ({b.reference})", "quantity": Decimal(1),
+                "unit_price": untaxed, "amount": untaxed, "create_date": created, "write_date": None,
+            })
         if rows:
             conn.execute(orders.insert(), rows)
+            conn.execute(order_lines.insert(), lines)
     return [r["id"] for r in rows]
 
 
