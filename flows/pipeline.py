@@ -31,7 +31,7 @@ from connectors.base import (
     typed_watermark,
 )
 from connectors.horizon import FutureRows, Horizon, future_rows, next_watermark
-from flows import progress
+from flows import progress, reconcile
 from flows.deletes import stage_deletes
 from flows.gate import StreamGate
 from metrics.definition import KrDefinition
@@ -456,7 +456,8 @@ def compute_values(
             held[kr_id] = why if why.startswith(f"stream {bad[0]!r}") else f"stream {bad[0]!r} failed: {why}"
         else:
             ready.append(d)
-    snapshot = store.snapshot({s for d in ready for s in d.streams})
+    reconciled = {s for s in reconcile.streams_of(project) if s not in failed_streams}
+    snapshot = store.snapshot({s for d in ready for s in d.streams} | reconciled)
     views: dict[str, StreamView] = {}
     for stream in snapshot:
         found = store.view(stream, snapshot[stream])
@@ -469,6 +470,9 @@ def compute_values(
             held[d.kr_id] = f"stream {missing[0]!r} has never synced successfully"
         else:
             computable.append(d)
+    for kr, why in reconcile.reconcile(project, store, run_id, as_of, views, defs).items():
+        held.setdefault(kr, why)  # a failed stream says so first
+    computable = [d for d in computable if d.kr_id not in held]
     progress.reporter.metrics_started(len(computable))
     with store.engine.connect() as conn:
         results = evaluate(conn, views, computable, as_of)

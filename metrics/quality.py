@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STREAM_BUILTINS = ("freshness", "volume_change")
 METRIC_BUILTINS = ("max_jump_percent",)
+RECONCILE = "reconcile"  # a cross-system reconciliation (metrics.reconcile): declared on its own, not here
 BUILTIN_ARGS = {"freshness": {"max_age_hours"}, "volume_change": {"max_percent"}}
 Severity = Literal["error", "warn"]
 FUTURE_SKEW_SECONDS = 300  # clocks differ: a newest record this far ahead of ours is not yet "future"
@@ -78,6 +79,9 @@ class CheckSpec(BaseModel):
             value = self.kwargs[arg]
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"{self.kind}: {arg} must be a number above 0")
+        elif self.kind == RECONCILE:
+            if not isinstance(self.kwargs.get("name"), str):
+                raise ValueError("declare a reconciliation under the top-level `reconciliations:`")
         elif not self.kind.startswith("expect_"):
             raise ValueError(
                 f"unknown check {self.kind!r}: use a Great Expectations expectation name "
@@ -87,11 +91,13 @@ class CheckSpec(BaseModel):
 
     @property
     def builtin(self) -> bool:
-        return self.kind in STREAM_BUILTINS or self.kind in METRIC_BUILTINS
+        return self.kind in STREAM_BUILTINS or self.kind in METRIC_BUILTINS or self.kind == RECONCILE
 
     @property
     def label(self) -> str:
         """A short human name: ``expect_column_values_to_be_between(total_amount)``."""
+        if self.kind == RECONCILE:
+            return f"{RECONCILE}({self.kwargs['name']})"
         column = self.kwargs.get("column")
         return f"{self.kind}({column})" if column else self.kind
 

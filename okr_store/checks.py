@@ -186,3 +186,24 @@ def decisions_for_kr(conn: sa.Connection, kr_id: str) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def accepted_difference(conn: sa.Connection, label: str, fingerprint: str) -> int | None:
+    """The accepted check of reconciliation ``label`` that found this same difference (its id), if any:
+    an accepted difference stays accepted while it stays the same."""
+    c = m.check_result.c
+    q = (sa.select(c.id, c.result).where(c.kind == "reconcile", c.label == label, c.status == "accepted")
+         .order_by(c.id.desc()).limit(50))
+    for r in conn.execute(q):
+        if json.loads(r.result).get("fingerprint") == fingerprint:
+            return int(r.id)
+    return None
+
+
+def supersede_label(conn: sa.Connection, kind: str, label: str, before_id: int) -> list[int]:
+    """Blocked results of an earlier run of the same check (``kind``, ``label``) no longer apply."""
+    c = m.check_result.c
+    ids = list(conn.execute(sa.select(c.id).where(
+        c.kind == kind, c.label == label, c.status == "blocked", c.id < before_id)).scalars())
+    resolve(conn, ids, "superseded", f"check #{before_id}")
+    return ids

@@ -61,7 +61,7 @@ streams:
     cursor: [write_date, create_date]   # COALESCE(write_date, create_date): edits are picked up
     timezone: UTC                       # the ERP stores its timestamps in UTC
     fields: [id, number, customer_id, region, salesperson, state, order_date, currency,
-             untaxed_amount, total_amount, create_date, write_date]
+             untaxed_amount, total_amount, crm_reference, create_date, write_date]
     sensitive: [salesperson]            # a person's name: masked in check samples
     checks:                             # Great Expectations' own names and arguments
       - expect_column_values_to_not_be_null: {{column: customer_id}}
@@ -80,12 +80,15 @@ streams:
 {crm_stream}
 metrics:
   revenue:
-    description: Booked revenue (confirmed and done orders, untaxed), by order date
+    description: Booked revenue (confirmed and done orders in EUR, untaxed), by order date
     stream: orders
     measure: sum
     field: untaxed_amount
     time_field: order_date
-    filter: {{field: state, op: in, value: [confirmed, done]}}
+    filter:
+      and:
+        - {{field: state, op: in, value: [confirmed, done]}}
+        - {{field: currency, op: "=", value: EUR}}
     dimensions: [region, salesperson]
     unit: EUR
   average_order_value:
@@ -93,7 +96,10 @@ metrics:
     measure: avg
     field: untaxed_amount
     time_field: order_date
-    filter: {{field: state, op: in, value: [confirmed, done]}}
+    filter:
+      and:
+        - {{field: state, op: in, value: [confirmed, done]}}
+        - {{field: currency, op: "=", value: EUR}}
     unit: EUR
     checks:
       - max_jump_percent: 25            # hold a KR that moves more than this between runs
@@ -231,6 +237,25 @@ CRM_METRICS = """\
     field: Amount_USD
     time_field: CreatedDate
     unit: USD
+  won_amount:
+    description: Closed-won opportunity amounts in their own currency, by close date
+    stream: opportunities
+    measure: sum
+    field: Amount
+    time_field: CloseDate
+    filter: {field: IsWon, op: "=", value: true}
+    dimensions: [CurrencyIsoCode]
+  crm_booked:
+    description: ERP orders booked from a CRM deal (untaxed, in the order's currency), by order date
+    stream: orders
+    measure: sum
+    field: untaxed_amount
+    time_field: order_date
+    filter:
+      and:
+        - {field: state, op: in, value: [confirmed, done]}
+        - {field: crm_reference, op: not_null}
+    dimensions: [currency]
 """
 
 CRM_OBJECTIVE = """\
@@ -254,6 +279,17 @@ CRM_OBJECTIVE = """\
         metric: pipeline_created
         baseline: 0
         target: {pipeline_target}
+
+# Does the ERP book every deal the CRM won, at the amount won? Deals pair by opportunity id.
+reconciliations:
+  won_vs_booked:
+    description: Closed-won deals (CRM) against the orders booked from them (ERP), this quarter
+    left: won_amount
+    right: crm_booked
+    dimensions: {{CurrencyIsoCode: currency}}   # totals per currency
+    match: {{left: Id, right: crm_reference}}
+    tolerance: {{absolute: 0.01}}
+    severity: warn                  # error: hold the KRs on either metric until an admin accepts
 """
 
 REGION = """\
@@ -286,7 +322,7 @@ def _last_quarter_figures(erp: Path, today: date) -> tuple[Decimal, Decimal, dic
     engine = sa.create_engine(f"sqlite:///{erp}")
     orders = sa.Table("orders", sa.MetaData(), autoload_with=engine)
     booked = sa.and_(
-        orders.c.state.in_(["confirmed", "done"]),
+        orders.c.state.in_(["confirmed", "done"]), orders.c.currency == "EUR",
         orders.c.order_date >= prev.start,
         orders.c.order_date < prev.end,
     )
@@ -356,6 +392,12 @@ def build(directory: Path, *, today: date, force: bool = False,
     (directory / MARKER).write_text("built by okrsync demo\n")
     erp = directory / "erp.db"
     build_erp(erp, today=today, until=datetime.now(UTC).replace(tzinfo=None, microsecond=0))
+    if salesforce is not None:
+        from okrsync.demo_crm import crm_bookings
+        from okrsync.demo_erp import book_crm_deals
+
+        book_crm_deals(erp, crm_bookings(salesforce.org_time, SANDBOX_SEED, SANDBOX_OPPORTUNITIES, today),
+                       until=datetime.now(UTC).replace(tzinfo=None, microsecond=0))
     revenue, aov, by_region = _last_quarter_figures(erp, today)
     regions = "".join(
         REGION.format(code=r[:4].upper(), region=r, target=_round(v * Decimal("1.15"), 10_000))

@@ -91,6 +91,7 @@ orders = _table(
     _col("state", sa.Text),  # draft | confirmed | done | cancelled
     _col("order_date", sa.Date, index=True), _col("currency", sa.Text),
     _col("untaxed_amount", _MONEY), _col("tax_amount", _MONEY), _col("total_amount", _MONEY),
+    sa.Column("crm_reference", sa.Text),  # the CRM deal (Salesforce Opportunity Id) an order books; or NULL
 )
 order_lines = _table(
     "order_lines",
@@ -190,6 +191,52 @@ def change_order_amount(path: Path, order_id: int, new_total: Decimal, *, at: da
                 conn.execute(update.values(amount=amount, unit_price=price, write_date=at))
         values = {"untaxed_amount": _dec(net), "tax_amount": _dec(total - net), "total_amount": _dec(total)}
         conn.execute(sa.update(orders).where(orders.c.id == order_id).values({**values, "write_date": at}))
+
+
+@dataclass(frozen=True)
+class Booking:
+    """An order the ERP books from a CRM deal: its reference, amount (untaxed), currency and date."""
+
+    reference: str
+    amount: Decimal
+    currency: str
+    order_date: date
+
+
+def book_crm_deals(path: Path, bookings: list[Booking], *, until: datetime) -> list[int]:
+    """Add a confirmed order per booking (``crm_reference`` = the deal), created the morning of its order
+    date (no later than ``until``), for customers taken in turn, with one line (the deal's amount, so
+    ``untaxed = sum(line amounts)`` holds); returns the new order ids."""
+    with _connect(path) as conn:
+        first = (conn.execute(sa.select(sa.func.max(orders.c.id))).scalar() or 0) + 1
+        first_line = (conn.execute(sa.select(sa.func.max(order_lines.c.id))).scalar() or 0) + 1
+        lines = []
+        people: dict[str, str] = {r[0]: r[1] for r in conn.execute(
+            sa.select(orders.c.region, sa.func.min(orders.c.salesperson)).group_by(orders.c.region))}
+        custs = conn.execute(sa.select(customers.c.id, customers.c.region).order_by(customers.c.id)).all()
+        rows = []
+        for i, b in enumerate(bookings):
+            cust = custs[(i * 37) % len(custs)]
+            untaxed = b.amount.quantize(Decimal("0.01"))
+            tax = _dec(_tax(_cents(untaxed)))
+            created = min(until, datetime(b.order_date.year, b.order_date.month, b.order_date.day, 9, 30))
+            rows.append({
+                "id": first + i, "number": f"SO-CRM-{first + i:06d}", "customer_id": cust.id,
+                "region": cust.region, "salesperson": people.get(cust.region, "Anna Weber"),
+                "state": "confirmed", "order_date": b.order_date, "currency": b.currency,
+                "untaxed_amount": untaxed, "tax_amount": tax, "total_amount": untaxed + tax,
+                "crm_reference": b.reference, "create_date": created,
+                "write_date": None,
+            })
+            lines.append({
+                "id": first_line + i, "order_id": first + i, "product_code": "CRM-DEAL",
+                "description": f"As won in the CRM ({b.reference})", "quantity": Decimal(1),
+                "unit_price": untaxed, "amount": untaxed, "create_date": created, "write_date": None,
+            })
+        if rows:
+            conn.execute(orders.insert(), rows)
+            conn.execute(order_lines.insert(), lines)
+    return [r["id"] for r in rows]
 
 
 def delete_order(path: Path, order_id: int) -> None:

@@ -26,6 +26,7 @@ from okrsync.project_model import (
     walk_key_results,
 )
 from okrsync.project_problems import KeyPath, did_you_mean
+from okrsync.project_reconcile import match_problems
 from okrsync.schema import StreamSchema
 
 __all__ = ["BoundKeyResult", "Project", "RoleSpec", "Settings", "SourceSpec", "check_sources",
@@ -117,6 +118,8 @@ def metric_problems(project: Project, stream: StreamSpec, schema: StreamSchema) 
     for metric in project.metrics.values():
         if isinstance(metric, SimpleMetric) and metric.stream == stream.name:
             out += _check_metric(project, metric, schema, kept, shown)
+    for path, why in match_problems(project.reconciliations, project.metrics, stream.name, list(kept)):
+        out.append(project.locate(path, why))
     return out
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from connectors.base import StreamSpec
 from metrics.definition import KrDefinition, build_definition
+from metrics.reconcile import ReconciliationSpec
 from okrsync.project_model import Project
 
 
@@ -25,13 +26,35 @@ def effective_stream(project: Project, name: str) -> StreamSpec:
     return spec if spec.timezone else spec.model_copy(update={"timezone": project.settings.timezone})
 
 
+def _metrics(project: Project) -> tuple[Mapping[str, Any], Any]:
+    """The project's metrics as evaluated (filters on sensitive fields sealed) and the vault, if any."""
+    hidden = project.sensitive()
+    vault = project.vault() if hidden else None
+    if vault is not None:  # compare sealed fields with sealed values (okrsync.pii)
+        return _sealed_metrics(project, hidden, vault), vault
+    return project.metrics, None
+
+
+def reconciliation_definitions(
+    project: Project,
+) -> dict[str, tuple[ReconciliationSpec, KrDefinition, KrDefinition]]:
+    """Each reconciliation with the definitions of its two sides over its period."""
+    if not project.reconciliations:
+        return {}
+    metrics, _ = _metrics(project)
+    out = {}
+    for name, spec in project.reconciliations.items():
+        period = project.period(spec.period or project.settings.default_period or "")
+        left, right = (build_definition(f"{spec.label}:{side}", metrics[getattr(spec, side)], metrics, {},
+                                        period) for side in ("left", "right"))
+        out[name] = (spec, left, right)
+    return out
+
+
 def kr_definitions(project: Project) -> dict[str, KrDefinition]:
     """Every key result's definition, by id, in the project's order."""
     hidden = project.sensitive()
-    vault = project.vault() if hidden else None
-    metrics = project.metrics
-    if vault is not None:  # compare sealed fields with sealed values (okrsync.pii)
-        metrics = _sealed_metrics(project, hidden, vault)
+    metrics, vault = _metrics(project)
 
     def sealed_dims(metric: str, dims: Any) -> Any:
         """The KR's pinned values, those on sensitive fields sealed."""

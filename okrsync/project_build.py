@@ -19,17 +19,19 @@ from connectors.base import ConnectorFactory, StreamSpec
 from connectors.registry import connector_kind
 from metrics.measures import Measure
 from metrics.periods import parse_period
-from metrics.quality import METRIC_BUILTINS, CheckSpec
+from metrics.quality import METRIC_BUILTINS, RECONCILE, CheckSpec
 from metrics.spec import KeyResultSpec, ObjectiveSpec, RatioMetric, SimpleMetric
 from okrsync.errors import ConfigError
 from okrsync.pii import sensitive_uses
 from okrsync.project_alerts import build_alerts
 from okrsync.project_model import Project, Settings, SourceSpec, check_timezone
 from okrsync.project_problems import KeyPath, Marks, Problems, describe, did_you_mean, display_path
+from okrsync.project_reconcile import reconciliations_of
 
 M = TypeVar("M", bound=BaseModel)
 
-TOP_LEVEL = ("version", "include", "settings", "sources", "streams", "metrics", "objectives", "alerts")
+TOP_LEVEL = ("version", "include", "settings", "sources", "streams", "metrics", "objectives",
+             "reconciliations", "alerts")
 MEASURES = (*(m.value for m in Measure), "ratio")
 STREAM_KEYS = tuple(k for k in StreamSpec.model_fields if k not in ("name", "options", "partition_range"))
 METRIC_KEYS = tuple(sorted((set(SimpleMetric.model_fields) | set(RatioMetric.model_fields)) - {"name"}))
@@ -82,11 +84,12 @@ class _Builder:
         self._key_result_references(default if isinstance(default, str) else None)
         self._kept_fields()
         self._sensitive_uses()
+        reconciliations = reconciliations_of(self, default if isinstance(default, str) else None)
         alerts = build_alerts(self.doc.get("alerts"), self.problems, self.ids, self._validate)
         self.problems.raise_if_any()
         path = self.marks[()][0]
         return Project(path, path.parent, self.settings, self.sources, self.streams, self.metrics,
-                       tuple(self.objectives), self.marks, alerts)
+                       tuple(self.objectives), self.marks, reconciliations, alerts)
 
     def _validate(self, model: type[M], data: Any, path: KeyPath, **kw: Iterable[str]) -> M | None:
         try:
@@ -215,6 +218,9 @@ class _Builder:
                     if c is not None and c.kind in METRIC_BUILTINS:
                         self.problems.add((*path, "checks", i), f"{c.kind} checks a metric's values: put it "
                                           "under the metric's `checks`")
+                    elif c is not None and c.kind == RECONCILE:
+                        self.problems.add((*path, "checks", i), "a reconciliation compares two metrics: "
+                                          "declare it in the top-level `reconciliations:` section")
                 spec = spec.model_copy(update={"checks": tuple(c for c in checks if c is not None)})
             if spec is not None and spec.timezone is not None:
                 try:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from connectors.base import SourceConnector, StreamSpec
 from connectors.registry import connector_kind
 from metrics.periods import Period, parse_period
+from metrics.reconcile import ReconciliationSpec
 from metrics.spec import KeyResultSpec, ObjectiveSpec, RatioMetric, SimpleMetric, parse_number
 from okrsync.errors import ConfigError, NotFound
 from okrsync.project_alerts import Alerts
@@ -143,6 +144,7 @@ class Project:
     metrics: Mapping[str, SimpleMetric | RatioMetric]
     objectives: tuple[ObjectiveSpec, ...]
     marks: Marks = field(default_factory=Marks, repr=False, compare=False)
+    reconciliations: Mapping[str, ReconciliationSpec] = field(default_factory=dict)
     alerts: Alerts = field(default_factory=Alerts)  # the `alerts:` section (okrsync.project_alerts)
 
     def key_results(self) -> list[BoundKeyResult]:

@@ -47,6 +47,7 @@ def checks(
     if ctx.invoked_subcommand is not None:
         return
     from okr_store.checks import list_checks
+    from okrsync.reconcile_view import subject
     from okrsync.render import check_json, dumps, fmt_time
 
     project, store = _ctx(ctx, read_only=True)
@@ -66,7 +67,7 @@ def checks(
         t.add_row(
             str(r.id),
             fmt_time(r.created_at),
-            Text(r.stream or f"KR {r.kr_id}"),
+            Text(subject(r)),
             Text(r.label),
             r.severity,
             f"[{style}]{r.status}[/{style}]",
@@ -80,24 +81,25 @@ def checks(
 def show(ctx: typer.Context, check_id: int, json_out: JsonOpt = False) -> None:
     """One check: what it found, a sample of the offending rows, the KRs it held, the decisions."""
     from okr_store.checks import audit_log, get_check
+    from okrsync.reconcile_view import detail, subject
     from okrsync.render import check_json, dumps, fmt_time
 
-    _, store = _ctx(ctx, read_only=True)
+    project, store = _ctx(ctx, read_only=True)
     with store.engine.connect() as conn:
         r = get_check(conn, check_id)
         events = audit_log(conn, check_id=check_id)
     audit = [
         {"at": e.at, "actor": e.actor, "action": e.action, "reason": e.reason, "hash": e.hash} for e in events
     ]
+    found = detail(project, r.result) if r.kind == "reconcile" else None
     if json_out:
-        console.print_json(
-            dumps({**check_json(r), "sample": r.sample, "result": r.result, "audit": audit})
-        )
+        console.print_json(dumps({**check_json(r), "sample": r.sample, "result": r.result, "audit": audit,
+                                  "reconciliation": found}))
         return
     c = console
     c.print(
         f"[bold]Check #{r.id}[/bold] {escape(r.label)} on "
-        f"{escape(r.stream or 'KR ' + str(r.kr_id))} — [{STATUS_STYLE.get(r.status, '')}]{r.status}[/] "
+        f"{escape(subject(r))} — [{STATUS_STYLE.get(r.status, '')}]{r.status}[/] "
         f"({r.severity}), {fmt_time(r.created_at)}, run {r.run_id[:8]}"
     )
     c.print(f"  declared as: {escape(json.dumps(r.spec['kwargs']))}")
@@ -117,9 +119,14 @@ def show(ctx: typer.Context, check_id: int, json_out: JsonOpt = False) -> None:
         for s in r.sample:
             t.add_row(*map(Text, [str(s["record_id"]), *[str(s["fields"].get(n, "")) for n in names]]))
         c.print(t)
+    if found is not None:
+        _print_reconciliation(found)
     for e in audit:
         c.print(f"  {fmt_time(e['at'])} {escape(e['actor'])} {e['action']}: {escape(e['reason'])}")
-    if r.status == "blocked":
+    if r.status == "blocked" and r.kind == "reconcile":
+        c.print(f"Next: fix the side that is wrong and `okrsync checks rerun {r.id}`, or "
+                f'`okrsync checks accept {r.id} --reason "…"`: the same difference then stays accepted.')
+    elif r.status == "blocked":
         c.print(
             f"Next: fix the source and `okrsync checks rerun {r.id}`, or "
             f'`okrsync checks accept {r.id} --reason "…"` to let this batch through once.'
@@ -221,3 +228,33 @@ def docs(
         )
     index = build_data_docs(records, directory)
     console.print(f"Data Docs for {len(records)} stream(s): {index}")
+
+
+def _print_reconciliation(found: dict[str, Any]) -> None:
+    """Totals per dimension value, then the unmatched and mismatched keys with their records (and the
+    record's link in its source, where there is one)."""
+    left, right = found["sides"]["left"]["metric"], found["sides"]["right"]["metric"]
+    if found["dimensions"]:
+        pairs = " · ".join(f"{a} ↔ {b}" for a, b in found["dimension_fields"].items())
+        t = Table(title=f"totals per {pairs}")
+        for col in ("value", left, right, "difference", ""):
+            t.add_column(col, overflow="fold")
+        for p in found["dimensions"]:
+            t.add_row(Text(p["key"]), p["left"], p["right"], p["difference"],
+                      "" if p["within_tolerance"] else "[red]differs[/red]")
+        console.print(t)
+    titles = {"unmatched_left": f"only in {left}", "unmatched_right": f"only in {right}",
+              "mismatched": "amounts differ"}
+    for group, title in titles.items():
+        rows = found.get(group) or []
+        if not rows:
+            continue
+        total = found["counts"][group]
+        t = Table(title=f"{title} ({total}{'' if total == len(rows) else f', first {len(rows)} shown'})")
+        for col in ("key", left, right, f"{left} records", f"{right} records"):
+            t.add_column(col, overflow="fold")
+        for p in rows:
+            records = ["\n".join(x["id"] + (f" {x['url']}" if x["url"] else "") for x in p[f"{s}_records"])
+                       for s in ("left", "right")]
+            t.add_row(Text(p["key"]), p["left"], p["right"], *map(Text, records))
+        console.print(t)

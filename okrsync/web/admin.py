@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from okr_store import audit, queries
 from okr_store import checks as store_checks
 from okr_store import users as stored_users
-from okrsync import accounts, render, users
+from okrsync import accounts, reconcile_view, render, users
 from okrsync.access import NotAllowed
 from okrsync.errors import ConfigError, LeaseBusy, NotFound
 from okrsync.pii import reveal
@@ -68,7 +68,8 @@ def check_detail(check_id: Id, c: Admin, w: WebDep) -> Any:
         {"record_id": str(x["record_id"]), "fields": reveal(x["fields"], hidden, vault)} for x in r.sample
     ]
     audit = [{"at": e.at, "actor": e.actor, "action": e.action, "reason": e.reason} for e in events]
-    return plain({**render.check_json(r), "sample": sample, "audit": audit})
+    found = reconcile_view.detail(w.project, r.result) if r.kind == "reconcile" else None
+    return plain({**render.check_json(r), "sample": sample, "audit": audit, "reconciliation": found})
 
 
 @router.post(

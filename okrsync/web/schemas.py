@@ -194,6 +194,7 @@ class Check(BaseModel):
     kr_id: str | None
     check: str
     kind: str
+    spec: dict[str, Any] | None = None  # the check as declared (a reconciliation: its sides and key)
     severity: str
     status: str
     element_count: int | None
@@ -233,6 +234,8 @@ class AuditLine(BaseModel):
 class CheckDetail(Check):
     sample: list[SampleRow]
     audit: list[AuditLine]
+    # a reconciliation's finding (okrsync.reconcile_view.detail); None for other checks
+    reconciliation: dict[str, Any] | None = None
 
 
 class AcceptBody(BaseModel):

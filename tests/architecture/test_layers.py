@@ -17,7 +17,7 @@ PACKAGES = ("connectors", "metrics", "okr_store", "flows", "okrsync")
 KERNEL = ("okrsync", "okrsync.errors", "okrsync.schema")
 CONFIGURATION = ("okrsync.project", "okrsync.project_build", "okrsync.project_file", "okrsync.project_model",
                  "okrsync.project_problems", "okrsync.project_bindings", "okrsync.pii",
-                 "okrsync.small_groups", "okrsync.project_alerts")
+                 "okrsync.small_groups", "okrsync.project_reconcile", "okrsync.project_alerts")
 LAYER_NAMES = ("kernel", "domain", "configuration", "flows", "faces")
 
 

@@ -526,7 +526,7 @@ def test_top_level_keys_and_version(in_tmp: Path) -> None:
     assert problems() == [
         "okrsync.yaml:1: version: version must be 1, got int 2",
         "okrsync.yaml:2: metric: unknown key 'metric' (did you mean 'metrics'?) (allowed: version, include, "
-        "settings, sources, streams, metrics, objectives, alerts)",
+        "settings, sources, streams, metrics, objectives, reconciliations, alerts)",
     ]
     base(("version: 1\n", ""))
     assert only_problem() == (

@@ -1,5 +1,6 @@
 // The check review (`/admin/checks`): failed checks and held KRs; one check's findings, offending
 // rows and audit; accept a blocked check with a reason, or re-run and follow the job.
+import { reconciliationDetail } from "/static/reconcile.js";
 import { $, api, badge, el, fill, fmtExact, fmtTime, fmtValue, pauseIcon, say, sayError, startPage, table, withQuery } from "/static/app.js";
 
 const status = $("page-status");
@@ -62,6 +63,7 @@ function drawHeld(held) {
 }
 
 function onWhat(c) {
+  if (c.kind === "reconcile") return `${c.spec.kwargs.left} ↔ ${c.spec.kwargs.right}`;
   return c.stream ? `stream ${c.stream}` : c.kr_id ? `KR ${c.kr_id}` : "—";
 }
 
@@ -189,7 +191,7 @@ function drawDetail(c) {
     ]),
     held,
     c.status === "blocked" ? actions(c) : null,
-    sample,
+    c.reconciliation ? reconciliationDetail(c.reconciliation) : sample,
     audit,
   );
 }
@@ -216,7 +218,7 @@ function actions(c) {
     "form",
     { class: "accept-form", id: "accept-form", "data-testid": "accept-form", hidden: true },
     el("div", { class: "field" }, el("label", { for: "accept-reason", text: "Reason (required)" }), reason),
-    el("p", { class: "muted small", text: `This commits what the check held back once, recomputes ${c.held_krs.length ? c.held_krs.join(", ") : "the affected key results"}, and writes the decision to the audit log.` }),
+    el("p", { class: "muted small", text: `${c.kind === "reconcile" ? "This accepts the difference (it stays accepted while it stays the same)" : "This commits what the check held back once"}, recomputes ${c.held_krs.length ? c.held_krs.join(", ") : "the affected key results"}, and writes the decision to the audit log.` }),
     el("div", { class: "buttons" }, submit, cancel),
   );
   const openAccept = el("button", { type: "button", "data-testid": "accept-open", "aria-expanded": "false", "aria-controls": "accept-form", text: "Accept…" });

@@ -11,7 +11,9 @@ export class RecordsPanel {
     this.kr = kr;
     this.me = me;
     this.value = null;
-    this.state = { offset: 0, limit: 50, sort: null, desc: null, recordId: "", where: [] };
+    // `?record=ID` (a reconciliation's drill-down link) opens the records filtered to that record
+    const wanted = new URLSearchParams(location.search).get("record") || "";
+    this.state = { offset: 0, limit: 50, sort: null, desc: null, recordId: wanted, where: [] };
     this.seq = 0;
     this.sealed = new Set();
     this.build();
@@ -19,7 +21,7 @@ export class RecordsPanel {
 
   // The controls are built once; the table, range and export link are redrawn per load.
   build() {
-    this.recordIdInput = el("input", { type: "search", id: "filter-record-id", "data-testid": "filter-record-id", autocomplete: "off", placeholder: "e.g. 55" });
+    this.recordIdInput = el("input", { type: "search", id: "filter-record-id", "data-testid": "filter-record-id", autocomplete: "off", placeholder: "e.g. 55", value: this.state.recordId });
     this.fieldSelect = el("select", { id: "filter-field", "data-testid": "filter-field" });
     this.valueInput = el("input", { type: "text", id: "filter-value", "data-testid": "filter-value", autocomplete: "off", placeholder: "exact value" });
     const clear = el("button", { type: "button", class: "secondary", "data-testid": "filter-clear", text: "Clear filters" });
