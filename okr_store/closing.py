@@ -27,7 +27,8 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from okr_store import audit, models as m
+from okr_store import audit
+from okr_store import models as m
 from okr_store.records import utcnow
 from okrsync.errors import ConfigError, NotFound
 
@@ -60,8 +61,21 @@ class Closed:
 
     @classmethod
     def of(cls, r: Any) -> Closed:
-        return cls(int(r.id), r.kr_id, r.period_label, int(r.seq), int(r.value_id), _dec(r.value), r.closes_at,
-                   r.as_of, r.closed_at, r.run_id, r.reopened_at, r.reopened_by, r.reopen_reason)
+        return cls(
+            int(r.id),
+            r.kr_id,
+            r.period_label,
+            int(r.seq),
+            int(r.value_id),
+            _dec(r.value),
+            r.closes_at,
+            r.as_of,
+            r.closed_at,
+            r.run_id,
+            r.reopened_at,
+            r.reopened_by,
+            r.reopen_reason,
+        )
 
 
 @dataclass(frozen=True)
@@ -86,9 +100,23 @@ class Restatement:
 
     @classmethod
     def of(cls, r: Any) -> Restatement:
-        return cls(int(r.id), int(r.close_id), r.kr_id, int(r.value_id), int(r.closed_value_id), _dec(r.value),
-                   _dec(r.closed_value), json.loads(r.changes), int(r.total_changes), r.as_of, r.created_at,
-                   r.run_id, r.acknowledged_at, r.acknowledged_by, r.acknowledge_reason)
+        return cls(
+            int(r.id),
+            int(r.close_id),
+            r.kr_id,
+            int(r.value_id),
+            int(r.closed_value_id),
+            _dec(r.value),
+            _dec(r.closed_value),
+            json.loads(r.changes),
+            int(r.total_changes),
+            r.as_of,
+            r.created_at,
+            r.run_id,
+            r.acknowledged_at,
+            r.acknowledged_by,
+            r.acknowledge_reason,
+        )
 
     @property
     def delta(self) -> Decimal | None:
@@ -130,6 +158,7 @@ class CloseState:
     restatement: Restatement | None = None  # the latest since the close
     pending: int = 0  # restatements of the close not acknowledged yet
     reopened: Closed | None = None  # the last reopened close of this period, while provisional again
+    withheld: bool = False  # the value is a small group this role may not see: no numbers either
 
     @property
     def label(self) -> str:
@@ -138,7 +167,7 @@ class CloseState:
         if self.state == "final":
             return "final"
         if self.state == "restated" and self.restatement is not None:
-            return f"restated after close ({self.restatement.change_text()})"
+            return "restated after close" + ("" if self.withheld else f" ({self.restatement.change_text()})")
         if self.state == "provisional":
             if self.reopened is not None:
                 return "provisional (reopened, closes at the next run)"
@@ -159,8 +188,11 @@ def _close_query() -> sa.Select[Any]:
 def active_closes(conn: sa.Connection, kr_ids: Iterable[str] | None = None) -> dict[str, Closed]:
     """Each KR's close of its current period that was not reopened (KRs without one are missing)."""
     c, k = m.kr_close.c, m.key_result.c
-    q = _close_query().join(m.key_result, sa.and_(k.id == c.kr_id, k.period_label == c.period_label)).where(
-        c.reopened_at.is_(None))
+    q = (
+        _close_query()
+        .join(m.key_result, sa.and_(k.id == c.kr_id, k.period_label == c.period_label))
+        .where(c.reopened_at.is_(None))
+    )
     if kr_ids is not None:
         q = q.where(c.kr_id.in_(list(kr_ids)))
     return {r.kr_id: Closed.of(r) for r in conn.execute(q.order_by(c.seq))}
@@ -169,8 +201,11 @@ def active_closes(conn: sa.Connection, kr_ids: Iterable[str] | None = None) -> d
 def last_reopened(conn: sa.Connection, kr_ids: Iterable[str] | None = None) -> dict[str, Closed]:
     """Each KR's latest reopened close of its current period."""
     c, k = m.kr_close.c, m.key_result.c
-    q = _close_query().join(m.key_result, sa.and_(k.id == c.kr_id, k.period_label == c.period_label)).where(
-        c.reopened_at.is_not(None))
+    q = (
+        _close_query()
+        .join(m.key_result, sa.and_(k.id == c.kr_id, k.period_label == c.period_label))
+        .where(c.reopened_at.is_not(None))
+    )
     if kr_ids is not None:
         q = q.where(c.kr_id.in_(list(kr_ids)))
     return {r.kr_id: Closed.of(r) for r in conn.execute(q.order_by(c.seq))}
@@ -186,7 +221,9 @@ def latest_value(conn: sa.Connection, close: Closed) -> Decimal | None:
     return close.value if row is None else _dec(row.value)
 
 
-def close_due(conn: sa.Connection, values: Sequence[tuple[str, int]], as_of: datetime, run_id: str) -> list[int]:
+def close_due(
+    conn: sa.Connection, values: Sequence[tuple[str, int]], as_of: datetime, run_id: str
+) -> list[int]:
     """Close the period of each ``(kr_id, value_id)`` just recorded by a run as of ``as_of`` whose
     closing time has come (in the caller's transaction). Returns the new close ids."""
     if not values:
@@ -207,14 +244,50 @@ def close_due(conn: sa.Connection, values: Sequence[tuple[str, int]], as_of: dat
         if as_of < due:
             continue
         seq = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.max(c.seq), 0)).where(c.kr_id == kr_id,
-                                                                       c.period_label == row.period_label)
+            sa.select(sa.func.coalesce(sa.func.max(c.seq), 0)).where(
+                c.kr_id == kr_id, c.period_label == row.period_label
+            )
         ).scalar_one()
-        out.append(int(conn.execute(m.kr_close.insert().values(
-            kr_id=kr_id, period_label=row.period_label, seq=int(seq) + 1, value_id=value_id, closes_at=due,
-            as_of=as_of, closed_at=now, run_id=run_id,
-        )).inserted_primary_key[0]))  # type: ignore[index]
+        out.append(
+            int(
+                conn.execute(  # type: ignore[index]
+                    m.kr_close.insert().values(
+                        kr_id=kr_id,
+                        period_label=row.period_label,
+                        seq=int(seq) + 1,
+                        value_id=value_id,
+                        closes_at=due,
+                        as_of=as_of,
+                        closed_at=now,
+                        run_id=run_id,
+                    )
+                ).inserted_primary_key[0]
+            )
+        )  # type: ignore[index]
     return out
+
+
+def closes(conn: sa.Connection, kr_id: str) -> list[Closed]:
+    """Every closing of a KR's periods, oldest first (reopened ones with who reopened them, and why)."""
+    c = m.kr_close.c
+    return [Closed.of(r) for r in conn.execute(_close_query().where(c.kr_id == kr_id).order_by(c.id))]
+
+
+def close_json(c: Closed) -> dict[str, Any]:
+    return {
+        "close_id": c.id,
+        "period": c.period_label,
+        "seq": c.seq,
+        "value_id": c.value_id,
+        "value": c.value,
+        "closes_at": c.closes_at,
+        "as_of": c.as_of,
+        "closed_at": c.closed_at,
+        "run_id": c.run_id,
+        "reopened_at": c.reopened_at,
+        "reopened_by": c.reopened_by,
+        "reopen_reason": c.reopen_reason,
+    }
 
 
 def restatements(
@@ -237,8 +310,10 @@ def restatements(
 def _reason(reason: str) -> str:
     text = reason.strip()
     if len(text) < 3:
-        raise ConfigError("give a reason (at least 3 characters): it is kept in the audit log",
-                          hint='e.g. --reason "ERP credit note 4711 booked late, confirmed by finance"')
+        raise ConfigError(
+            "give a reason (at least 3 characters): it is kept in the audit log",
+            hint='e.g. --reason "ERP credit note 4711 booked late, confirmed by finance"',
+        )
     return text
 
 
@@ -252,12 +327,22 @@ def acknowledge(conn: sa.Connection, restatement_id: int, *, actor: str, reason:
     if row.acknowledged_at is not None:
         raise ConfigError(
             f"restatement #{restatement_id} was acknowledged already, by {row.acknowledged_by} "
-            f"at {row.acknowledged_at:%Y-%m-%d %H:%M} UTC")
+            f"at {row.acknowledged_at:%Y-%m-%d %H:%M} UTC"
+        )
     now = utcnow()
-    conn.execute(m.kr_restatement.update().where(r.id == restatement_id).values(
-        acknowledged_at=now, acknowledged_by=actor, acknowledge_reason=text))
-    audit.audit(conn, actor=actor, action=ACKNOWLEDGE, reason=text, kr_id=row.kr_id,
-                target=f"restatement #{restatement_id}")
+    conn.execute(
+        m.kr_restatement.update()
+        .where(r.id == restatement_id)
+        .values(acknowledged_at=now, acknowledged_by=actor, acknowledge_reason=text)
+    )
+    audit.audit(
+        conn,
+        actor=actor,
+        action=ACKNOWLEDGE,
+        reason=text,
+        kr_id=row.kr_id,
+        target=f"restatement #{restatement_id}",
+    )
     return Restatement.of(conn.execute(sa.select(m.kr_restatement).where(r.id == restatement_id)).one())
 
 
@@ -271,14 +356,25 @@ def reopen(conn: sa.Connection, kr_id: str, *, actor: str, reason: str) -> Close
         known = conn.execute(sa.select(k.period_label).where(k.id == kr_id)).first()
         if known is None:
             raise NotFound(f"no key result {kr_id!r} in the store", hint="`okrsync status` lists them")
-        raise ConfigError(f"the period {known.period_label} of {kr_id} is not closed: there is nothing to reopen",
-                          hint="`okrsync status` shows which periods are final")
+        raise ConfigError(
+            f"the period {known.period_label} of {kr_id} is not closed: there is nothing to reopen",
+            hint="`okrsync status` shows which periods are final",
+        )
     now = utcnow()
     c = m.kr_close.c
-    conn.execute(m.kr_close.update().where(c.id == closed.id).values(
-        reopened_at=now, reopened_by=actor, reopen_reason=text, reopen_until=now))
-    audit.audit(conn, actor=actor, action=REOPEN, reason=text, kr_id=kr_id,
-                target=f"period {closed.period_label} (close #{closed.id})")
+    conn.execute(
+        m.kr_close.update()
+        .where(c.id == closed.id)
+        .values(reopened_at=now, reopened_by=actor, reopen_reason=text, reopen_until=now)
+    )
+    audit.audit(
+        conn,
+        actor=actor,
+        action=REOPEN,
+        reason=text,
+        kr_id=kr_id,
+        target=f"period {closed.period_label} (close #{closed.id})",
+    )
     return Closed.of(conn.execute(_close_query().where(c.id == closed.id)).one())
 
 
@@ -303,8 +399,14 @@ def close_states(conn: sa.Connection, current_as_of: dict[str, datetime | None])
         if closed is not None:
             found = latest.get(closed.id, [])
             moved = bool(found) and not same(found[-1].value, closed.value)  # not back at the closed value
-            out[row.id] = CloseState("restated" if moved else "final", row.closes_at, row.closes_on, closed,
-                                     found[-1] if found else None, sum(1 for x in found if x.pending))
+            out[row.id] = CloseState(
+                "restated" if moved else "final",
+                row.closes_at,
+                row.closes_on,
+                closed,
+                found[-1] if found else None,
+                sum(1 for x in found if x.pending),
+            )
             continue
         at = current_as_of.get(row.id)
         ended = row.period_end is not None and at is not None and at >= row.period_end
@@ -323,10 +425,15 @@ def state_json(st: CloseState | None) -> dict[str, Any]:
         "closes_at": st.closes_at,
         "closes_on": st.closes_on.isoformat() if st.closes_on else None,
     }
-    if st.close is not None:
-        out["closed"] = {"close_id": st.close.id, "value_id": st.close.value_id, "value": st.close.value,
-                         "as_of": st.close.as_of, "closed_at": st.close.closed_at}
-    if st.restatement is not None:
+    if st.close is not None and not st.withheld:
+        out["closed"] = {
+            "close_id": st.close.id,
+            "value_id": st.close.value_id,
+            "value": st.close.value,
+            "as_of": st.close.as_of,
+            "closed_at": st.close.closed_at,
+        }
+    if st.restatement is not None and not st.withheld:
         out["restatement"] = restatement_json(st.restatement, changes=False)
         out["pending_restatements"] = st.pending
     return out
@@ -334,11 +441,22 @@ def state_json(st: CloseState | None) -> dict[str, Any]:
 
 def restatement_json(r: Restatement, *, changes: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": r.id, "kr_id": r.kr_id, "close_id": r.close_id, "value_id": r.value_id,
-        "closed_value_id": r.closed_value_id, "value": r.value, "closed_value": r.closed_value,
-        "delta": r.delta, "percent": r.percent, "change": r.change_text(), "as_of": r.as_of,
-        "created_at": r.created_at, "run_id": r.run_id, "total_changes": r.total_changes,
-        "acknowledged_at": r.acknowledged_at, "acknowledged_by": r.acknowledged_by,
+        "id": r.id,
+        "kr_id": r.kr_id,
+        "close_id": r.close_id,
+        "value_id": r.value_id,
+        "closed_value_id": r.closed_value_id,
+        "value": r.value,
+        "closed_value": r.closed_value,
+        "delta": r.delta,
+        "percent": r.percent,
+        "change": r.change_text(),
+        "as_of": r.as_of,
+        "created_at": r.created_at,
+        "run_id": r.run_id,
+        "total_changes": r.total_changes,
+        "acknowledged_at": r.acknowledged_at,
+        "acknowledged_by": r.acknowledged_by,
         "acknowledge_reason": r.acknowledge_reason,
     }
     if changes:

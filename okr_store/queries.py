@@ -156,9 +156,9 @@ def status_tree(conn: sa.Connection) -> list[ObjectiveStatus]:
         krs.append(kr)
         if k.objective_id in objs:
             objs[k.objective_id][1].key_results.append(kr)
-    states = close_states(conn, {kr.id: kr.value.as_of if kr.value else None for kr in krs})
+    closed = close_states(conn, {kr.id: kr.value.as_of if kr.value else None for kr in krs})
     for kr in krs:
-        kr.close = states.get(kr.id)
+        kr.close = closed.get(kr.id)
     roots = []
     for row, o in objs.values():
         if row.parent_id and row.parent_id in objs:

@@ -215,8 +215,8 @@ class Project:
         of the sources it reads, else ``settings.close_after_days`` (None: it never closes)."""
         if kr.spec.close_after_days is not None:
             return kr.spec.close_after_days
-        found = [self.sources[self.streams[s].source].close_after_days for s in self.streams_of(kr.spec.metric)
-                 if self.streams[s].source in self.sources]
+        sources = {self.streams[s].source for s in self.streams_of(kr.spec.metric)}
+        found = [self.sources[name].close_after_days for name in sources if name in self.sources]
         days = [d for d in found if d is not None]
         return max(days) if days else self.settings.close_after_days
 

@@ -42,7 +42,8 @@ objectives:
 # What the ERP held when the period closed, and what changed after (the restatement's records).
 CHANGED_SINCE_CLOSE = """
 SELECT id, before, after FROM (
-  SELECT a.id AS id, a.amount AS before, n.amount AS after FROM sale_at_close a LEFT JOIN sale n ON n.id = a.id
+  SELECT a.id AS id, a.amount AS before, n.amount AS after
+  FROM sale_at_close a LEFT JOIN sale n ON n.id = a.id
   UNION
   SELECT n.id, a.amount, n.amount FROM sale n LEFT JOIN sale_at_close a ON a.id = n.id
 ) WHERE before IS NOT after ORDER BY id
@@ -60,17 +61,25 @@ def store_env(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 def erp(path: Path) -> sa.Engine:
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE sale (id INTEGER PRIMARY KEY, amount NUMERIC(12, 2), "
-                             "order_date TIMESTAMP, write_date TIMESTAMP)")
-        for i, amount, day in ((1, "100.00", "07-03"), (2, "200.00", "08-14"), (3, "300.00", "09-29"),
-                               (9, "999.00", "10-02")):  # 9 lies after the quarter: never counted
-            conn.exec_driver_sql(f"INSERT INTO sale VALUES ({i}, {amount}, '2026-{day} 10:00:00', "
-                                 f"'2026-{day} 10:00:00')")
+        conn.exec_driver_sql(
+            "CREATE TABLE sale (id INTEGER PRIMARY KEY, amount NUMERIC(12, 2), "
+            "order_date TIMESTAMP, write_date TIMESTAMP)"
+        )
+        for i, amount, day in (
+            (1, "100.00", "07-03"),
+            (2, "200.00", "08-14"),
+            (3, "300.00", "09-29"),
+            (9, "999.00", "10-02"),
+        ):  # 9 lies after the quarter: never counted
+            conn.exec_driver_sql(
+                f"INSERT INTO sale VALUES ({i}, {amount}, '2026-{day} 10:00:00', '2026-{day} 10:00:00')"
+            )
     return engine
 
 
-def write_project(tmp_path: Path, *, settings: str = "", source: str = ", close_after_days: 10",
-                  kr: str = "") -> Path:
+def write_project(
+    tmp_path: Path, *, settings: str = "", source: str = ", close_after_days: 10", kr: str = ""
+) -> Path:
     pf = tmp_path / "okrsync.yaml"
     pf.write_text(PROJECT.format(erp=tmp_path / "erp.db", settings=settings, source=source, kr=kr))
     return pf
@@ -103,8 +112,11 @@ def test_a_period_closes_restates_late_changes_and_reopens(tmp_path: Path) -> No
     run(pf, "2026-10-05T12:00")
     assert current_value(store) == Decimal("600.00")
     st = state(store)
-    assert (st.state, st.label, str(st.closes_on)) == ("provisional", "provisional (closes on 2026-10-11)",
-                                                       "2026-10-11")
+    assert (st.state, st.label, str(st.closes_on)) == (
+        "provisional",
+        "provisional (closes on 2026-10-11)",
+        "2026-10-11",
+    )
     run(pf, "2026-10-10T23:59")
     assert state(store).state == "provisional"
     with store.engine.connect() as conn, pytest.raises(ConfigError, match="2026-Q3 of KR-REV is not closed"):
@@ -127,8 +139,12 @@ def test_a_period_closes_restates_late_changes_and_reopens(tmp_path: Path) -> No
 
     # Late changes after the close: a credit note lowers sale 2, a sale of September 30 arrives late.
     with source.begin() as conn:
-        conn.exec_driver_sql("UPDATE sale SET amount = 150.00, write_date = '2026-10-14 09:00:00' WHERE id = 2")
-        conn.exec_driver_sql("INSERT INTO sale VALUES (4, 57.00, '2026-09-30 16:00:00', '2026-10-14 09:05:00')")
+        conn.exec_driver_sql(
+            "UPDATE sale SET amount = 150.00, write_date = '2026-10-14 09:00:00' WHERE id = 2"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO sale VALUES (4, 57.00, '2026-09-30 16:00:00', '2026-10-14 09:05:00')"
+        )
     run(pf, "2026-10-15T06:00")
     assert current_value(store) == Decimal("600.00")  # the final value stands
     st = state(store)
@@ -137,13 +153,22 @@ def test_a_period_closes_restates_late_changes_and_reopens(tmp_path: Path) -> No
     with store.engine.connect() as conn:
         (r,) = closing.restatements(conn, "KR-REV", pending=True)
         assert len(history(conn, "KR-REV")) == 3  # the restated value is no point of the history
-    assert (r.closed_value_id, r.closed_value, r.value, r.delta) == (closed_value_id, Decimal("600.00"),
-                                                                      Decimal("607.00"), Decimal("7.00"))
+    assert (r.closed_value_id, r.closed_value, r.value, r.delta) == (
+        closed_value_id,
+        Decimal("600.00"),
+        Decimal("607.00"),
+        Decimal("7.00"),
+    )
     with source.connect() as conn:
-        expected = {str(i): (Decimal(str(b)) if b is not None else None, Decimal(str(a)) if a is not None else None)
-                    for i, b, a in conn.exec_driver_sql(CHANGED_SINCE_CLOSE)}
+        expected = {
+            str(i): (Decimal(str(b)) if b is not None else None, Decimal(str(a)) if a is not None else None)
+            for i, b, a in conn.exec_driver_sql(CHANGED_SINCE_CLOSE)
+        }
     assert expected == {"2": (Decimal("200"), Decimal("150")), "4": (None, Decimal("57"))}
-    got = {c["record_id"]: (Decimal(c["before"]) if c["before"] else None, Decimal(c["after"])) for c in r.changes}
+    got = {
+        c["record_id"]: (Decimal(c["before"]) if c["before"] else None, Decimal(c["after"]))
+        for c in r.changes
+    }
     assert got == expected and r.total_changes == 2
     assert {c["record_id"]: (c["kind"], c["why"], c["fields"]) for c in r.changes} == {
         "2": ("changed", "changed", ["amount", "write_date"]),
@@ -205,15 +230,19 @@ def test_a_back_fill_never_closes_and_a_kr_setting_wins(tmp_path: Path) -> None:
 
 def test_close_after_days_is_checked_where_it_is_set(tmp_path: Path) -> None:
     erp(tmp_path / "erp.db")
-    pf = write_project(tmp_path, settings=", close_after_days: -1", source=", close_after_days: ten",
-                       kr=", close_after_days: 400")
+    pf = write_project(
+        tmp_path,
+        settings=", close_after_days: -1",
+        source=", close_after_days: ten",
+        kr=", close_after_days: 400",
+    )
     with pytest.raises(ProjectFileError) as caught:
         load_project(pf)
     lines = [str(p).removeprefix(str(tmp_path) + "/") for p in caught.value.problems]
     assert lines == [
         "okrsync.yaml:2: settings.close_after_days: input should be greater than or equal to 0, got int -1",
-        "okrsync.yaml:4: sources.erp.close_after_days: expected whole days from 0 to 366 after the period ends, "
-        "got the text 'ten' (e.g. close_after_days: 10)",
-        "okrsync.yaml:12: objectives[0].key_results[0].close_after_days: input should be less than or equal to "
-        "366, got int 400",
+        "okrsync.yaml:4: sources.erp.close_after_days: expected whole days from 0 to 366 after the period "
+        "ends, got the text 'ten' (e.g. close_after_days: 10)",
+        "okrsync.yaml:12: objectives[0].key_results[0].close_after_days: input should be less than or equal "
+        "to 366, got int 400",
     ]
