@@ -246,3 +246,32 @@ def test_close_after_days_is_checked_where_it_is_set(tmp_path: Path) -> None:
         "okrsync.yaml:12: objectives[0].key_results[0].close_after_days: input should be less than or equal "
         "to 366, got int 400",
     ]
+
+
+@pytest.mark.usefixtures("store_env")
+def test_overlapping_runs_close_a_period_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    erp(tmp_path / "erp.db")
+    pf = write_project(tmp_path)
+    store = Store(load_project(pf).store_url())
+    run(pf, "2026-10-05T12:00")
+    code = (
+        "import sys; from datetime import datetime; from flows.run import LocalSteps, run_project; "
+        "sys.exit(run_project(sys.argv[1], LocalSteps(), as_of=datetime(2026, 10, 12)).status != 'succeeded')"
+    )
+    root = Path(__file__).resolve().parents[2]
+    # Two runs in two processes at once, as two workers: the project lease queues one behind the other.
+    both = [subprocess.Popen([sys.executable, "-c", code, str(pf)], cwd=root) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in both] == [0, 0]
+    with store.engine.begin() as conn:
+        closes = closing.closes(conn, "KR-REV")
+        assert [(c.seq, c.value) for c in closes] == [(1, Decimal("600.00"))]
+        # closing the same value again (a retried transaction) changes nothing
+        assert (
+            closing.close_due(conn, [("KR-REV", closes[0].value_id)], datetime(2026, 10, 13), "again") == []
+        )
+        # the second run found the period closed and the value unchanged: it recorded nothing for it
+        assert len(history(conn, "KR-REV")) == 2
+    store.close()

@@ -53,17 +53,25 @@ def _build(d: Path) -> Site:
     d.mkdir(parents=True)
     erp = sa.create_engine(f"sqlite:///{d / 'erp.db'}")
     with erp.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE sale (id INTEGER PRIMARY KEY, amount NUMERIC(12, 2), "
-                             "order_date TIMESTAMP, write_date TIMESTAMP)")
-        conn.exec_driver_sql("INSERT INTO sale VALUES (1, 100.00, '2026-07-03', '2026-07-03'), "
-                             "(2, 200.00, '2026-08-14', '2026-08-14'), (3, 300.00, '2026-09-29', '2026-09-29')")
+        conn.exec_driver_sql(
+            "CREATE TABLE sale (id INTEGER PRIMARY KEY, amount NUMERIC(12, 2), "
+            "order_date TIMESTAMP, write_date TIMESTAMP)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO sale VALUES (1, 100.00, '2026-07-03', '2026-07-03'), "
+            "(2, 200.00, '2026-08-14', '2026-08-14'), (3, 300.00, '2026-09-29', '2026-09-29')"
+        )
     pf = d / "okrsync.yaml"
     pf.write_text(PROJECT.format(erp=d / "erp.db"))
     for i, at in enumerate(RUNS):
         if i == 2:  # after the close: a credit note on sale 2, a September sale booked late
             with erp.begin() as conn:
-                conn.exec_driver_sql("UPDATE sale SET amount = 150.00, write_date = '2026-10-14' WHERE id = 2")
-                conn.exec_driver_sql("INSERT INTO sale VALUES (4, 57.00, '2026-09-30', '2026-10-14 00:00:01')")
+                conn.exec_driver_sql(
+                    "UPDATE sale SET amount = 150.00, write_date = '2026-10-14' WHERE id = 2"
+                )
+                conn.exec_driver_sql(
+                    "INSERT INTO sale VALUES (4, 57.00, '2026-09-30', '2026-10-14 00:00:01')"
+                )
         assert run_project(pf, LocalSteps(), as_of=datetime.fromisoformat(at)).status == "succeeded"
     erp.dispose()
     store = Store(load_project(pf).store_url())
@@ -114,7 +122,9 @@ def test_the_api_shows_final_provisional_and_restated_and_only_admins_decide(sit
         (line,) = c.get("/api/restatements").json()["restatements"]
         full = c.get(f"/api/restatements/{line['id']}").json()
         assert {(x["record_id"], x["kind"], x["before"], x["after"]) for x in full["changes"]} == {
-            ("2", "changed", "200.00", "150.00"), ("4", "added", None, "57.00")}
+            ("2", "changed", "200.00", "150.00"),
+            ("4", "added", None, "57.00"),
+        }
         # leadership may not decide: 403, and nothing changed
         r = c.post(f"/api/restatements/{line['id']}/ack", json={"reason": "looks fine to me"})
         assert r.status_code == 403, r.text
@@ -150,16 +160,26 @@ def test_the_kr_page_shows_the_close_and_an_admin_acknowledges_and_reopens(site:
     page = tab.page
     tab.login("leadership")
     page.wait_for_selector('[data-testid="close-flag"]')
-    flags = {page.locator('[data-testid="kr"]').nth(i).get_attribute("data-id"):
-             page.locator('[data-testid="kr"]').nth(i).locator('[data-testid="close-flag"]').inner_text()
-             for i in range(page.locator('[data-testid="kr"]').count())}
-    assert flags == {"KR-REV": "restated after close (+1.2 %)", "KR-BIG": "final",
-                     "KR-SLOW": "provisional (closes on 2026-11-30)"}
+    flags = {
+        page.locator('[data-testid="kr"]').nth(i).get_attribute("data-id"): page.locator('[data-testid="kr"]')
+        .nth(i)
+        .locator('[data-testid="close-flag"]')
+        .inner_text()
+        for i in range(page.locator('[data-testid="kr"]').count())
+    }
+    assert flags == {
+        "KR-REV": "restated after close (+1.2 %)",
+        "KR-BIG": "final",
+        "KR-SLOW": "provisional (closes on 2026-11-30)",
+    }
     tab.go("/kr/KR-REV")
     state = page.locator('[data-testid="close-state"]')
     state.wait_for()
     assert state.inner_text() == "restated after close (+1.2 %)"
-    assert "closed at 600 (final as of 2026-10-11 06:00 UTC" in page.locator('[data-testid="close-text"]').inner_text()
+    assert (
+        "closed at 600 (final as of 2026-10-11 06:00 UTC"
+        in page.locator('[data-testid="close-text"]').inner_text()
+    )
     page.wait_for_selector('[data-testid="restatement-record"]')
     rows = page.locator('[data-testid="restatement-record"]')
     assert sorted(rows.nth(i).get_attribute("data-id") for i in range(rows.count())) == ["2", "4"]
@@ -177,7 +197,10 @@ def test_the_kr_page_shows_the_close_and_an_admin_acknowledges_and_reopens(site:
     p.fill('[data-testid="reopen-form-reason"]', "finance reopened Q3")
     p.click('[data-testid="reopen-form-submit"]')
     p.wait_for_selector('[data-testid="close-state"][data-state="provisional"]')
-    assert p.locator('[data-testid="close-state"]').inner_text() == "provisional (reopened, closes at the next run)"
+    assert (
+        p.locator('[data-testid="close-state"]').inner_text()
+        == "provisional (reopened, closes at the next run)"
+    )
 
     # The next run takes the late changes and closes the period again at the new value.
     assert run_project(site.project_file, LocalSteps()).status == "succeeded"
