@@ -45,6 +45,23 @@ def _records_role(project: Any) -> None:
         )
 
 
+def _seen(project: Any, conn: Any, rows: list[Any]) -> list[Any]:
+    """The restatements of KRs whose value the role may see (not those of a small group it sees as
+    suppressed: a restatement tells how far that value moved)."""
+    from okr_store.queries import value_at
+    from okrsync.errors import NotFound
+    from okrsync.small_groups import small_groups
+
+    seen, hidden = small_groups(project, project.role()[1]), {}
+    for r in rows:
+        if r.kr_id not in hidden:
+            try:
+                hidden[r.kr_id] = seen.hides(value_at(conn, r.kr_id))
+            except NotFound:
+                hidden[r.kr_id] = False
+    return [r for r in rows if not hidden[r.kr_id]]
+
+
 @restatements_app.callback()
 def restatements(
     ctx: typer.Context,
@@ -63,7 +80,7 @@ def restatements(
     project = open_project(ctx)
     _records_role(project)
     with open_store(ctx, project, read_only=True).engine.connect() as conn:
-        rows = closing.restatements(conn, kr, pending=not show_all)
+        rows = _seen(project, conn, closing.restatements(conn, kr, pending=not show_all))
     if json_out:
         console.print_json(
             dumps({"restatements": [closing.restatement_json(r, changes=False) for r in rows]})
@@ -104,7 +121,7 @@ def show(ctx: typer.Context, restatement_id: int, json_out: JsonOpt = False) -> 
     project = open_project(ctx)
     _records_role(project)
     with open_store(ctx, project, read_only=True).engine.connect() as conn:
-        found = [r for r in closing.restatements(conn) if r.id == restatement_id]
+        found = _seen(project, conn, [r for r in closing.restatements(conn) if r.id == restatement_id])
     if not found:
         raise NotFound(f"no restatement #{restatement_id}", hint="`okrsync restatements --all` lists them")
     r = found[0]

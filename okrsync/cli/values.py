@@ -46,7 +46,8 @@ def history(ctx: typer.Context, kr_id: str, json_out: JsonOpt = False) -> None:
         console.print_json(
             render.dumps(
                 {"kr": kr_id, "values": [render.value_json(v, _unit(project, kr_id)) for v in values],
-                 "decisions": decisions, "closes": [closing.close_json(c) for c in closes],
+                 "decisions": decisions,
+                 "closes": [closing.close_json(c) | ({"value": None} if withheld else {}) for c in closes],
                  "restatements": [closing.restatement_json(r, changes=False) for r in restated]}
             )
         )
