@@ -15,7 +15,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from okrsync.access import NotAllowed
 from okrsync.cli.context import JsonOpt, console, open_project, open_store
 
 restatements_app = typer.Typer(
@@ -28,6 +27,8 @@ Actor = Annotated[str | None, typer.Option(help="Who decides (default: $OKRSYNC_
 
 
 def _admin(project: Any, what: str) -> None:
+    from okrsync.access import NotAllowed
+
     name, role = project.role()
     if not role.admin:
         raise NotAllowed(
@@ -37,6 +38,8 @@ def _admin(project: Any, what: str) -> None:
 
 
 def _records_role(project: Any) -> None:
+    from okrsync.access import NotAllowed
+
     name, role = project.role()
     if not role.records:
         raise NotAllowed(
