@@ -31,7 +31,7 @@ from connectors.base import (
     typed_watermark,
 )
 from connectors.horizon import FutureRows, Horizon, future_rows, next_watermark
-from flows import progress, reconcile
+from flows import closing, progress, reconcile
 from flows.deletes import stage_deletes
 from flows.gate import StreamGate
 from metrics.definition import KrDefinition
@@ -515,7 +515,7 @@ def compute_values(
             )
         )
         progress.reporter.metric_done(d.kr_id, f"{e.value if e.value is not None else '—'} ({sc.status})")
-    ids = store.record_values(run_id, flow_run_id, as_of, records, held, fence)
+    ids, records = closing.record(store, run_id, flow_run_id, as_of, records, held, fence)
     # Each new value's first drill positions, from the same snapshot (values never change afterwards).
     by_kr = {d.kr_id: d for d in computable}
     ranked = [Ranked(i, by_kr[r.kr_id], r.records) for i, r in zip(ids, records, strict=True)]

@@ -81,6 +81,12 @@ class Period:
         """The naive UTC instant of local midnight at ``end`` (the first instant after the period)."""
         return self._midnight_utc(self.end)
 
+    def closes_at(self, grace_days: int) -> tuple[date, datetime]:
+        """When the period closes after ``grace_days`` days of grace: that local day, and its midnight
+        as a naive UTC instant (``grace_days`` 0: the period's end)."""
+        day = self.end + timedelta(days=grace_days)
+        return day, self._midnight_utc(day)
+
     def local_date(self, instant: datetime) -> date:
         """The date in this period's timezone at ``instant`` (naive UTC, or aware)."""
         return naive_utc(instant).replace(tzinfo=UTC).astimezone(_zone(self.timezone)).date()

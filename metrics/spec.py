@@ -297,6 +297,9 @@ class KeyResultSpec(BaseModel):
     dimensions: dict[str, ScalarValue] = Field(default_factory=dict)
     pace: Literal["linear", "none"] = "linear"
     unit: str | None = None
+    # Days after the period ends before its value is final (okr_store.closing); else the sources' or
+    # settings.close_after_days.
+    close_after_days: int | None = Field(default=None, ge=0, le=366)
 
     _numbers = field_validator("target", "baseline", "weight", mode="before")(parse_number)
 

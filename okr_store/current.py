@@ -30,6 +30,12 @@ def newest_first() -> tuple[sa.ColumnElement[Any], ...]:
     return (v.as_of.desc(), v.computed_at.desc(), v.id.desc())
 
 
+def counted() -> sa.ColumnElement[bool]:
+    """Values that take part in a KR's history: not those restating a closed period
+    (:mod:`okr_store.closing`), which are listed as restatements instead."""
+    return m.kr_value.c.restates.is_(None)
+
+
 def is_backfill(conn: sa.Connection, run_id: str, as_of: datetime) -> bool:
     """Whether run ``run_id`` back-fills history: another run of this store is as of a later time."""
     r = m.run.c
@@ -54,5 +60,5 @@ def values_as_of(conn: sa.Connection, kr_ids: Iterable[str], at: datetime) -> di
     computed. KRs without such a value are missing from the result."""
     v = m.kr_value.c
     rank = sa.func.row_number().over(partition_by=v.kr_id, order_by=newest_first()).label("rank")
-    ranked = sa.select(m.kr_value, rank).where(v.kr_id.in_(list(kr_ids)), v.as_of <= at).subquery()
+    ranked = sa.select(m.kr_value, rank).where(v.kr_id.in_(list(kr_ids)), v.as_of <= at, counted()).subquery()
     return {r.kr_id: r for r in conn.execute(sa.select(ranked).where(ranked.c.rank == 1))}

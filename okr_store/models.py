@@ -47,6 +47,11 @@ key_result = sa.Table(
     # The definition it is registered with: set by the run that first computes it, by `okrsync plan
     # --apply`, and by a run computing it with another (that run audits the change: okr_store.definitions).
     sa.Column("definition_hash", sa.String(64)),
+    # Closing (okr_store.closing): when the period ends (naive UTC), the first as-of time at which a run
+    # closes it (NULL: it never closes) and that day in the company timezone (for "closes on …").
+    sa.Column("period_end", sa.DateTime),
+    sa.Column("closes_on", sa.Date),
+    sa.Column("closes_at", sa.DateTime),
 )
 
 definition = sa.Table(
@@ -149,7 +154,53 @@ kr_value = sa.Table(
     # A restatement (`okrsync plan --apply --restate`): the value it recomputes under a newer
     # definition, at that value's own snapshot and as-of. The original is kept as it was.
     sa.Column("restated_from", sa.BigInteger),
+    # A value computed after its period closed (the kr_close id): a restatement, never current.
+    sa.Column("restates", sa.BigInteger),
     sa.Index("ix_kr_value_kr_computed", "kr_id", "computed_at"),
+)
+
+# ---- closing periods (okr_store.closing) ---------------------------------------------------------
+# One row per closing of a KR's period: the frozen value. Reopening (an admin, audited) fills the
+# reopen columns; the next run due closes it again with seq + 1.
+kr_close = sa.Table(
+    "kr_close",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("kr_id", sa.String(100), nullable=False),
+    sa.Column("period_label", sa.String(64), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("value_id", sa.BigInteger, nullable=False),  # the final value
+    sa.Column("closes_at", sa.DateTime, nullable=False),  # when it was due to close
+    sa.Column("as_of", sa.DateTime, nullable=False),  # the as-of time of the run that closed it
+    sa.Column("closed_at", sa.DateTime, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("reopened_at", sa.DateTime),
+    sa.Column("reopened_by", sa.Text),
+    sa.Column("reopen_reason", sa.Text),
+    sa.Column("reopen_until", sa.DateTime),  # it closes again at the first run as of this time or later
+    sa.UniqueConstraint("kr_id", "period_label", "seq", name="uq_kr_close_seq"),
+)
+
+# A late change that would move a closed value: the value it would be, and the records that moved it
+# (a diff against the closed value: stream, record id, kind, contributions, why, changed field names).
+kr_restatement = sa.Table(
+    "kr_restatement",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("close_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("kr_id", sa.String(100), nullable=False, index=True),
+    sa.Column("value_id", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("closed_value_id", sa.BigInteger, nullable=False),
+    sa.Column("value", DecimalText),
+    sa.Column("closed_value", DecimalText),
+    sa.Column("changes", sa.Text, nullable=False),  # JSON list, PII-free (no field values)
+    sa.Column("total_changes", sa.BigInteger, nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("acknowledged_at", sa.DateTime),
+    sa.Column("acknowledged_by", sa.Text),
+    sa.Column("acknowledge_reason", sa.Text),
 )
 
 check_result = sa.Table(

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from metrics.score import roll_up
 from okr_store import models as m
-from okr_store.current import as_of_order, newest_first
+from okr_store.closing import CloseState, close_states
+from okr_store.current import as_of_order, counted, newest_first
 from okrsync.errors import NotFound, close_matches
 
 
@@ -85,6 +86,8 @@ class KrStatus:
     fresh_at: datetime | None  # oldest last successful sync among the streams it reads
     # What the last sync of each stream it reads warned about (records dated in the future, …)
     warnings: dict[str, str] = field(default_factory=dict)
+    # Final, provisional or restated after close (okr_store.closing); None: the period never closes
+    close: CloseState | None = None
 
 
 @dataclass
@@ -127,6 +130,7 @@ def status_tree(conn: sa.Connection) -> list[ObjectiveStatus]:
             sa.select(m.kr_value).join(m.key_result, m.key_result.c.last_value_id == m.kr_value.c.id)
         )
     }
+    krs: list[KrStatus] = []
     for k in conn.execute(
         sa.select(m.key_result).where(m.key_result.c.active).order_by(m.key_result.c.position)
     ):
@@ -151,8 +155,12 @@ def status_tree(conn: sa.Connection) -> list[ObjectiveStatus]:
             fresh_at,
             {s: warned[s] for s in streams if s in warned},
         )
+        krs.append(kr)
         if k.objective_id in objs:
             objs[k.objective_id][1].key_results.append(kr)
+    closed = close_states(conn, {kr.id: kr.value.as_of if kr.value else None for kr in krs})
+    for kr in krs:
+        kr.close = closed.get(kr.id)
     roots = []
     for row, o in objs.values():
         if row.parent_id and row.parent_id in objs:
@@ -182,7 +190,9 @@ def history(conn: sa.Connection, kr_id: str) -> list[StoredValue]:
     """Every value of a KR in as-of order (then computed-at): back-filled values among the others,
     the current value last."""
     _require_kr(conn, kr_id)
-    rows = conn.execute(sa.select(m.kr_value).where(m.kr_value.c.kr_id == kr_id).order_by(*as_of_order()))
+    rows = conn.execute(
+        sa.select(m.kr_value).where(m.kr_value.c.kr_id == kr_id, counted()).order_by(*as_of_order())
+    )
     return [StoredValue.of(r) for r in rows]
 
 
@@ -200,7 +210,7 @@ def value_at(conn: sa.Connection, kr_id: str, at: datetime | None = None) -> Sto
     """The value as of ``at`` (naive UTC): the one with the latest as-of at or before it (ties: the
     later computed); without ``at``, the current value."""
     _require_kr(conn, kr_id)
-    q = sa.select(m.kr_value).where(m.kr_value.c.kr_id == kr_id)
+    q = sa.select(m.kr_value).where(m.kr_value.c.kr_id == kr_id, counted())
     if at is not None:
         q = q.where(m.kr_value.c.as_of <= at)
     row = conn.execute(q.order_by(*newest_first()).limit(1)).first()

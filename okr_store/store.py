@@ -82,6 +82,7 @@ class ValueRecord:
     definition_hash: str
     definition_body: str
     snapshot: Mapping[str, int | None]
+    restates: int | None = None  # the close of its period (okr_store.closing): kept, never current
 
 
 def _text(d: Decimal | None) -> str | None:
@@ -402,8 +403,12 @@ class Store:
         values: Iterable[ValueRecord],
         held: Mapping[str, str],
         fence: Fence | None = None,
+        then: Callable[[sa.Connection, list[int]], object] | None = None,
     ) -> list[int]:
         """Write all values of a run in one transaction; mark ``held`` KRs (kept at last good value).
+
+        A value that ``restates`` a closed period is kept for its lineage but never made current.
+        ``then`` runs last in the same transaction with the new value ids (closing due periods).
 
         A back-fill (a run as of an earlier time than another run of the store) records its values
         without making them current over newer ones and leaves held flags alone (see
@@ -436,9 +441,11 @@ class Store:
                         computed_at=now,
                         definition_hash=v.definition_hash,
                         snapshot=json.dumps(dict(v.snapshot), sort_keys=True),
+                        restates=v.restates,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
-                current.promote(conn, v.kr_id, int(vid), as_of)
+                if v.restates is None:
+                    current.promote(conn, v.kr_id, int(vid), as_of)
                 if not backfill:
                     conn.execute(
                         m.key_result.update()
@@ -453,4 +460,6 @@ class Store:
                     .where(kr.id == kr_id)
                     .values(held_reason=reason, held_since=sa.func.coalesce(kr.held_since, now))
                 )
+            if then is not None:
+                then(conn, ids)
         return ids

@@ -52,6 +52,7 @@ sources:
   erp:
     kind: sql
     url: sqlite:///erp.db          # relative to this file
+    close_after_days: 10           # month-end close: a period's values are final 10 days after it ends
 {crm_source}
 streams:
   orders:

@@ -109,6 +109,8 @@ def okr_rows(project: Project) -> tuple[list[dict[str, Any]], list[dict[str, Any
     for i, b in enumerate(project.key_results()):
         k = b.spec
         metric = project.metrics[k.metric]
+        grace = project.close_after_days(b)
+        closes_on, closes_at = b.period.closes_at(grace) if grace is not None else (None, None)
         krs.append(
             dict(
                 id=k.id,
@@ -124,6 +126,9 @@ def okr_rows(project: Project) -> tuple[list[dict[str, Any]], list[dict[str, Any
                 unit=k.unit or metric.unit,
                 streams=json.dumps(sorted(project.streams_of(k.metric))),
                 position=i,
+                period_end=b.period.end_utc(),
+                closes_at=closes_at,
+                closes_on=closes_on,
             )
         )
     return objectives, krs

@@ -30,6 +30,7 @@ from okrsync.project_reconcile import reconciliations_of
 
 M = TypeVar("M", bound=BaseModel)
 
+SOURCE_KEYS = ("kind", "close_after_days")  # a source's keys beside its connector's options
 TOP_LEVEL = ("version", "include", "settings", "sources", "streams", "metrics", "objectives",
              "reconciliations", "alerts")
 MEASURES = (*(m.value for m in Measure), "ratio")
@@ -174,10 +175,22 @@ class _Builder:
                 self._unknown((*path, "kind"), "source kind", kind, kinds, "installed")
                 continue
             self.factories[name] = factory  # its streams' keys can be checked even if the source is wrong
-            raw_options = {k: v for k, v in raw.items() if k != "kind"}
-            options = self._validate(factory.Options, raw_options, path, also_allowed=("kind",))
+            raw_options = {k: v for k, v in raw.items() if k not in SOURCE_KEYS}
+            grace = self._close_after_days(raw, path)
+            options = self._validate(factory.Options, raw_options, path, also_allowed=SOURCE_KEYS)
             if options is not None and not self._has_password(raw_options, path):
-                self.sources[name] = SourceSpec(name, kind, options)
+                self.sources[name] = SourceSpec(name, kind, options, grace)
+
+    def _close_after_days(self, raw: dict[str, Any], path: KeyPath) -> int | None:
+        """A source's ``close_after_days``: whole days from 0 to 366, as for settings and KRs."""
+        if "close_after_days" not in raw:
+            return None
+        value = raw["close_after_days"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 366:
+            self.problems.add((*path, "close_after_days"), f"expected whole days from 0 to 366 after the "
+                              f"period ends, got {describe(value)} (e.g. close_after_days: 10)")
+            return None
+        return value
 
     def _has_password(self, raw: dict[str, Any], path: KeyPath) -> bool:
         """Whether a ``…url`` option holds a password (a guard for every kind, not only sql)."""

@@ -96,6 +96,9 @@ class Settings(BaseModel):
     lease_seconds: int = Field(default=600, ge=5, le=86400)
     wait_for_run_seconds: int = Field(default=3600, ge=0, le=86400)
     task_timeout_seconds: int = Field(default=7200, ge=10, le=86400)
+    # Closing periods (README, "Closing periods"): a KR's value is final this many days after its
+    # period ends (unset: never); a source's or a KR's own close_after_days wins over it.
+    close_after_days: int | None = Field(default=None, ge=0, le=366)
 
     _timezone = field_validator("timezone")(check_timezone)
     _numbers = field_validator("at_risk_gap", "off_track_gap", mode="before")(parse_number)
@@ -121,6 +124,7 @@ class SourceSpec:
     name: str
     kind: str
     options: BaseModel
+    close_after_days: int | None = None  # days of grace for KRs over its streams (okr_store.closing)
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,16 @@ class Project:
             raise NotFound(f"no source {source_name!r}", hint=_known(list(self.sources), source_name))
         source = self.sources[source_name]
         return connector_kind(source.kind)(source.name, source.options, self.base_dir)
+
+    def close_after_days(self, kr: BoundKeyResult) -> int | None:
+        """The grace period of a KR's period, in days: its own ``close_after_days``, else the longest
+        of the sources it reads, else ``settings.close_after_days`` (None: it never closes)."""
+        if kr.spec.close_after_days is not None:
+            return kr.spec.close_after_days
+        sources = {self.streams[s].source for s in self.streams_of(kr.spec.metric)}
+        found = [self.sources[name].close_after_days for name in sources if name in self.sources]
+        days = [d for d in found if d is not None]
+        return max(days) if days else self.settings.close_after_days
 
     def streams_of(self, metric_name: str) -> set[str]:
         """The streams a metric reads (both parts' for a ratio)."""

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from okr_store.closing import state_json
 from okr_store.lineage import Diff, Drill
 from okr_store.queries import KrStatus, ObjectiveStatus, StoredValue
 from okrsync.small_groups import is_suppressed
@@ -136,6 +137,7 @@ def kr_json(kr: KrStatus, now: datetime, stale_after: timedelta) -> dict[str, An
         "stale": is_stale(kr, now, stale_after),
         "streams": kr.streams,
         "warnings": kr.warnings,
+        "close": state_json(kr.close),
     }
 
 
@@ -173,6 +175,17 @@ def _flags(node: dict[str, Any]) -> str:
     return out
 
 
+CLOSE_STYLE = {"final": "bold green", "provisional": "cyan", "restated": "bold magenta"}
+
+
+def _close_flag(close: dict[str, Any]) -> str:
+    """`final`, `provisional (closes on …)` or `restated after close (+1.2 %)` (okr_store.closing)."""
+    if not close["label"]:
+        return ""
+    style = CLOSE_STYLE.get(close["state"], "")
+    return f" [{style}]{escape(close['label'])}[/{style}]"
+
+
 def _add_objective(parent: Tree, o: dict[str, Any]) -> None:
     # Titles, owners and reasons are user or source text: escaped, never read as rich markup.
     p = o["progress"]
@@ -190,7 +203,7 @@ def _add_objective(parent: Tree, o: dict[str, Any]) -> None:
             f"target {escape(fmt_value(k['target'], k['unit']))}) "
             f"{_bar(k['progress'])} {fmt_pct(k['progress'])} "
             f"[{style}]{k['status'].replace('_', ' ')}[/{style}]"
-            f"{_flags(k)}"
+            f"{_flags(k)}{_close_flag(k['close'])}"
         )
         detail = (
             f"[dim]{escape(k['period'])} · as of {fmt_time(k['as_of'])} · "

@@ -88,7 +88,10 @@ class SmallGroups:
 
     def kr(self, k: KrStatus) -> KrStatus:
         """A copy of the KR with its current value as the role sees it."""
-        return replace(k, value=None if k.value is None else self.value(k.value))
+        if k.value is None or not self.hides(k.value):
+            return k
+        return replace(k, value=self.value(k.value),  # nor how far a restatement would move it
+                       close=None if k.close is None else replace(k.close, withheld=True))
 
 
 class SeesAll(SmallGroups):

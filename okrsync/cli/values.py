@@ -26,7 +26,9 @@ def _unit(project: Any, kr_id: str) -> str | None:
 
 
 def history(ctx: typer.Context, kr_id: str, json_out: JsonOpt = False) -> None:
-    """Every computed value of a key result, in as-of order (back-filled values at their as-of time)."""
+    """Every computed value of a key result, in as-of order (back-filled values at their as-of time),
+    with the closings of its period and the restatements after them."""
+    from okr_store import closing
     from okr_store.checks import decisions_for_kr
     from okr_store.queries import history as load
     from okrsync import render
@@ -36,21 +38,39 @@ def history(ctx: typer.Context, kr_id: str, json_out: JsonOpt = False) -> None:
     with open_store(ctx, project, read_only=True).engine.connect() as conn:
         values = small_groups(project, project.role()[1]).values(load(conn, kr_id))
         decisions = decisions_for_kr(conn, kr_id)
+        closes = closing.closes(conn, kr_id)
+        # A restatement tells how far a value moved: not for a value withheld from this role.
+        withheld = any(render.is_suppressed(v.status) for v in values)
+        restated = [] if withheld else closing.restatements(conn, kr_id)
     if json_out:
         console.print_json(
             render.dumps(
                 {"kr": kr_id, "values": [render.value_json(v, _unit(project, kr_id)) for v in values],
-                 "decisions": decisions}
+                 "decisions": decisions,
+                 "closes": [closing.close_json(c) | ({"value": None} if withheld else {}) for c in closes],
+                 "restatements": [closing.restatement_json(r, changes=False) for r in restated]}
             )
         )
-    else:
-        render.history_table(console, kr_id, values, _unit(project, kr_id))
-        for d in decisions:
-            console.print(
-                f"  {render.fmt_time(d['at'])} {escape(d['actor'])} {d['action']}ed check "
-                f"#{d['check_id']} {escape(d['check'])}: {escape(d['reason'])}",
-                highlight=False,
-            )
+        return
+    render.history_table(console, kr_id, values, _unit(project, kr_id))
+    for d in decisions:
+        console.print(
+            f"  {render.fmt_time(d['at'])} {escape(d['actor'])} {d['action']}ed check "
+            f"#{d['check_id']} {escape(d['check'])}: {escape(d['reason'])}",
+            highlight=False,
+        )
+    for c in closes:
+        shown = "" if withheld else f" at {c.value} (value #{c.value_id})"
+        console.print(f"  {render.fmt_time(c.closed_at)} period {escape(c.period_label)} closed{shown}, "
+                      f"final as of {render.fmt_time(c.as_of)}", highlight=False)
+        if c.reopened_at:
+            console.print(f"  {render.fmt_time(c.reopened_at)} {escape(c.reopened_by or '')} reopened it: "
+                          f"{escape(c.reopen_reason or '')}", highlight=False)
+    for r in reversed(restated):
+        state = f"acknowledged by {escape(r.acknowledged_by or '')}" if r.acknowledged_at else "pending"
+        console.print(f"  restatement #{r.id} as of {render.fmt_time(r.as_of)}: {r.closed_value} → "
+                      f"{r.value} ({r.change_text()}, {r.total_changes} records; {state}): "
+                      f"okrsync restatements show {r.id}", highlight=False)
 
 
 def drill(

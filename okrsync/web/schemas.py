@@ -52,6 +52,46 @@ class Me(BaseModel):
     csrf_token: str | None
 
 
+class ClosedValue(BaseModel):
+    close_id: int
+    value_id: int
+    value: Num
+    as_of: str
+    closed_at: str
+
+
+class RestatementLine(BaseModel):
+    id: int
+    kr_id: str
+    close_id: int
+    value_id: int
+    closed_value_id: int
+    value: Num
+    closed_value: Num
+    delta: Num
+    percent: Num
+    change: str  # "+1.2 %"
+    as_of: str
+    created_at: str
+    run_id: str
+    total_changes: int
+    acknowledged_at: Time
+    acknowledged_by: str | None
+    acknowledge_reason: str | None
+
+
+class CloseState(BaseModel):
+    """Final, provisional (closes on …) or restated after close (docs/web.md, "Closing periods")."""
+
+    state: Literal["open", "provisional", "final", "restated"]
+    label: str
+    closes_at: Time
+    closes_on: str | None
+    closed: ClosedValue | None = None
+    restatement: RestatementLine | None = None
+    pending_restatements: int | None = None
+
+
 class KR(BaseModel):
     id: str
     title: str
@@ -81,6 +121,7 @@ class KR(BaseModel):
     data_fresh_at: Time
     stale: bool
     streams: list[str]
+    close: CloseState
 
 
 class Objective(BaseModel):

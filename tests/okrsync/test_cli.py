@@ -32,7 +32,7 @@ from tests.okrsync.conftest import OKRSYNC, Cli, DemoBuild, PrefectApi, Result, 
 
 pytestmark = pytest.mark.usefixtures("demo_started", "unreachable_started")  # start the slow parts now
 
-COMMANDS = ("init", "validate", "run", "status", "history", "drill", "diff", "demo")
+COMMANDS = ("init", "validate", "run", "status", "history", "drill", "diff", "demo", "restatements", "reopen")
 OBJECTIVE_KEYS = {"id", "title", "progress", "key_results", "objectives"}
 KR_KEYS = {"id", "title", "value", "baseline", "target", "progress", "status", "computed_at", "metric"}
 DRILL_KEYS = {"kr", "value", "computed_at", "total", "records"}

@@ -284,8 +284,8 @@ def test_unknown_key_lists_the_allowed_ones(in_tmp: Path) -> None:
     base(("        target: 100\n", "        target: 100\n        ownr: Ann\n"))
     assert only_problem() == (
         "okrsync.yaml:27: objectives[0].key_results[0].ownr: unknown key 'ownr' (did you mean 'owner'?) "
-        "(allowed: baseline, dimensions, direction, id, metric, owner, pace, period, target, title, unit, "
-        "weight)"
+        "(allowed: baseline, close_after_days, dimensions, direction, id, metric, owner, pace, period, "
+        "target, title, unit, weight)"
     )
 
 

@@ -46,9 +46,9 @@ def records_url(kr: str, value_id: int) -> str:
 
 # ---- authentication ---------------------------------------------------------------------------
 def test_every_api_route_outside_the_public_list_needs_a_sign_in(web_server: Site) -> None:
-    from okrsync.web import admin, alerts, api
+    from okrsync.web import admin, alerts, api, closing
 
-    every = [*api.router.routes, *admin.router.routes, *alerts.router.routes]
+    every = [*api.router.routes, *admin.router.routes, *alerts.router.routes, *closing.router.routes]
     routes = [(m, r.path) for r in every for m in getattr(r, "methods", ()) - {"HEAD"}]
     assert len(routes) >= 20
     spec = web_server.app.openapi()["paths"]  # every route is in the spec, and nothing else
@@ -59,6 +59,7 @@ def test_every_api_route_outside_the_public_list_needs_a_sign_in(web_server: Sit
                 continue
             url = path.replace("{kr_id}", KR).replace("{value_id}", "1").replace("{check_id}", "1")
             url = url.replace("{job_id}", "x").replace("{name}", "x").replace("{token_id}", "1")
+            url = url.replace("{restatement_id}", "1")
             r = c.request(method, url, json={})
             assert r.status_code == 401, (method, path, r.status_code)
             assert r.json()["detail"]

@@ -296,6 +296,10 @@ export function flags(node, { reason } = {}) {
   if (node.stale) {
     out.push(el("span", { class: "flag flag-stale", title: "the data is older than the stale limit", "data-testid": "stale", text: "stale" }));
   }
+  if (node.close && node.close.label) {
+    // final, provisional (closes on …), restated after close (+1.2 %): docs/web.md, "Closing periods"
+    out.push(el("span", { class: `flag flag-close close-${node.close.state}`, title: "period close", "data-testid": "close-flag", "data-state": node.close.state, text: node.close.label }));
+  }
   return out;
 }
 
