@@ -149,7 +149,14 @@ def _text(kind: str, krs: list[stored.KrInfo], f: Mapping[str, Any]) -> str:
         where = f"stream {f.get('stream')}" if f.get("stream") else "a key result"
         return (f"check “{f.get('check')}” on {where} {f.get('status')}: {f.get('failed_rows')} of "
                 f"{f.get('rows')} rows failed; concerns {names}")
-    return f"{kind}: {names}"  # kinds added later (closes, restatements) until they get their own line
+    if kind == "closed":
+        value = f": final value {f['value']}" if "value" in f else ""
+        return f"{names}: period {f.get('period')} closed{value} ({f.get('status')})"
+    if kind == "restated":
+        moved = f" ({f['change_percent']} %)" if f.get("change_percent") is not None else ""
+        return (f"{names}: restated after close{moved} by {f.get('records')} record change(s); see "
+                f"okrsync restatements show {f.get('restatement_id')}")
+    return f"{kind}: {names}"  # a kind without its own sentence yet
 
 
 def _title(project: Project, body: Mapping[str, Any]) -> str:

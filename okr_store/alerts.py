@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +26,8 @@ from okr_store import models as m
 from okr_store.records import utcnow
 
 SUBJECT_MAX = 300
-VALUE_FACTS = ("value", "target", "progress")  # what a KR over personal data is announced without
+# what a KR over personal data is announced without ("value" first: its presence marks such facts)
+VALUE_FACTS = ("value", "target", "progress", "closed_value", "change_percent")
 FAILING = ("blocked", "warned")  # check statuses that are a failure (okr_store.checks.status_of)
 STUCK_AFTER = timedelta(minutes=10)  # a "sending" row older than this was left by a crashed process
 
@@ -113,11 +115,56 @@ def observe_checks(conn: sa.Connection) -> dict[str, Observation]:
     return out
 
 
+def observe_closes(conn: sa.Connection) -> dict[str, Observation]:
+    """Each active KR: ``closed:<close id>`` while its period's close stands (okr_store.closing), else
+    ``open``; a reopened and closed-again period is a new close, so news again."""
+    c, v = m.kr_close.c, m.kr_value.c
+    q = (sa.select(c.id, c.kr_id, c.period_label, c.seq, c.closes_at, v.value, v.status, v.progress)
+         .join(m.kr_value, v.id == c.value_id).where(c.reopened_at.is_(None)))
+    closed = {r.kr_id: r for r in conn.execute(q)}
+    out = {}
+    for kr in _active_krs(conn):
+        r = closed.get(kr.id)
+        out[kr.id] = Observation("open", (kr.id,)) if r is None else Observation(
+            f"closed:{r.id}", (kr.id,), {"period": r.period_label, "close": r.seq, "closes_at": r.closes_at,
+                                         "value": r.value, "status": r.status, "progress": r.progress})
+    return out
+
+
+def observe_restatements(conn: sa.Connection) -> dict[str, Observation]:
+    """Each active KR: ``restated:<id>`` for the latest restatement of its closed value, else ``none``:
+    every new restatement is news (records that moved it: ``okrsync restatements show ID``)."""
+    r_ = m.kr_restatement.c
+    latest = sa.select(sa.func.max(r_.id)).group_by(r_.kr_id)
+    rows = {r.kr_id: r for r in conn.execute(
+        sa.select(r_.id, r_.kr_id, r_.value, r_.closed_value, r_.total_changes).where(r_.id.in_(latest)))}
+    out = {}
+    for kr in _active_krs(conn):
+        r = rows.get(kr.id)
+        if r is None:
+            out[kr.id] = Observation("none", (kr.id,))
+            continue
+        change = None  # stored as exact decimal text; no percentage from or to nothing, or from zero
+        if r.value is not None and r.closed_value is not None and Decimal(r.closed_value) != 0:
+            new, old = Decimal(r.value), Decimal(r.closed_value)
+            change = str(((new - old) / abs(old) * 100).quantize(Decimal("0.1")))
+        out[kr.id] = Observation(f"restated:{r.id}", (kr.id,), {
+            "restatement_id": r.id, "value": r.value, "closed_value": r.closed_value,
+            "change_percent": change, "records": r.total_changes})
+    return out
+
+
+def _is(prefix: str) -> Callable[[str | None, str], bool]:
+    return lambda before, now: now.startswith(prefix) and before != now
+
+
 # The kinds of event, in the order they are detected. Add one with a line here (and its observer).
 EVENT_SOURCES: tuple[EventSource, ...] = (
     EventSource("status_changed", observe_statuses, _changed),
     EventSource("held", observe_holds, _became("held")),
     EventSource("check_failed", observe_checks, _became("failing")),
+    EventSource("closed", observe_closes, _is("closed:")),
+    EventSource("restated", observe_restatements, _is("restated:")),
 )
 EVENT_KINDS: tuple[str, ...] = tuple(s.kind for s in EVENT_SOURCES)
 

@@ -8,6 +8,7 @@ ERP says changed since the close, and takes the new value once an admin reopens 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -97,6 +98,14 @@ def state(store: Store) -> closing.CloseState:
     return kr.close
 
 
+def alert_events(store: Store, kind: str) -> list[tuple[str, dict]]:
+    """The alert events of ``kind`` the runs recorded (okr_store.alerts), oldest first."""
+    e = m.alert_event.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(e.subject, e.facts).where(e.kind == kind).order_by(e.id))
+        return [(r.subject, json.loads(r.facts)) for r in rows]
+
+
 def current_value(store: Store) -> Decimal | None:
     with store.engine.connect() as conn:
         return value_at(conn, "KR-REV").value
@@ -128,6 +137,9 @@ def test_a_period_closes_restates_late_changes_and_reopens(tmp_path: Path) -> No
     assert (st.state, st.label) == ("final", "final")
     assert st.close is not None and st.close.value == Decimal("600.00")
     closed_value_id = st.close.value_id
+    ((subject, facts),) = alert_events(store, "closed")  # one alert: the period closed, with its value
+    assert (subject, facts["period"], facts["value"], facts["previous"]) == (
+        "KR-REV", "2026-Q3", "600.00", "open")
     with source.begin() as conn:  # what the ERP held at the close, for the independent check below
         conn.exec_driver_sql("CREATE TABLE sale_at_close AS SELECT * FROM sale")
 
@@ -175,11 +187,16 @@ def test_a_period_closes_restates_late_changes_and_reopens(tmp_path: Path) -> No
         "4": ("added", "new record in the source", []),
     }
 
-    # Idempotent: the same state of the sources restates nothing more.
+    ((subject, facts),) = alert_events(store, "restated")  # one alert: the restatement, and by how much
+    assert (subject, facts["restatement_id"], facts["change_percent"], facts["records"]) == (
+        "KR-REV", r.id, "1.2", 2)
+
+    # Idempotent: the same state of the sources restates nothing more, and alerts nothing more.
     run(pf, "2026-10-16T06:00")
     with store.engine.connect() as conn:
         assert len(closing.restatements(conn, "KR-REV")) == 1
         assert conn.execute(sa.select(sa.func.count()).select_from(m.kr_close)).scalar_one() == 1
+    assert len(alert_events(store, "closed")) == len(alert_events(store, "restated")) == 1
 
     # An admin acknowledges it (audited); it leaves the pending list, the label stays.
     with store.engine.begin() as conn:
@@ -203,6 +220,7 @@ def test_a_period_closes_restates_late_changes_and_reopens(tmp_path: Path) -> No
     st = state(store)
     assert st.state == "final" and st.close is not None and st.close.seq == 2
     assert st.close.value == Decimal("607.00")
+    assert [f["value"] for _, f in alert_events(store, "closed")] == ["600.00", "607.00"]  # closed again
     with store.engine.connect() as conn:
         events = [(e.actor, e.action, e.kr_id, e.reason) for e in audit.audit_log(conn, kr_id="KR-REV")]
         assert events == [
