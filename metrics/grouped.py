@@ -123,6 +123,9 @@ class _StreamPlan:
         """Plan one simple metric of one KR; errors (a bad pinned value, a missing field) propagate."""
         view, period = self.view, d.period.period()
         where = f"metric {metric.name!r} (key result {d.kr_id!r})"
+        if metric.time_field is not None and (view.schema.get(metric.time_field) is None
+                                              or metric.time_field not in view.table.c):
+            raise OkrsyncError(f"{where}: time field {metric.time_field!r} is not in the stream")
         key = _shape_key(metric, period)
         if key not in self.shapes:
             records = self._base(metric, period, where)  # a bad filter or field fails here, in planning
@@ -144,8 +147,7 @@ class _StreamPlan:
         span = None
         if metric.time_field is not None:
             ftype = view.schema.get(metric.time_field)
-            if ftype is None or metric.time_field not in view.table.c:
-                raise OkrsyncError(f"{where}: time field {metric.time_field!r} is not in the stream")
+            assert ftype is not None  # checked above
             bounds = window_span(ftype.type, metric.window, period, self.as_of)
             if bounds is not None:
                 low, high = bounds

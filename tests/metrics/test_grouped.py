@@ -191,14 +191,19 @@ def test_krs_that_differ_in_pins_and_periods_share_one_grouped_query() -> None:
     engine.dispose()
 
 
-def test_a_bad_pinned_value_fails_as_on_the_per_kr_path() -> None:
+@pytest.mark.parametrize(("metric", "pins", "why"), [
+    (METRICS["revenue"], {"channel": "north"}, "'north' is not an integer value"),
+    (simple("m", "sum", field="amount", time_field="nope"), {}, "time field 'nope' is not in stream"),
+    (simple("m", "count", filter={"field": "nope", "op": "=", "value": 1}), {}, "filter field 'nope'"),
+])
+def test_a_bad_declaration_fails_as_on_the_per_kr_path(metric: SimpleMetric, pins: dict, why: str) -> None:
     engine = sa.create_engine("sqlite://")
     views = {"orders": stream(engine, "orders", ORDERS, orders(5, 5))}
-    d = build_definition("KR", METRICS["revenue"], METRICS, {"channel": "north"}, PERIODS[0])
+    d = build_definition("KR", metric, METRICS, pins, PERIODS[0])
     messages = []
     for grouped in (True, False):
         with engine.connect() as conn, pytest.raises(Exception) as err:
             evaluate(conn, views, [d], AS_OF, grouped=grouped)
         messages.append((type(err.value), str(err.value)))
-    assert messages[0] == messages[1] and "'north' is not an integer value" in messages[0][1]
+    assert messages[0] == messages[1] and why in messages[0][1]
     engine.dispose()
