@@ -152,3 +152,36 @@ def top_lines(conn: psycopg.Connection[Any], k: KrPlan, limit: int | None) -> li
     params = {"first": k.first_day, "last": k.last_day, "region": k.region, "limit": limit}
     rows = conn.execute(query, params).fetchall()  # LIMIT NULL = no limit
     return [(int(r[0]), r[6]) for r in rows]
+
+
+# ---- the same key results from one hand-written grouped scan ---------------------------------------
+
+GROUPED_SQL = (
+    "SELECT region, date_trunc('quarter', order_date)::date AS quarter, "
+    "sum(amount) FILTER (WHERE state IN ('confirmed', 'done')) AS revenue, "
+    "count(amount) FILTER (WHERE state IN ('confirmed', 'done')) AS revenue_n, "
+    "count(*) FILTER (WHERE state IN ('confirmed', 'done')) AS lines, "
+    "count(*) FILTER (WHERE state = 'cancel') AS cancelled, "
+    "count(*) AS all_lines, sum(amount) AS gross, count(amount) AS gross_n "
+    "FROM order_lines WHERE order_date BETWEEN %(first)s AND %(last)s GROUP BY 1, 2"
+)
+
+
+def grouped_kr_values(conninfo: str, krs: Iterable[KrPlan]) -> dict[str, Decimal | None]:
+    """Every KR from one ``GROUP BY region, quarter`` scan of the source (the dimensions and period
+    buckets the KRs use), each KR rolled up from its cells: what a hand-written report would do."""
+    plans = list(krs)
+    first, last = min(k.first_day for k in plans), max(k.last_day for k in plans)
+    with psycopg.connect(conninfo) as conn:
+        cells = conn.execute(GROUPED_SQL, {"first": first, "last": last}).fetchall()
+    terms = {"revenue": (2, 3), "gross": (7, 8), "lines": (4, 4), "avg_line_value": (2, 3),
+             "cancel_rate": (5, 6)}
+    out: dict[str, Decimal | None] = {}
+    for k in plans:
+        a_col, b_col = terms[k.metric]
+        mine = [c for c in cells
+                if (k.region is None or c[0] == k.region) and k.first_day <= c[1] <= k.last_day]
+        sums = [c[a_col] for c in mine if c[a_col] is not None]
+        total = sum(sums[1:], sums[0]) if sums else None
+        out[k.id] = _value(k.metric, total, sum(int(c[b_col]) for c in mine))
+    return out

@@ -41,10 +41,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=["gate", "incremental", "deletes", "salesforce", "local-tax", "drill-export"],
+        choices=["gate", "compute", "incremental", "deletes", "salesforce", "local-tax", "drill-export"],
         default=None,
         help="run one phase only: gate = generate the data, then a full sync without and with "
-        "data-quality checks (≈ 2–3 min at 1M rows); incremental = generate, the full sync, then the "
+        "data-quality checks (≈ 2–3 min at 1M rows); compute = generate, the full sync, then the compute "
+        "phase (against per-KR SQL and one hand-written GROUP BY region, quarter); incremental = "
+        "generate, the full sync, then the "
         "incremental read (SqlConnector.read against a plain range SELECT) and sync; deletes = generate, the "
         "full sync, then the 1 %%-changed sync with delete detection by digests, by every key, and without "
         "(bench/deletes.py); salesforce = the "

@@ -225,7 +225,7 @@ GATE_SWAPS: list[tuple[Any, str, str]] = [
 NESTED: dict[str, tuple[str, ...]] = {GATE_OBSERVE: (GATE_VALIDATE,)}
 RANKS = "record_ranks (first drill positions)"
 COMPUTE_SWAPS: list[tuple[Any, str, str]] = [
-    (pipeline_module, "evaluate", "evaluate (one aggregate query per stream)"),
+    (pipeline_module, "evaluate", "evaluate (grouped query per stream)"),
     (pipeline_module, "score", "score"),
     (pipeline_module, "record_ranks", RANKS),
 ]

@@ -317,6 +317,30 @@ def window_condition(
     raise ConfigError(f"{where}: unknown window {window!r}")
 
 
+def window_span(
+    time_type: FieldType, window: Window, period: Period, as_of: datetime
+) -> tuple[date | datetime | None, date | datetime | None] | None:
+    """:func:`window_condition` as a half-open range ``[low, high)`` of the time field (None: unbounded
+    on that side), for the windows that are one: ``period_to_date`` and ``as_of_end``; None for the
+    others. DATE fields: ``d <= last`` is ``d < last + 1 day``. An empty window has ``high <= low``."""
+    if not time_type.temporal or window not in ("period_to_date", "as_of_end"):
+        return None
+    as_of = naive_utc(as_of)
+    low: date | datetime
+    high: date | datetime
+    if time_type == FieldType.DATETIME:
+        low, high = period.start_utc(), min(as_of, period.end_utc())
+    else:
+        low = period.start
+        high = min(period.local_date(as_of), period.end - timedelta(days=1)) + timedelta(days=1)
+    return (low if window == "period_to_date" else None), high
+
+
+def coerce_value(value: object, name: str, field: Field, where: str) -> Any:
+    """``value`` as the Python type of ``field``, as a filter binds it (ConfigError when it cannot be)."""
+    return _coerce(value, name, field, where)
+
+
 def open_at_start(
     time_col: sa.ColumnElement[Any], time_type: FieldType, until_col: sa.ColumnElement[Any],
     until_type: FieldType, period: Period,

@@ -1,10 +1,13 @@
 """Evaluate key results set-based, in one pass per stream, and explain each value record by record.
 
 The store hands over, for each stream, a selectable of the records visible at a snapshot
-(:class:`StreamView`). Every KR reading that stream becomes a few aggregate *terms*
-(``SUM(CASE WHEN <kr condition> THEN amount END)``, ``COUNT(CASE WHEN … THEN 1 END)``), and all terms
-of all KRs on a stream run as one SELECT: 100 KRs on a 10M-row stream cost one scan, not 100 (a
-``median`` term, which must order its records, reads them once more in a subquery of that SELECT).
+(:class:`StreamView`). KRs that differ only in pinned dimension values and period share one grouped
+query per stream (:mod:`metrics.grouped`): one aggregate per metric, ``GROUP BY`` the pinned values and
+period buckets in use, each KR rolled up from its cells. A KR that cannot be grouped (count_distinct,
+median, float sums, until_field windows) becomes a few aggregate *terms* of its own
+(``SUM(CASE WHEN <kr condition> THEN amount END)``, ``COUNT(CASE WHEN … THEN 1 END)``), and all such
+terms on a stream run as one SELECT: 100 KRs on a 10M-row stream cost one scan, not 100 (a ``median``
+term, which must order its records, reads them once more in a subquery of that SELECT).
 Each term, each value and each record's contribution is its measure's (:mod:`metrics.measures`).
 The same conditions produce the per-record contributions behind a value (:func:`contribution_parts`).
 """
@@ -22,6 +25,7 @@ import sqlalchemy as sa
 
 from metrics.compile import AsOf, condition_for, days_between, open_at_start, still_active, window_condition
 from metrics.definition import KrDefinition
+from metrics.grouped import Tally, evaluate_grouped
 from metrics.measures import PLACES, RID, Records
 from metrics.spec import Condition, SimpleMetric
 from okrsync.errors import MetricError
@@ -123,9 +127,28 @@ def records_of(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: d
 
 
 def evaluate(
-    conn: sa.Connection, views: Mapping[str, StreamView], defs: Sequence[KrDefinition], as_of: datetime
+    conn: sa.Connection,
+    views: Mapping[str, StreamView],
+    defs: Sequence[KrDefinition],
+    as_of: datetime,
+    *,
+    grouped: bool = True,
 ) -> dict[str, Evaluation]:
-    """Compute every KR in ``defs`` at ``as_of``: one aggregate query per stream, whatever the KR count."""
+    """Compute every KR in ``defs`` at ``as_of``: per stream, one grouped query for the KRs that differ only
+    in pinned dimension values and period (:mod:`metrics.grouped`), and one query of per-KR aggregates for
+    the others (``grouped=False``: every KR that way, as before grouping; the values are the same)."""
+    tallies: dict[str, Tally] = {}
+    rest: Sequence[KrDefinition] = defs
+    if grouped:
+        tallies, rest = evaluate_grouped(conn, views, defs, as_of)
+    tallies.update(_per_kr(conn, views, rest, as_of))
+    return {d.kr_id: _combine(d, tallies[d.kr_id]) for d in defs}
+
+
+def _per_kr(
+    conn: sa.Connection, views: Mapping[str, StreamView], defs: Sequence[KrDefinition], as_of: datetime
+) -> dict[str, Tally]:
+    """Every KR's own aggregate terms, all terms of a stream in one SELECT: one scan per stream."""
     terms: dict[str, list[Any]] = defaultdict(list)
     slots: dict[tuple[str, str], tuple[str, int]] = {}  # (kr, part) → (stream, index of agg term)
     union_slots: dict[str, tuple[str, int]] = {}  # ratio on one stream: records in either part
@@ -145,30 +168,30 @@ def evaluate(
     for stream, cols in terms.items():
         labelled = [c.label(f"t{i}") for i, c in enumerate(cols)]
         rows[stream] = conn.execute(sa.select(*labelled).select_from(views[stream].table)).one()
-    return {d.kr_id: _combine(d, rows, slots, union_slots) for d in defs}
+    tallies = {}
+    for d in defs:
+        t = Tally()
+        for part in d.parts:
+            stream, i = slots[(d.kr_id, part)]
+            t.parts[part] = rows[stream][i], int(rows[stream][i + 1] or 0)
+        if d.kr_id in union_slots:
+            stream, i = union_slots[d.kr_id]
+            t.union = int(rows[stream][i] or 0)
+        tallies[d.kr_id] = t
+    return tallies
 
 
-def _combine(
-    d: KrDefinition,
-    rows: Mapping[str, Sequence[Any]],
-    slots: Mapping[tuple[str, str], tuple[str, int]],
-    union_slots: Mapping[str, tuple[str, int]],
-) -> Evaluation:
+def _combine(d: KrDefinition, tally: Tally) -> Evaluation:
     values: dict[str, Decimal | None] = {}
     reasons: dict[str, str | None] = {}
     counts: dict[str, int] = {}
     for part, metric in d.parts.items():
-        stream, i = slots[(d.kr_id, part)]
-        agg, n = rows[stream][i], int(rows[stream][i + 1] or 0)
+        agg, n = tally.parts[part]
         values[part], reasons[part] = metric.measure.aggregation.value(agg, n, metric.name)
         counts[part] = n
     if d.metric is not None:
         return Evaluation(values["value"], reasons["value"], counts["value"], values)
-    if d.kr_id in union_slots:
-        stream, i = union_slots[d.kr_id]
-        records = int(rows[stream][i] or 0)
-    else:
-        records = counts["numerator"] + counts["denominator"]
+    records = tally.union if tally.union is not None else counts["numerator"] + counts["denominator"]
     num, den = values["numerator"], values["denominator"]
     if den is None or den == 0:
         name = d.denominator.name  # type: ignore[union-attr]

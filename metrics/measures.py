@@ -15,9 +15,9 @@ new member has no class, and a class that leaves a rule undeclared fails when it
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from enum import StrEnum
 from typing import Any, ClassVar, assert_never
 
@@ -77,6 +77,18 @@ def to_decimal(v: Any) -> Decimal | None:
     return Decimal(v)
 
 
+def exact_sum(parts: Iterable[Any]) -> Any:
+    """The sum of the non-null parts, exact (a Decimal sum is not rounded to the default 28 digits, as
+    the store's NUMERIC sum is not); None when every part is None, as SQL's SUM of no values."""
+    total: Any = None
+    with localcontext() as ctx:
+        ctx.prec = 1000  # wider than any NUMERIC sum the store returns
+        for p in parts:
+            if p is not None:
+                total = p if total is None else total + p
+    return total
+
+
 def _none_in(name: str) -> tuple[None, str]:
     return None, f"no records for metric {name!r} in this period"
 
@@ -85,7 +97,8 @@ class Aggregation(ABC):
     """One measure's behaviour. Subclasses declare every rule below; none has a default."""
 
     RULES: ClassVar[tuple[str, ...]] = ("measure", "role", "needs_field", "needs_numeric", "on_sealed_values",
-                                        "takes_days", "takes_period_average", "counts_records", "rankable")
+                                        "takes_days", "takes_period_average", "counts_records", "rankable",
+                                        "decomposable")
     measure: ClassVar[Measure]
     role: ClassVar[str]  # a contributing record's role in a drill
     needs_field: ClassVar[bool]  # it aggregates a `field` (or `days_between`), which the metric must give
@@ -97,6 +110,10 @@ class Aggregation(ABC):
     # A record's contribution and role depend on that record alone, so a value's first drill positions
     # can be stored when it is recorded (okr_store.ranking) and a page of them evaluated on its own.
     rankable: ClassVar[bool]
+    # Its aggregate over a set of records follows exactly from its aggregates over the parts of that set
+    # (:meth:`rollup`), so KRs that differ only in pinned dimension values and period can share one
+    # grouped query (metrics.grouped) instead of an aggregate each.
+    decomposable: ClassVar[bool]
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -112,6 +129,11 @@ class Aggregation(ABC):
     def value(self, agg: Any, n: int, name: str) -> tuple[Decimal | None, str | None]:
         """The metric's value from the aggregate and the count of contributing records, or None and
         why there is none."""
+
+    def rollup(self, aggs: Iterable[Any]) -> Any:
+        """The aggregate over a set of records from its aggregates over disjoint parts of it (None for
+        none): what :meth:`aggregate` over the whole set gives. Only for ``decomposable`` measures."""
+        raise NotImplementedError(f"measure {self.measure.value!r} is not decomposable")
 
     def contribution(self, records: Records) -> sa.ColumnElement[Any]:
         """What one record contributes on its own (a ratio's parts, and this measure's drill)."""
@@ -142,6 +164,10 @@ class Count(Aggregation):
     takes_period_average = True
     counts_records = True
     rankable = True
+    decomposable = True
+
+    def rollup(self, aggs: Iterable[Any]) -> Any:
+        return exact_sum(aggs)
 
     def aggregate(self, records: Records) -> sa.ColumnElement[Any]:
         if records.weight is None:
@@ -165,6 +191,7 @@ class CountDistinct(Aggregation):
     takes_period_average = False
     counts_records = True
     rankable = False  # whether a record is the first of its value depends on the records before it
+    decomposable = False  # a value may occur in several parts
 
     def aggregate(self, records: Records) -> sa.ColumnElement[Any]:
         return sa.func.count(sa.distinct(sa.case((records.condition, records.measured()))))
@@ -196,6 +223,10 @@ class Sum(Aggregation):
     takes_period_average = False
     counts_records = False
     rankable = True
+    decomposable = True
+
+    def rollup(self, aggs: Iterable[Any]) -> Any:
+        return exact_sum(aggs)
 
     def aggregate(self, records: Records) -> sa.ColumnElement[Any]:
         return sa.func.sum(sa.case((records.condition, records.measured())))
@@ -216,6 +247,10 @@ class Avg(Aggregation):
     takes_period_average = False
     counts_records = False
     rankable = True
+    decomposable = True
+
+    def rollup(self, aggs: Iterable[Any]) -> Any:
+        return exact_sum(aggs)  # the sum; the count comes with every part
 
     def aggregate(self, records: Records) -> sa.ColumnElement[Any]:
         return sa.func.sum(sa.case((records.condition, records.measured())))
@@ -240,6 +275,11 @@ class Min(Aggregation):
     takes_period_average = False
     counts_records = False
     rankable = True
+    decomposable = True
+
+    def rollup(self, aggs: Iterable[Any]) -> Any:
+        present = [a for a in aggs if a is not None]
+        return min(present) if present else None
 
     def aggregate(self, records: Records) -> sa.ColumnElement[Any]:
         return sa.func.min(sa.case((records.condition, records.measured())))
@@ -260,6 +300,11 @@ class Max(Aggregation):
     takes_period_average = False
     counts_records = False
     rankable = True
+    decomposable = True
+
+    def rollup(self, aggs: Iterable[Any]) -> Any:
+        present = [a for a in aggs if a is not None]
+        return max(present) if present else None
 
     def aggregate(self, records: Records) -> sa.ColumnElement[Any]:
         return sa.func.max(sa.case((records.condition, records.measured())))
@@ -283,6 +328,7 @@ class Median(Aggregation):
     takes_period_average = False
     counts_records = False
     rankable = False  # whether a record is at the middle depends on all the others
+    decomposable = False  # the middle of the whole is no function of the middles of its parts
 
     @staticmethod
     def _ordered(records: Records) -> sa.Subquery:

@@ -110,14 +110,25 @@ def test_fused_evaluation_matches_pandas(rows: list[dict]) -> None:
 
 
 def test_many_krs_on_one_stream_cost_one_query() -> None:
+    """The KRs that differ only in region share one grouped query; count_distinct, which cannot be rolled
+    up from groups, adds one query of per-KR aggregates; without grouping, all are in one query."""
     engine, t = table([{"id": 1, "region": "EMEA", "amount": Decimal("1.00"), "day": date(2026, 10, 5),
                         "late": 0}])
     statements: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     defs = defs_for([None, *REGIONS])  # 28 KRs
-    with engine.connect() as conn:
-        evaluate(conn, {"orders": StreamView("orders", t, SCHEMA)}, defs, AS_OF)
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+    view = {"orders": StreamView("orders", t, SCHEMA)}
+
+    def selects(ds: list, grouped: bool = True) -> list[str]:
+        statements.clear()
+        with engine.connect() as conn:
+            evaluate(conn, view, ds, AS_OF, grouped=grouped)
+        return [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+
+    grouped = selects([d for d in defs if not d.kr_id.startswith("regions")])  # 24 KRs
+    assert len(grouped) == 1 and "GROUP BY" in grouped[0]
+    assert len(selects(defs)) == 2
+    assert len(selects(defs, grouped=False)) == 1
 
 
 def test_empty_denominator_gives_no_value_with_a_reason() -> None:
