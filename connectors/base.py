@@ -180,11 +180,43 @@ def cursor_values(df: pd.DataFrame, stream: StreamSpec) -> pd.Series:
 
 
 def record_ids(df: pd.DataFrame, primary_key: tuple[str, ...]) -> pd.Series:
-    """Stable string ids for records: the primary-key values joined with ``|`` (vectorised)."""
+    """Stable string ids for records: the primary-key values joined with ``|`` (vectorised). Stores
+    hold them: an Arrow-backed batch gets, through Arrow kernels, the ids its Python values would
+    (an Arrow-backed string column then)."""
+    arrow = _arrow_key_texts(df, primary_key)
+    if arrow is not None:
+        import pyarrow.compute as pc
+
+        from okr_store.arrow_text import to_series
+
+        joined = arrow[0] if len(arrow) == 1 else pc.binary_join_element_wise(*arrow, KEY_SEPARATOR)
+        return to_series(joined, df[primary_key[0]])
     ids = df[primary_key[0]].map(_key_text)
     for col in primary_key[1:]:
         ids = ids + KEY_SEPARATOR + df[col].map(_key_text)
     return ids.astype(str)
+
+
+def _arrow_key_texts(df: pd.DataFrame, primary_key: tuple[str, ...]) -> list[Any] | None:
+    """Each key column's ``_key_text`` through Arrow, when every one is Arrow-backed and of a type
+    Arrow prints as Python does (see okr_store.arrow_text); None otherwise."""
+    from okr_store.arrow_text import arrow_array, isoformat_text, str_text
+
+    texts = []
+    for col in primary_key:
+        if not _is_arrow(df[col]) or (arr := arrow_array(df[col])) is None:
+            return None
+        import pyarrow as pa
+
+        text = isoformat_text(arr) if pa.types.is_timestamp(arr.type) else str_text(arr)
+        if text is None or text.null_count:  # floats; a NULL key (refused by the connectors anyway)
+            return None
+        texts.append(text)
+    return texts
+
+
+def _is_arrow(s: pd.Series) -> bool:
+    return type(s.dtype).__name__ == "ArrowDtype"  # without importing pandas for other frames
 
 
 def _key_text(v: Any) -> str:

@@ -108,12 +108,45 @@ def visible(table: sa.Table, sync_id: int | None) -> sa.ColumnElement[bool]:
 
 
 def row_hashes(df: pd.DataFrame, fields: tuple[str, ...]) -> pd.Series:
-    """A 64-bit hash of each row's kept fields (vectorised), as 16 hex digits."""
+    """A 64-bit hash of each row's kept fields, as 16 hex digits: pandas' SipHash of each value's
+    ``str()`` (``\\x00null`` for a missing one), combined over the fields. Arrow-backed columns are
+    turned into that text by Arrow kernels (:mod:`okr_store.arrow_text`), others by pandas; the
+    hashes are the same either way (stores hold them). An Arrow-backed string column is returned."""
     import pandas as pd
 
-    text = df[list(fields)].astype("string").fillna("\x00null")
+    from okr_store.arrow_text import hex_digits
+
+    text = pd.DataFrame({f: _hash_text(df[f]) for f in fields}, index=df.index)
     hashed = pd.util.hash_pandas_object(text, index=False)
-    return hashed.map("{:016x}".format)
+    return hex_digits(hashed)
+
+
+def _hash_text(s: pd.Series) -> pd.Series:
+    """A column as the text its values are hashed by (see :func:`row_hashes`)."""
+    import pandas as pd
+
+    from okr_store.arrow_text import arrow_array, str_text
+
+    arr = arrow_array(s)
+    text = None if arr is None else str_text(arr)
+    if text is None:
+        if arr is not None:  # timestamps, floats: formatted by pandas as their numpy column would be
+            s = s.astype(_numpy_dtype(arr.type))
+        return s.astype("string").fillna("\x00null")
+    import pyarrow.compute as pc
+
+    return pd.Series(pc.fill_null(text, "\x00null").to_numpy(zero_copy_only=False), index=s.index,
+                     dtype="string")
+
+
+def _numpy_dtype(t: Any) -> Any:
+    """The pandas dtype a column of a type :func:`okr_store.arrow_text.str_text` leaves to pandas had
+    before batches were Arrow-backed (naive timestamps, floats; objects otherwise)."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t):
+        return "datetime64[us]"
+    return "float64" if pa.types.is_floating(t) else object
 
 
 @dataclass(frozen=True)
