@@ -126,7 +126,8 @@ def stream_zone(source: str, stream: StreamSpec) -> ZoneInfo:
 
 def _jsonable(v: Any) -> Any:
     pandas = sys.modules.get("pandas")  # a NaT exists only once pandas is imported
-    if v is None or (pandas is not None and v is pandas.NaT) or (isinstance(v, float) and v != v):
+    missing = pandas is not None and (v is pandas.NaT or v is pandas.NA)  # NA: Arrow-backed columns
+    if v is None or missing or (isinstance(v, float) and v != v):
         return None
     if isinstance(v, datetime | date):
         return v.isoformat()

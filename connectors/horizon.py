@@ -117,7 +117,7 @@ def future_rows(cursors: pd.Series, horizon: Horizon | None) -> FutureRows:
 def _instant(v: Any) -> datetime | None:
     import pandas as pd
 
-    if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
+    if v is None or (isinstance(v, float) and v != v) or v is pd.NaT or v is pd.NA:
         return None
     if isinstance(v, pd.Timestamp):
         return v.to_pydatetime()

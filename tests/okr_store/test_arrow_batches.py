@@ -217,5 +217,11 @@ def test_staged_rows_match_the_per_value_path(store: Store, seed: int) -> None:
             got[name] = conn.execute(sa.select(stg).order_by(stg.c[RID])).mappings().all()
         w.commit(None)
     assert len(got["new"]) == len(data["i"])
+    # and they are the values themselves, as the per-value path had them (exact decimals, naive UTC)
+    want = {rid: dict(zip(old.columns, row, strict=True)) for rid, row in
+            zip(legacy_record_ids(old, ("i",)), staged_values(old), strict=True)}
+    hashes = dict(zip(legacy_record_ids(old, ("i",)), legacy_row_hashes(old, tuple(data)), strict=True))
+    for r in got["new"]:
+        assert {n: r[n] for n in data} == want[r[RID]] and r["_hash"] == hashes[r[RID]]
     strip = [{k: v for k, v in r.items() if k != "_sync"} for r in got["new"]]
     assert strip == [{k: v for k, v in r.items() if k != "_sync"} for r in got["old"]]
