@@ -184,11 +184,11 @@ def record_ids(df: pd.DataFrame, primary_key: tuple[str, ...]) -> pd.Series:
     """Stable string ids for records: the primary-key values joined with ``|`` (vectorised). Stores
     hold them: an Arrow-backed batch gets, through Arrow kernels, the ids its Python values would
     (an Arrow-backed string column then)."""
-    arrow = _arrow_key_texts(df, primary_key)
+    arrow = _arrow_key_texts(df, primary_key) if all(_is_arrow(df[c]) for c in primary_key) else None
     if arrow is not None:
         import pyarrow.compute as pc
 
-        from okr_store.arrow_text import to_series
+        from connectors.kit.arrow_text import to_series
 
         joined = arrow[0] if len(arrow) == 1 else pc.binary_join_element_wise(*arrow, KEY_SEPARATOR)
         return to_series(joined, df[primary_key[0]])
@@ -200,15 +200,15 @@ def record_ids(df: pd.DataFrame, primary_key: tuple[str, ...]) -> pd.Series:
 
 def _arrow_key_texts(df: pd.DataFrame, primary_key: tuple[str, ...]) -> list[Any] | None:
     """Each key column's ``_key_text`` through Arrow, when every one is Arrow-backed and of a type
-    Arrow prints as Python does (see okr_store.arrow_text); None otherwise."""
-    from okr_store.arrow_text import arrow_array, isoformat_text, str_text
+    Arrow prints as Python does (see connectors.kit.arrow_text); None otherwise."""
+    import pyarrow as pa
+
+    from connectors.kit.arrow_text import arrow_array, isoformat_text, str_text
 
     texts = []
     for col in primary_key:
-        if not _is_arrow(df[col]) or (arr := arrow_array(df[col])) is None:
+        if (arr := arrow_array(df[col])) is None:
             return None
-        import pyarrow as pa
-
         text = isoformat_text(arr) if pa.types.is_timestamp(arr.type) else str_text(arr)
         if text is None or text.null_count:  # floats; a NULL key (refused by the connectors anyway)
             return None

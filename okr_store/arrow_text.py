@@ -1,19 +1,19 @@
 """Arrow-backed columns as the text Python's ``str()`` gives their values, computed per column.
 
-Record ids (:func:`connectors.base.record_ids`) and row hashes (:func:`okr_store.records.row_hashes`)
-are built from the text of each value. Stores hold them, so that text must not change when a batch
-is Arrow-backed (``pd.ArrowDtype``) instead of Python objects: these functions give, for a whole
+Row hashes (:func:`okr_store.records.row_hashes`) are built from the text of each value (and record ids
+from the text of key values, :mod:`connectors.kit.arrow_text`: the layers keep the connectors from the
+store, so each side has its copy of these rules). Stores hold them, so that text must not change when a
+batch is Arrow-backed (``pd.ArrowDtype``) instead of Python objects: these functions give, for a whole
 column at once, exactly what ``str(value)`` gives for the Python value (``Decimal``, ``bool``, ``int``,
 ``date``), or ``None`` when the column is of a type they do not cover (the caller then formats it as
 before). ``tests/okr_store/test_arrow_batches.py`` compares them with the per-value path on random data.
 
-pyarrow is imported where a batch is handled: `status` and `drill` never import it.
-"""
+pyarrow is imported where a batch is handled: `status` and `drill` never import it."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,20 +80,6 @@ def str_text(arr: pa.Array) -> pa.Array | None:
     return None
 
 
-def isoformat_text(arr: pa.Array) -> pa.Array:
-    """``Timestamp.isoformat()`` of each value of a naive timestamp array: seconds, then
-    ``.ffffff`` only when the microseconds are not zero."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    us = pc.cast(arr, pa.timestamp("us"))
-    seconds = pc.floor_temporal(us, unit="second")
-    whole = pc.strftime(pc.cast(seconds, pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S")
-    micros = pc.subtract(pc.cast(us, pa.int64()), pc.cast(pc.cast(seconds, pa.timestamp("us")), pa.int64()))
-    fraction = pc.binary_join_element_wise(".", pc.utf8_lpad(pc.cast(micros, pa.string()), 6, "0"), "")
-    return pc.if_else(pc.equal(micros, 0), whole, pc.binary_join_element_wise(whole, fraction, ""))
-
-
 def to_series(arr: pa.Array, like: pd.Series) -> pd.Series:
     """An Arrow string array as an Arrow-backed column with ``like``'s index."""
     import pandas as pd
@@ -115,3 +101,18 @@ def hex_digits(hashed: pd.Series) -> pd.Series:
     offsets = np.arange(0, 16 * len(values) + 1, 16, dtype=np.int32)
     arr = pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(chars.tobytes()))
     return to_series(arr, hashed)
+
+
+def combine_hashes(columns: list[Any], rows: int) -> Any:
+    """Per-column uint64 hashes combined into one per row, exactly as ``pd.util.hash_pandas_object``
+    combines a frame's columns (pandas' ``combine_hash_arrays``, after CPython's tuple hash)."""
+    import numpy as np
+
+    out = np.zeros(rows, dtype=np.uint64) + np.uint64(0x345678)
+    mult = np.uint64(1000003)
+    for i, h in enumerate(columns):
+        inverse_i = len(columns) - i
+        out ^= h
+        out *= mult
+        mult += np.uint64(82520 + inverse_i + inverse_i)
+    return out + np.uint64(97531)

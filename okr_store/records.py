@@ -109,22 +109,21 @@ def visible(table: sa.Table, sync_id: int | None) -> sa.ColumnElement[bool]:
 
 def row_hashes(df: pd.DataFrame, fields: tuple[str, ...]) -> pd.Series:
     """A 64-bit hash of each row's kept fields, as 16 hex digits: pandas' SipHash of each value's
-    ``str()`` (``\\x00null`` for a missing one), combined over the fields. Arrow-backed columns are
-    turned into that text by Arrow kernels (:mod:`okr_store.arrow_text`), others by pandas; the
-    hashes are the same either way (stores hold them). An Arrow-backed string column is returned."""
+    ``str()`` (``\\x00null`` for a missing one), combined over the fields as
+    ``pd.util.hash_pandas_object`` does. Arrow-backed columns are turned into that text by Arrow
+    kernels (:mod:`okr_store.arrow_text`), others by pandas; the hashes are the same either way (stores
+    hold them). An Arrow-backed string column is returned."""
     import pandas as pd
 
-    from okr_store.arrow_text import hex_digits
+    from okr_store.arrow_text import combine_hashes, hex_digits
 
-    text = pd.DataFrame({f: _hash_text(df[f]) for f in fields}, index=df.index)
-    hashed = pd.util.hash_pandas_object(text, index=False)
-    return hex_digits(hashed)
+    columns = [pd.util.hash_array(_hash_text(df[f]), categorize=False) for f in fields]
+    hashed = combine_hashes(columns, len(df))
+    return hex_digits(pd.Series(hashed, index=df.index))
 
 
-def _hash_text(s: pd.Series) -> pd.Series:
-    """A column as the text its values are hashed by (see :func:`row_hashes`)."""
-    import pandas as pd
-
+def _hash_text(s: pd.Series) -> Any:
+    """A column as the text its values are hashed by (see :func:`row_hashes`): a numpy array of str."""
     from okr_store.arrow_text import arrow_array, str_text
 
     arr = arrow_array(s)
@@ -132,11 +131,10 @@ def _hash_text(s: pd.Series) -> pd.Series:
     if text is None:
         if arr is not None:  # timestamps, floats: formatted by pandas as their numpy column would be
             s = s.astype(_numpy_dtype(arr.type))
-        return s.astype("string").fillna("\x00null")
+        return s.astype("string").fillna("\x00null").to_numpy(dtype=object)
     import pyarrow.compute as pc
 
-    return pd.Series(pc.fill_null(text, "\x00null").to_numpy(zero_copy_only=False), index=s.index,
-                     dtype="string")
+    return pc.fill_null(text, "\x00null").to_numpy(zero_copy_only=False)
 
 
 def _numpy_dtype(t: Any) -> Any:
@@ -340,7 +338,10 @@ class SyncWriter:
             for i in range(0, len(ids), 5000):  # bounded IN lists (SQLite's variable limit)
                 current = sa.and_(rec.c[TO].is_(None), rec.c[RID].in_(ids[i:i + 5000]))
                 live.update(conn.execute(sa.select(rec.c[RID], rec.c[HASH]).where(current)).tuples().all())
-        return hashes != batch[RID].map(live)
+        import pandas as pd
+
+        before = batch[RID].map(live).to_numpy(dtype=object)  # None/NaN where no live version
+        return pd.Series(hashes.to_numpy(dtype=object) != before, index=batch.index)
 
     def stage_keys(self, rids: pd.Series) -> None:
         """Stage the ids of every live source record (for hard-delete detection)."""

@@ -127,7 +127,7 @@ def staged_values(df: pd.DataFrame) -> list[tuple[Any, ...]]:
 # -- the properties -----------------------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches())
 def test_arrow_batches_hash_and_stage_as_before(batch: tuple[dict[str, list[Any]], ZoneInfo]) -> None:
     data, zone = batch
