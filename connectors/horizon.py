@@ -107,6 +107,8 @@ def future_rows(cursors: pd.Series, horizon: Horizon | None) -> FutureRows:
 
     if horizon is None or cursors.empty:
         return FutureRows()
+    if isinstance(cursors.dtype, pd.ArrowDtype) and cursors.dtype.kind == "M":  # Arrow timestamps
+        cursors = cursors.astype("datetime64[us]")  # as a numpy column: to_datetime goes value by value
     values = pd.to_datetime(cursors, errors="coerce")
     ahead = values[values > pd.Timestamp(horizon.future_after)]
     if ahead.empty:
