@@ -293,6 +293,7 @@ class SyncWriter:
         self.rows_read = 0
         self.keys_read = 0
         self.tombstones_read = 0
+        self._nothing_live: bool | None = None  # no live version when keys were first staged
         self.api_calls: int | None = None  # set by the caller before commit/block/fail
         self.warning: str | None = None  # set by the caller before commit (SyncCounts.warning)
 
@@ -344,11 +345,23 @@ class SyncWriter:
         return pd.Series(hashes.to_numpy(dtype=object) != before, index=batch.index)
 
     def stage_keys(self, rids: pd.Series) -> None:
-        """Stage the ids of every live source record (for hard-delete detection)."""
+        """Stage the ids of every live source record (for hard-delete detection). While the stream has
+        no live version (its first sync) there is nothing a key could keep from deletion: the keys are
+        counted, not written (a first sync wrote every id twice, for nothing)."""
         if rids.empty:
             return
         import pandas as pd
 
+        if self._nothing_live is None:
+            rec = self.tables.records
+            with self.engine.connect() as conn:  # this sync's own versions appear only at its commit
+                live = conn.execute(sa.select(rec.c[RID]).where(rec.c[TO].is_(None)).limit(1)).first()
+            self._nothing_live = live is None
+        if self._nothing_live:
+            with self.engine.begin() as conn:
+                self._renew_lease(conn)
+            self.keys_read += len(rids.drop_duplicates())
+            return
         keys = pd.DataFrame({"_sync": self.sync_id, RID: rids.drop_duplicates().to_numpy()})
         with self.engine.begin() as conn:
             write_staged(conn, self.tables.keys, keys, replace=False)
