@@ -1,12 +1,13 @@
 """Arrow-backed columns as the text Python's ``str()`` gives their values, computed per column.
 
-Row hashes (:func:`okr_store.records.row_hashes`) are built from the text of each value (and record ids
-from the text of key values, :mod:`connectors.kit.arrow_text`: the layers keep the connectors from the
-store, so each side has its copy of these rules). Stores hold them, so that text must not change when a
-batch is Arrow-backed (``pd.ArrowDtype``) instead of Python objects: these functions give, for a whole
-column at once, exactly what ``str(value)`` gives for the Python value (``Decimal``, ``bool``, ``int``,
-``date``), or ``None`` when the column is of a type they do not cover (the caller then formats it as
-before). ``tests/okr_store/test_arrow_batches.py`` compares them with the per-value path on random data.
+Row hashes (:func:`row_hashes`, used by :mod:`okr_store.records`) are built from the text of each value
+(and record ids from the text of key values, :mod:`connectors.kit.arrow_text`: the layers keep the
+connectors from the store, so each side has its copy of these rules). Stores hold them, so that text must
+not change when a batch is Arrow-backed (``pd.ArrowDtype``) instead of Python objects: these functions
+give, for a whole column at once, exactly what ``str(value)`` gives for the Python value (``Decimal``,
+``bool``, ``int``, ``date``), or ``None`` when the column is of a type they do not cover (the caller then
+formats it as before). ``tests/okr_store/test_arrow_batches.py`` compares them with the per-value path on
+random data.
 
 pyarrow is imported where a batch is handled: `status` and `drill` never import it."""
 
@@ -116,3 +117,39 @@ def combine_hashes(columns: list[Any], rows: int) -> Any:
         out *= mult
         mult += np.uint64(82520 + inverse_i + inverse_i)
     return out + np.uint64(97531)
+
+
+def row_hashes(df: pd.DataFrame, fields: tuple[str, ...]) -> pd.Series:
+    """A 64-bit hash of each row's kept fields, as 16 hex digits: pandas' SipHash of each value's
+    ``str()`` (``\\x00null`` for a missing one), combined over the fields as
+    ``pd.util.hash_pandas_object`` does. Arrow-backed columns are turned into that text by Arrow
+    kernels (:mod:`okr_store.arrow_text`), others by pandas; the hashes are the same either way (stores
+    hold them). An Arrow-backed string column is returned."""
+    import pandas as pd
+
+    columns = [pd.util.hash_array(_hash_text(df[f]), categorize=False) for f in fields]
+    hashed = combine_hashes(columns, len(df))
+    return hex_digits(pd.Series(hashed, index=df.index))
+
+
+def _hash_text(s: pd.Series) -> Any:
+    """A column as the text its values are hashed by (see :func:`row_hashes`): a numpy array of str."""
+    arr = arrow_array(s)
+    text = None if arr is None else str_text(arr)
+    if text is None:
+        if arr is not None:  # timestamps, floats: formatted by pandas as their numpy column would be
+            s = s.astype(_numpy_dtype(arr.type))
+        return s.astype("string").fillna("\x00null").to_numpy(dtype=object)
+    import pyarrow.compute as pc
+
+    return pc.fill_null(text, "\x00null").to_numpy(zero_copy_only=False)
+
+
+def _numpy_dtype(t: Any) -> Any:
+    """The pandas dtype a column of a type :func:`okr_store.arrow_text.str_text` leaves to pandas had
+    before batches were Arrow-backed (naive timestamps, floats; objects otherwise)."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t):
+        return "datetime64[us]"
+    return "float64" if pa.types.is_floating(t) else object

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from okr_store import models as m
+from okr_store.arrow_text import row_hashes
 from okr_store.columns import column_type
 from okr_store.staging import RID, write_staged
 from okr_store.statistics import refresh_statistics
@@ -105,46 +106,6 @@ def visible(table: sa.Table, sync_id: int | None) -> sa.ColumnElement[bool]:
     if sync_id is None:
         return sa.false()
     return sa.and_(table.c[FROM] <= sync_id, sa.or_(table.c[TO].is_(None), table.c[TO] > sync_id))
-
-
-def row_hashes(df: pd.DataFrame, fields: tuple[str, ...]) -> pd.Series:
-    """A 64-bit hash of each row's kept fields, as 16 hex digits: pandas' SipHash of each value's
-    ``str()`` (``\\x00null`` for a missing one), combined over the fields as
-    ``pd.util.hash_pandas_object`` does. Arrow-backed columns are turned into that text by Arrow
-    kernels (:mod:`okr_store.arrow_text`), others by pandas; the hashes are the same either way (stores
-    hold them). An Arrow-backed string column is returned."""
-    import pandas as pd
-
-    from okr_store.arrow_text import combine_hashes, hex_digits
-
-    columns = [pd.util.hash_array(_hash_text(df[f]), categorize=False) for f in fields]
-    hashed = combine_hashes(columns, len(df))
-    return hex_digits(pd.Series(hashed, index=df.index))
-
-
-def _hash_text(s: pd.Series) -> Any:
-    """A column as the text its values are hashed by (see :func:`row_hashes`): a numpy array of str."""
-    from okr_store.arrow_text import arrow_array, str_text
-
-    arr = arrow_array(s)
-    text = None if arr is None else str_text(arr)
-    if text is None:
-        if arr is not None:  # timestamps, floats: formatted by pandas as their numpy column would be
-            s = s.astype(_numpy_dtype(arr.type))
-        return s.astype("string").fillna("\x00null").to_numpy(dtype=object)
-    import pyarrow.compute as pc
-
-    return pc.fill_null(text, "\x00null").to_numpy(zero_copy_only=False)
-
-
-def _numpy_dtype(t: Any) -> Any:
-    """The pandas dtype a column of a type :func:`okr_store.arrow_text.str_text` leaves to pandas had
-    before batches were Arrow-backed (naive timestamps, floats; objects otherwise)."""
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(t):
-        return "datetime64[us]"
-    return "float64" if pa.types.is_floating(t) else object
 
 
 @dataclass(frozen=True)
