@@ -41,7 +41,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        choices=["gate", "compute", "incremental", "deletes", "salesforce", "local-tax", "drill-export"],
+        choices=["gate", "compute", "incremental", "deletes", "peers", "salesforce", "local-tax",
+                 "drill-export"],
         default=None,
         help="run one phase only: gate = generate the data, then a full sync without and with "
         "data-quality checks (≈ 2–3 min at 1M rows); compute = generate, the full sync, then the compute "
@@ -49,7 +50,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "generate, the full sync, then the "
         "incremental read (SqlConnector.read against a plain range SELECT) and sync; deletes = generate, the "
         "full sync, then the 1 %%-changed sync with delete detection by digests, by every key, and without "
-        "(bench/deletes.py); salesforce = the "
+        "(bench/deletes.py); peers = generate, "
+        "then the full sync against dlt's pyarrow and connectorx backends into PostgreSQL and the COPY "
+        "floor (needs the bench extra); salesforce = the "
         "Salesforce extraction phase "
         "alone (loopback sandbox, no PostgreSQL); local-tax = `okrsync run` on the demo with nothing "
         "changed against the same work by direct calls, whole processes (≈ 40 s; no PostgreSQL); "

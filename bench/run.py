@@ -237,6 +237,38 @@ class Bench:
         self.res.extra["store_tables_mb_after_full_sync"] = {k: round(v / MB, 1) for k, v in sizes.items()}
         return run_id, seconds
 
+    def peers_phase(self) -> None:
+        """The full sync against dlt (pyarrow, connectorx) and the COPY floor (bench/peers.py)."""
+        from bench import peers
+
+        n = self.o.rows
+        baselines.read_copy(self.src)  # warm the source's buffers for whoever runs first
+        say("COPY floor: COPY … TO STDOUT | COPY … FROM STDIN …")
+        with peak_rss() as mem:
+            r, floor_s = timed(lambda: baselines.copy_pipe(self.src, self.store_ci))
+        self.res.check("COPY floor moves every row", r.rows == n, f"{r.rows:,} rows")
+        say(f"  {floor_s:.1f} s, peak RSS {mem.peak_mb:.0f} MB")
+        floor = (floor_s, mem.peak_mb)
+        assert self.project is not None
+        self.store = TimedStore(self.store_url)
+        pipeline.register_okrs(self.project, self.store)
+        say(f"full sync of {n:,} rows (okrsync pipeline.sync_stream) …")
+        with peak_rss() as mem:
+            counts, seconds, steps = self.sync("full", self.store.start_run(AS_OF, None))
+        say(f"  {seconds:.1f} s, peak RSS {mem.peak_mb:.0f} MB")
+        self.res.breakdown["full sync"] = {k: round(v, 3) for k, v in steps.items()}
+        every = counts.rows_read == n and counts.inserted == n
+        self.res.check("full sync reads and inserts every row", every,
+                       f"read {counts.rows_read:,}, inserted {counts.inserted:,}")
+        rows, summary = peers.compare(seconds, mem.peak_mb, n, self.src_sa, self.store_ci, floor,
+                                      self.o.work_dir, self.o.batch_size)
+        for row in rows:
+            self.res.add(row)
+        loaded = summary["dlt_rows_loaded"]
+        self.res.check("dlt loads every row", isinstance(loaded, dict) and set(loaded.values()) == {n},
+                       str(loaded))
+        self.res.extra["peers"] = summary
+
     def compute_phase(self, run_id: str) -> None:
         assert self.store is not None
         say(f"compute {len(self.krs)} KRs (pipeline.compute_values) …")
@@ -596,6 +628,9 @@ class Bench:
             return self.res
         if self.o.only == "compute":
             self.compute_phase(self.full_sync(self.baseline_reads())[0])
+            return self.res
+        if self.o.only == "peers":
+            self.peers_phase()
             return self.res
         if self.o.only == "incremental":
             self.incremental(self.full_sync(self.baseline_reads())[1])

@@ -126,7 +126,8 @@ def stream_zone(source: str, stream: StreamSpec) -> ZoneInfo:
 
 def _jsonable(v: Any) -> Any:
     pandas = sys.modules.get("pandas")  # a NaT exists only once pandas is imported
-    if v is None or (pandas is not None and v is pandas.NaT) or (isinstance(v, float) and v != v):
+    missing = pandas is not None and (v is pandas.NaT or v is pandas.NA)  # NA: Arrow-backed columns
+    if v is None or missing or (isinstance(v, float) and v != v):
         return None
     if isinstance(v, datetime | date):
         return v.isoformat()
@@ -180,11 +181,43 @@ def cursor_values(df: pd.DataFrame, stream: StreamSpec) -> pd.Series:
 
 
 def record_ids(df: pd.DataFrame, primary_key: tuple[str, ...]) -> pd.Series:
-    """Stable string ids for records: the primary-key values joined with ``|`` (vectorised)."""
+    """Stable string ids for records: the primary-key values joined with ``|`` (vectorised). Stores
+    hold them: an Arrow-backed batch gets, through Arrow kernels, the ids its Python values would
+    (an Arrow-backed string column then)."""
+    arrow = _arrow_key_texts(df, primary_key) if all(_is_arrow(df[c]) for c in primary_key) else None
+    if arrow is not None:
+        import pyarrow.compute as pc
+
+        from connectors.kit.arrow_text import to_series
+
+        joined = arrow[0] if len(arrow) == 1 else pc.binary_join_element_wise(*arrow, KEY_SEPARATOR)
+        return to_series(joined, df[primary_key[0]])
     ids = df[primary_key[0]].map(_key_text)
     for col in primary_key[1:]:
         ids = ids + KEY_SEPARATOR + df[col].map(_key_text)
     return ids.astype(str)
+
+
+def _arrow_key_texts(df: pd.DataFrame, primary_key: tuple[str, ...]) -> list[Any] | None:
+    """Each key column's ``_key_text`` through Arrow, when every one is Arrow-backed and of a type
+    Arrow prints as Python does (see connectors.kit.arrow_text); None otherwise."""
+    import pyarrow as pa
+
+    from connectors.kit.arrow_text import arrow_array, isoformat_text, str_text
+
+    texts = []
+    for col in primary_key:
+        if (arr := arrow_array(df[col])) is None:
+            return None
+        text = isoformat_text(arr) if pa.types.is_timestamp(arr.type) else str_text(arr)
+        if text is None or text.null_count:  # floats; a NULL key (refused by the connectors anyway)
+            return None
+        texts.append(text)
+    return texts
+
+
+def _is_arrow(s: pd.Series) -> bool:
+    return type(s.dtype).__name__ == "ArrowDtype"  # without importing pandas for other frames
 
 
 def _key_text(v: Any) -> str:

@@ -107,6 +107,8 @@ def future_rows(cursors: pd.Series, horizon: Horizon | None) -> FutureRows:
 
     if horizon is None or cursors.empty:
         return FutureRows()
+    if isinstance(cursors.dtype, pd.ArrowDtype) and cursors.dtype.kind == "M":  # Arrow timestamps
+        cursors = cursors.astype("datetime64[us]")  # as a numpy column: to_datetime goes value by value
     values = pd.to_datetime(cursors, errors="coerce")
     ahead = values[values > pd.Timestamp(horizon.future_after)]
     if ahead.empty:
@@ -117,7 +119,7 @@ def future_rows(cursors: pd.Series, horizon: Horizon | None) -> FutureRows:
 def _instant(v: Any) -> datetime | None:
     import pandas as pd
 
-    if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
+    if v is None or (isinstance(v, float) and v != v) or v is pd.NaT or v is pd.NA:
         return None
     if isinstance(v, pd.Timestamp):
         return v.to_pydatetime()

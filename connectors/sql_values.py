@@ -101,7 +101,64 @@ def native(v: Any, kind: FieldType) -> Any:
 
 
 def series(values: Sequence[Any], col: Col, tz: ZoneInfo) -> pd.Series:
-    """Raw driver values as a column of the field's type (vectorised when the driver's types allow)."""
+    """Raw driver values as an Arrow-backed column of the field's type (:func:`arrow_backed`): money
+    as ``decimal128(38, scale)``, points in time as naive UTC ``timestamp[us]``."""
+    if col.field.type is _T.DECIMAL and not col.binary:
+        fast = decimal_column(values, col.field.scale or 0)
+        if fast is not None:
+            return fast
+    return arrow_backed(python_series(values, col, tz), col.field.type)
+
+
+def decimal_column(values: Sequence[Any], scale: int) -> pd.Series | None:
+    """Driver Decimals already at the column's scale (PostgreSQL and MySQL NUMERIC) as a
+    ``decimal128(38, scale)`` column, converted by Arrow; None when some value needs the exact
+    per-value conversion (another scale, floats, text, more than 38 digits) or is a negative zero
+    (``-0.00`` hashes apart from ``0.00``, and Arrow has no negative zero). Values of fewer places
+    are held at the column's scale, as the per-value conversion quantizes them."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not all(type(v) is Decimal for v in values if v is not None):
+        return None
+    dtype = pa.decimal128(38, scale)
+    try:
+        arr = pa.array(values, dtype)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    zeros = pc.indices_nonzero(pc.fill_null(pc.equal(arr, pa.scalar(Decimal(0), dtype)), False))
+    if any(values[i].is_signed() for i in zeros.to_pylist()):
+        return None
+    return pd.Series(pd.arrays.ArrowExtensionArray(arr), dtype=pd.ArrowDtype(dtype))
+
+
+def arrow_backed(s: pd.Series, kind: FieldType) -> pd.Series:
+    """A column of the field's pandas type (see :data:`~connectors.kit.values.DTYPES`) as an
+    Arrow-backed one: integers int64, decimals ``decimal128(38, scale)`` at the values' scale, dates
+    date32, naive UTC timestamps ``timestamp[us]``, booleans, floats, strings. Decimal columns Arrow
+    cannot hold exactly (more than 38 digits, mixed scales, a negative zero) stay Python objects."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if kind is _T.DECIMAL:
+        scales = {-v.as_tuple().exponent for v in s if v is not None}
+        if len(scales) > 1:
+            return s
+        fast = decimal_column(s.tolist(), scales.pop() if scales else 0)
+        return s if fast is None else fast.set_axis(s.index)
+    types = {_T.INTEGER: pa.int64(), _T.FLOAT: pa.float64(), _T.STRING: pa.string(), _T.DATE: pa.date32(),
+             _T.DATETIME: pa.timestamp("us"), _T.BOOLEAN: pa.bool_()}
+    target = pd.ArrowDtype(types[kind])
+    if kind is _T.STRING or kind is _T.DATE:
+        arr = pa.array(s.tolist(), types[kind], from_pandas=True)  # NaN (pandas' missing str) is NULL
+        return pd.Series(pd.arrays.ArrowExtensionArray(arr), index=s.index, dtype=target)
+    return s.astype(target)
+
+
+def python_series(values: Sequence[Any], col: Col, tz: ZoneInfo) -> pd.Series:
+    """Raw driver values as a column of the field's pandas type (Python objects for decimals and
+    dates); vectorised when the driver's types allow."""
     import numpy as np
     import pandas as pd
 

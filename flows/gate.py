@@ -24,7 +24,7 @@ SAMPLE_ROWS = 20
 
 
 def _plain(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
+    if v is None or (isinstance(v, float) and v != v) or v is pd.NaT or v is pd.NA:
         return None
     if isinstance(v, datetime | date):
         return v.isoformat()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from okr_store import models as m
+from okr_store.arrow_text import row_hashes
 from okr_store.columns import column_type
 from okr_store.digests import StoreKeyDigests
 from okr_store.staging import RID, write_staged
@@ -106,15 +107,6 @@ def visible(table: sa.Table, sync_id: int | None) -> sa.ColumnElement[bool]:
     if sync_id is None:
         return sa.false()
     return sa.and_(table.c[FROM] <= sync_id, sa.or_(table.c[TO].is_(None), table.c[TO] > sync_id))
-
-
-def row_hashes(df: pd.DataFrame, fields: tuple[str, ...]) -> pd.Series:
-    """A 64-bit hash of each row's kept fields (vectorised), as 16 hex digits."""
-    import pandas as pd
-
-    text = df[list(fields)].astype("string").fillna("\x00null")
-    hashed = pd.util.hash_pandas_object(text, index=False)
-    return hashed.map("{:016x}".format)
 
 
 @dataclass(frozen=True)
@@ -263,6 +255,7 @@ class SyncWriter:
         self.rows_read = 0
         self.keys_read = 0
         self.tombstones_read = 0
+        self._nothing_live: bool | None = None  # no live version when keys were first staged
         self.api_calls: int | None = None  # set by the caller before commit/block/fail
         self.warning: str | None = None  # set by the caller before commit (SyncCounts.warning)
         self.keys_compared = False  # set by the caller: every key was compared by digests (deletes)
@@ -309,14 +302,29 @@ class SyncWriter:
             for i in range(0, len(ids), 5000):  # bounded IN lists (SQLite's variable limit)
                 current = sa.and_(rec.c[TO].is_(None), rec.c[RID].in_(ids[i:i + 5000]))
                 live.update(conn.execute(sa.select(rec.c[RID], rec.c[HASH]).where(current)).tuples().all())
-        return hashes != batch[RID].map(live)
+        import pandas as pd
+
+        before = batch[RID].map(live).to_numpy(dtype=object)  # None/NaN where no live version
+        return pd.Series(hashes.to_numpy(dtype=object) != before, index=batch.index)
 
     def stage_keys(self, rids: pd.Series) -> None:
-        """Stage the ids of every live source record (for hard-delete detection)."""
+        """Stage the ids of every live source record (for hard-delete detection). While the stream has
+        no live version (its first sync) there is nothing a key could keep from deletion: the keys are
+        counted, not written (a first sync wrote every id twice, for nothing)."""
         if rids.empty:
             return
         import pandas as pd
 
+        if self._nothing_live is None:
+            rec = self.tables.records
+            with self.engine.connect() as conn:  # this sync's own versions appear only at its commit
+                live = conn.execute(sa.select(rec.c[RID]).where(rec.c[TO].is_(None)).limit(1)).first()
+            self._nothing_live = live is None
+        if self._nothing_live:
+            with self.engine.begin() as conn:
+                self._renew_lease(conn)
+            self.keys_read += len(rids.drop_duplicates())
+            return
         keys = pd.DataFrame({"_sync": self.sync_id, RID: rids.drop_duplicates().to_numpy()})
         with self.engine.begin() as conn:
             write_staged(conn, self.tables.keys, keys, replace=False)

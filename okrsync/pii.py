@@ -65,7 +65,8 @@ class Vault:
         self._cache: dict[tuple[str, str], str] = {}
 
     def seal(self, field: str, value: Any) -> str | None:
-        missing = type(value).__name__ == "NaTType" or (isinstance(value, float) and value != value)
+        missing = type(value).__name__ in ("NaTType", "NAType") or (isinstance(value, float)
+                                                                    and value != value)
         if value is None or missing:
             return None
         text = _text(value)

@@ -166,7 +166,8 @@ class Incremental:
         return self._kind in (FieldType.DATETIME, FieldType.DATE)
 
     def _typed(self, value: Any) -> Any:
-        if value is None or type(value).__name__ == "NaTType" or (isinstance(value, str) and value == "NaT") \
+        if value is None or type(value).__name__ in ("NaTType", "NAType") \
+                or (isinstance(value, str) and value == "NaT") \
                 or (isinstance(value, float) and value != value):
             return None
         if self._kind is FieldType.DATETIME:

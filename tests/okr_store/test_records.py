@@ -157,3 +157,23 @@ def test_a_store_made_by_an_older_version_is_upgraded_in_place(store_url: str) -
         row = conn.execute(sa.text("SELECT name, last_reconcile_at FROM stream_state")).one()
     assert tuple(row) == ("orders", None)
     upgraded.close()
+
+
+def test_a_first_sync_counts_its_keys_without_writing_them(store: Store) -> None:
+    """Nothing is live before the first sync, so no key can keep anything from deletion: the keys are
+    counted, not staged; the next sync stages them and reconciles deletions as before."""
+    w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=True)
+    w.stage(frame([(1, "10.50", "EMEA"), (2, "20.25", "APAC")]))
+    w.stage_keys(pd.Series(["1", "2", "2"]))
+    keys = w.tables.keys
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one() == 0
+    c1 = w.commit(None)
+    assert (c1.keys_read, c1.inserted, c1.deleted) == (2, 2, 0)
+    w2 = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=True)
+    w2.stage_keys(pd.Series(["2"]))
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one() == 1
+    c2 = w2.commit(None)
+    assert (c2.keys_read, c2.inserted, c2.deleted) == (1, 0, 1)
+    assert visible_rows(store, w2.sync_id) == {"2": Decimal("20.25")}
