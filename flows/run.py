@@ -34,6 +34,7 @@ from okr_store.records import SyncCounts
 from okr_store.store import Store
 from okrsync.errors import ConfigError, LeaseLost, OkrsyncError, SourceError
 from okrsync.project import Project, load_project
+from okrsync.project_bindings import stored_bindings
 
 log = logging.getLogger("okrsync.run")
 T = TypeVar("T")
@@ -87,7 +88,8 @@ class _Opened:
         with self._lock:
             if key not in self._projects:
                 self._projects[key] = load_project(path)
-            return self._projects[key]
+            project = self._projects[key]
+        return bound(project, self.store(project.store_url()))
 
     def put_project(self, path: str, project: Project) -> None:
         with self._lock:
@@ -110,6 +112,12 @@ class _Opened:
 
 
 opened = _Opened()
+
+
+def bound(project: Project, store: Store) -> Project:
+    """The project with the key results bound in its store (okrsync.project_bindings.with_bindings)."""
+    with store.engine.connect() as conn:
+        return stored_bindings(project, conn)
 
 
 def sync_step(ctx: RunContext, name: str) -> SyncCounts:
@@ -363,6 +371,7 @@ def run_project(
     store = Store(project.store_url())
     opened.put_store(store)
     try:
+        project = bound(project, store)  # the KRs bound in the store (okrsync kr add) run alongside
         fence = store.begin_run(as_of, flow_run_id, lease_seconds=s.lease_seconds,
                                 wait_seconds=s.wait_for_run_seconds, on_wait=on_wait)
         ctx = RunContext(path, fence, flow_run_id, as_of, retry_delay_seconds, s.task_timeout_seconds)

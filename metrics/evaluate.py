@@ -20,12 +20,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from metrics.compile import AsOf, condition_for, days_between, open_at_start, still_active, window_condition
+from metrics.compile import AsOf, AsOfPoints, condition_for, days_between, open_at_start, still_active, window_condition
 from metrics.definition import KrDefinition
 from metrics.measures import PLACES, RID, Records
 from metrics.spec import Condition, SimpleMetric
 from okrsync.errors import MetricError
 from okrsync.schema import StreamSchema
+
+
+At = datetime | AsOfPoints  # one as-of time, or many at once (a history: okr_store.history)
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,12 @@ class Evaluation:
 
 
 def part_condition(
-    metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime
+    metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: At
 ) -> sa.ColumnElement[bool]:
     """Which records count for one simple metric of a KR: filter, pinned dimensions, window."""
     where = f"metric {metric.name!r} (key result {d.kr_id!r})"
-    conds = [condition_for(metric.filter, view.table, view.schema, where=where,
-                           as_of=AsOf.of(as_of, d.period.period()))]
+    at = as_of if isinstance(as_of, AsOfPoints) else AsOf.of(as_of, d.period.period())
+    conds = [condition_for(metric.filter, view.table, view.schema, where=where, as_of=at)]
     for dim, value in sorted(d.dimensions.items()):
         if dim in metric.dimensions:
             conds.append(
@@ -90,7 +93,7 @@ def measured(metric: SimpleMetric, view: StreamView, where: str = "metric") -> A
 
 
 def _open_conditions(
-    metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime, where: str
+    metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: At, where: str
 ) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
     """(open on the eve of the period, open at the window's end) for a metric with an until_field."""
     assert metric.until_field is not None and metric.time_field is not None
@@ -105,7 +108,7 @@ def _open_conditions(
     return start, end
 
 
-def average_weight(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime) -> Any:
+def average_weight(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: At) -> Any:
     """For window period_average: each record counts ½ for being open at the period's start and ½ for
     being open at its end, so the count is the mean of the two headcounts (None for other windows)."""
     if metric.window != "period_average":
@@ -115,7 +118,7 @@ def average_weight(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_o
     return sa.case((start, half), else_=0) + sa.case((end, half), else_=0)
 
 
-def records_of(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime) -> Records:
+def records_of(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: At) -> Records:
     """What one simple metric of a KR reads from its stream's view, for its measure to aggregate."""
     value = measured(metric, view) if metric.field is not None or metric.days_between is not None else None
     return Records(view.table.c[RID], part_condition(metric, d, view, as_of), value,
@@ -126,6 +129,21 @@ def evaluate(
     conn: sa.Connection, views: Mapping[str, StreamView], defs: Sequence[KrDefinition], as_of: datetime
 ) -> dict[str, Evaluation]:
     """Compute every KR in ``defs`` at ``as_of``: one aggregate query per stream, whatever the KR count."""
+    terms, slots, union_slots = aggregate_terms(views, defs, as_of)
+    rows: dict[str, Sequence[Any]] = {}
+    for stream, cols in terms.items():
+        labelled = [c.label(f"t{i}") for i, c in enumerate(cols)]
+        rows[stream] = conn.execute(sa.select(*labelled).select_from(views[stream].table)).one()
+    return {d.kr_id: combine(d, rows, slots, union_slots) for d in defs}
+
+
+Slots = dict[tuple[str, str], tuple[str, int]]
+
+
+def aggregate_terms(
+    views: Mapping[str, StreamView], defs: Sequence[KrDefinition], as_of: At
+) -> tuple[dict[str, list[Any]], Slots, dict[str, tuple[str, int]]]:
+    """Per stream, the aggregate terms of every KR in ``defs`` (and where each KR's terms are)."""
     terms: dict[str, list[Any]] = defaultdict(list)
     slots: dict[tuple[str, str], tuple[str, int]] = {}  # (kr, part) → (stream, index of agg term)
     union_slots: dict[str, tuple[str, int]] = {}  # ratio on one stream: records in either part
@@ -141,14 +159,10 @@ def evaluate(
             stream = next(iter(conds.values()))[0]
             union_slots[d.kr_id] = (stream, len(terms[stream]))
             terms[stream].append(sa.func.count(sa.case((sa.or_(*(c for _, c in conds.values())), 1))))
-    rows: dict[str, Sequence[Any]] = {}
-    for stream, cols in terms.items():
-        labelled = [c.label(f"t{i}") for i, c in enumerate(cols)]
-        rows[stream] = conn.execute(sa.select(*labelled).select_from(views[stream].table)).one()
-    return {d.kr_id: _combine(d, rows, slots, union_slots) for d in defs}
+    return terms, slots, union_slots
 
 
-def _combine(
+def combine(
     d: KrDefinition,
     rows: Mapping[str, Sequence[Any]],
     slots: Mapping[tuple[str, str], tuple[str, int]],
