@@ -235,6 +235,7 @@ def _register_commands() -> None:
     """The commands kept in their own modules, and demo, in the order `okrsync --help` lists them."""
     from okrsync.cli.audit import audit
     from okrsync.cli.checks import checks_app
+    from okrsync.cli.kr import kr_app
     from okrsync.cli.sandbox import sandbox_app
     from okrsync.cli.users import serve, users_app
     from okrsync.cli.values import diff, drill, history
@@ -242,6 +243,7 @@ def _register_commands() -> None:
     for command in (history, drill, diff, demo, serve, audit):
         app.command()(command)
     app.add_typer(checks_app, name="checks")
+    app.add_typer(kr_app, name="kr")
     app.add_typer(sandbox_app, name="sandbox")
     app.add_typer(users_app, name="users")
 
