@@ -20,13 +20,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from metrics.compile import AsOf, AsOfPoints, condition_for, days_between, open_at_start, still_active, window_condition
+from metrics.compile import (
+    AsOf,
+    AsOfPoints,
+    condition_for,
+    days_between,
+    open_at_start,
+    still_active,
+    window_condition,
+)
 from metrics.definition import KrDefinition
 from metrics.measures import PLACES, RID, Records
 from metrics.spec import Condition, SimpleMetric
 from okrsync.errors import MetricError
 from okrsync.schema import StreamSchema
-
 
 At = datetime | AsOfPoints  # one as-of time, or many at once (a history: okr_store.history)
 

@@ -48,8 +48,9 @@ def past_points(conn: sa.Connection, streams: Sequence[str], *, since: datetime 
     (as-of, then start), with its snapshot; only those as of ``since`` or later when given."""
     r, sr = m.run.c, m.sync_run.c
     runs = conn.execute(sa.select(r.id, r.as_of, r.started_at, r.status).order_by(r.started_at, r.id)).all()
-    syncs = conn.execute(sa.select(sr.id, sr.run_id, sr.stream, sr.status)
-                         .where(sr.stream.in_(list(streams))).order_by(sr.id)).all()
+    syncs = conn.execute(
+        sa.select(sr.id, sr.run_id, sr.stream, sr.status).where(sr.stream.in_(list(streams))).order_by(sr.id)
+    ).all()
     by_run: dict[str, list[Any]] = {}
     for s in syncs:
         by_run.setdefault(s.run_id, []).append(s)
@@ -89,15 +90,19 @@ def series(store: Store, d: KrDefinition, points: Sequence[Point]) -> list[Evalu
         for stream, cols in terms.items():
             rec = tables[stream].records
             bounds = list(at.needed.items())
-            pts = sa.values(
-                sa.column(POINT, sa.Integer()), sa.column(SYNC, sa.BigInteger()),
-                *(sa.column(name, typ) for name, (_, _, typ) in bounds), name="okr_points",
-            ).data([(i, p.snapshot[stream], *at.row(p.as_of).values()) for i, p in enumerate(points)]
-                   ).cte("okr_points")  # WITH okr_points(…) AS (VALUES …): SQLite and PostgreSQL
+            pts = (
+                sa.values(
+                    sa.column(POINT, sa.Integer()),
+                    sa.column(SYNC, sa.BigInteger()),
+                    *(sa.column(name, typ) for name, (_, _, typ) in bounds),
+                    name="okr_points",
+                )
+                .data([(i, p.snapshot[stream], *at.row(p.as_of).values()) for i, p in enumerate(points)])
+                .cte("okr_points")
+            )  # WITH okr_points(…) AS (VALUES …): SQLite and PostgreSQL
             seen = sa.and_(rec.c[FROM] <= pts.c[SYNC], sa.or_(rec.c[TO].is_(None), rec.c[TO] > pts.c[SYNC]))
             labelled = [c.label(f"t{i}") for i, c in enumerate(cols)]
-            q = (sa.select(pts.c[POINT], *labelled).select_from(rec.join(pts, seen))
-                 .group_by(pts.c[POINT]))
+            q = sa.select(pts.c[POINT], *labelled).select_from(rec.join(pts, seen)).group_by(pts.c[POINT])
             for row in conn.execute(q):
                 rows[row[0]][stream] = tuple(row[1:])
     out = []

@@ -8,8 +8,8 @@ the project file) says today.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -428,5 +428,6 @@ def top_records(
     with store.engine.connect() as conn:
         sources = stream_sources(conn)
         for p in contribution_parts(views, d, as_of):
-            out += _records(p, _page(conn, p, _matching(conn, p, ask), ask, limit, 0), sources.get(p.stream, ""))
+            page = _page(conn, p, _matching(conn, p, ask), ask, limit, 0)
+            out += _records(p, page, sources.get(p.stream, ""))
     return sorted(out, key=lambda r: (-r.contribution, r.record_id))[:limit]

@@ -37,8 +37,19 @@ from okrsync.project_bindings import (
 )
 from okrsync.small_groups import small_groups
 
-FIELDS = ("title", "metric", "target", "baseline", "direction", "period", "owner", "weight", "dimensions",
-          "pace", "unit")
+FIELDS = (
+    "title",
+    "metric",
+    "target",
+    "baseline",
+    "direction",
+    "period",
+    "owner",
+    "weight",
+    "dimensions",
+    "pace",
+    "unit",
+)
 MAX_VALUES = 200  # dimension values offered per dimension
 
 
@@ -74,8 +85,10 @@ class Request:
 
 def require_bind(role_name: str, role: Any) -> None:
     if not getattr(role, "bind", False):
-        raise NotAllowed(f"your role ({role_name}) may not bind key results",
-                         hint="ask an admin for a role with `bind: true` (e.g. editor)")
+        raise NotAllowed(
+            f"your role ({role_name}) may not bind key results",
+            hint="ask an admin for a role with `bind: true` (e.g. editor)",
+        )
 
 
 def _objectives(store: Store, req: Request | None = None) -> list[Any]:
@@ -96,8 +109,9 @@ def _with(project: Any, store: Store, req: Request) -> tuple[Any, Any]:
         if n.id in known:
             raise ConfigError(f"objective {n.id!r} already exists", hint="pick it, or choose another id")
         if n.parent_id not in known:
-            raise ConfigError(f"no parent objective {n.parent_id!r}",
-                              hint=f"objectives: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"no parent objective {n.parent_id!r}", hint=f"objectives: {', '.join(sorted(known))}"
+            )
     check_binding(project, req.kr_id, req.objective_id, req.clean_spec(), objectives)
     with store.engine.connect() as conn:
         others = [b for b in bindings.listed(conn, retired=False) if b.id != req.kr_id]
@@ -120,9 +134,16 @@ def definition(project: Any, store: Store, req: Request) -> tuple[Any, Any, KrDe
 
 def _score(project: Any, bound: Any, value: Decimal | None, as_of: datetime) -> Any:
     s = project.settings
-    return score(value, baseline=bound.spec.baseline, target=bound.spec.target, period=bound.period,
-                 as_of=as_of, pace=bound.spec.pace, at_risk_gap=Decimal(s.at_risk_gap),
-                 off_track_gap=Decimal(s.off_track_gap))
+    return score(
+        value,
+        baseline=bound.spec.baseline,
+        target=bound.spec.target,
+        period=bound.period,
+        as_of=as_of,
+        pace=bound.spec.pace,
+        at_risk_gap=Decimal(s.at_risk_gap),
+        off_track_gap=Decimal(s.off_track_gap),
+    )
 
 
 def _pace(bound: Any, expected: Decimal) -> Decimal:
@@ -137,21 +158,36 @@ def backfill(project: Any, store: Store, req: Request) -> list[dict[str, Any]]:
     out = []
     for p, e in zip(points, history.series(store, d, points), strict=True):
         sc = _score(merged, bound, e.value, p.as_of)
-        out.append({"as_of": p.as_of, "run_id": p.run_id, "value": e.value, "reason": e.reason,
-                    "records": e.records, "progress": sc.progress, "expected": sc.expected,
-                    "status": sc.status, "pace_value": _pace(bound, sc.expected), "snapshot": p.snapshot})
+        out.append(
+            {
+                "as_of": p.as_of,
+                "run_id": p.run_id,
+                "value": e.value,
+                "reason": e.reason,
+                "records": e.records,
+                "progress": sc.progress,
+                "expected": sc.expected,
+                "status": sc.status,
+                "pace_value": _pace(bound, sc.expected),
+                "snapshot": p.snapshot,
+            }
+        )
     return out
 
 
-def preview(project: Any, store: Store, req: Request, role: Any, *, now: datetime, top: int = 10) -> dict[str, Any]:
+def preview(
+    project: Any, store: Store, req: Request, role: Any, *, now: datetime, top: int = 10
+) -> dict[str, Any]:
     """What the KR would show if saved: the value now (progress, status), the records contributing most
     and its back-filled history with the pace line — as ``role`` may see them."""
     merged, bound, d = definition(project, store, req)
     snapshot = store.snapshot(d.streams)
     if any(v is None for v in snapshot.values()):
         missing = next(s for s, v in snapshot.items() if v is None)
-        raise ConfigError(f"stream {missing!r} has never synced: there is nothing to preview yet",
-                          hint="run `okrsync run` first")
+        raise ConfigError(
+            f"stream {missing!r} has never synced: there is nothing to preview yet",
+            hint="run `okrsync run` first",
+        )
     views = {}
     for stream, sync in snapshot.items():
         found = store.view(stream, sync)
@@ -161,19 +197,36 @@ def preview(project: Any, store: Store, req: Request, role: Any, *, now: datetim
         e = evaluate(conn, views, [d], now)[req.kr_id]
     sc = _score(merged, bound, e.value, now)
     seen = small_groups(merged, role)
-    withheld = seen.hides(_Stored(e.records, snapshot))
+    withheld = seen.hides(_Stored(e.records, snapshot))  # type: ignore[arg-type]  # duck-typed
     records: list[dict[str, Any]] = []
     if role.records and not withheld:
         hidden = merged.sensitive()
         vault = merged.vault() if role.sensitive and hidden else None
         for r in lineage.top_records(store, d, snapshot, now, top):
-            records.append({"stream": r.stream, "record_id": r.record_id, "contribution": r.contribution,
-                            "denominator_contribution": r.denominator_contribution, "role": r.role,
-                            "fields": reveal(r.fields, hidden.get(r.stream, ()), vault)})
+            records.append(
+                {
+                    "stream": r.stream,
+                    "record_id": r.record_id,
+                    "contribution": r.contribution,
+                    "denominator_contribution": r.denominator_contribution,
+                    "role": r.role,
+                    "fields": reveal(r.fields, hidden.get(r.stream, ()), vault),
+                }
+            )
     points = [] if withheld else backfill(project, store, req)
-    points = [p if not seen.hides(_Stored(p["records"], p["snapshot"])) else
-              {**p, "value": None, "reason": seen.label, "records": 0, "progress": None,
-               "status": "suppressed"} for p in points]
+    points = [
+        p
+        if not seen.hides(_Stored(p["records"], p["snapshot"]))  # type: ignore[arg-type]
+        else {
+            **p,
+            "value": None,
+            "reason": seen.label,
+            "records": 0,
+            "progress": None,
+            "status": "suppressed",
+        }
+        for p in points
+    ]
     return {
         "kr_id": req.kr_id,
         "as_of": now,
@@ -206,15 +259,19 @@ def baseline_at_start(project: Any, store: Store, req: Request) -> Decimal | Non
     with store.engine.connect() as conn:
         points = [p for p in history.past_points(conn, d.streams) if p.as_of <= start]
     if not points:
-        raise ConfigError(f"the store holds no run as of {bound.period.label}'s start ({start:%Y-%m-%d %H:%M} "
-                          "UTC) or earlier: there is no value at the period start",
-                          hint="give the baseline as a number (--baseline)")
+        raise ConfigError(
+            f"the store holds no run as of {bound.period.label}'s start ({start:%Y-%m-%d %H:%M} "
+            "UTC) or earlier: there is no value at the period start",
+            hint="give the baseline as a number (--baseline)",
+        )
     p = history.Point(points[-1].run_id, start, points[-1].snapshot)
     (e,) = history.series(store, d, [p])
     return e.value
 
 
-def dimension_values(project: Any, store: Store, metric: str, limit: int = MAX_VALUES) -> dict[str, list[Any]]:
+def dimension_values(
+    project: Any, store: Store, metric: str, limit: int = MAX_VALUES
+) -> dict[str, list[Any]]:
     """The values each pinnable dimension of ``metric`` takes in the store now (sensitive fields are
     never offered), at most ``limit`` each, in order."""
     dims = pinnable(project, metric)
@@ -248,10 +305,17 @@ def save(project: Any, store: Store, req: Request, actor: str) -> bindings.Bindi
     with store.engine.begin() as conn:
         if req.new_objective is not None:
             n = req.new_objective
-            bindings.add_objective(conn, objective_id=n.id, parent_id=n.parent_id, title=n.title,
-                                   owner=n.owner, actor=actor)
-        b = bindings.bind(conn, kr_id=req.kr_id, objective_id=req.objective_id, spec=req.clean_spec(),
-                          actor=actor, reason=req.reason)
+            bindings.add_objective(
+                conn, objective_id=n.id, parent_id=n.parent_id, title=n.title, owner=n.owner, actor=actor
+            )
+        b = bindings.bind(
+            conn,
+            kr_id=req.kr_id,
+            objective_id=req.objective_id,
+            spec=req.clean_spec(),
+            actor=actor,
+            reason=req.reason,
+        )
     _register(project, store)
     return b
 
@@ -264,8 +328,14 @@ def edit(project: Any, store: Store, req: Request, actor: str) -> bindings.Bindi
     req = Request(req.kr_id, req.objective_id or old.objective_id, merged_spec, None, req.reason)
     _with(project, store, req)
     with store.engine.begin() as conn:
-        b = bindings.edit(conn, kr_id=req.kr_id, objective_id=req.objective_id, spec=req.clean_spec(),
-                          actor=actor, reason=req.reason)
+        b = bindings.edit(
+            conn,
+            kr_id=req.kr_id,
+            objective_id=req.objective_id,
+            spec=req.clean_spec(),
+            actor=actor,
+            reason=req.reason,
+        )
     _register(project, store)
     return b
 
@@ -293,11 +363,20 @@ def export_yaml(project: Any, store: Store) -> str:
         if oid in titles:
             tree.append({"id": oid, "title": titles[oid], "key_results": by_objective[oid]})
     for o in created:
-        tree.append({"id": o.id, "title": o.title, "parent": o.parent_id,
-                     **({"owner": o.owner} if o.owner else {}), "key_results": by_objective.get(o.id, [])})
-    head = ("# Key results bound in the store (okrsync kr export). Objectives of the project file appear\n"
-            "# by id and title: merge their key_results into the file's; `parent` names where a created\n"
-            "# objective goes (nest it under that objective's `objectives:`).\n")
+        tree.append(
+            {
+                "id": o.id,
+                "title": o.title,
+                "parent": o.parent_id,
+                **({"owner": o.owner} if o.owner else {}),
+                "key_results": by_objective.get(o.id, []),
+            }
+        )
+    head = (
+        "# Key results bound in the store (okrsync kr export). Objectives of the project file appear\n"
+        "# by id and title: merge their key_results into the file's; `parent` names where a created\n"
+        "# objective goes (nest it under that objective's `objectives:`).\n"
+    )
     return head + yaml.safe_dump({"objectives": tree}, sort_keys=False, allow_unicode=True)
 
 

@@ -157,7 +157,8 @@ def check_binding(project: Project, kr_id: str, objective_id: str, spec: Mapping
     allowed = pinnable(project, kr.metric)
     for dim in kr.dimensions:
         if dim not in allowed:
-            raise ConfigError(f"key result {kr_id!r}: metric {kr.metric!r} offers no dimension {dim!r} to pin",
+            raise ConfigError(f"key result {kr_id!r}: metric {kr.metric!r} offers no dimension {dim!r} "
+                              "to pin",
                               hint=f"pinnable: {', '.join(allowed) or 'none'} (sensitive fields never are)")
     if kr.period is None and project.settings.default_period is None:
         raise ConfigError(f"key result {kr_id!r} needs a period", hint="e.g. --period 2026-Q4")

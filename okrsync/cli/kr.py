@@ -17,8 +17,10 @@ from rich.table import Table
 from okrsync.cli.context import console, now, open_project, open_store
 from okrsync.errors import ConfigError
 
-kr_app = typer.Typer(help="Bind key results to the project's metrics (stored, audited; see docs/binding.md).",
-                     no_args_is_help=True)
+kr_app = typer.Typer(
+    help="Bind key results to the project's metrics (stored, audited; see docs/binding.md).",
+    no_args_is_help=True,
+)
 
 Id = Annotated[str, typer.Argument(help="The key result's id (never one the project file defines).")]
 Objective = Annotated[str | None, typer.Option(help="The objective it belongs to (id).")]
@@ -32,25 +34,48 @@ def _pins(items: list[str] | None) -> dict[str, str]:
     for item in items or ():
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise ConfigError(f"cannot read the pin {item!r}: expected DIMENSION=VALUE", hint="e.g. --pin region=EMEA")
+            raise ConfigError(
+                f"cannot read the pin {item!r}: expected DIMENSION=VALUE", hint="e.g. --pin region=EMEA"
+            )
         out[name] = value
     return out
 
 
-def _request(kr_id: str, objective: str | None, metric: str | None, title: str | None, target: str | None,
-             baseline: str | None, direction: str | None, period: str | None, owner: str | None,
-             pins: list[str] | None, new_objective: str | None, parent: str | None, reason: str) -> Any:
+def _request(
+    kr_id: str,
+    objective: str | None,
+    metric: str | None,
+    title: str | None,
+    target: str | None,
+    baseline: str | None,
+    direction: str | None,
+    period: str | None,
+    owner: str | None,
+    pins: list[str] | None,
+    new_objective: str | None,
+    parent: str | None,
+    reason: str,
+) -> Any:
     from okrsync.binding import NewObjective, Request
 
-    spec: dict[str, Any] = {"title": title, "metric": metric, "target": target, "baseline": baseline,
-                            "direction": direction, "period": period, "owner": owner}
+    spec: dict[str, Any] = {
+        "title": title,
+        "metric": metric,
+        "target": target,
+        "baseline": baseline,
+        "direction": direction,
+        "period": period,
+        "owner": owner,
+    }
     if pins:
         spec["dimensions"] = _pins(pins)
     new = None
     if new_objective is not None:
         if parent is None or objective is None:
-            raise ConfigError("--new-objective TITLE needs --objective ID (the new objective's id) and --parent",
-                              hint="e.g. --objective O-EMEA-OPS --new-objective 'Run EMEA well' --parent O1")
+            raise ConfigError(
+                "--new-objective TITLE needs --objective ID (the new objective's id) and --parent",
+                hint="e.g. --objective O-EMEA-OPS --new-objective 'Run EMEA well' --parent O1",
+            )
         new = NewObjective(objective, new_objective, parent)
     return Request(kr_id, objective or "", {k: v for k, v in spec.items() if v is not None}, new, reason)
 
@@ -66,7 +91,9 @@ def _role(project: Any, *, change: bool) -> Any:
 
 Title = Annotated[str | None, typer.Option(help="What the key result says.")]
 Target = Annotated[str | None, typer.Option(help="The target (a number, or 12%).")]
-Baseline = Annotated[str | None, typer.Option(help="The baseline, or `start`: the value at the period start.")]
+Baseline = Annotated[
+    str | None, typer.Option(help="The baseline, or `start`: the value at the period start.")
+]
 Direction = Annotated[str | None, typer.Option(help="increase | decrease.")]
 Period = Annotated[str | None, typer.Option(help="e.g. 2026-Q4 (default: settings.default_period).")]
 Owner = Annotated[str | None, typer.Option(help="Who owns it.")]
@@ -91,11 +118,23 @@ def _resolved(project: Any, store: Any, req: Any) -> Any:
     return replace(req, spec={**req.spec, "baseline": str(value)})
 
 
-def preview(ctx: typer.Context, kr_id: Id, objective: Objective = None, metric: Metric = None,
-            title: Title = None, target: Target = None, baseline: Baseline = None,
-            direction: Direction = None, period: Period = None, owner: Owner = None, pin: Pin = None,
-            new_objective: NewObj = None, parent: Parent = None,
-            top: Annotated[int, typer.Option(min=0, max=100)] = 10, json_out: Json = False) -> None:
+def preview(
+    ctx: typer.Context,
+    kr_id: Id,
+    objective: Objective = None,
+    metric: Metric = None,
+    title: Title = None,
+    target: Target = None,
+    baseline: Baseline = None,
+    direction: Direction = None,
+    period: Period = None,
+    owner: Owner = None,
+    pin: Pin = None,
+    new_objective: NewObj = None,
+    parent: Parent = None,
+    top: Annotated[int, typer.Option(min=0, max=100)] = 10,
+    json_out: Json = False,
+) -> None:
     """What a key result would show before you save it: value, progress, status, top records and its
     whole history back-filled as of every past run (with the expected pace)."""
     from okrsync import binding
@@ -105,23 +144,45 @@ def preview(ctx: typer.Context, kr_id: Id, objective: Objective = None, metric: 
     role = _role(project, change=False)
     store = open_store(ctx, project)
     try:
-        req = _resolved(project, store, _request(kr_id, objective, metric, title or kr_id, target, baseline,
-                                                 direction, period, owner, pin, new_objective, parent, ""))
+        req = _resolved(
+            project,
+            store,
+            _request(
+                kr_id,
+                objective,
+                metric,
+                title or kr_id,
+                target,
+                baseline,
+                direction,
+                period,
+                owner,
+                pin,
+                new_objective,
+                parent,
+                "",
+            ),
+        )
         out = binding.preview(project, store, req, role, now=now(), top=top)
     finally:
         store.close()
     if json_out:
         console.print_json(dumps(out))
         return
-    console.print(f"[bold]{escape(kr_id)}[/bold]: {out['value']} ({out['status']}) · progress "
-                  f"{out['progress']} · expected {out['expected']} · {out['records']} records")
+    console.print(
+        f"[bold]{escape(kr_id)}[/bold]: {out['value']} ({out['status']}) · progress "
+        f"{out['progress']} · expected {out['expected']} · {out['records']} records"
+    )
     if out["top_records"]:
         t = Table(title="Top contributing records")
         for col in ("record", "contribution", "fields"):
             t.add_column(col)
         for r in out["top_records"]:
-            t.add_row(escape(r["record_id"]), str(r["contribution"]),
-                      escape(", ".join(f"{k}={v}" for k, v in r["fields"].items())))
+            t.add_row(
+                escape(r["record_id"]),
+                str(r["contribution"]),
+                escape(", ".join(f"{k}={v}" for k, v in r["fields"].items())),
+            )
         console.print(t)
     h = Table(title=f"History back-filled as of {len(out['history'])} past runs")
     for col in ("as of", "value", "pace", "status"):
@@ -131,10 +192,22 @@ def preview(ctx: typer.Context, kr_id: Id, objective: Objective = None, metric: 
     console.print(h)
 
 
-def add(ctx: typer.Context, kr_id: Id, objective: Objective = None, metric: Metric = None,
-        title: Title = None, target: Target = None, baseline: Baseline = None,
-        direction: Direction = None, period: Period = None, owner: Owner = None, pin: Pin = None,
-        new_objective: NewObj = None, parent: Parent = None, reason: Reason = "") -> None:
+def add(
+    ctx: typer.Context,
+    kr_id: Id,
+    objective: Objective = None,
+    metric: Metric = None,
+    title: Title = None,
+    target: Target = None,
+    baseline: Baseline = None,
+    direction: Direction = None,
+    period: Period = None,
+    owner: Owner = None,
+    pin: Pin = None,
+    new_objective: NewObj = None,
+    parent: Parent = None,
+    reason: Reason = "",
+) -> None:
     """Bind a key result to a metric of the project (stored and audited; runs compute it from now on)."""
     from okrsync import binding
     from okrsync.accounts import Actor
@@ -143,18 +216,48 @@ def add(ctx: typer.Context, kr_id: Id, objective: Objective = None, metric: Metr
     _role(project, change=True)
     store = open_store(ctx, project)
     try:
-        req = _resolved(project, store, _request(kr_id, objective, metric, title or kr_id, target, baseline,
-                                                 direction, period, owner, pin, new_objective, parent, reason))
+        req = _resolved(
+            project,
+            store,
+            _request(
+                kr_id,
+                objective,
+                metric,
+                title or kr_id,
+                target,
+                baseline,
+                direction,
+                period,
+                owner,
+                pin,
+                new_objective,
+                parent,
+                reason,
+            ),
+        )
         b = binding.save(project, store, req, Actor.cli().name)
     finally:
         store.close()
-    console.print(f"bound {escape(b.id)} under {escape(b.objective_id)} (version {b.version}); "
-                  "`okrsync run` computes it with the others")
+    console.print(
+        f"bound {escape(b.id)} under {escape(b.objective_id)} (version {b.version}); "
+        "`okrsync run` computes it with the others"
+    )
 
 
-def edit(ctx: typer.Context, kr_id: Id, objective: Objective = None, metric: Metric = None,
-         title: Title = None, target: Target = None, baseline: Baseline = None, direction: Direction = None,
-         period: Period = None, owner: Owner = None, pin: Pin = None, reason: Reason = "") -> None:
+def edit(
+    ctx: typer.Context,
+    kr_id: Id,
+    objective: Objective = None,
+    metric: Metric = None,
+    title: Title = None,
+    target: Target = None,
+    baseline: Baseline = None,
+    direction: Direction = None,
+    period: Period = None,
+    owner: Owner = None,
+    pin: Pin = None,
+    reason: Reason = "",
+) -> None:
     """Change a bound key result (a new version; before and after go to the audit log)."""
     from okrsync import binding
     from okrsync.accounts import Actor
@@ -163,8 +266,21 @@ def edit(ctx: typer.Context, kr_id: Id, objective: Objective = None, metric: Met
     _role(project, change=True)
     store = open_store(ctx, project)
     try:
-        req = _request(kr_id, objective, metric, title, target, baseline, direction, period, owner, pin,
-                       None, None, reason)
+        req = _request(
+            kr_id,
+            objective,
+            metric,
+            title,
+            target,
+            baseline,
+            direction,
+            period,
+            owner,
+            pin,
+            None,
+            None,
+            reason,
+        )
         b = binding.edit(project, store, req, Actor.cli().name)
     finally:
         store.close()
@@ -198,8 +314,18 @@ def list_(ctx: typer.Context, json_out: Json = False) -> None:
             found = bindings.listed(conn)
     finally:
         store.close()
-    rows = [{"id": b.id, "objective": b.objective_id, "status": b.status, "version": b.version,
-             "updated_by": b.updated_by, "updated_at": b.updated_at, **b.spec} for b in found]
+    rows = [
+        {
+            "id": b.id,
+            "objective": b.objective_id,
+            "status": b.status,
+            "version": b.version,
+            "updated_by": b.updated_by,
+            "updated_at": b.updated_at,
+            **b.spec,
+        }
+        for b in found
+    ]
     if json_out:
         console.print_json(dumps({"bindings": rows}))
         return
@@ -207,9 +333,16 @@ def list_(ctx: typer.Context, json_out: Json = False) -> None:
     for col in ("id", "objective", "metric", "pins", "target", "status", "v", "last change"):
         t.add_column(col)
     for r in rows:
-        t.add_row(escape(r["id"]), escape(r["objective"]), escape(r["metric"]),
-                  escape(", ".join(f"{k}={v}" for k, v in r.get("dimensions", {}).items())), str(r["target"]),
-                  r["status"], str(r["version"]), escape(f"{r['updated_by']} {r['updated_at']:%Y-%m-%d %H:%M}"))
+        t.add_row(
+            escape(r["id"]),
+            escape(r["objective"]),
+            escape(r["metric"]),
+            escape(", ".join(f"{k}={v}" for k, v in r.get("dimensions", {}).items())),
+            str(r["target"]),
+            r["status"],
+            str(r["version"]),
+            escape(f"{r['updated_by']} {r['updated_at']:%Y-%m-%d %H:%M}"),
+        )
     console.print(t if rows else "No bound key results yet (`okrsync kr add`).")
 
 
@@ -225,6 +358,12 @@ def export(ctx: typer.Context) -> None:
         store.close()
 
 
-for _command, _name in ((add, "add"), (preview, "preview"), (list_, "list"), (edit, "edit"),
-                        (retire, "retire"), (export, "export")):
+for _command, _name in (
+    (add, "add"),
+    (preview, "preview"),
+    (list_, "list"),
+    (edit, "edit"),
+    (retire, "retire"),
+    (export, "export"),
+):
     kr_app.command(_name)(_command)

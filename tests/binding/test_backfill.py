@@ -16,16 +16,27 @@ from okrsync import binding
 from okrsync.demo_erp import change_order_amount, delete_order
 from okrsync.project import load_project
 
-RUNS = [datetime(2026, 11, 18, 10), datetime(2026, 11, 19, 10), datetime(2026, 11, 20, 10),
-        datetime(2026, 11, 20, 16)]
+RUNS = [
+    datetime(2026, 11, 18, 10),
+    datetime(2026, 11, 19, 10),
+    datetime(2026, 11, 20, 10),
+    datetime(2026, 11, 20, 16),
+]
 
 
 def emea_orders(erp: Path) -> list[int]:
     e = sa.create_engine(f"sqlite:///{erp}")
     with e.connect() as conn:
-        ids = conn.execute(sa.text(
-            "SELECT id FROM orders WHERE region = 'EMEA' AND state IN ('confirmed', 'done') "
-            "AND order_date >= '2026-10-01' AND create_date <= '2026-11-17' ORDER BY id")).scalars().all()
+        ids = (
+            conn.execute(
+                sa.text(
+                    "SELECT id FROM orders WHERE region = 'EMEA' AND state IN ('confirmed', 'done') "
+                    "AND order_date >= '2026-10-01' AND create_date <= '2026-11-17' ORDER BY id"
+                )
+            )
+            .scalars()
+            .all()
+        )
     e.dispose()
     return list(ids)
 
@@ -33,10 +44,15 @@ def emea_orders(erp: Path) -> list[int]:
 def recorded(store: Store, kr_id: str) -> list[tuple[datetime, Decimal | None, int, str, str, str]]:
     v = m.kr_value.c
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(v.as_of, v.value, v.records, v.progress, v.expected, v.status)
-                            .where(v.kr_id == kr_id).order_by(v.as_of)).all()
-    return [(r.as_of, None if r.value is None else Decimal(r.value), r.records, r.progress, r.expected,
-             r.status) for r in rows]
+        rows = conn.execute(
+            sa.select(v.as_of, v.value, v.records, v.progress, v.expected, v.status)
+            .where(v.kr_id == kr_id)
+            .order_by(v.as_of)
+        ).all()
+    return [
+        (r.as_of, None if r.value is None else Decimal(r.value), r.records, r.progress, r.expected, r.status)
+        for r in rows
+    ]
 
 
 def test_backfilled_history_equals_what_the_runs_recorded(demo_dir: Path) -> None:
@@ -60,12 +76,23 @@ def test_backfilled_history_equals_what_the_runs_recorded(demo_dir: Path) -> Non
         assert [r[0] for r in ran] == RUNS
         assert len({r[1] for r in ran}) >= 3  # the value moved between runs: the test is not vacuous
         spec = project.key_result("KR-REV-EMEA").spec
-        req = binding.Request("KR-EMEA-BOUND", "O-GROWTH-EMEA", {
-            "title": "EMEA revenue (bound)", "metric": spec.metric, "dimensions": dict(spec.dimensions),
-            "baseline": spec.baseline, "target": spec.target, "period": "2026-Q4"})
+        req = binding.Request(
+            "KR-EMEA-BOUND",
+            "O-GROWTH-EMEA",
+            {
+                "title": "EMEA revenue (bound)",
+                "metric": spec.metric,
+                "dimensions": dict(spec.dimensions),
+                "baseline": spec.baseline,
+                "target": spec.target,
+                "period": "2026-Q4",
+            },
+        )
         points = binding.backfill(project, store, req)
-        got = [(p["as_of"], p["value"], p["records"], str(p["progress"]), str(p["expected"]), p["status"])
-               for p in points]
+        got = [
+            (p["as_of"], p["value"], p["records"], str(p["progress"]), str(p["expected"]), p["status"])
+            for p in points
+        ]
         assert got == ran
     finally:
         store.close()

@@ -20,12 +20,29 @@ from okrsync.errors import ConfigError
 from okrsync.project import load_project
 
 AS_OF = [datetime(2026, 11, 19, 10), datetime(2026, 11, 20, 10)]
-ADD = ["kr", "add", "KR-EMEA-OPS", "--objective", "O-GROWTH-EMEA", "--metric", "revenue", "--pin",
-       "region=EMEA", "--target", "900000", "--period", "2026-Q4", "--title", "EMEA revenue (ops)"]
+ADD = [
+    "kr",
+    "add",
+    "KR-EMEA-OPS",
+    "--objective",
+    "O-GROWTH-EMEA",
+    "--metric",
+    "revenue",
+    "--pin",
+    "region=EMEA",
+    "--target",
+    "900000",
+    "--period",
+    "2026-Q4",
+    "--title",
+    "EMEA revenue (ops)",
+]
 
 
 def kr(pf: Path, *args: str, role: str = "editor") -> object:
-    result = CliRunner().invoke(app, ["--project", str(pf), *args], env={"OKRSYNC_ROLE": role, "COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app, ["--project", str(pf), *args], env={"OKRSYNC_ROLE": role, "COLUMNS": "200"}
+    )
     return result
 
 
@@ -64,8 +81,12 @@ def test_bind_edit_retire_audit_and_export(demo_dir: Path) -> None:
     try:
         # the tree holds it at once; the next run computes it with the file's KRs, equal to KR-REV-EMEA
         with store.engine.connect() as conn:
-            assert conn.execute(sa.select(m.key_result.c.active).where(m.key_result.c.id == "KR-EMEA-OPS")
-                                ).scalar() is True
+            assert (
+                conn.execute(
+                    sa.select(m.key_result.c.active).where(m.key_result.c.id == "KR-EMEA-OPS")
+                ).scalar()
+                is True
+            )
         assert run_project(pf, LocalSteps(), as_of=AS_OF[1]).status == "succeeded"
         ops, rev = emea_values(store, "KR-EMEA-OPS"), emea_values(store, "KR-REV-EMEA")
         assert ops == [rev[-1]]
@@ -85,15 +106,19 @@ def test_bind_edit_retire_audit_and_export(demo_dir: Path) -> None:
         exported = yaml.safe_load(kr(pf, "kr", "export").output)  # type: ignore[attr-defined]
         (o,) = exported["objectives"]
         assert o["id"] == "O-GROWTH-EMEA" and o["key_results"][0]["id"] == "KR-EMEA-OPS"
-        assert o["key_results"][0]["dimensions"] == {"region": "EMEA"} and o["key_results"][0]["target"] == "950000"
+        assert (
+            o["key_results"][0]["dimensions"] == {"region": "EMEA"}
+            and o["key_results"][0]["target"] == "950000"
+        )
 
         retired = kr(pf, "kr", "retire", "KR-EMEA-OPS", "--reason", "merged into KR-REV-EMEA")
         assert retired.exit_code == 0, retired.output  # type: ignore[attr-defined]
         assert run_project(pf, LocalSteps(), as_of=datetime(2026, 11, 20, 12)).status == "succeeded"
         assert emea_values(store, "KR-EMEA-OPS") == ops  # no new value, the old one kept
         with store.engine.connect() as conn:
-            active = conn.execute(sa.select(m.key_result.c.active).where(m.key_result.c.id == "KR-EMEA-OPS")
-                                  ).scalar()
+            active = conn.execute(
+                sa.select(m.key_result.c.active).where(m.key_result.c.id == "KR-EMEA-OPS")
+            ).scalar()
             assert active is False
             assert [e.action for e in audit.audit_log(conn, kr_id="KR-EMEA-OPS")][-1] == "kr.retire"
         again = kr(pf, "kr", "edit", "KR-EMEA-OPS", "--target", "1")
@@ -124,19 +149,34 @@ def test_baseline_from_the_value_at_the_period_start(demo_dir: Path) -> None:
     project = load_project(pf)
     store = Store(project.store_url())
     try:
-        req = binding.Request("KR-X", "O-GROWTH-EMEA", {"title": "x", "metric": "revenue", "target": "5",
-                                                          "baseline": "0", "period": "2026-11"})
+        req = binding.Request(
+            "KR-X",
+            "O-GROWTH-EMEA",
+            {"title": "x", "metric": "revenue", "target": "5", "baseline": "0", "period": "2026-11"},
+        )
         with store.engine.connect() as conn:
             first = conn.execute(sa.select(m.run.c.id).order_by(m.run.c.started_at)).scalars().first()
-            sync = conn.execute(sa.select(sa.func.max(m.sync_run.c.id)).where(
-                m.sync_run.c.run_id == first, m.sync_run.c.stream == "orders")).scalar()
+            sync = conn.execute(
+                sa.select(sa.func.max(m.sync_run.c.id)).where(
+                    m.sync_run.c.run_id == first, m.sync_run.c.stream == "orders"
+                )
+            ).scalar()
             rec = store.streams.tables("orders").records  # type: ignore[union-attr]
             # period_to_date on a date field at 1 November 00:00: the orders of 1 November (a day that
             # has begun counts in full), as the first run's sync held them
-            amounts = conn.execute(sa.select(rec.c.untaxed_amount).where(
-                rec.c._from <= sync, sa.or_(rec.c._to.is_(None), rec.c._to > sync),
-                rec.c.state.in_(["confirmed", "done"]), rec.c.order_date == datetime(2026, 11, 1).date(),
-                rec.c.untaxed_amount.is_not(None))).scalars().all()
+            amounts = (
+                conn.execute(
+                    sa.select(rec.c.untaxed_amount).where(
+                        rec.c._from <= sync,
+                        sa.or_(rec.c._to.is_(None), rec.c._to > sync),
+                        rec.c.state.in_(["confirmed", "done"]),
+                        rec.c.order_date == datetime(2026, 11, 1).date(),
+                        rec.c.untaxed_amount.is_not(None),
+                    )
+                )
+                .scalars()
+                .all()
+            )
         assert len(amounts) > 0
         assert binding.baseline_at_start(project, store, req) == sum(amounts, Decimal(0))
     finally:
