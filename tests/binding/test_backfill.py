@@ -3,10 +3,13 @@ runs recorded for the same definition (issue 16, acceptance 2)."""
 
 from __future__ import annotations
 
+import base64
+import os
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from flows.run import LocalSteps, run_project
@@ -55,7 +58,19 @@ def recorded(store: Store, kr_id: str) -> list[tuple[datetime, Decimal | None, i
     ]
 
 
-def test_backfilled_history_equals_what_the_runs_recorded(demo_dir: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The demo's store on SQLite (its default), or on a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        monkeypatch.setenv("OKRSYNC_STORE_URL", request.getfixturevalue("pg_url"))
+        # a server store's sealing key comes from the environment (okrsync.pii)
+        monkeypatch.setenv("OKRSYNC_PII_KEY", base64.b64encode(os.urandom(64)).decode())
+    else:
+        monkeypatch.delenv("OKRSYNC_STORE_URL", raising=False)
+    return str(request.param)
+
+
+def test_backfilled_history_equals_what_the_runs_recorded(demo_dir: Path, store_env: str) -> None:
     pf = demo_dir / "okrsync.yaml"
     erp = demo_dir / "erp.db"
     ids = emea_orders(erp)
@@ -88,7 +103,17 @@ def test_backfilled_history_equals_what_the_runs_recorded(demo_dir: Path) -> Non
                 "period": "2026-Q4",
             },
         )
+        rec = store.streams.tables("orders").records.name  # type: ignore[union-attr]
+        reads: list[str] = []
+
+        def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+            if rec in statement:
+                reads.append(statement)
+
+        sa.event.listen(store.engine, "before_cursor_execute", count)
         points = binding.backfill(project, store, req)
+        sa.event.remove(store.engine, "before_cursor_execute", count)
+        assert len(reads) == 1  # every as-of point in one pass over the record versions
         got = [
             (p["as_of"], p["value"], p["records"], str(p["progress"]), str(p["expected"]), p["status"])
             for p in points
