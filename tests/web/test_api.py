@@ -120,7 +120,7 @@ def test_api_tokens_work_without_csrf_expire_and_revoke(web_server: Site) -> Non
             "name": "lea",
             "role": "leadership",
             "csrf_token": None,
-            "can": {"records": True, "sensitive": False, "admin": False},
+            "can": {"records": True, "sensitive": False, "admin": False, "bind": False},
         }
         extra = b.post("/api/tokens", json={"label": "child"})  # a token makes no tokens
         assert extra.status_code == 403 and "cannot create API tokens" in extra.json()["detail"]
@@ -470,7 +470,9 @@ def test_admin_manages_users(web_server_rw: Site) -> None:
                 ).status_code
                 == 200
             )
-            assert n.get("/api/me").json()["can"] == {"records": True, "sensitive": False, "admin": False}
+            assert n.get("/api/me").json()["can"] == {
+                "records": True, "sensitive": False, "admin": False, "bind": False
+            }
             assert c.delete("/api/users/new.person").status_code == 204
             assert n.get("/api/me").status_code == 401  # their session ended with them
         names = [u["name"] for u in c.get("/api/users").json()["users"]]
