@@ -110,7 +110,11 @@ def _resolved(project: Any, store: Any, req: Any) -> Any:
 
     if str(req.spec.get("baseline", "")).lower() != "start":
         return req
-    probe = replace(req, spec={**req.spec, "baseline": Decimal(0) if req.spec.get("target") != "0" else 1})
+    try:  # any baseline the direction allows: the value at the start does not depend on it
+        step = Decimal(-1 if req.spec.get("direction", "increase") == "increase" else 1)
+        probe = replace(req, spec={**req.spec, "baseline": Decimal(str(req.spec.get("target"))) + step})
+    except ArithmeticError:
+        raise ConfigError("--baseline start needs a numeric --target", hint="e.g. --target 1400000") from None
     value = baseline_at_start(project, store, probe)
     if value is None:
         raise ConfigError("the KR has no value at the period start", hint="give --baseline as a number")

@@ -178,6 +178,11 @@ def test_baseline_from_the_value_at_the_period_start(demo_dir: Path) -> None:
                 .all()
             )
         assert len(amounts) > 0
-        assert binding.baseline_at_start(project, store, req) == sum(amounts, Decimal(0))
+        want = sum(amounts, Decimal(0))
+        assert binding.baseline_at_start(project, store, req) == want
+        shown = kr(pf, "kr", "preview", "KR-X", "--objective", "O-GROWTH-EMEA", "--metric", "revenue",
+                   "--target", "5000000", "--period", "2026-11", "--baseline", "start")
+        assert shown.exit_code == 0, shown.output  # type: ignore[attr-defined]
+        assert f"baseline: {want} (the value at the period start)" in shown.output  # type: ignore[attr-defined]
     finally:
         store.close()
