@@ -32,6 +32,8 @@ POINT, SYNC = "_okr_point", "_okr_sync"
 # Measures whose term is not a plain aggregate (a median orders its records in a subquery): their
 # history is evaluated point by point.
 PER_POINT = ("median",)
+# Measures whose terms (SUM, COUNT) add up over disjoint sets of record versions.
+ADDITIVE = ("sum", "count")
 
 
 @dataclass(frozen=True)
@@ -85,26 +87,40 @@ def series(store: Store, d: KrDefinition, points: Sequence[Point]) -> list[Evalu
     views = {s: StreamView(s, t.records, t.schema) for s, t in tables.items()}
     at = AsOfPoints(d.period.period())
     terms, slots, union_slots = aggregate_terms(views, [d], at)
+    additive = all(p.measure.value in ADDITIVE for p in d.parts.values())
     rows: list[dict[str, Any]] = [{} for _ in points]
     with store.engine.connect() as conn:
         for stream, cols in terms.items():
             rec = tables[stream].records
-            bounds = list(at.needed.items())
-            pts = (
-                sa.values(
-                    sa.column(POINT, sa.Integer()),
-                    sa.column(SYNC, sa.BigInteger()),
-                    *(sa.column(name, typ) for name, (_, _, typ) in bounds),
-                    name="okr_points",
-                )
-                .data([(i, p.snapshot[stream], *at.row(p.as_of).values()) for i, p in enumerate(points)])
-                .cte("okr_points")
-            )  # WITH okr_points(…) AS (VALUES …): SQLite and PostgreSQL
-            seen = sa.and_(rec.c[FROM] <= pts.c[SYNC], sa.or_(rec.c[TO].is_(None), rec.c[TO] > pts.c[SYNC]))
             labelled = [c.label(f"t{i}") for i, c in enumerate(cols)]
-            q = sa.select(pts.c[POINT], *labelled).select_from(rec.join(pts, seen)).group_by(pts.c[POINT])
-            for row in conn.execute(q):
-                rows[row[0]][stream] = tuple(row[1:])
+            syncs = [p.snapshot[stream] for p in points]
+            lo, hi = min(syncs), max(syncs)
+            # Visible at every point: what a version adds depends only on the points' as-of bounds.
+            stable = sa.and_(rec.c[FROM] <= lo, sa.or_(rec.c[TO].is_(None), rec.c[TO] > hi))
+            pts = _points_table(at, [(i, p.snapshot[stream], at.row(p.as_of)) for i, p in enumerate(points)])
+            seen = sa.and_(rec.c[FROM] <= pts.c[SYNC], sa.or_(rec.c[TO].is_(None), rec.c[TO] > pts.c[SYNC]))
+            q = sa.select(pts.c[POINT], *labelled).select_from(rec.join(pts, seen))
+            if not additive:
+                for row in conn.execute(q.group_by(pts.c[POINT])):
+                    rows[row[0]][stream] = tuple(row[1:])
+                continue
+            # Sums and counts add up: the versions visible at every point once per distinct as-of
+            # bounds (a day, for date windows), plus the few versions that changed, once per point.
+            kinds: dict[tuple[Any, ...], int] = {}
+            of_point = [kinds.setdefault(tuple(at.row(p.as_of).values()), len(kinds)) for p in points]
+            bounds = _points_table(at, [(k, 0, dict(zip(at.needed, key, strict=True)))
+                                        for key, k in kinds.items()])
+            fixed: dict[int, tuple[Any, ...]] = {}
+            sq = sa.select(bounds.c[POINT], *labelled).select_from(rec.join(bounds, sa.true()))
+            for row in conn.execute(sq.where(stable).group_by(bounds.c[POINT])):
+                fixed[row[0]] = tuple(row[1:])
+            moving: dict[int, tuple[Any, ...]] = {}
+            for row in conn.execute(q.where(sa.not_(stable)).group_by(pts.c[POINT])):
+                moving[row[0]] = tuple(row[1:])
+            for i in range(len(points)):
+                parts = [t for t in (fixed.get(of_point[i]), moving.get(i)) if t is not None]
+                if parts:
+                    rows[i][stream] = tuple(_add(*column) for column in zip(*parts, strict=True))
     out = []
     for i, p in enumerate(points):
         if len(rows[i]) < len(terms):  # no record was visible at this point: evaluate it alone
@@ -123,3 +139,25 @@ def _one(store: Store, d: KrDefinition, p: Point) -> Evaluation:
         views[stream] = StreamView(stream, found[0], found[1].schema)
     with store.engine.connect() as conn:
         return evaluate(conn, views, [d], p.as_of)[d.kr_id]
+
+
+def _points_table(at: AsOfPoints, rows: list[tuple[int, int, dict[str, Any]]]) -> Any:
+    """``WITH okr_points(_okr_point, _okr_sync, <as-of bounds>…) AS (VALUES …)`` (SQLite and
+    PostgreSQL): one row per point (or per distinct bounds), each with its sync and its bounds."""
+    names = list(at.needed.items())
+    return (
+        sa.values(
+            sa.column(POINT, sa.Integer()),
+            sa.column(SYNC, sa.BigInteger()),
+            *(sa.column(name, typ) for name, (_, _, typ) in names),
+            name="okr_points",
+        )
+        .data([(i, sync, *(b[name] for name, _ in names)) for i, sync, b in rows])
+        .cte("okr_points")
+    )
+
+
+def _add(*values: Any) -> Any:
+    """A term summed over disjoint sets of versions (an empty SUM is NULL)."""
+    found = [v for v in values if v is not None]
+    return sum(found[1:], found[0]) if found else None
