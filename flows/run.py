@@ -88,8 +88,7 @@ class _Opened:
         with self._lock:
             if key not in self._projects:
                 self._projects[key] = load_project(path)
-            project = self._projects[key]
-        return bound(project, self.store(project.store_url()))
+            return self._projects[key]
 
     def put_project(self, path: str, project: Project) -> None:
         with self._lock:
@@ -124,6 +123,7 @@ def sync_step(ctx: RunContext, name: str) -> SyncCounts:
     """Sync one stream (raises :class:`SourceError`, transient or not, after cleaning up)."""
     project = opened.project(ctx.project_file)
     store = opened.store(project.store_url())
+    project = bound(project, store)  # a blocked check lists the bound KRs it holds too
     connector = project.connector(project.streams[name].source)
     try:
         return pipeline.sync_stream(project, store, connector, ctx.run_id, name, ctx.fence)
@@ -133,7 +133,8 @@ def sync_step(ctx: RunContext, name: str) -> SyncCounts:
 
 def _opened(ctx: RunContext, name: str) -> tuple[Project, Store, Any]:
     project = opened.project(ctx.project_file)
-    return project, opened.store(project.store_url()), project.connector(project.streams[name].source)
+    store = opened.store(project.store_url())
+    return bound(project, store), store, project.connector(project.streams[name].source)
 
 
 def prepare_step(ctx: RunContext, name: str) -> pipeline.SyncPlan:
@@ -187,8 +188,8 @@ class Computed:
 
 def compute_step(ctx: RunContext, failed: Mapping[str, str]) -> Computed:
     """Evaluate and record every KR whose streams synced; hold the others."""
-    project = opened.project(ctx.project_file)
-    store = opened.store(project.store_url())
+    store = opened.store(opened.project(ctx.project_file).store_url())
+    project = bound(opened.project(ctx.project_file), store)  # with the KRs bound in the store
     ids = [b.spec.id for b in project.key_results()]
     previous = {k: (None if v is None else str(v)) for k, v in store.last_values(ids, ctx.as_of).items()}
     results, held = pipeline.compute_values(

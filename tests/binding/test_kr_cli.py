@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -121,6 +122,11 @@ def test_bind_edit_retire_audit_and_export(demo_dir: Path) -> None:
             ).scalar()
             assert active is False
             assert [e.action for e in audit.audit_log(conn, kr_id="KR-EMEA-OPS")][-1] == "kr.retire"
+        drilled = kr(pf, "drill", "KR-EMEA-OPS", "--limit", "all", "--format", "json")
+        assert drilled.exit_code == 0, drilled.output  # type: ignore[attr-defined]
+        behind = json.loads(drilled.output)  # type: ignore[attr-defined]
+        assert len(behind["records"]) == behind["total"] > 0  # the retired KR's value keeps its records
+        assert sum(Decimal(r["contribution"]) for r in behind["records"]) == Decimal(ops[0][1] or 0)
         again = kr(pf, "kr", "edit", "KR-EMEA-OPS", "--target", "1")
         assert "is retired" in failure(again)
         reuse = kr(pf, *ADD)

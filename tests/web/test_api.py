@@ -46,9 +46,9 @@ def records_url(kr: str, value_id: int) -> str:
 
 # ---- authentication ---------------------------------------------------------------------------
 def test_every_api_route_outside_the_public_list_needs_a_sign_in(web_server: Site) -> None:
-    from okrsync.web import admin, api
+    from okrsync.web import admin, api, bindings
 
-    every = [*api.router.routes, *admin.router.routes]
+    every = [*api.router.routes, *admin.router.routes, *bindings.router.routes]
     routes = [(m, r.path) for r in every for m in getattr(r, "methods", ()) - {"HEAD"}]
     assert len(routes) >= 20
     spec = web_server.app.openapi()["paths"]  # every route is in the spec, and nothing else
