@@ -42,7 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         choices=["gate", "compute", "incremental", "deletes", "peers", "salesforce", "local-tax",
-                 "drill-export"],
+                 "drill-export", "binding"],
         default=None,
         help="run one phase only: gate = generate the data, then a full sync without and with "
         "data-quality checks (≈ 2–3 min at 1M rows); compute = generate, the full sync, then the compute "
@@ -57,8 +57,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "alone (loopback sandbox, no PostgreSQL); local-tax = `okrsync run` on the demo with nothing "
         "changed against the same work by direct calls, whole processes (≈ 40 s; no PostgreSQL); "
         "drill-export = `okrsync drill KR-REV --format json` on the demo against a plain SQL export of the "
-        "same records (≈ 30 s; no PostgreSQL)",
+        "same records (≈ 30 s; no PostgreSQL); binding = a bound KR's preview and history back-fill "
+        "against plain SQL (PostgreSQL; --bind-rows, --bind-points)",
     )
+    p.add_argument("--bind-rows", type=int, default=None, help="binding phase: orders (default --rows)")
+    p.add_argument("--bind-points", type=int, default=1000,
+                   help="binding phase: past hourly runs to back-fill (default 1,000 ≈ a quarter)")
     p.add_argument(
         "--repeats",
         type=int,
@@ -135,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             repeats=args.repeats,
             tax_prefect=args.tax_prefect,
             env=started_env,
+            bind_rows=args.bind_rows,
+            bind_points=args.bind_points,
         )
         meta = machine_info() | {
             "command": " ".join([".venv/bin/python -m bench", *(argv if argv is not None else sys.argv[1:])]),

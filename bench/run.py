@@ -54,6 +54,8 @@ class Options:
     work_dir: Path
     repeats: int = 5
     only: str | None = None  # "gate" / "incremental": generate the data, then only that phase
+    bind_rows: int | None = None  # the binding phase's orders (default: rows)
+    bind_points: int = 1000  # the binding phase's past runs (as-of points of the back-fill)
     sf_rows: int = 200_000  # opportunities in the Salesforce sandbox (bench/salesforce.py)
     tax_prefect: bool = False  # local tax: also the informational Prefect rows (bench/local_tax.py)
     env: dict[str, str] | None = None  # the environment the benchmark was started with (local tax)
@@ -678,8 +680,19 @@ def drill_export_phase(opts: Options, res: Results) -> None:
     drill_export.run(res, repeats=opts.repeats, work_dir=opts.work_dir)
 
 
+def binding_phase(opts: Options, res: Results) -> None:
+    """Preview and history back-fill of a bound KR on PostgreSQL against plain SQL (bench/binding.py)."""
+    from bench import binding
+
+    server = Server(opts.admin_url)
+    name = f"okrsync_bench_bind_{os.getpid()}"
+    with data.databases(server, [name], keep=opts.keep):
+        binding.run(res, server.sa_url(name), rows=opts.bind_rows or opts.rows, points=opts.bind_points)
+
+
 def run(opts: Options) -> Results:
-    only = {"salesforce": salesforce_phase, "local-tax": local_tax_phase, "drill-export": drill_export_phase}
+    only = {"salesforce": salesforce_phase, "local-tax": local_tax_phase, "drill-export": drill_export_phase,
+            "binding": binding_phase}
     if opts.only in only:
         res = Results()
         only[opts.only](opts, res)
@@ -687,7 +700,7 @@ def run(opts: Options) -> Results:
     res = _run_postgres(opts)
     if opts.only is None:
         for name, phase in (("salesforce extraction", salesforce_phase), ("local run tax", local_tax_phase),
-                            ("drill export", drill_export_phase)):
+                            ("drill export", drill_export_phase), ("bind a KR", binding_phase)):
             try:
                 phase(opts, res)
             except Exception as exc:  # a failure here is reported, not a loss of the phases above

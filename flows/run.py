@@ -35,6 +35,7 @@ from okr_store.records import SyncCounts
 from okr_store.store import Store
 from okrsync.errors import ConfigError, LeaseLost, OkrsyncError, SourceError
 from okrsync.project import Project, load_project
+from okrsync.project_bindings import stored_bindings
 
 log = logging.getLogger("okrsync.run")
 T = TypeVar("T")
@@ -113,10 +114,17 @@ class _Opened:
 opened = _Opened()
 
 
+def bound(project: Project, store: Store) -> Project:
+    """The project with the key results bound in its store (okrsync.project_bindings.with_bindings)."""
+    with store.engine.connect() as conn:
+        return stored_bindings(project, conn)
+
+
 def sync_step(ctx: RunContext, name: str) -> SyncCounts:
     """Sync one stream (raises :class:`SourceError`, transient or not, after cleaning up)."""
     project = opened.project(ctx.project_file)
     store = opened.store(project.store_url())
+    project = bound(project, store)  # a blocked check lists the bound KRs it holds too
     connector = project.connector(project.streams[name].source)
     try:
         return pipeline.sync_stream(project, store, connector, ctx.run_id, name, ctx.fence)
@@ -126,7 +134,8 @@ def sync_step(ctx: RunContext, name: str) -> SyncCounts:
 
 def _opened(ctx: RunContext, name: str) -> tuple[Project, Store, Any]:
     project = opened.project(ctx.project_file)
-    return project, opened.store(project.store_url()), project.connector(project.streams[name].source)
+    store = opened.store(project.store_url())
+    return bound(project, store), store, project.connector(project.streams[name].source)
 
 
 def prepare_step(ctx: RunContext, name: str) -> pipeline.SyncPlan:
@@ -180,8 +189,8 @@ class Computed:
 
 def compute_step(ctx: RunContext, failed: Mapping[str, str]) -> Computed:
     """Evaluate and record every KR whose streams synced; hold the others."""
-    project = opened.project(ctx.project_file)
-    store = opened.store(project.store_url())
+    store = opened.store(opened.project(ctx.project_file).store_url())
+    project = bound(opened.project(ctx.project_file), store)  # with the KRs bound in the store
     ids = [b.spec.id for b in project.key_results()]
     previous = {k: (None if v is None else str(v)) for k, v in store.last_values(ids, ctx.as_of).items()}
     results, held = pipeline.compute_values(
@@ -365,6 +374,7 @@ def run_project(
     store = Store(project.store_url())
     opened.put_store(store)
     try:
+        project = bound(project, store)  # the KRs bound in the store (okrsync kr add) run alongside
         fence = store.begin_run(as_of, flow_run_id, lease_seconds=s.lease_seconds,
                                 wait_seconds=s.wait_for_run_seconds, on_wait=on_wait)
         ctx = RunContext(path, fence, flow_run_id, as_of, retry_delay_seconds, s.task_timeout_seconds)

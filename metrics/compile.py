@@ -158,9 +158,63 @@ class AsOf:
         return cls(naive_utc(as_of), period.local_date(as_of))
 
 
-def _relative(v: AsOfDay, field: Field, as_of: AsOf | None, label: str) -> date | datetime:
-    """The date or instant a ``{days_before_as_of: N}`` value stands for at ``as_of``."""
-    if as_of is None:
+class AsOfPoints:
+    """Many as-of times at once (a KR's history in one query, :mod:`okr_store.history`): every bound a
+    condition takes from the as-of time becomes a column of a *points* table joined to the records,
+    one row per as-of time. Conditions built with it name those columns (``_okr_at_<kind>_<days>``);
+    :meth:`row` gives one point's values, computed by the same code as a single as-of time's bounds,
+    so each point selects exactly the records that evaluating at that time alone selects."""
+
+    PREFIX = "_okr_at_"
+
+    def __init__(self, period: Period) -> None:
+        self.period = period
+        self.needed: dict[str, tuple[str, int, Any]] = {}  # column name → (kind, days, SQL type)
+
+    def bound(self, col: sa.ColumnElement[Any], kind: str, days: int = 0) -> sa.ColumnElement[Any]:
+        name = f"{self.PREFIX}{kind}_{days}"
+        self.needed.setdefault(name, (kind, days, col.type))
+        return sa.column(name, col.type)
+
+    def row(self, as_of: datetime) -> dict[str, Any]:
+        """The bounds of the point at ``as_of``, by column name."""
+        return {name: _as_of_value(kind, days, as_of, self.period)
+                for name, (kind, days, _) in self.needed.items()}
+
+
+def _as_of_value(kind: str, days: int, as_of: datetime, period: Period) -> date | datetime:
+    """What a condition compares with at ``as_of``: the instant or local ``day`` (minus ``days``), or the
+    window's end capped at the period's (``upper`` an instant, ``last`` a day)."""
+    as_of = naive_utc(as_of)
+    if kind == "instant":
+        return as_of - timedelta(days=days)
+    if kind == "upper":
+        return min(as_of, period.end_utc())
+    if kind == "day":
+        return period.local_date(as_of) - timedelta(days=days)
+    if kind == "last":
+        return min(period.local_date(as_of), period.end - timedelta(days=1))
+    raise ValueError(kind)
+
+
+def _at(
+    col: sa.ColumnElement[Any], as_of: datetime | AsOfPoints, period: Period, kind: str, days: int = 0
+) -> sa.ColumnElement[Any]:
+    """The as-of bound ``kind`` for ``col``: a parameter for one as-of time, a points column for many."""
+    if isinstance(as_of, AsOfPoints):
+        return as_of.bound(col, kind, days)
+    return _bound(col, _as_of_value(kind, days, as_of, period))
+
+
+def _relative(v: AsOfDay, field: Field, as_of: AsOf | AsOfPoints | None, label: str,
+              col: sa.ColumnElement[Any] | None = None) -> Any:
+    """The date or instant a ``{days_before_as_of: N}`` value stands for at ``as_of`` (for many as-of
+    times, the points column holding it)."""
+    if isinstance(as_of, AsOfPoints) and col is not None and field.type in (FieldType.DATE,
+                                                                             FieldType.DATETIME):
+        kind = "day" if field.type == FieldType.DATE else "instant"
+        return as_of.bound(col, kind, v.days_before_as_of)
+    if as_of is None or isinstance(as_of, AsOfPoints):
         raise ConfigError(f"{label}: {{days_before_as_of: {v.days_before_as_of}}} needs the time a key "
                           "result is computed for, and this filter has none",
                           hint="use a fixed ISO date here; relative values belong in metric filters")
@@ -173,7 +227,8 @@ def _relative(v: AsOfDay, field: Field, as_of: AsOf | None, label: str) -> date 
 
 
 def _condition(
-    c: Condition, table: sa.FromClause, schema: StreamSchema, where: str, as_of: AsOf | None = None
+    c: Condition, table: sa.FromClause, schema: StreamSchema, where: str,
+    as_of: AsOf | AsOfPoints | None = None,
 ) -> sa.ColumnElement[bool]:
     field = schema.get(c.field)
     if field is None:
@@ -213,14 +268,14 @@ def _condition(
         return col.between(low, high)
     if c.value is None or isinstance(c.value, tuple):
         raise ConfigError(f"{label}: op {c.op!r} needs a single value")
-    value = (_relative(c.value, field, as_of, label) if isinstance(c.value, AsOfDay)
+    value = (_relative(c.value, field, as_of, label, col) if isinstance(c.value, AsOfDay)
              else _coerce(c.value, c.field, field, where))
     if c.op in ("contains", "starts_with"):
         pattern = _like_pattern(str(value), prefix=c.op == "starts_with")
         return col.ilike(_bound(col, pattern), escape=LIKE_ESCAPE)
     if c.op not in COMPARISONS:
         raise ConfigError(f"{label}: unknown op {c.op!r}")
-    bound = _bound(col, value)
+    bound = value if isinstance(value, sa.ColumnElement) else _bound(col, value)
     comparisons = {
         "=": col == bound,
         "!=": col != bound,
@@ -233,7 +288,8 @@ def _condition(
 
 
 def condition_for(
-    f: Filter | None, table: sa.FromClause, schema: StreamSchema, *, where: str, as_of: AsOf | None = None
+    f: Filter | None, table: sa.FromClause, schema: StreamSchema, *, where: str,
+    as_of: AsOf | AsOfPoints | None = None,
 ) -> sa.ColumnElement[bool]:
     """The WHERE condition for filter ``f`` over ``table`` (``None`` → always true).
 
@@ -262,7 +318,7 @@ def window_condition(
     time_type: FieldType,
     window: Window,
     period: Period,
-    as_of: datetime,
+    as_of: datetime | AsOfPoints,
     *,
     where: str = "metric",
 ) -> sa.ColumnElement[bool]:
@@ -291,29 +347,25 @@ def window_condition(
             f"{where}: the time field is a {time_type.value} field; a window needs a date or datetime field",
             hint="set time_field to a date/datetime field, or use window: all",
         )
-    as_of = naive_utc(as_of)
     if time_type == FieldType.DATETIME:
         if isinstance(window, TrailingWindow):
-            start = as_of - timedelta(days=window.trailing_days)
-            return sa.and_(time_col >= _bound(time_col, start), time_col < _bound(time_col, as_of))
-        upper = min(as_of, period.end_utc())
+            start = _at(time_col, as_of, period, "instant", window.trailing_days)
+            return sa.and_(time_col >= start, time_col < _at(time_col, as_of, period, "instant"))
+        upper = _at(time_col, as_of, period, "upper")  # min(as_of, period end)
         if window in ("as_of_end", "period_average"):  # period_average: see open_at_start
-            return time_col < _bound(time_col, upper)
+            return time_col < upper
         if window == "period_to_date":
-            return sa.and_(
-                time_col >= _bound(time_col, period.start_utc()), time_col < _bound(time_col, upper)
-            )
+            return sa.and_(time_col >= _bound(time_col, period.start_utc()), time_col < upper)
     else:
-        today = period.local_date(as_of)
         if isinstance(window, TrailingWindow):
-            first = today - timedelta(days=window.trailing_days)
-            return sa.and_(time_col > _bound(time_col, first), time_col <= _bound(time_col, today))
+            first = _at(time_col, as_of, period, "day", window.trailing_days)
+            return sa.and_(time_col > first, time_col <= _at(time_col, as_of, period, "day"))
         # `d < end and d <= today` in one bound: the last day of the period or the as-of day.
-        last = min(today, period.end - timedelta(days=1))
+        last = _at(time_col, as_of, period, "last")
         if window in ("as_of_end", "period_average"):
-            return time_col <= _bound(time_col, last)
+            return time_col <= last
         if window == "period_to_date":
-            return sa.and_(time_col >= _bound(time_col, period.start), time_col <= _bound(time_col, last))
+            return sa.and_(time_col >= _bound(time_col, period.start), time_col <= last)
     raise ConfigError(f"{where}: unknown window {window!r}")
 
 
@@ -361,7 +413,7 @@ def open_at_start(
 
 
 def still_active(
-    until_col: sa.ColumnElement[Any], until_type: FieldType, period: Period, as_of: datetime, *,
+    until_col: sa.ColumnElement[Any], until_type: FieldType, period: Period, as_of: datetime | AsOfPoints, *,
     where: str = "metric",
 ) -> sa.ColumnElement[bool]:
     """``until`` has not passed at the end of an ``as_of_end`` window: null, or after that end.
@@ -372,12 +424,9 @@ def still_active(
     if not until_type.temporal:
         raise ConfigError(f"{where}: until_field is a {until_type.value} field; it needs a date or datetime",
                           hint="set until_field to the date a record stops counting (termination_date)")
-    as_of = naive_utc(as_of)
     if until_type == FieldType.DATETIME:
-        end = min(as_of, period.end_utc())
-        return sa.or_(until_col.is_(None), until_col > _bound(until_col, end))
-    last = min(period.local_date(as_of), period.end - timedelta(days=1))
-    return sa.or_(until_col.is_(None), until_col > _bound(until_col, last))
+        return sa.or_(until_col.is_(None), until_col > _at(until_col, as_of, period, "upper"))
+    return sa.or_(until_col.is_(None), until_col > _at(until_col, as_of, period, "last"))
 
 
 class _DaysBetween(sa.sql.functions.FunctionElement[int]):

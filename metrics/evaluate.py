@@ -23,13 +23,23 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from metrics.compile import AsOf, condition_for, days_between, open_at_start, still_active, window_condition
+from metrics.compile import (
+    AsOf,
+    AsOfPoints,
+    condition_for,
+    days_between,
+    open_at_start,
+    still_active,
+    window_condition,
+)
 from metrics.definition import KrDefinition
 from metrics.grouped import Tally, evaluate_grouped
 from metrics.measures import PLACES, RID, Records
 from metrics.spec import Condition, SimpleMetric
 from okrsync.errors import MetricError
 from okrsync.schema import StreamSchema
+
+At = datetime | AsOfPoints  # one as-of time, or many at once (a history: okr_store.history)
 
 
 @dataclass(frozen=True)
@@ -50,12 +60,12 @@ class Evaluation:
 
 
 def part_condition(
-    metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime
+    metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: At
 ) -> sa.ColumnElement[bool]:
     """Which records count for one simple metric of a KR: filter, pinned dimensions, window."""
     where = f"metric {metric.name!r} (key result {d.kr_id!r})"
-    conds = [condition_for(metric.filter, view.table, view.schema, where=where,
-                           as_of=AsOf.of(as_of, d.period.period()))]
+    at = as_of if isinstance(as_of, AsOfPoints) else AsOf.of(as_of, d.period.period())
+    conds = [condition_for(metric.filter, view.table, view.schema, where=where, as_of=at)]
     for dim, value in sorted(d.dimensions.items()):
         if dim in metric.dimensions:
             conds.append(
@@ -94,7 +104,7 @@ def measured(metric: SimpleMetric, view: StreamView, where: str = "metric") -> A
 
 
 def _open_conditions(
-    metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime, where: str
+    metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: At, where: str
 ) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
     """(open on the eve of the period, open at the window's end) for a metric with an until_field."""
     assert metric.until_field is not None and metric.time_field is not None
@@ -109,7 +119,7 @@ def _open_conditions(
     return start, end
 
 
-def average_weight(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime) -> Any:
+def average_weight(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: At) -> Any:
     """For window period_average: each record counts ½ for being open at the period's start and ½ for
     being open at its end, so the count is the mean of the two headcounts (None for other windows)."""
     if metric.window != "period_average":
@@ -119,7 +129,7 @@ def average_weight(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_o
     return sa.case((start, half), else_=0) + sa.case((end, half), else_=0)
 
 
-def records_of(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: datetime) -> Records:
+def records_of(metric: SimpleMetric, d: KrDefinition, view: StreamView, as_of: At) -> Records:
     """What one simple metric of a KR reads from its stream's view, for its measure to aggregate."""
     value = measured(metric, view) if metric.field is not None or metric.days_between is not None else None
     return Records(view.table.c[RID], part_condition(metric, d, view, as_of), value,
@@ -149,6 +159,21 @@ def _per_kr(
     conn: sa.Connection, views: Mapping[str, StreamView], defs: Sequence[KrDefinition], as_of: datetime
 ) -> dict[str, Tally]:
     """Every KR's own aggregate terms, all terms of a stream in one SELECT: one scan per stream."""
+    terms, slots, union_slots = aggregate_terms(views, defs, as_of)
+    rows: dict[str, Sequence[Any]] = {}
+    for stream, cols in terms.items():
+        labelled = [c.label(f"t{i}") for i, c in enumerate(cols)]
+        rows[stream] = conn.execute(sa.select(*labelled).select_from(views[stream].table)).one()
+    return {d.kr_id: _tally(d, rows, slots, union_slots) for d in defs}
+
+
+Slots = dict[tuple[str, str], tuple[str, int]]
+
+
+def aggregate_terms(
+    views: Mapping[str, StreamView], defs: Sequence[KrDefinition], as_of: At
+) -> tuple[dict[str, list[Any]], Slots, dict[str, tuple[str, int]]]:
+    """Per stream, the aggregate terms of every KR in ``defs`` (and where each KR's terms are)."""
     terms: dict[str, list[Any]] = defaultdict(list)
     slots: dict[tuple[str, str], tuple[str, int]] = {}  # (kr, part) → (stream, index of agg term)
     union_slots: dict[str, tuple[str, int]] = {}  # ratio on one stream: records in either part
@@ -164,21 +189,34 @@ def _per_kr(
             stream = next(iter(conds.values()))[0]
             union_slots[d.kr_id] = (stream, len(terms[stream]))
             terms[stream].append(sa.func.count(sa.case((sa.or_(*(c for _, c in conds.values())), 1))))
-    rows: dict[str, Sequence[Any]] = {}
-    for stream, cols in terms.items():
-        labelled = [c.label(f"t{i}") for i, c in enumerate(cols)]
-        rows[stream] = conn.execute(sa.select(*labelled).select_from(views[stream].table)).one()
-    tallies = {}
-    for d in defs:
-        t = Tally()
-        for part in d.parts:
-            stream, i = slots[(d.kr_id, part)]
-            t.parts[part] = rows[stream][i], int(rows[stream][i + 1] or 0)
-        if d.kr_id in union_slots:
-            stream, i = union_slots[d.kr_id]
-            t.union = int(rows[stream][i] or 0)
-        tallies[d.kr_id] = t
-    return tallies
+    return terms, slots, union_slots
+
+
+def _tally(
+    d: KrDefinition,
+    rows: Mapping[str, Sequence[Any]],
+    slots: Mapping[tuple[str, str], tuple[str, int]],
+    union_slots: Mapping[str, tuple[str, int]],
+) -> Tally:
+    t = Tally()
+    for part in d.parts:
+        stream, i = slots[(d.kr_id, part)]
+        t.parts[part] = rows[stream][i], int(rows[stream][i + 1] or 0)
+    if d.kr_id in union_slots:
+        stream, i = union_slots[d.kr_id]
+        t.union = int(rows[stream][i] or 0)
+    return t
+
+
+def combine(
+    d: KrDefinition,
+    rows: Mapping[str, Sequence[Any]],
+    slots: Mapping[tuple[str, str], tuple[str, int]],
+    union_slots: Mapping[str, tuple[str, int]],
+) -> Evaluation:
+    """One KR's value from the rows of :func:`aggregate_terms`' SELECTs (okr_store.history runs them
+    at many as-of points at once)."""
+    return _combine(d, _tally(d, rows, slots, union_slots))
 
 
 def _combine(d: KrDefinition, tally: Tally) -> Evaluation:

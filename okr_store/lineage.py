@@ -426,3 +426,21 @@ def diff(store: Store, before: StoredValue, after: StoredValue, *, limit: int = 
                 )
     changes.sort(key=lambda c: (-abs(c.delta), c.record_id))
     return Diff(before, after, before.definition_hash != after.definition_hash, summary, changes, len(merged))
+
+
+def top_records(
+    store: Store, d: KrDefinition, snapshot: Mapping[str, int | None], as_of: datetime, limit: int = 10
+) -> list[DrillRecord]:
+    """The records contributing most to ``d`` at ``snapshot`` and ``as_of``, largest first: the drill of
+    a value not stored yet (a binding's preview)."""
+    views = _views(store, d, snapshot)
+    if len(views) < len(d.streams):
+        return []
+    ask = DrillQuery("contribution", True, {}, None)
+    out: list[DrillRecord] = []
+    with store.engine.connect() as conn:
+        sources = stream_sources(conn)
+        for p in contribution_parts(views, d, as_of):
+            page = _page(conn, p, _matching(conn, p, ask), ask, limit, 0)
+            out += _records(p, page, sources.get(p.stream, ""))
+    return sorted(out, key=lambda r: (-r.contribution, r.record_id))[:limit]

@@ -336,3 +336,47 @@ alert_delivery = sa.Table(
     sa.Index("ix_alert_delivery_status", "status"),
     sa.Index("ix_alert_delivery_channel_sent", "channel", "sent_at"),
 )
+
+# ---- key results bound outside the project file (okrsync kr add, the web app's binding page) --------
+# The project file keeps the metrics library; these tables keep the KRs bound to it. ``spec`` is the
+# KR as the project file would write it (JSON); every change adds a version (before/after) whose audit
+# event is in audit_event (its hash in ``audit_hash``).
+kr_binding = sa.Table(
+    "kr_binding",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("objective_id", sa.String(100), nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # active | retired
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+kr_binding_version = sa.Table(
+    "kr_binding_version",
+    metadata,
+    sa.Column("binding_id", sa.String(100), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("action", sa.String(16), nullable=False),  # bind | edit | retire
+    sa.Column("objective_id", sa.String(100), nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("audit_hash", sa.String(64), nullable=False),
+)
+
+bound_objective = sa.Table(
+    "bound_objective",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("parent_id", sa.String(100), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("owner", sa.Text),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)

@@ -24,7 +24,7 @@ from okrsync import users
 from okrsync.access import NotAllowed
 from okrsync.errors import NotFound
 
-CAPABILITIES = ("records", "sensitive", "admin")
+CAPABILITIES = ("records", "sensitive", "admin", "bind")
 
 
 @dataclass(frozen=True)

@@ -52,16 +52,20 @@ class RoleSpec(BaseModel):
     records: bool = True
     sensitive: bool = False
     admin: bool = False
+    # Bind, edit and retire key results on the project's metrics (okrsync kr, the web binding page).
+    bind: bool = False
 
 
 DEFAULT_ROLES = {
     "viewer": RoleSpec(records=False),
     "leadership": RoleSpec(),
+    # Operations users who bind key results to the metrics library (and see the records behind them).
+    "editor": RoleSpec(bind=True),
     "hr": RoleSpec(sensitive=True),
     # Check review and users, not HR fields in clear; so it cannot grant hr (okrsync.accounts).
-    "admin": RoleSpec(admin=True),
+    "admin": RoleSpec(admin=True, bind=True),
     # Both: the one default role that may grant hr (and manage hr users).
-    "owner": RoleSpec(admin=True, sensitive=True),
+    "owner": RoleSpec(admin=True, sensitive=True, bind=True),
 }
 
 

@@ -237,6 +237,7 @@ def _register_commands() -> None:
     from okrsync.cli.audit import audit
     from okrsync.cli.checks import checks_app
     from okrsync.cli.closing import reopen, restatements_app
+    from okrsync.cli.kr import kr_app
     from okrsync.cli.plan import plan
     from okrsync.cli.sandbox import sandbox_app
     from okrsync.cli.users import serve, users_app
@@ -247,6 +248,7 @@ def _register_commands() -> None:
     app.add_typer(checks_app, name="checks")
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(restatements_app, name="restatements")
+    app.add_typer(kr_app, name="kr")
     app.add_typer(sandbox_app, name="sandbox")
     app.add_typer(users_app, name="users")
 

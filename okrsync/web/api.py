@@ -112,7 +112,7 @@ def logout(c: Viewer, response: Response, w: WebDep) -> None:
 
 @router.get("/me", response_model=s.Me, tags=["session"])
 def me(c: Viewer) -> s.Me:
-    can = s.Can(records=c.role.records, sensitive=c.role.sensitive, admin=c.role.admin)
+    can = s.Can(records=c.role.records, sensitive=c.role.sensitive, admin=c.role.admin, bind=c.role.bind)
     return s.Me(name=c.name, role=c.role_name, can=can, csrf_token=c.csrf_token)
 
 

@@ -17,7 +17,7 @@ PAGES = STATIC / "pages"
 router = APIRouter(include_in_schema=False)
 
 
-def _page(request: Request, name: str, *, admin: bool = False) -> Response:
+def _page(request: Request, name: str, *, admin: bool = False, bind: bool = False) -> Response:
     w = request.app.state.web
     token = request.cookies.get(SESSION_COOKIE)
     user = None
@@ -28,7 +28,7 @@ def _page(request: Request, name: str, *, admin: bool = False) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
     role = w.project.settings.roles.get(user.role)
-    if admin and (role is None or not role.admin):
+    if (admin and (role is None or not role.admin)) or (bind and (role is None or not role.bind)):
         return HTMLResponse(
             "<!doctype html><title>Not allowed</title><p>Your role may not open this page. "
             '<a href="/">Back to the objectives</a>.</p>',
@@ -65,3 +65,8 @@ def users_page(request: Request) -> Response:
 @router.get("/admin/audit")
 def audit_page(request: Request) -> Response:
     return _page(request, "audit.html", admin=True)
+
+
+@router.get("/bind")
+def bind_page(request: Request) -> Response:
+    return _page(request, "bind.html", bind=True)

@@ -43,6 +43,7 @@ class Can(BaseModel):
     records: bool
     sensitive: bool
     admin: bool
+    bind: bool  # bind key results (/bind, /api/bindings)
 
 
 class Me(BaseModel):

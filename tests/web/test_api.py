@@ -46,9 +46,10 @@ def records_url(kr: str, value_id: int) -> str:
 
 # ---- authentication ---------------------------------------------------------------------------
 def test_every_api_route_outside_the_public_list_needs_a_sign_in(web_server: Site) -> None:
-    from okrsync.web import admin, alerts, api, closing
+    from okrsync.web import admin, alerts, api, bindings, closing
 
-    every = [*api.router.routes, *admin.router.routes, *alerts.router.routes, *closing.router.routes]
+    every = [*api.router.routes, *admin.router.routes, *alerts.router.routes, *closing.router.routes,
+             *bindings.router.routes]
     routes = [(m, r.path) for r in every for m in getattr(r, "methods", ()) - {"HEAD"}]
     assert len(routes) >= 20
     spec = web_server.app.openapi()["paths"]  # every route is in the spec, and nothing else
@@ -121,7 +122,7 @@ def test_api_tokens_work_without_csrf_expire_and_revoke(web_server: Site) -> Non
             "name": "lea",
             "role": "leadership",
             "csrf_token": None,
-            "can": {"records": True, "sensitive": False, "admin": False},
+            "can": {"records": True, "sensitive": False, "admin": False, "bind": False},
         }
         extra = b.post("/api/tokens", json={"label": "child"})  # a token makes no tokens
         assert extra.status_code == 403 and "cannot create API tokens" in extra.json()["detail"]
@@ -471,7 +472,9 @@ def test_admin_manages_users(web_server_rw: Site) -> None:
                 ).status_code
                 == 200
             )
-            assert n.get("/api/me").json()["can"] == {"records": True, "sensitive": False, "admin": False}
+            assert n.get("/api/me").json()["can"] == {
+                "records": True, "sensitive": False, "admin": False, "bind": False
+            }
             assert c.delete("/api/users/new.person").status_code == 204
             assert n.get("/api/me").status_code == 401  # their session ended with them
         names = [u["name"] for u in c.get("/api/users").json()["users"]]

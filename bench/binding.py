@@ -1,0 +1,251 @@
+"""Binding a KR (issue 16): the preview (value now and the top contributing records) and the history
+back-fill (the value as of every past run, :mod:`okr_store.history`), on PostgreSQL, each against a
+plain SQL baseline measured in the same run.
+
+* **Setup** (untimed): a PostgreSQL store with one stream of ``rows`` orders (region, state, order
+  date, amount) committed by a first run, then ``points − 1`` more runs (one hour apart) each
+  committing a sync that changes ``changes`` orders' amounts: ``points`` runs in all, a quarter of
+  hourly syncs at the default 1,000.
+* **Preview** (okrsync): :func:`metrics.evaluate.evaluate` of a KR pinned to ``region = EMEA`` on the
+  current snapshot, then :func:`okr_store.lineage.top_records` (10). **Baseline**: the same sum/count
+  and the same top 10 as two hand-written SQL statements over the visible versions.
+* **Back-fill** (okrsync): :func:`okr_store.history.past_points` and :func:`okr_store.history.series`
+  (one query over the record versions joined to the points). **Baselines**: the same join as one
+  hand-written SQL statement, and — to show what one pass saves — one plain SQL query per point.
+* **Checks**: the values agree exactly with the baselines at every point.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.core import Results, Row, median_of
+
+PHASE = "bind a KR"
+Q4 = "2026-Q4"
+
+
+def say(msg: str) -> None:
+    print(f"· {msg}", flush=True)
+
+
+def _frame(rows: int, seed: int = 16) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    ids = np.arange(1, rows + 1)
+    days = rng.integers(0, 120, rows)
+    return pd.DataFrame(
+        {
+            "_rid": ids.astype(str),
+            "id": ids,
+            "region": rng.choice(np.array(["EMEA", "AMER", "APAC"]), rows),
+            "state": rng.choice(np.array(["draft", "confirmed", "done"]), rows),
+            "order_date": [date(2026, 9, 1) + timedelta(days=int(d)) for d in days],
+            "amount": [Decimal(int(c)) / 100 for c in rng.integers(100, 500_000, rows)],
+        }
+    )
+
+
+def build(url: str, rows: int, points: int, changes: int) -> tuple[Any, datetime]:
+    """The store: ``points`` runs, each committing one sync of the orders stream."""
+    from okr_store.store import Store
+    from okrsync.schema import Field, FieldType, StreamSchema
+
+    schema = StreamSchema(
+        (
+            Field("id", FieldType.INTEGER),
+            Field("region", FieldType.STRING),
+            Field("state", FieldType.STRING),
+            Field("order_date", FieldType.DATE),
+            Field("amount", FieldType.DECIMAL, scale=2),
+        )
+    )
+    store = Store(url)
+    frame = _frame(rows)
+    start = datetime(2026, 11, 1)
+    for i in range(points):
+        as_of = start + timedelta(hours=i)
+        run_id = store.start_run(as_of, None)
+        writer = store.begin_sync(run_id, "orders", "erp", ("id",), schema, reconcile=False)
+        if i == 0:
+            for lo in range(0, rows, 100_000):
+                writer.stage(frame.iloc[lo : lo + 100_000])
+        else:
+            picked = frame.sample(n=min(changes, rows), random_state=i).copy()
+            picked["amount"] = [a + Decimal(i) for a in picked["amount"]]
+            writer.stage(picked)
+        writer.commit(None)
+        store.finish_run(run_id, "succeeded")
+        if i and i % 200 == 0:
+            say(f"  {i:,} of {points:,} runs committed")
+    return store, start + timedelta(hours=points - 1)
+
+
+def _definition() -> Any:
+    from metrics.definition import build_definition
+    from metrics.periods import parse_period
+    from metrics.spec import SimpleMetric
+
+    m = SimpleMetric.model_validate(
+        {
+            "name": "revenue",
+            "stream": "orders",
+            "measure": "sum",
+            "field": "amount",
+            "time_field": "order_date",
+            "dimensions": ["region"],
+            "filter": {"field": "state", "op": "in", "value": ["confirmed", "done"]},
+        }
+    )
+    return build_definition("KR-BENCH", m, {"revenue": m}, {"region": "EMEA"}, parse_period(Q4))
+
+
+def _preview(store: Any, d: Any, now: datetime) -> tuple[Decimal | None, list[str]]:
+    from metrics.evaluate import StreamView, evaluate
+    from okr_store import lineage
+
+    snapshot = store.snapshot(d.streams)
+    sub, tables = store.view("orders", snapshot["orders"])
+    with store.engine.connect() as conn:
+        e = evaluate(conn, {"orders": StreamView("orders", sub, tables.schema)}, [d], now)[d.kr_id]
+    return e.value, [r.record_id for r in lineage.top_records(store, d, snapshot, now, 10)]
+
+
+WHERE = (
+    "r.region = 'EMEA' AND r.state IN ('confirmed', 'done') AND r.order_date >= DATE '2026-10-01' "
+    "AND r.order_date <= {last} AND r.amount IS NOT NULL"
+)
+
+
+def _plain_preview(store: Any, now: datetime) -> tuple[Decimal | None, list[str]]:
+    table = store.streams.tables("orders").records.name
+    snap = store.snapshot(["orders"])["orders"]
+    seen = f"r._from <= {int(snap)} AND (r._to IS NULL OR r._to > {int(snap)})"
+    where = WHERE.format(last=f"DATE '{min(now.date(), date(2026, 12, 31)).isoformat()}'")
+    with store.engine.connect() as conn:
+        total = conn.execute(
+            sa.text(f"SELECT sum(r.amount) FROM {table} r WHERE {seen} AND {where}")  # noqa: S608 - our table name, ints and dates
+        ).scalar()
+        top = (
+            conn.execute(
+                sa.text(
+                    f"SELECT r._rid FROM {table} r WHERE {seen} AND {where} "  # noqa: S608 - our table name, ints and dates
+                    "ORDER BY r.amount DESC, r._rid LIMIT 10"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return total, list(top)
+
+
+def _plain_join(store: Any, points: list[Any]) -> list[Decimal | None]:
+    table = store.streams.tables("orders").records.name
+    rows = ", ".join(
+        f"({i}, {int(p.snapshot['orders'])}, DATE '{min(p.as_of.date(), date(2026, 12, 31))}')"
+        for i, p in enumerate(points)
+    )
+    where = WHERE.format(last="p.last")
+    q = (
+        f"WITH p(i, sync, last) AS (VALUES {rows}) SELECT p.i, sum(CASE WHEN {where} THEN r.amount END) "  # noqa: S608 - our table name, ints and dates
+        f"FROM {table} r JOIN p ON r._from <= p.sync AND (r._to IS NULL OR r._to > p.sync) GROUP BY p.i"
+    )
+    out: list[Decimal | None] = [None] * len(points)
+    with store.engine.connect() as conn:
+        for i, v in conn.execute(sa.text(q)):
+            out[i] = v
+    return out
+
+
+def _plain_loop(store: Any, points: list[Any]) -> list[Decimal | None]:
+    table = store.streams.tables("orders").records.name
+    out = []
+    with store.engine.connect() as conn:
+        for p in points:
+            s = int(p.snapshot["orders"])
+            where = WHERE.format(last=f"DATE '{min(p.as_of.date(), date(2026, 12, 31))}'")
+            out.append(
+                conn.execute(
+                    sa.text(
+                        f"SELECT sum(r.amount) FROM {table} r WHERE r._from <= {s} AND "  # noqa: S608 - our table name, ints and dates
+                        f"(r._to IS NULL OR r._to > {s}) AND {where}"
+                    )
+                ).scalar()
+            )
+    return out
+
+
+def run(res: Results, url: str, *, rows: int, points: int, changes: int = 100, repeats: int = 3) -> None:
+    """Measure preview and back-fill into ``res`` (``url``: an empty PostgreSQL database)."""
+    from okr_store import history
+
+    say(f"bind a KR: {rows:,} orders, {points:,} hourly runs ({changes} orders changed by each) …")
+    started = time.perf_counter()
+    store, now = build(url, rows, points, changes)
+    say(f"  store built in {time.perf_counter() - started:.0f} s")
+    d = _definition()
+    try:
+        (value, top), preview_s, _ = median_of(repeats, lambda: _preview(store, d, now))
+        (pvalue, ptop), plain_s, _ = median_of(repeats, lambda: _plain_preview(store, now))
+        res.check(
+            "preview value and top records equal plain SQL",
+            value == pvalue and top == ptop,
+            f"{value} vs {pvalue}; top {top[:3]}… vs {ptop[:3]}…",
+        )
+        res.add(
+            Row(
+                PHASE,
+                f"preview: value now + top 10 records ({rows:,} records)",
+                preview_s,
+                "s",
+                "2 hand-written SQL statements (sum; top 10)",
+                plain_s,
+                note="target < 1 s",
+            )
+        )
+
+        def backfill() -> list[Decimal | None]:
+            with store.engine.connect() as conn:
+                pts = history.past_points(conn, d.streams)
+            return [e.value for e in history.series(store, d, pts)]
+
+        with store.engine.connect() as conn:
+            pts = history.past_points(conn, d.streams)
+        got, fill_s, _ = median_of(repeats, backfill)
+        joined, join_s, _ = median_of(repeats, lambda: _plain_join(store, pts))
+        looped, loop_s, _ = median_of(1, lambda: _plain_loop(store, pts))
+        res.check(
+            "back-filled history equals plain SQL at every point",
+            len(got) == points and got == joined == looped,
+            f"{len(got):,} points",
+        )
+        res.add(
+            Row(
+                PHASE,
+                f"back-fill: {points:,} as-of points ({rows:,} records)",
+                fill_s,
+                "s",
+                "the same join as 1 hand-written SQL statement",
+                join_s,
+                note="target < 5 s",
+            )
+        )
+        res.add(
+            Row(
+                PHASE,
+                f"back-fill: {points:,} as-of points ({rows:,} records)",
+                fill_s,
+                "s",
+                f"plain SQL, one query per point ({points:,} queries)",
+                loop_s,
+            )
+        )
+    finally:
+        store.close()

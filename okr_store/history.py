@@ -1,0 +1,163 @@
+"""A key result's whole history at once: its value as of every past run, from the versioned records.
+
+Every run computed its KRs as of its as-of time against a *snapshot* (each stream's last committed
+sync). Record versions carry the syncs they were current in (``_from``/``_to``), so the records any
+past run saw are still here. :func:`past_points` finds, for a KR's streams, each past run's as-of time
+and snapshot; :func:`series` evaluates the KR at all of them in **one query per stream**: the record
+versions are joined to a table of the points (their snapshot and the as-of bounds of each point,
+:class:`metrics.compile.AsOfPoints`) and aggregated per point — not one query per point.
+
+A point exists where the run would have recorded a value: runs that succeeded (or partly), whose
+sync of each of the KR's streams did not fail in that run (a failed stream held its KRs) and after the
+stream first synced. Values a ``max_jump_percent`` check would have held are included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from metrics.compile import AsOfPoints
+from metrics.definition import KrDefinition
+from metrics.evaluate import Evaluation, StreamView, aggregate_terms, combine, evaluate
+from okr_store import models as m
+from okr_store.records import FROM, TO
+from okr_store.store import Store
+
+POINT, SYNC = "_okr_point", "_okr_sync"
+# Measures whose term is not a plain aggregate (a median orders its records in a subquery): their
+# history is evaluated point by point.
+PER_POINT = ("median",)
+# Measures whose terms (SUM, COUNT) add up over disjoint sets of record versions.
+ADDITIVE = ("sum", "count")
+
+
+@dataclass(frozen=True)
+class Point:
+    """A past run as a KR on ``snapshot``'s streams would have been computed in it."""
+
+    run_id: str
+    as_of: datetime
+    snapshot: dict[str, int]  # stream → the sync id its records were read at
+
+
+def past_points(conn: sa.Connection, streams: Sequence[str], *, since: datetime | None = None) -> list[Point]:
+    """Each past run that would have recorded a value for a KR reading ``streams``, in history order
+    (as-of, then start), with its snapshot; only those as of ``since`` or later when given."""
+    r, sr = m.run.c, m.sync_run.c
+    runs = conn.execute(sa.select(r.id, r.as_of, r.started_at, r.status).order_by(r.started_at, r.id)).all()
+    syncs = conn.execute(
+        sa.select(sr.id, sr.run_id, sr.stream, sr.status).where(sr.stream.in_(list(streams))).order_by(sr.id)
+    ).all()
+    by_run: dict[str, list[Any]] = {}
+    for s in syncs:
+        by_run.setdefault(s.run_id, []).append(s)
+    latest: dict[str, int] = {}  # stream → last committed sync, in run order
+    out = []
+    for run in runs:
+        failed = set()
+        for s in by_run.get(run.id, ()):
+            if s.status == "committed":
+                latest[s.stream] = max(latest.get(s.stream, 0), s.id)
+            else:
+                failed.add(s.stream)
+        if run.status not in ("succeeded", "partial") or failed & set(streams):
+            continue
+        if all(st in latest for st in streams) and (since is None or run.as_of >= since):
+            out.append(Point(run.id, run.as_of, {st: latest[st] for st in streams}))
+    out.sort(key=lambda p: p.as_of)  # stable: runs as of the same time stay in start order
+    return out
+
+
+def series(store: Store, d: KrDefinition, points: Sequence[Point]) -> list[Evaluation]:
+    """The KR's value at every point, in the points' order: one aggregate query per stream."""
+    if not points:
+        return []
+    found = {s: store.streams.tables(s) for s in d.streams}
+    if any(t is None for t in found.values()):
+        missing = next(s for s, t in found.items() if t is None)
+        raise ValueError(f"stream {missing!r} has never synced")
+    tables = {s: t for s, t in found.items() if t is not None}
+    if any(p.measure.value in PER_POINT for p in d.parts.values()):
+        return [_one(store, d, p) for p in points]
+    views = {s: StreamView(s, t.records, t.schema) for s, t in tables.items()}
+    at = AsOfPoints(d.period.period())
+    terms, slots, union_slots = aggregate_terms(views, [d], at)
+    additive = all(p.measure.value in ADDITIVE for p in d.parts.values())
+    rows: list[dict[str, Any]] = [{} for _ in points]
+    with store.engine.connect() as conn:
+        for stream, cols in terms.items():
+            rec = tables[stream].records
+            labelled = [c.label(f"t{i}") for i, c in enumerate(cols)]
+            syncs = [p.snapshot[stream] for p in points]
+            lo, hi = min(syncs), max(syncs)
+            # Visible at every point: what a version adds depends only on the points' as-of bounds.
+            stable = sa.and_(rec.c[FROM] <= lo, sa.or_(rec.c[TO].is_(None), rec.c[TO] > hi))
+            pts = _points_table(at, [(i, p.snapshot[stream], at.row(p.as_of)) for i, p in enumerate(points)])
+            seen = sa.and_(rec.c[FROM] <= pts.c[SYNC], sa.or_(rec.c[TO].is_(None), rec.c[TO] > pts.c[SYNC]))
+            q = sa.select(pts.c[POINT], *labelled).select_from(rec.join(pts, seen))
+            if not additive:
+                for row in conn.execute(q.group_by(pts.c[POINT])):
+                    rows[row[0]][stream] = tuple(row[1:])
+                continue
+            # Sums and counts add up: the versions visible at every point once per distinct as-of
+            # bounds (a day, for date windows), plus the few versions that changed, once per point.
+            kinds: dict[tuple[Any, ...], int] = {}
+            of_point = [kinds.setdefault(tuple(at.row(p.as_of).values()), len(kinds)) for p in points]
+            bounds = _points_table(at, [(k, 0, dict(zip(at.needed, key, strict=True)))
+                                        for key, k in kinds.items()])
+            fixed: dict[int, tuple[Any, ...]] = {}
+            sq = sa.select(bounds.c[POINT], *labelled).select_from(rec.join(bounds, sa.true()))
+            for row in conn.execute(sq.where(stable).group_by(bounds.c[POINT])):
+                fixed[row[0]] = tuple(row[1:])
+            moving: dict[int, tuple[Any, ...]] = {}
+            for row in conn.execute(q.where(sa.not_(stable)).group_by(pts.c[POINT])):
+                moving[row[0]] = tuple(row[1:])
+            for i in range(len(points)):
+                parts = [t for t in (fixed.get(of_point[i]), moving.get(i)) if t is not None]
+                if parts:
+                    rows[i][stream] = tuple(_add(*column) for column in zip(*parts, strict=True))
+    out = []
+    for i, p in enumerate(points):
+        if len(rows[i]) < len(terms):  # no record was visible at this point: evaluate it alone
+            out.append(_one(store, d, p))
+        else:
+            out.append(combine(d, rows[i], slots, union_slots))
+    return out
+
+
+def _one(store: Store, d: KrDefinition, p: Point) -> Evaluation:
+    """The KR at one point, as a run computes it."""
+    views = {}
+    for stream, sync in p.snapshot.items():
+        found = store.view(stream, sync)
+        assert found is not None
+        views[stream] = StreamView(stream, found[0], found[1].schema)
+    with store.engine.connect() as conn:
+        return evaluate(conn, views, [d], p.as_of)[d.kr_id]
+
+
+def _points_table(at: AsOfPoints, rows: list[tuple[int, int, dict[str, Any]]]) -> Any:
+    """``WITH okr_points(_okr_point, _okr_sync, <as-of bounds>…) AS (VALUES …)`` (SQLite and
+    PostgreSQL): one row per point (or per distinct bounds), each with its sync and its bounds."""
+    names = list(at.needed.items())
+    return (
+        sa.values(
+            sa.column(POINT, sa.Integer()),
+            sa.column(SYNC, sa.BigInteger()),
+            *(sa.column(name, typ) for name, (_, _, typ) in names),
+            name="okr_points",
+        )
+        .data([(i, sync, *(b[name] for name, _ in names)) for i, sync, b in rows])
+        .cte("okr_points")
+    )
+
+
+def _add(*values: Any) -> Any:
+    """A term summed over disjoint sets of versions (an empty SUM is NULL)."""
+    found = [v for v in values if v is not None]
+    return sum(found[1:], found[0]) if found else None
