@@ -38,7 +38,7 @@ from bench.instrument import (
     breakdown,
     instrumented,
 )
-from flows import pipeline
+from flows import compute, pipeline
 from okr_store.checks import CheckRow, list_checks
 from okr_store.records import SyncCounts
 from okrsync.project import Project, load_project
@@ -162,7 +162,7 @@ class GatePhase:
         """A full sync of the stream into the variant's fresh store, step by step (as ``Bench.sync``)."""
         store = TimedStore(self.server.sa_url(self.stores[variant]))
         try:
-            pipeline.register_okrs(project, store)
+            compute.register_okrs(project, store)
             run_id = store.start_run(AS_OF, None)
             timings = Timings()
             connector = project.connector(SOURCE)

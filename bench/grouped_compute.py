@@ -1,7 +1,7 @@
 """Compute against one hand-written grouped scan (issue 15, goal 4), and the grouped evaluation against
 the per-KR aggregates it replaced, on the same store snapshot in the same run.
 
-``pipeline.compute_values`` (all KRs, values recorded, first drill positions stored) is compared with
+``compute.compute_values`` (all KRs, values recorded, first drill positions stored) is compared with
 :func:`bench.baselines.grouped_kr_values`: one ``GROUP BY region, quarter`` over the source table, rolled
 up to every KR's value (the target is ≤ 1.5×). ``metrics.evaluate.evaluate`` alone is timed both ways
 (``grouped=True``, the default, and ``grouped=False``, one ``sum(CASE WHEN …)`` per KR as before) on the

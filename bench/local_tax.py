@@ -5,7 +5,7 @@ Prefect, both timed as whole processes (issue #11, item 9: at most 1.5×).
   project file and store, and runs it once; then one untimed run of each configuration below, so every
   timed run is a "nothing changed" run with warm file caches.
 * **Baseline**: ``python -P bench/plain_run.py <project>``: load the project, open the store, register
-  the OKRs, ``store.start_run``, ``pipeline.sync_stream`` for each stream, ``pipeline.compute_values``,
+  the OKRs, ``store.start_run``, ``pipeline.sync_stream`` for each stream, ``compute.compute_values``,
   ``store.finish_run`` — direct calls and nothing else (no lease, heartbeat, CLI, Prefect).
 * **Measured**: the ``okrsync -p <project> run`` console script, ``PREFECT_API_URL`` unset and
   ``PREFECT_HOME`` an empty directory (no profile configures an API): it runs in-process.

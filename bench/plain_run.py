@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 
-from flows import pipeline
+from flows import compute, pipeline
 from okr_store.store import Store
 from okrsync.project import load_project
 
@@ -21,7 +21,7 @@ def main(project_file: str) -> int:
     as_of = datetime.now(UTC).replace(tzinfo=None)
     store = Store(project.store_url())
     try:
-        pipeline.register_okrs(project, store)
+        compute.register_okrs(project, store)
         run_id = store.start_run(as_of, None)
         rows = 0
         for name, stream in project.streams.items():
@@ -30,7 +30,7 @@ def main(project_file: str) -> int:
                 rows += pipeline.sync_stream(project, store, connector, run_id, name).rows_read
             finally:
                 connector.close()
-        values, held = pipeline.compute_values(project, store, run_id, None, as_of, {})
+        values, held = compute.compute_values(project, store, run_id, None, as_of, {})
         store.finish_run(run_id, "failed" if held else "succeeded")
     finally:
         store.close()

@@ -31,7 +31,7 @@ from bench.instrument import (
     breakdown,
     instrumented,
 )
-from flows import pipeline
+from flows import compute, pipeline
 from metrics.evaluate import Evaluation
 from okr_store import lineage, models, queries
 from okr_store.records import SyncCounts
@@ -125,7 +125,7 @@ class Bench:
         timings = Timings()
         with instrumented(store, timings, COMPUTE_SWAPS):
             (values, held), seconds = timed(
-                lambda: pipeline.compute_values(project, store, run_id, None, AS_OF, {})
+                lambda: compute.compute_values(project, store, run_id, None, AS_OF, {})
             )
         self.res.breakdown[label] = {k: round(v, 3) for k, v in breakdown(timings, seconds).items()}
         return values, held, seconds
@@ -189,7 +189,7 @@ class Bench:
     def full_sync(self, base: dict[str, tuple[float, float]]) -> tuple[str, float]:
         assert self.project is not None
         self.store = TimedStore(self.store_url)
-        pipeline.register_okrs(self.project, self.store)
+        compute.register_okrs(self.project, self.store)
         run_id = self.store.start_run(AS_OF, None)
         say(f"full sync of {self.o.rows:,} rows (okrsync pipeline.sync_stream) …")
         with peak_rss() as mem:
@@ -253,7 +253,7 @@ class Bench:
         floor = (floor_s, mem.peak_mb)
         assert self.project is not None
         self.store = TimedStore(self.store_url)
-        pipeline.register_okrs(self.project, self.store)
+        compute.register_okrs(self.project, self.store)
         say(f"full sync of {n:,} rows (okrsync pipeline.sync_stream) …")
         with peak_rss() as mem:
             counts, seconds, steps = self.sync("full", self.store.start_run(AS_OF, None))
@@ -273,7 +273,7 @@ class Bench:
 
     def compute_phase(self, run_id: str) -> None:
         assert self.store is not None
-        say(f"compute {len(self.krs)} KRs (pipeline.compute_values) …")
+        say(f"compute {len(self.krs)} KRs (compute.compute_values) …")
         values, held, seconds = self.compute(f"compute of {len(self.krs)} KRs", run_id)
         self.store.finish_run(run_id, "succeeded")
         self.res.check("no KR held", not held, "; ".join(f"{k}: {v}" for k, v in list(held.items())[:3]))
@@ -551,14 +551,14 @@ class Bench:
         def go() -> None:
             store = Store(project.store_url())
             try:
-                pipeline.register_okrs(project, store)
+                compute.register_okrs(project, store)
                 run_id = store.start_run(AS_OF, None)
                 connector = project.connector(SOURCE)
                 try:
                     pipeline.sync_stream(project, store, connector, run_id, STREAM)
                 finally:
                     connector.close()
-                pipeline.compute_values(project, store, run_id, None, AS_OF, {})
+                compute.compute_values(project, store, run_id, None, AS_OF, {})
                 store.finish_run(run_id, "succeeded")
             finally:
                 store.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flows import pipeline
+from flows import compute
 from okr_store import checks
 from okr_store.store import Store
 from okrsync.errors import ConfigError
@@ -61,7 +61,7 @@ def accept(project: Project, store: Store, check_id: int, *, reason: str, actor:
             for i in ids:
                 checks.audit(conn, actor=actor, action="accept", reason=reason, check_id=i, kr_id=row.kr_id)
         # Streams still blocked by other checks keep their KRs held.
-        values, held = pipeline.compute_values(
+        values, held = compute.compute_values(
             project, store, run_id, None, now, store.blocked_streams(), acknowledged=ack, fence=fence
         )
     except BaseException as exc:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from flows import alerts as alerting
-from flows import pipeline
+from flows import compute, pipeline
 from okr_store.lease import Fence, Heartbeat
 from okr_store.records import SyncCounts
 from okr_store.store import Store
@@ -193,7 +193,7 @@ def compute_step(ctx: RunContext, failed: Mapping[str, str]) -> Computed:
     project = bound(opened.project(ctx.project_file), store)  # with the KRs bound in the store
     ids = [b.spec.id for b in project.key_results()]
     previous = {k: (None if v is None else str(v)) for k, v in store.last_values(ids, ctx.as_of).items()}
-    results, held = pipeline.compute_values(
+    results, held = compute.compute_values(
         project, store, ctx.run_id, ctx.flow_run_id, ctx.as_of, failed, fence=ctx.fence
     )
     statuses = store.last_statuses(list(results), ctx.as_of)
@@ -381,7 +381,7 @@ def run_project(
         summary = RunSummary(fence.run_id, flow_run_id, "running", as_of, project.name, path)
         try:
             with Heartbeat(store.engine, fence) as heartbeat:
-                pipeline.register_okrs(project, store, fence)
+                compute.register_okrs(project, store, fence)
                 failed: dict[str, str] = {}
                 for name, outcome in steps.sync_all(ctx, list(project.streams)).items():
                     if isinstance(outcome, LeaseLost):

@@ -161,3 +161,12 @@ def test_great_expectations_has_one_seam() -> None:
                     if inside and any(n.startswith("_") for n in names) and mod.startswith("metrics.gx"):
                         bad.append(f"{where} {names}: underscore names stay in their module")
     assert not bad, "\n".join(bad)
+
+
+MAX_LINES = 500  # a module a reader holds in their head; a longer one is two modules (STYLE.md)
+
+
+def test_no_shipped_module_is_over_500_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for package in PACKAGES for p in (ROOT / package).rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these modules (over {MAX_LINES} lines): {long}"

@@ -17,7 +17,7 @@ import pytest
 from connectors.base import SourceConnector, StreamSpec
 from connectors.registry import connector_kind
 from connectors.testing import ContractSource, Key, contract_tests
-from flows import pipeline
+from flows import compute, pipeline
 from okr_store.store import Store
 from okrsync.project import load_project
 from tests.connectors.helpdesk_api import HelpdeskApi
@@ -116,14 +116,14 @@ def test_the_plugin_feeds_a_key_result(api: HelpdeskApi, plugin: Path,
     project = load_project(plugin / "okrsync.yaml")
     store = Store(project.store_url())
     run_id = store.start_run(datetime(2026, 11, 20), None)
-    pipeline.register_okrs(project, store)
+    compute.register_okrs(project, store)
     connector = project.connector("desk")
     assert pipeline.sync_stream(project, store, connector, run_id, "tickets").inserted == len(api.records)
     solved = [t for t in api.records.values() if t.status == "solved"]
     gone = solved[0]
     api.delete(gone.id, datetime(2026, 10, 2, tzinfo=UTC))  # a tombstone the next sync reads
     assert pipeline.sync_stream(project, store, connector, run_id, "tickets").deleted == 1
-    values, held = pipeline.compute_values(project, store, run_id, None, datetime(2026, 11, 20), {})
+    values, held = compute.compute_values(project, store, run_id, None, datetime(2026, 11, 20), {})
     want = sum(Decimal(repr(t.hours)) for t in solved[1:] if t.hours is not None)
     assert held == {} and values["KR-HOURS"].value == want
 

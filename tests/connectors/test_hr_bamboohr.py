@@ -633,7 +633,7 @@ def _broken(render: Callable[..., Any], emp_id: int) -> Callable[..., Any]:
 def test_syncs_through_the_store_move_only_changes_and_tombstones(
     box: BambooHrSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flows import pipeline
+    from flows import compute, pipeline
     from okr_store.store import Store
     from okrsync.project import load_project
 
@@ -657,7 +657,7 @@ def test_syncs_through_the_store_move_only_changes_and_tombstones(
     (tmp_path / "okrsync.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     project = load_project(tmp_path / "okrsync.yaml")
     store = Store(project.store_url())
-    pipeline.register_okrs(project, store)
+    compute.register_okrs(project, store)
     as_of = datetime(2026, 12, 31, 12, 0)
 
     def run() -> tuple[Any, Any]:
@@ -667,7 +667,7 @@ def test_syncs_through_the_store_move_only_changes_and_tombstones(
             counts = pipeline.sync_stream(project, store, connector, run_id, "employees")
         finally:
             connector.close()
-        values, held = pipeline.compute_values(project, store, run_id, None, as_of, {})
+        values, held = compute.compute_values(project, store, run_id, None, as_of, {})
         store.finish_run(run_id, "succeeded", None)
         assert held == {}
         return counts, values["KR-ATTR"].value

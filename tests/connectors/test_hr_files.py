@@ -477,7 +477,7 @@ def test_no_personal_data_in_logs_or_errors(
 def test_an_unchanged_folder_syncs_nothing_and_a_new_snapshot_only_its_changes(
     folder: Path, tmp_path: Path
 ) -> None:
-    from flows import pipeline
+    from flows import compute, pipeline
     from okr_store.store import Store
     from okrsync.project import load_project
 
@@ -496,7 +496,7 @@ def test_an_unchanged_folder_syncs_nothing_and_a_new_snapshot_only_its_changes(
     (tmp_path / "okrsync.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     project = load_project(tmp_path / "okrsync.yaml")
     store = Store(project.store_url())
-    pipeline.register_okrs(project, store)
+    compute.register_okrs(project, store)
     as_of = datetime(2026, 12, 31, 12, 0)
 
     def run() -> tuple[Any, Any]:
@@ -506,7 +506,7 @@ def test_an_unchanged_folder_syncs_nothing_and_a_new_snapshot_only_its_changes(
             counts = pipeline.sync_stream(project, store, connector, run_id, "staff")
         finally:
             connector.close()
-        values, held = pipeline.compute_values(project, store, run_id, None, as_of, {})
+        values, held = compute.compute_values(project, store, run_id, None, as_of, {})
         store.finish_run(run_id, "succeeded", None)
         assert held == {}
         return counts, values["KR-HIRES"].value
@@ -529,7 +529,7 @@ def test_an_unchanged_folder_syncs_nothing_and_a_new_snapshot_only_its_changes(
 def test_a_file_overwritten_in_place_without_cursor_versions_only_real_changes(
     folder: Path, tmp_path: Path
 ) -> None:
-    from flows import pipeline
+    from flows import compute, pipeline
     from okr_store.store import Store
     from okrsync.project import load_project
 
@@ -547,7 +547,7 @@ def test_a_file_overwritten_in_place_without_cursor_versions_only_real_changes(
     (tmp_path / "okrsync.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     project = load_project(tmp_path / "okrsync.yaml")
     store = Store(project.store_url())
-    pipeline.register_okrs(project, store)
+    compute.register_okrs(project, store)
 
     def sync() -> Any:
         run_id = store.start_run(datetime(2026, 12, 31), None)

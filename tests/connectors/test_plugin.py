@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from connectors.base import SourceConnector, StreamSpec, Watermark
 from connectors.registry import connector_kind
 from connectors.testing import ContractSource, Key, contract_tests
-from flows import pipeline
+from flows import compute, pipeline
 from okr_store.store import Store
 from okrsync.project import load_project
 
@@ -80,11 +80,11 @@ def test_plugin_connector_feeds_a_key_result(plugin: Path) -> None:
     project = load_project(plugin / "okrsync.yaml")
     store = Store(project.store_url())
     run_id = store.start_run(datetime(2026, 11, 20), None)
-    pipeline.register_okrs(project, store)
+    compute.register_okrs(project, store)
     connector = project.connector("exports")
     counts = pipeline.sync_stream(project, store, connector, run_id, "deals")
     assert counts.inserted == 3
-    values, held = pipeline.compute_values(project, store, run_id, None, datetime(2026, 11, 20), {})
+    values, held = compute.compute_values(project, store, run_id, None, datetime(2026, 11, 20), {})
     assert held == {} and values["KR-WON"].value == Decimal("100.15")
     # the watermark makes the second read empty
     assert pipeline.sync_stream(project, store, connector, run_id, "deals").rows_read == 0

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.sql_digest import SqlKeyDigests, h32, hash_expr
-from flows import deletes, pipeline
+from flows import compute, deletes, pipeline
 from okr_store import digests as store_digests
 from okr_store import models as m
 from okr_store.records import SyncCounts
@@ -101,7 +101,7 @@ class Case:
     def sync(self) -> dict[str, SyncCounts]:
         store, out = Store(self.store_url), {}
         try:
-            pipeline.register_okrs(self.project, store)
+            compute.register_okrs(self.project, store)
             run_id = store.start_run(AS_OF, None)
             for stream, source in (("by_digests", "erp"), ("by_keys", "erp_keys")):
                 connector = self.project.connector(source)

@@ -38,7 +38,7 @@ import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
-from flows import pipeline
+from flows import compute, pipeline
 from okr_store import checks, lineage, queries
 from okr_store.records import SyncCounts
 from okr_store.store import Store
@@ -289,7 +289,7 @@ class Runner:
         self.path = path
         self.project: Project = load_project(path)
         self.store = Store(self.project.store_url())
-        pipeline.register_okrs(self.project, self.store)
+        compute.register_okrs(self.project, self.store)
         assert set(self.project.streams) == {"employees", "applications"}
         assert {b.spec.id for b in self.project.key_results()} == set(KRS)
 
@@ -308,7 +308,7 @@ class Runner:
                 out[stream] = (None, exc.message)
             finally:
                 connector.close()
-        pipeline.compute_values(self.project, self.store, run_id, None, AS_OF, failed)
+        compute.compute_values(self.project, self.store, run_id, None, AS_OF, failed)
         self.store.finish_run(run_id, "partial" if failed else "succeeded", None)
         return out
 

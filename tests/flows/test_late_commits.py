@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from flows import pipeline
+from flows import compute, pipeline
 from okr_store import models as m
 from okr_store.queries import status_tree
 from okr_store.records import SyncCounts
@@ -103,7 +103,7 @@ def sync(project: Project) -> SyncCounts:
     connector = project.connector("erp")
     try:
         run_id = store.start_run(AS_OF, None)
-        pipeline.register_okrs(project, store)
+        compute.register_okrs(project, store)
         return pipeline.sync_stream(project, store, connector, run_id, "sales")
     finally:
         connector.close()

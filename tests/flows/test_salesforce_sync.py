@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flows import pipeline
+from flows import compute, pipeline
 from okr_store import lineage, queries
 from okr_store.store import Store
 from okrsync.errors import OkrsyncError
@@ -68,7 +68,7 @@ class Runner:
     def __init__(self, path: Path) -> None:
         self.project: Project = load_project(path)
         self.store = Store(self.project.store_url())
-        pipeline.register_okrs(self.project, self.store)
+        compute.register_okrs(self.project, self.store)
         self.calls: int | None = None
 
     def run(self) -> tuple[Any, str | None]:
@@ -83,7 +83,7 @@ class Runner:
         finally:
             self.calls = connector.api_calls  # type: ignore[attr-defined]
             connector.close()
-        pipeline.compute_values(self.project, self.store, run_id, None, AS_OF, failed)
+        compute.compute_values(self.project, self.store, run_id, None, AS_OF, failed)
         self.store.finish_run(run_id, "partial" if failed else "succeeded", None)
         return counts, failed.get("opportunities")
 

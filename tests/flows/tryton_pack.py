@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from flows import pipeline
+from flows import compute, pipeline
 from okr_store import queries
 from okr_store.records import SyncCounts
 from okr_store.store import Store
@@ -46,7 +46,7 @@ class Runner:
     def __init__(self, path: Path) -> None:
         self.project: Project = load_project(path)
         self.store = Store(self.project.store_url())
-        pipeline.register_okrs(self.project, self.store)
+        compute.register_okrs(self.project, self.store)
 
     def run(self) -> tuple[dict[str, SyncCounts], dict[str, str]]:
         run_id = self.store.start_run(AS_OF, None)
@@ -61,7 +61,7 @@ class Runner:
                     failed[name] = exc.message
         finally:
             connector.close()
-        pipeline.compute_values(self.project, self.store, run_id, None, AS_OF, failed)
+        compute.compute_values(self.project, self.store, run_id, None, AS_OF, failed)
         self.store.finish_run(run_id, "partial" if failed else "succeeded", None)
         return counts, failed
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from flows import pipeline
+from flows import compute, pipeline
 from okr_store import queries
 from okr_store.store import Store
 from okrsync.errors import OkrsyncError
@@ -180,7 +180,7 @@ class Runner:
     def __init__(self, path: Path) -> None:
         self.project: Project = load_project(path)
         self.store = Store(self.project.store_url())
-        pipeline.register_okrs(self.project, self.store)
+        compute.register_okrs(self.project, self.store)
         self.session_ids: list[str] = []
 
     def run(self) -> tuple[Any, str | None]:
@@ -195,7 +195,7 @@ class Runner:
             failed["opportunities"] = exc.message
         finally:
             connector.close()
-        pipeline.compute_values(self.project, self.store, run_id, None, AS_OF, failed)
+        compute.compute_values(self.project, self.store, run_id, None, AS_OF, failed)
         self.store.finish_run(run_id, "partial" if failed else "succeeded", None)
         return counts, failed.get("opportunities")
 
