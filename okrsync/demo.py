@@ -442,6 +442,10 @@ def next_steps(directory: Path, salesforce: bool = True) -> str:
         ("drill KR-LATE --format json", "the shipments behind the late-shipment rate"),
         ("drill KR-SF-WON", "the opportunities behind closed-won revenue, with links"),
         ("history KR-REV", "every value computed so far"),
+        ("kr preview KR-EMEA-REV --objective O-GROWTH-EMEA --metric revenue --pin region=EMEA "
+         "--target 1200000",
+         "a KR bound to a metric: value, records and its history back-filled, before `kr add` saves it"),
+        ("plan", "before a changed metric or filter goes live: the KRs and records it would move"),
         (f"sandbox salesforce --dir {directory}/{SANDBOX_DIR} --change 1",
          "change 1 % of the CRM's opportunities through its API"),
         ("run", "sync again: only changed rows are pulled"),
