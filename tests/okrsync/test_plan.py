@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -104,16 +105,25 @@ def project_file(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
     if request.param == "postgres":
         monkeypatch.setenv("OKRSYNC_STORE_URL", request.getfixturevalue("pg_url"))
         monkeypatch.setenv("OKRSYNC_PII_KEY", base64.b64encode(bytes(range(64))).decode())
-    else:
-        monkeypatch.delenv("OKRSYNC_STORE_URL", raising=False)
-    return build(tmp_path, monkeypatch)
+        return build(tmp_path, monkeypatch)
+    return request.getfixturevalue("sqlite_project")
+
+
+@pytest.fixture(scope="session")
+def sqlite_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project on the SQLite store, built once (ERP, file, store and its key all in one folder)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("OKRSYNC_STORE_URL", raising=False)
+        return build(tmp_path_factory.mktemp("plan-built"), mp).parent
 
 
 @pytest.fixture
-def sqlite_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The same on the SQLite store only (role rules and ratios read the same on both)."""
-    monkeypatch.delenv("OKRSYNC_STORE_URL", raising=False)
-    return build(tmp_path, monkeypatch)
+def sqlite_project(sqlite_built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of it (role rules and ratios read the same on both stores)."""
+    for name in ("OKRSYNC_PROJECT", "OKRSYNC_ROLE", "PREFECT_API_URL", "OKRSYNC_STORE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    shutil.copytree(sqlite_built, tmp_path / "project")
+    return tmp_path / "project" / "okrsync.yaml"
 
 
 def build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
