@@ -44,7 +44,7 @@ def test_users_add_list_role_passwd_token_revoke_remove(project: Path) -> None:
     bad_role = cli(
         project, "users", "add", "x", "--role", "boss", "--password-stdin", stdin="long-enough-pw\n"
     )
-    assert bad_role.returncode == 2 and "viewer, leadership, hr, admin" in bad_role.stderr
+    assert bad_role.returncode == 2 and "viewer, leadership, editor, hr, admin, owner" in bad_role.stderr
     short = cli(project, "users", "add", "y", "--role", "hr", "--password-stdin", stdin="short\n")
     assert short.returncode == 2 and "at least 10 characters" in short.stderr
     bad_name = cli(
