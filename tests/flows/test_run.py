@@ -237,12 +237,12 @@ def test_values_stand_when_their_drill_positions_cannot_be_stored(
     demo_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The stored first drill positions are a speed-up: failing to write them fails nothing."""
-    import flows.pipeline
+    import flows.compute
 
     def broken(*_: object) -> None:
         raise sa.exc.OperationalError("INSERT INTO kr_value_top …", {}, Exception("disk full"))
 
-    monkeypatch.setattr(flows.pipeline, "record_ranks", broken)
+    monkeypatch.setattr(flows.compute, "record_ranks", broken)
     assert run(demo_dir)["status"] == "succeeded"
     store = store_of(demo_dir)
     with store.engine.connect() as conn:

@@ -131,7 +131,7 @@ TITLED = textwrap.dedent("""\
 
 
 def test_status_shows_titles_verbatim(cli: Cli, tmp_path: Path) -> None:
-    from flows.pipeline import register_okrs  # the first step of every run: the tree into the store
+    from flows.compute import register_okrs  # the first step of every run: the tree into the store
     from okr_store.store import Store
     from okrsync.project import load_project
 

@@ -33,7 +33,7 @@ BACKFILL = datetime(2026, 11, 1, 12, 0)
 
 def record(tmp_path: Path) -> tuple[int, int]:
     """A current run (900 as of Nov 20), then a back-fill (400 as of Nov 1): their value ids."""
-    from flows.pipeline import register_okrs
+    from flows.compute import register_okrs
     from okr_store.store import Store, ValueRecord
     from okrsync.project import load_project
 
