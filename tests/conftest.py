@@ -25,20 +25,32 @@ import sqlalchemy as sa
 
 SLOW_ENV = "OKRSYNC_TEST_SLOW"
 LONGEST_FIRST = [
-    # each builds a Tryton database through Tryton's API (minutes of CPU), then runs the pack on it
+    # each builds a Tryton database through Tryton's API (minutes of CPU, unless cached), then the pack
     "tests/flows/test_tryton_pack_postgresql.py",
     "tests/flows/test_tryton_pack_sqlite.py",
-    # a real `prefect server start`, shared by the workers, and process workers
-    "tests/prefect_server/test_cancel.py",
+    # then by measured time (`--durations=0` summed per file, 2026-12-07), longest first
+    "tests/okrsync/test_cli.py",
+    "tests/okr_store/test_drill.py",
+    "tests/web/test_browser.py",  # Chromium
+    "tests/okrsync/test_first_steps.py",
+    "tests/flows/test_leases.py",
+    "tests/prefect_server/test_cancel.py",  # a real `prefect server start`, shared by the workers
+    "tests/okrsync/test_reconcile.py",
+    "tests/flows/test_hr_pack.py",
+    "tests/flows/test_run.py",
+    "tests/web/test_api.py",
+    "tests/flows/test_checks.py",
+    "tests/okrsync/test_plan.py",
+    "tests/prefect_server/test_dask.py",
+    "tests/flows/test_salesforce_sync.py",
+    "tests/connectors/test_sql_key_digests.py",
     "tests/prefect_server/test_schedule.py",
     "tests/prefect_server/test_failed_state.py",
-    "tests/prefect_server/test_dask.py",
-    "tests/prefect_server/test_pull_step.py",
-    "tests/web/test_browser.py",  # Chromium
-    # the connector on both builds: after the Prefect tests, so each build is done by then (without
-    # PostgreSQL, one worker builds SQLite while the other runs the Prefect tests)
+    # the connector on both Tryton builds: late, so each build is done by then (without PostgreSQL,
+    # one worker builds SQLite while the other runs the files above)
     "tests/connectors/test_tryton_sql_postgresql.py",
     "tests/connectors/test_tryton_sql_sqlite.py",
+    "tests/prefect_server/test_pull_step.py",
 ]
 
 
