@@ -185,30 +185,29 @@ def _close_query() -> sa.Select[Any]:
     return sa.select(m.kr_close, v.value).join(m.kr_value, v.id == c.value_id)
 
 
-def active_closes(conn: sa.Connection, kr_ids: Iterable[str] | None = None) -> dict[str, Closed]:
-    """Each KR's close of its current period that was not reopened (KRs without one are missing)."""
+def _closes_of_current_period(
+    conn: sa.Connection, kr_ids: Iterable[str] | None, *, reopened: bool
+) -> dict[str, Closed]:
+    """Each KR's latest close of its current period, reopened or not."""
     c, k = m.kr_close.c, m.key_result.c
     q = (
         _close_query()
         .join(m.key_result, sa.and_(k.id == c.kr_id, k.period_label == c.period_label))
-        .where(c.reopened_at.is_(None))
+        .where(c.reopened_at.is_not(None) if reopened else c.reopened_at.is_(None))
     )
     if kr_ids is not None:
         q = q.where(c.kr_id.in_(list(kr_ids)))
     return {r.kr_id: Closed.of(r) for r in conn.execute(q.order_by(c.seq))}
+
+
+def active_closes(conn: sa.Connection, kr_ids: Iterable[str] | None = None) -> dict[str, Closed]:
+    """Each KR's close of its current period that was not reopened (KRs without one are missing)."""
+    return _closes_of_current_period(conn, kr_ids, reopened=False)
 
 
 def last_reopened(conn: sa.Connection, kr_ids: Iterable[str] | None = None) -> dict[str, Closed]:
     """Each KR's latest reopened close of its current period."""
-    c, k = m.kr_close.c, m.key_result.c
-    q = (
-        _close_query()
-        .join(m.key_result, sa.and_(k.id == c.kr_id, k.period_label == c.period_label))
-        .where(c.reopened_at.is_not(None))
-    )
-    if kr_ids is not None:
-        q = q.where(c.kr_id.in_(list(kr_ids)))
-    return {r.kr_id: Closed.of(r) for r in conn.execute(q.order_by(c.seq))}
+    return _closes_of_current_period(conn, kr_ids, reopened=True)
 
 
 def latest_value(conn: sa.Connection, close: Closed) -> Decimal | None:
