@@ -105,6 +105,7 @@ class PlanOut(BaseModel):
     new: list[str]
     retired: list[str]
     definitions: dict[str, str]  # KR → the new definition's hash, for every change: what an apply names
+    restates: int  # the values a restatement would record, over every change (same values too)
     project_file: str
 
 
@@ -153,6 +154,7 @@ def plan_out(project: Any, role: Any, p: Any) -> dict[str, Any]:
     for kr in body["same_values"]:
         kr["parts"] = _parts(changes[kr["kr"]], hidden)
     body["definitions"] = {c.kr_id: c.new.hash for c in p.changes}
+    body["restates"] = sum(_restates(c) for c in shown.changes)
     body["project_file"] = project.path.name
     return plain(body)  # type: ignore[no-any-return]
 

@@ -28,10 +28,6 @@ OLD, NEW = ("confirmed", "done"), ("confirmed", "shipped")
 REGIONS = {"KR-REV": None, "KR-REV-EMEA": "EMEA", "KR-REV-APAC": "APAC"}
 
 
-def _signed(d: Decimal) -> str:
-    return ("-" if d < 0 else "+") + f"{abs(d):,}"
-
-
 def test_an_editor_plans_and_applies_a_changed_metric(plan_server: Site, tabs: Any) -> None:  # noqa: F811
     site = plan_server
     pf = site.project_file
@@ -56,10 +52,12 @@ def test_an_editor_plans_and_applies_a_changed_metric(plan_server: Site, tabs: A
     for kr, region in REGIONS.items():
         card = page.locator(f'[data-testid="plan-kr"][data-kr="{kr}"]')
         before, after = revenue(pf, OLD, DAY, region), revenue(pf, NEW, DAY, region)
-        shown = {x: Decimal(card.locator(f'[data-testid="plan-{x}"]').get_attribute("data-value") or "nan")
-                 for x in ("before", "after", "delta")}
-        assert shown == {"before": before, "after": after, "delta": after - before}, kr
-        assert f"Δ {_signed(after - before)}" == card.locator('[data-testid="plan-delta"]').inner_text()
+        seen = {x: Decimal(card.locator(f'[data-testid="plan-{x}"]').get_attribute("data-value") or "nan")
+                for x in ("before", "after", "delta")}
+        assert seen == {"before": before, "after": after, "delta": after - before}, kr
+        said = card.locator('[data-testid="plan-delta"]').inner_text()  # "Δ +195.00", "Δ -89.99"
+        assert said[:3] == ("Δ -" if after < before else "Δ +") and Decimal(said[3:].replace(",", "")) == abs(
+            after - before), said
         parts = card.locator('[data-testid="plan-part"]')
         assert parts.evaluate_all("els => els.map(e => e.dataset.path)") == ["metric.filter"]
         where = f"{WINDOW}" + (" AND region = ?" if region else "")
@@ -81,6 +79,8 @@ def test_an_editor_plans_and_applies_a_changed_metric(plan_server: Site, tabs: A
     assert "200.50" in first and "320.50" in first and "+120.00" in first
     t.shot("plan", docs="web-plan.png", full_page=True)
 
+    # five KRs changed definition (KR-BOOKED with the same values), two stored values each
+    assert "record 10 past values" in page.locator('[data-testid="restate-label"]').inner_text()
     page.click('[data-testid="apply"]')  # no reason: refused, nothing sent
     assert page.locator("#reason:invalid").count() == 1
     page.fill('[data-testid="reason"]', "count shipped orders, not done ones")

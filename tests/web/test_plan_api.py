@@ -70,6 +70,7 @@ def test_bad_applies_answer_4xx_and_write_nothing(plan_server: Site) -> None:  #
     with client(site, "editor") as c:
         plan = c.get("/api/plan").json()
         assert sorted(plan["definitions"]) == CHANGED
+        assert plan["restates"] == 2 * len(CHANGED)  # two stored values each, as the CLI restates
         shown = plan["definitions"]
         for body in ({"definitions": shown}, {"reason": "   ", "definitions": shown}):  # no reason
             r = c.post("/api/plan/apply", json=body)

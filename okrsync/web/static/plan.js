@@ -70,7 +70,7 @@ function recordsPart(k) {
       return el(
         "tr",
         { "data-testid": "plan-record", "data-kind": r.kind, "data-record": r.record_id },
-        el("td", {}, el("span", { class: `kind ${cls}`, title: r.kind, text: `${mark} ${r.kind}` })),
+        el("td", { class: "nowrap" }, el("span", { class: `kind ${cls}`, title: r.kind, text: `${mark} ${r.kind}` })),
         el("td", { text: r.stream }),
         el("td", {}, el("code", { text: r.record_id })),
         el("td", { class: "num", text: fmtExact(r.before) }),
@@ -165,8 +165,7 @@ async function load() {
   parts.push(...plan.affected.map(krCard), ...others(plan));
   fill($("plan"), ...parts);
   $("apply-section").hidden = !plan.changes;
-  const restates = plan.affected.reduce((n, k) => n + k.restates, 0);
-  $("restate-label").textContent = `Restate history: record ${restates} past values recomputed under the new definitions, marked restated`;
+  $("restate-label").textContent = `Restate history: record ${plan.restates} past values recomputed under the new definitions, marked restated`;
 }
 
 async function apply() {
