@@ -47,6 +47,10 @@ def test_roles_without_bind_cannot_plan(plan_server: Site) -> None:  # noqa: F81
             assert r.status_code == 403, r.text
             assert c.get("/plan").status_code == 403
             assert c.get("/api/me").json()["can"]["bind"] is False  # the page links /plan for bind only
+    for role in ("editor", "admin"):  # bind: editor, admin (and owner)
+        with client(plan_server, role) as c:
+            assert c.get("/api/me").json()["can"]["bind"] is True
+            assert c.get("/plan").status_code == 200 and c.get("/api/plan").status_code == 200
     with client(plan_server) as c:  # signed out: the page sends to the login, the API answers 401
         assert c.get("/plan").status_code == 303
         assert c.get("/api/plan").status_code == 401
