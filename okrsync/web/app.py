@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from okrsync.errors import ConfigError, NotFound, OkrsyncError
 from okrsync.throttle import DRILL_PER_MINUTE, EXPORTS_PER_MINUTE, RateLimit
-from okrsync.web import admin, alerts, api, bindings, closing, pages
+from okrsync.web import admin, alerts, api, bindings, closing, pages, planning
 from okrsync.web.context import ApiError, Web, client_address
 from okrsync.web.jobs import Jobs
 
@@ -98,6 +98,7 @@ def create_app(
     app.include_router(alerts.router)
     app.include_router(closing.router)
     app.include_router(bindings.router)
+    app.include_router(planning.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC, check_dir=False), name="static")
     return app

@@ -70,3 +70,8 @@ def audit_page(request: Request) -> Response:
 @router.get("/bind")
 def bind_page(request: Request) -> Response:
     return _page(request, "bind.html", bind=True)
+
+
+@router.get("/plan")
+def plan_page(request: Request) -> Response:
+    return _page(request, "plan.html", bind=True)

@@ -46,10 +46,10 @@ def records_url(kr: str, value_id: int) -> str:
 
 # ---- authentication ---------------------------------------------------------------------------
 def test_every_api_route_outside_the_public_list_needs_a_sign_in(web_server: Site) -> None:
-    from okrsync.web import admin, alerts, api, bindings, closing
+    from okrsync.web import admin, alerts, api, bindings, closing, planning
 
     every = [*api.router.routes, *admin.router.routes, *alerts.router.routes, *closing.router.routes,
-             *bindings.router.routes]
+             *bindings.router.routes, *planning.router.routes]
     routes = [(m, r.path) for r in every for m in getattr(r, "methods", ()) - {"HEAD"}]
     assert len(routes) >= 20
     spec = web_server.app.openapi()["paths"]  # every route is in the spec, and nothing else

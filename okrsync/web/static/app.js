@@ -357,7 +357,9 @@ function drawHeader(me, active) {
   const item = (href, text, key, testid) =>
     el("a", { href, text, class: active === key ? "active" : null, "aria-current": active === key ? "page" : null, "data-testid": testid });
   nav.append(item("/", "Objectives", "tree", "nav-tree"));
-  if (me.can && me.can.bind) nav.append(item("/bind", "Bind a KR", "bind", "nav-bind"));
+  if (me.can && me.can.bind) {
+    nav.append(item("/bind", "Bind a KR", "bind", "nav-bind"), item("/plan", "Plan a change", "plan", "nav-plan"));
+  }
   if (me.can && me.can.admin) {
     nav.append(
       item("/admin/checks", "Checks", "checks", "nav-checks"),

@@ -12,6 +12,13 @@ async function main() {
   await load(true);
 }
 
+/** What an event is about: its target, the key result it concerns (when the target does not name it),
+ * or its check. */
+function about(e) {
+  const target = e.kr_id && e.target && !e.target.includes(e.kr_id) ? `${e.kr_id}: ${e.target}` : e.target || e.kr_id;
+  return target || (e.check_id ? `check #${e.check_id}` : "");
+}
+
 function row(e) {
   return el(
     "tr",
@@ -19,7 +26,7 @@ function row(e) {
     el("td", { class: "time", text: fmtTime(e.at) }),
     el("td", {}, el("strong", { text: e.actor })),
     el("td", {}, el("code", { "data-testid": "audit-action", text: e.action })),
-    el("td", { "data-testid": "audit-target", text: e.target || (e.check_id ? `check #${e.check_id}` : "") }),
+    el("td", { "data-testid": "audit-target", text: about(e) }),
     el("td", { class: "muted", text: e.address || "" }),
     el("td", { text: e.reason }),
   );
