@@ -69,6 +69,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The session's Prefect server (tests/prefect_shared.py) stops when the whole session is done:
+    in the xdist controller (its temporary root is the one the workers share), or the only process."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from tests.prefect_shared import stop_shared_server
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    root = getattr(factory, "_basetemp", None)  # None: no temporary folder, so no server either
+    if root is not None:
+        stop_shared_server(root)
+
+
 def _server_database(env: str, what: str) -> Iterator[str]:
     admin_url = os.environ.get(env)
     if not admin_url:

@@ -23,6 +23,7 @@ from connectors.sql import SqlConnector, SqlStreamOptions
 from okrsync.errors import ConfigError, SourceError
 from okrsync.schema import FieldType
 from tests.connectors.conftest import Db
+from tests.prefect_shared import shared_server
 
 T0 = datetime(2026, 10, 1, 9, 30)
 
@@ -170,12 +171,11 @@ else:
 
 
 @pytest.mark.prefect
-def test_url_from_a_prefect_secret_block(tmp_path: Path) -> None:
+def test_url_from_a_prefect_secret_block(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     sqlite3.connect(tmp_path / "src.db").close()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "true",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240"}  # a ceiling: a busy machine is slow
-    env.pop("PREFECT_API_URL", None)  # a throwaway ephemeral server, in a process of its own
+    server = shared_server(tmp_path_factory)  # the session's Prefect server, as an operator's would be
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": server.url,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     done = subprocess.run([sys.executable, "-c", SECRET_SCRIPT], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""A real Prefect API for the flow tests (one per test session), and a demo ERP + project per test."""
+"""The session's Prefect API for the flow tests, and a demo ERP + project per test."""
 
 from __future__ import annotations
 
@@ -10,25 +10,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.prefect_shared import shared_server, use_api
+
 TODAY = date(2026, 11, 20)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Flows of this process report to the session's one Prefect server (tests/prefect_shared.py)."""
     home = tmp_path_factory.mktemp("prefect-home")
     os.environ.update(
         {
             "PREFECT_HOME": str(home),
             "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         }
     )
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
+    with use_api(shared_server(tmp_path_factory).url):
         yield
 
 

@@ -1,6 +1,6 @@
 """Fixtures for the CLI tests: the real ``okrsync`` console script in subprocesses, one Prefect API
-per test session (``prefect_test_harness``, as in tests/flows/conftest.py) that every subprocess talks
-to, and the demo built once by ``okrsync demo`` and copied per test.
+per test session (the session's one ``prefect server start``, tests/prefect_shared.py) that every
+subprocess talks to, and the demo built once by ``okrsync demo`` and copied per test.
 
 Time matters (each CLI call is a fresh interpreter, each run a Prefect flow), so the slow things start
 in the background as soon as a module asks for them: the Prefect API boots while tests that need no
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.prefect_shared import SharedServer, shared_server
 
 T = TypeVar("T")
 OKRSYNC = Path(sys.executable).parent / "okrsync"  # the console script of this virtualenv
@@ -118,56 +120,47 @@ def cli(base_env: dict[str, str]) -> Cli:
 
 # ---- the Prefect API ----------------------------------------------------------------------------
 class PrefectApi:
-    """``prefect_test_harness`` held open by a background thread for the whole session.
+    """The session's one Prefect server (tests/prefect_shared.py), found or started by a background
+    thread so that tests that need no API run meanwhile. Subprocesses get its URL explicitly
+    (``cli_api``), so none of them starts an ephemeral API of its own (10–30 s each)."""
 
-    The harness puts PREFECT_API_URL in this process's settings context only; subprocesses get the
-    URL explicitly (``cli_api``), so none of them starts an ephemeral API of its own (10–30 s each).
-    """
-
-    def __init__(self) -> None:
-        self._url: Future[str] = Future()
-        self.database: Path | None = None  # the API's SQLite file, once it is up
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="prefect-test-harness", daemon=True)
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._server: Future[SharedServer] = Future()
+        self._thread = threading.Thread(target=self._find, args=(factory,), name="prefect-server",
+                                        daemon=True)
         self._thread.start()
 
-    def _serve(self) -> None:
+    def _find(self, factory: pytest.TempPathFactory) -> None:
         try:
-            from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL
-            from prefect.testing.utilities import prefect_test_harness
-
-            with prefect_test_harness(server_startup_timeout=180):
-                url = PREFECT_API_URL.value()
-                self.database = Path(PREFECT_SERVER_DATABASE_CONNECTION_URL.value().split(":///", 1)[1])
-                self._url.set_result(url)
-                self._stop.wait()
+            self._server.set_result(shared_server(factory))
         except BaseException as exc:  # shown by whichever test waits for the URL
-            if not self._url.done():
-                self._url.set_exception(exc)
-            raise
+            self._server.set_exception(exc)
 
     def url(self) -> str:
-        return self._url.result(timeout=240)
+        return self._server.result(timeout=240).url
+
+    @property
+    def database(self) -> Path:
+        """The API's SQLite file."""
+        return self._server.result(timeout=240).database
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
+        self._thread.join(timeout=240)
 
 
 @pytest.fixture(scope="session")
-def prefect_api(base_env: dict[str, str]) -> Iterator[PrefectApi]:
-    """Starts the session's Prefect API in the background (returns at once; ``url()`` waits)."""
-    os.environ.update(  # as tests/flows/conftest.py: the harness's server process inherits these
+def prefect_api(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectApi]:
+    """The session's Prefect API, looked up in the background (returns at once; ``url()`` waits)."""
+    os.environ.update(  # as tests/flows/conftest.py: for flows this process runs itself
         {
             "PREFECT_HOME": base_env["PREFECT_HOME"],
             "PREFECT_LOCAL_STORAGE_PATH": base_env["PREFECT_LOCAL_STORAGE_PATH"],
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         }
     )
-    api = PrefectApi()
+    api = PrefectApi(tmp_path_factory)
     yield api
     api.close()
 
