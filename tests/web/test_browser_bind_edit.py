@@ -173,6 +173,7 @@ def test_an_editor_edits_retires_and_creates_an_objective(web_server_rw: Site, t
     assert len(history) == 1 and Decimal(history[0]["value"]) > 0  # the run's value, kept
     assert page.locator('[data-testid="history-row"]').count() == 1
     page.wait_for_selector('[data-testid="record-row"]')  # its drill-down still opens
+    t.shot("kr-retired", full_page=True)
     total = t.api(f"/api/krs/KR-SHIP-OPS/values/{history[0]['value_id']}/records", limit=1)["total"]
     assert total == Decimal(history[0]["value"])  # a count: one record per shipment counted
 

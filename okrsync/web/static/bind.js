@@ -138,7 +138,7 @@ async function preview() {
     : await api("/api/bindings/preview", { method: "POST", body: body() });
   $("preview-section").hidden = false;
   $("preview-changes").hidden = !current;
-  $("preview-changes").textContent = current ? `Saving changes ${p.changes}` : "";
+  $("preview-changes").textContent = current ? `Saving would change: ${p.changes}` : "";
   const progress = p.progress === null ? "—" : `${Math.round(Number(p.progress) * 100)} %`;
   $("preview-value").textContent =
     `Now: ${fmtValue(p.value, p.unit)} · progress ${progress} · ${p.status.replace("_", " ")} · ${p.records} records · ` +

@@ -57,7 +57,8 @@ export function startRetire(b, status) {
       return;
     }
     document.getElementById("retire-question").textContent =
-      `Retire ${b.id} (${b.spec.title || b.id})? It leaves the objectives tree and is no longer computed; its values, their records and its versions stay.`;
+      `Retire ${b.id}, “${b.spec.title || b.id}”? It leaves the objectives tree and is no longer computed; its values, their records and its versions stay.`;
+    say(status, "");
     ask.hidden = false;
     document.getElementById("retire-yes").focus();
   });
