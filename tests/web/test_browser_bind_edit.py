@@ -89,7 +89,7 @@ def test_an_editor_edits_retires_and_creates_an_objective(web_server_rw: Site, t
     assert "'KR-REV'" in said and "choose another id" in said
     _form(page, **{"kr-id": "KR-SHIP-OPS", "target": "lots"})
     page.click('[data-testid="preview"]')
-    assert "target: " in _said(page, "target: ")  # names the field, not just "invalid decimal"
+    assert "valid decimal" in _said(page, "target: ")  # names the field and what it must be
     _form(page, target="5000")
     page.check('[data-testid="baseline-start"]')
     page.click('[data-testid="preview"]')
