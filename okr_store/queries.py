@@ -88,6 +88,7 @@ class KrStatus:
     warnings: dict[str, str] = field(default_factory=dict)
     # Final, provisional or restated after close (okr_store.closing); None: the period never closes
     close: CloseState | None = None
+    active: bool = True  # False: retired, or no longer in the project file (its history stays)
 
 
 @dataclass
@@ -112,28 +113,22 @@ class ObjectiveStatus:
         return any(k.held_reason for k in self.key_results) or any(o.held for o in self.objectives)
 
 
-def status_tree(conn: sa.Connection) -> list[ObjectiveStatus]:
-    """Active objectives (nested) with their KRs' latest values and data freshness."""
+def _kr_statuses(conn: sa.Connection, where: Any) -> list[tuple[Any, KrStatus]]:
+    """(row, status) of the key results ``where`` selects, in position order, with latest values and
+    data freshness (close states filled in)."""
     st = m.stream_state.c
     states = list(conn.execute(sa.select(st.name, st.last_success_at, st.read_warning)))
     fresh = {r.name: r.last_success_at for r in states}
     warned = {r.name: r.read_warning for r in states if r.read_warning}
-    objs = {
-        r.id: (r, ObjectiveStatus(r.id, r.title, r.owner, Decimal(r.weight)))
-        for r in conn.execute(
-            sa.select(m.objective).where(m.objective.c.active).order_by(m.objective.c.position)
-        )
-    }
+    k_ = m.key_result.c
     values = {
         r.id: StoredValue.of(r)
         for r in conn.execute(
-            sa.select(m.kr_value).join(m.key_result, m.key_result.c.last_value_id == m.kr_value.c.id)
+            sa.select(m.kr_value).join(m.key_result, k_.last_value_id == m.kr_value.c.id).where(where)
         )
     }
-    krs: list[KrStatus] = []
-    for k in conn.execute(
-        sa.select(m.key_result).where(m.key_result.c.active).order_by(m.key_result.c.position)
-    ):
+    out: list[tuple[Any, KrStatus]] = []
+    for k in conn.execute(sa.select(m.key_result).where(where).order_by(k_.position)):
         streams = json.loads(k.streams)
         times = [fresh.get(s) for s in streams]
         fresh_at = None if not times or any(t is None for t in times) else min(t for t in times if t)
@@ -154,13 +149,26 @@ def status_tree(conn: sa.Connection) -> list[ObjectiveStatus]:
             k.held_since,
             fresh_at,
             {s: warned[s] for s in streams if s in warned},
+            active=bool(k.active),
         )
-        krs.append(kr)
+        out.append((k, kr))
+    closed = close_states(conn, {kr.id: kr.value.as_of if kr.value else None for _, kr in out})
+    for _, kr in out:
+        kr.close = closed.get(kr.id)
+    return out
+
+
+def status_tree(conn: sa.Connection) -> list[ObjectiveStatus]:
+    """Active objectives (nested) with their KRs' latest values and data freshness."""
+    objs = {
+        r.id: (r, ObjectiveStatus(r.id, r.title, r.owner, Decimal(r.weight)))
+        for r in conn.execute(
+            sa.select(m.objective).where(m.objective.c.active).order_by(m.objective.c.position)
+        )
+    }
+    for k, kr in _kr_statuses(conn, m.key_result.c.active):
         if k.objective_id in objs:
             objs[k.objective_id][1].key_results.append(kr)
-    closed = close_states(conn, {kr.id: kr.value.as_of if kr.value else None for kr in krs})
-    for kr in krs:
-        kr.close = closed.get(kr.id)
     roots = []
     for row, o in objs.values():
         if row.parent_id and row.parent_id in objs:
@@ -168,6 +176,13 @@ def status_tree(conn: sa.Connection) -> list[ObjectiveStatus]:
         else:
             roots.append(o)
     return roots
+
+
+def kr_status(conn: sa.Connection, kr_id: str) -> KrStatus | None:
+    """One key result as the tree shows it, also one no longer active (retired, or gone from the
+    project file): its values and their drill-down stay readable."""
+    found = _kr_statuses(conn, m.key_result.c.id == kr_id)
+    return found[0][1] if found else None
 
 
 def known_krs(conn: sa.Connection) -> list[str]:

@@ -11,7 +11,7 @@ alongside the project file's KRs (:func:`okrsync.project_bindings.with_bindings`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -320,12 +320,57 @@ def save(project: Any, store: Store, req: Request, actor: str) -> bindings.Bindi
     return b
 
 
-def edit(project: Any, store: Store, req: Request, actor: str) -> bindings.Binding:
-    """A new version of a binding (before/after audited); past values keep the definition they had."""
+def resolve_start(project: Any, store: Store, req: Request) -> Request:
+    """``baseline: start`` made a number: the KR's value at its period start (:func:`baseline_at_start`);
+    any other baseline as it is."""
+    if str(req.spec.get("baseline", "")).lower() != "start":
+        return req
+    try:  # any baseline the direction allows: the value at the start does not depend on it
+        step = Decimal(-1 if req.spec.get("direction", "increase") == "increase" else 1)
+        probe = replace(req, spec={**req.spec, "baseline": Decimal(str(req.spec.get("target"))) + step})
+    except ArithmeticError:
+        raise ConfigError(
+            f"key result {req.kr_id!r}: a baseline at the period start needs a numeric target",
+            hint="give the target as a number, e.g. 1400000",
+        ) from None
+    value = baseline_at_start(project, store, probe)
+    if value is None:
+        raise ConfigError(
+            f"key result {req.kr_id!r} has no value at its period start", hint="give the baseline as a number"
+        )
+    return replace(req, spec={**req.spec, "baseline": str(value)})
+
+
+def edited(project: Any, store: Store, req: Request) -> tuple[bindings.Binding, Request]:
+    """(the binding as stored, its next version): the stored fields with ``req``'s over them. Pins,
+    when given, replace the stored ones (``{}`` clears them); ``baseline: start`` is resolved."""
     with store.engine.connect() as conn:
         old = bindings.get(conn, req.kr_id)
-    merged_spec = {**old.spec, **req.clean_spec()}
-    req = Request(req.kr_id, req.objective_id or old.objective_id, merged_spec, None, req.reason)
+    if old.status != "active":
+        raise ConfigError(
+            f"key result {req.kr_id!r} is retired: its definition is kept as it was",
+            hint="bind a new key result (with a new id) instead",
+        )
+    spec = {**old.spec, **req.clean_spec()}
+    if "dimensions" in req.spec and not req.spec["dimensions"]:
+        spec.pop("dimensions", None)
+    new = Request(req.kr_id, req.objective_id or old.objective_id, spec, None, req.reason)
+    return old, resolve_start(project, store, new)
+
+
+def preview_edit(
+    project: Any, store: Store, req: Request, role: Any, *, now: datetime
+) -> dict[str, Any]:
+    """:func:`preview` of a binding's next version, with what would change (as the audit will say it)."""
+    old, new = edited(project, store, req)
+    before = {"objective": old.objective_id, **old.spec}
+    after = {"objective": new.objective_id, **new.clean_spec()}
+    return {**preview(project, store, new, role, now=now), "changes": bindings.changes(before, after)}
+
+
+def edit(project: Any, store: Store, req: Request, actor: str) -> bindings.Binding:
+    """A new version of a binding (before/after audited); past values keep the definition they had."""
+    _, req = edited(project, store, req)
     _with(project, store, req)
     with store.engine.begin() as conn:
         b = bindings.edit(

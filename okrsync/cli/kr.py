@@ -7,7 +7,6 @@ contributing most and the history back-filled as of every past run, ``add`` save
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -104,22 +103,12 @@ Reason = Annotated[str, typer.Option(help="Why (kept in the audit log).")]
 
 def _resolved(project: Any, store: Any, req: Any) -> Any:
     """``--baseline start``: the value at the period start, from the store as of that time."""
-    from dataclasses import replace
+    from okrsync.binding import resolve_start
 
-    from okrsync.binding import baseline_at_start
-
-    if str(req.spec.get("baseline", "")).lower() != "start":
-        return req
-    try:  # any baseline the direction allows: the value at the start does not depend on it
-        step = Decimal(-1 if req.spec.get("direction", "increase") == "increase" else 1)
-        probe = replace(req, spec={**req.spec, "baseline": Decimal(str(req.spec.get("target"))) + step})
-    except ArithmeticError:
-        raise ConfigError("--baseline start needs a numeric --target", hint="e.g. --target 1400000") from None
-    value = baseline_at_start(project, store, probe)
-    if value is None:
-        raise ConfigError("the KR has no value at the period start", hint="give --baseline as a number")
-    console.print(f"baseline: {value} (the value at the period start)")
-    return replace(req, spec={**req.spec, "baseline": str(value)})
+    out = resolve_start(project, store, req)
+    if out is not req:
+        console.print(f"baseline: {out.spec['baseline']} (the value at the period start)")
+    return out
 
 
 def preview(

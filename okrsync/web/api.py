@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from okr_store import bindings, lineage, queries
 from okr_store import checks as store_checks
-from okr_store import lineage, queries
 from okr_store import users as stored_users
 from okrsync import access, accounts, drill_export, render, users
 from okrsync.errors import ConfigError, NotFound, OkrsyncError
@@ -149,7 +149,8 @@ def each_kr(roots: list[queries.ObjectiveStatus]) -> Iterator[queries.KrStatus]:
 
 
 def _find_kr(conn: sa.Connection, kr_id: str) -> queries.KrStatus:
-    found = next((k for k in each_kr(queries.status_tree(conn)) if k.id == kr_id), None)
+    """A key result of the store, also one no longer active (a retired binding keeps its page)."""
+    found = queries.kr_status(conn, kr_id)
     if found is None:
         raise ApiError(404, f"no key result {kr_id!r}", "GET /api/tree lists them")
     return found
@@ -182,9 +183,12 @@ def kr_detail(kr_id: str, c: Viewer, w: WebDep) -> Any:
         kr = seen.kr(_find_kr(conn, kr_id))
         values = seen.values(queries.history(conn, kr_id))
         decisions = store_checks.decisions_for_kr(conn, kr_id)
+        bound = bindings.find(conn, kr_id)
     return plain(
         {
             "kr": _kr_json(w, kr, users.utcnow()),
+            "active": kr.active,
+            "binding": None if bound is None else {"status": bound.status, "version": bound.version},
             "history": [_value_json(w, v) for v in values],
             "decisions": decisions,
         }

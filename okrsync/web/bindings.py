@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from okr_store import bindings as stored
@@ -69,30 +70,29 @@ class BindingIn(BaseModel):
         n = self.new_objective
         new = None if n is None else binding.NewObjective(n.id, n.title, n.parent_id, n.owner)
         req = binding.Request(self.kr_id, self.objective_id, spec, new, self.reason)
-        if self.baseline == "start":
-            probe = binding.Request(
-                self.kr_id,
-                self.objective_id,
-                {**spec, "baseline": self.target - 1 if self.direction == "increase" else self.target + 1},
-                new,
-            )
-            value = binding.baseline_at_start(w.project, w.store, probe)
-            req = binding.Request(
-                self.kr_id, self.objective_id, {**spec, "baseline": value}, new, self.reason
-            )
-        return req
+        return binding.resolve_start(w.project, w.store, req)
 
 
 class BindingEdit(BaseModel):
+    """The fields to change (others stay); ``dimensions`` replace the pins (``{}`` clears them)."""
+
     model_config = ConfigDict(extra="forbid")
     objective_id: str | None = Field(default=None, max_length=100)
     title: Text | None = None
+    metric: str | None = Field(default=None, max_length=200)
     target: Number | None = None
-    baseline: Number | None = None
+    baseline: Number | Literal["start"] | None = None
     direction: Literal["increase", "decrease"] | None = None
     period: str | None = Field(default=None, max_length=64)
     owner: Text | None = None
+    dimensions: (
+        dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=1000)]] | None
+    ) = None
     reason: Text = ""
+
+    def request(self, kr_id: str) -> binding.Request:
+        spec = self.model_dump(exclude={"objective_id", "reason"}, exclude_none=True)
+        return binding.Request(kr_id, self.objective_id or "", spec, None, self.reason)
 
 
 class Reason(BaseModel):
@@ -162,8 +162,27 @@ class Preview(BaseModel):
     history: list[HistoryPoint]
 
 
+class EditPreview(Preview):
+    changes: str  # what saving would change, as the audit log will say it: `target: 100 → 120`
+
+
 class Exported(BaseModel):
     yaml: str
+
+
+class VersionOut(BaseModel):
+    version: int
+    action: str  # kr.bind | kr.edit | kr.retire
+    objective_id: str
+    status: str
+    actor: str
+    at: str
+    reason: str
+    changes: str  # against the version before: `target: 100 → 120` (the audit event says the same)
+
+
+class BindingDetail(BindingOut):
+    versions: list[VersionOut]
 
 
 def _row(b: stored.Binding) -> dict[str, Any]:
@@ -220,11 +239,17 @@ def bind(body: BindingIn, c: Binder, w: WebDep) -> Any:
     return _row(binding.save(w.project, w.store, body.request(w), c.name))
 
 
+@router.post("/{kr_id}/preview", response_model=EditPreview)
+def preview_edit(kr_id: KrId, body: BindingEdit, c: Binder, w: WebDep) -> Any:
+    """What the edited key result would show, and what saving would change."""
+    req = body.request(kr_id)
+    return plain(binding.preview_edit(w.project, w.store, req, c.role, now=users.utcnow()))
+
+
 @router.patch("/{kr_id}", response_model=BindingOut)
 def edit(kr_id: KrId, body: BindingEdit, c: Binder, w: WebDep) -> Any:
-    spec = body.model_dump(exclude={"objective_id", "reason"}, exclude_none=True)
-    req = binding.Request(kr_id, body.objective_id or "", spec, None, body.reason)
-    return _row(binding.edit(w.project, w.store, req, c.name))
+    """A new version (before and after go to the audit log); values computed before keep theirs."""
+    return _row(binding.edit(w.project, w.store, body.request(kr_id), c.name))
 
 
 @router.post("/{kr_id}/retire", response_model=BindingOut)
@@ -236,3 +261,43 @@ def retire(kr_id: KrId, body: Reason, c: Binder, w: WebDep) -> Any:
 def export(c: Viewer, w: WebDep) -> Any:
     """The active bindings as YAML in the project file's format."""
     return {"yaml": binding.export_yaml(w.project, w.store)}
+
+
+@router.get(
+    "/export.yaml",
+    response_class=Response,
+    responses={200: {"content": {"application/yaml": {"schema": {"type": "string"}}}, "description": "YAML"}},
+)
+def export_file(c: Viewer, w: WebDep) -> Response:
+    """The same YAML as a file to download (``bound.yaml``), as ``okrsync kr export`` writes it."""
+    return Response(
+        binding.export_yaml(w.project, w.store),
+        media_type="application/yaml; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="bound.yaml"'},
+    )
+
+
+@router.get("/{kr_id}", response_model=BindingDetail)
+def detail(kr_id: KrId, c: Viewer, w: WebDep) -> Any:
+    """One bound key result with every version it had: who, when, why and what changed."""
+    with w.store.engine.connect() as conn:
+        b = stored.get(conn, kr_id)
+        kept = stored.versions(conn, kr_id)
+    versions, before = [], None
+    for v in kept:
+        after = {"objective": v.objective_id, **v.spec}
+        said = stored.changes(before, after) if v.action != "kr.retire" else "retired"
+        versions.append(
+            {
+                "version": v.version,
+                "action": v.action,
+                "objective_id": v.objective_id,
+                "status": v.status,
+                "actor": v.actor,
+                "at": v.at,
+                "reason": v.reason,
+                "changes": said,
+            }
+        )
+        before = after
+    return plain({**_row(b), "versions": versions})

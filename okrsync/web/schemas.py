@@ -168,8 +168,15 @@ class Decision(BaseModel):
     reason: str
 
 
+class BindingRef(BaseModel):
+    status: str  # active | retired
+    version: int
+
+
 class KrDetail(BaseModel):
     kr: KR
+    active: bool  # false: retired or gone from the project file (values and drill-down stay)
+    binding: BindingRef | None  # bound in the store (docs/binding.md), not in the project file
     history: list[Value]
     decisions: list[Decision]
 

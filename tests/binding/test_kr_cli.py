@@ -190,5 +190,23 @@ def test_baseline_from_the_value_at_the_period_start(demo_dir: Path) -> None:
                    "--target", "5000000", "--period", "2026-11", "--baseline", "start")
         assert shown.exit_code == 0, shown.output  # type: ignore[attr-defined]
         assert f"baseline: {want} (the value at the period start)" in shown.output  # type: ignore[attr-defined]
+
+        # an edit takes it too (the web page's edit, `kr edit --baseline start`), and clears pins with {}
+        added = kr(pf, "kr", "add", "KR-X", "--objective", "O-GROWTH-EMEA", "--metric", "revenue",
+                   "--target", "5000000", "--period", "2026-11")
+        assert added.exit_code == 0, added.output  # type: ignore[attr-defined]
+        edited = kr(pf, "kr", "edit", "KR-X", "--baseline", "start", "--reason", "from the start")
+        assert edited.exit_code == 0, edited.output  # type: ignore[attr-defined]
+        with store.engine.connect() as conn:
+            assert bindings.get(conn, "KR-X").spec["baseline"] == str(want)
+        assert kr(pf, "kr", "edit", "KR-X", "--pin", "region=EMEA").exit_code == 0
+        unpinned = binding.Request("KR-X", "", {"dimensions": {}, "target": "6000000"})
+        said = binding.preview_edit(project, store, unpinned, project.settings.roles["editor"], now=AS_OF[0])
+        assert said["changes"] == 'dimensions: {"region": "EMEA"} → –; target: 5000000 → 6000000'
+        b = binding.edit(project, store, unpinned, "eddie")
+        assert (b.version, "dimensions" in b.spec, b.spec["target"]) == (4, False, "6000000")
+        assert kr(pf, "kr", "retire", "KR-X").exit_code == 0
+        with pytest.raises(ConfigError, match="'KR-X' is retired"):
+            binding.preview_edit(project, store, unpinned, project.settings.roles["editor"], now=AS_OF[0])
     finally:
         store.close()

@@ -51,10 +51,18 @@ export async function api(path, { method = "GET", body, noRedirect = false } = {
   const data = type.includes("json") ? await resp.json().catch(() => null) : null;
   if (!resp.ok) {
     let detail = data && data.detail;
-    if (Array.isArray(detail)) detail = detail.map((d) => d.msg || String(d)).join("; ");
+    if (Array.isArray(detail)) detail = detail.map(validationMessage).join("; ");
     throw new ApiError(resp.status, detail || `${resp.status} ${resp.statusText}`, data && data.hint);
   }
   return data;
+}
+
+/** A request validation error (422) as "target: Input should be a valid decimal": the field it names
+ * (without the leading "body"/"query") before the message. */
+function validationMessage(d) {
+  if (!d || typeof d !== "object") return String(d);
+  const where = Array.isArray(d.loc) ? d.loc.filter((x, i) => !(i === 0 && ["body", "query", "path"].includes(x))).join(".") : "";
+  return where ? `${where}: ${d.msg}` : d.msg || String(d);
 }
 
 /** Build a URL with a query string; array values repeat the key, null/undefined/"" are left out. */

@@ -33,7 +33,7 @@ async function main() {
   page.kr = detail.kr;
   page.history = detail.history; // the API's order: as-of, then computed-at (times to the microsecond)
   document.title = `${page.kr.id} ${page.kr.title} · okrsync`;
-  drawHeader(page.kr, detail.decisions || []);
+  drawHeader(page.kr, detail.decisions || [], detail);
   $("history-section").hidden = false;
   $("selected-section").hidden = false;
   drawHistoryTable();
@@ -69,7 +69,22 @@ function stat(label, ...value) {
   return el("div", { class: label === "Progress" ? "stat stat-wide" : "stat" }, el("div", { class: "stat-label", text: label }), el("div", { class: "stat-value" }, value));
 }
 
-function drawHeader(kr, decisions) {
+/** Retired (or gone from the project file): the page stays, with its values and their records. A bound
+ * KR links to its edit page for roles that may bind. */
+function bindingMarks(kr, detail) {
+  const out = [];
+  if (detail.binding && detail.binding.status === "retired") {
+    out.push(el("span", { class: "flag flag-retired", "data-testid": "kr-retired", title: "retired: no longer computed; its values and their records stay", text: "retired" }));
+  } else if (detail.active === false) {
+    out.push(el("span", { class: "flag flag-retired", "data-testid": "kr-inactive", title: "no longer in the project: its values and their records stay", text: "inactive" }));
+  }
+  if (detail.binding && detail.binding.status === "active" && page.me.can && page.me.can.bind) {
+    out.push(link(`/bind?edit=${encodeURIComponent(kr.id)}`, "Edit binding", { testid: "kr-edit" }));
+  }
+  return out;
+}
+
+function drawHeader(kr, decisions, detail) {
   const now = new Date();
   const direction = kr.direction === "decrease" ? "lower is better" : "higher is better";
   const lastRun = kr.flow_run_url
@@ -86,6 +101,7 @@ function drawHeader(kr, decisions) {
       el("h1", {}, el("span", { id: "kr-title", "data-testid": "kr-title", text: kr.title })),
       el("span", { class: "id", text: kr.id }),
       flags(kr),
+      bindingMarks(kr, detail),
     ),
     el(
       "p",

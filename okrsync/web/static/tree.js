@@ -4,12 +4,17 @@ import { $, api, badge, el, fill, flags, fmtAge, fmtPct, fmtShown, fmtTime, fmtV
 import { COLORS } from "/static/charts.js";
 
 const status = $("page-status");
+let bound = new Set(); // active bound KRs, for roles that may edit them (`bind`)
 
 async function main() {
-  await startPage({ active: "tree" });
+  const me = await startPage({ active: "tree" });
   let tree;
   try {
     tree = await api("/api/tree");
+    if (me.can && me.can.bind) {
+      const listed = await api("/api/bindings");
+      bound = new Set(listed.bindings.filter((b) => b.status === "active").map((b) => b.id));
+    }
   } catch (e) {
     sayError(status, e);
     return;
@@ -89,6 +94,7 @@ function keyResult(k, now) {
       el("a", { href: `/kr/${encodeURIComponent(k.id)}`, "data-testid": "kr-link", class: "kr-link", text: k.title }),
       el("span", { class: "id", text: k.id }),
       flags(k),
+      bound.has(k.id) ? el("a", { href: `/bind?edit=${encodeURIComponent(k.id)}`, class: "small", "data-testid": "kr-edit", text: "edit" }) : null,
     ),
     el(
       "div",
