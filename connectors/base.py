@@ -236,8 +236,6 @@ class KeyDigests(Protocol):
 
     positional: bool
 
-    def span(self) -> tuple[int, int, int]: ...
-
     def digests(self, origin: int, width: int,
                 within: tuple[int, Sequence[int]] | None) -> dict[int, tuple[int, int, int]]: ...
 

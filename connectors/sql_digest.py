@@ -144,22 +144,17 @@ class SqlKeyDigests:
         except sa.exc.DBAPIError as exc:
             raise self._on_error(exc) from None
 
-    def span(self) -> tuple[int, int, int]:
-        """Rows, lowest and highest position (0, 0 without rows; the whole hash space by hash)."""
-        if not self.positional:
-            n = self._run(lambda c: c.execute(sa.select(sa.func.count()).select_from(self._source)).scalar())
-            return int(n or 0), 0, 2**32 - 1
-        row = self._run(lambda c: c.execute(sa.select(sa.func.count(), sa.func.min(self.pos),
-                                                      sa.func.max(self.pos)).select_from(self._source)).one())
-        return int(row[0]), int(row[1] if row[1] is not None else 0), int(row[2] if row[2] is not None else 0)
-
     def digests(self, origin: int, width: int, within: Buckets | None) -> dict[int, Digest]:
-        """Digest of each non-empty bucket ``(position - origin) // width`` (within ``within``)."""
+        """Digest of each non-empty bucket ``(position - origin) // width`` (within ``within``): one
+        grouped query over every key at the top level, key ranges (indexed) or bucket numbers below.
+        Keys below the origin lie in no bucket (the store has no record there to delete)."""
         out: dict[int, Digest] = {}
         for where in conditions(self.pos, origin, within, self.positional):
             stmt = digest_select(self.pos, self.text, self.backend, origin, width).select_from(self._source)
             if where is not None:
                 stmt = stmt.where(where)
+            elif self.positional:
+                stmt = stmt.where(self.pos >= sa.literal(origin, sa.BigInteger))
             add_digests(out, self._run(_all(stmt)))
         return out
 
