@@ -71,9 +71,17 @@ def bucket_of(pos: sa.ColumnElement[Any], origin: int, width: int) -> sa.ColumnE
 
 def digest_select(
     pos: sa.ColumnElement[Any], text: sa.ColumnElement[Any], backend: str, origin: int, width: int,
+    bits: bool = False,
 ) -> sa.Select[Any]:
-    """``bucket, count(*), Σ h1, Σ h2`` grouped by bucket (no FROM or WHERE yet)."""
+    """``bucket, count(*), Σ h1, Σ h2`` grouped by bucket (no FROM or WHERE yet). With ``bits`` (an
+    integer key, buckets at most 32 wide): ``bucket, count(*), Σ 2^(pos − origin mod width), 0``, the
+    bucket's exact key set as a bit mask, without hashing anything."""
     bucket = bucket_of(pos, origin, width).label("b")
+    if bits:
+        offset = sa.cast((pos - sa.literal(origin, sa.BigInteger)) % sa.literal(width, sa.BigInteger),
+                         sa.Integer)
+        return sa.select(bucket, sa.func.count(), sa.func.sum(sa.literal(1, sa.BigInteger).op("<<")(offset)),
+                         sa.func.sum(sa.literal(0, sa.BigInteger))).group_by(bucket)
     return sa.select(bucket, sa.func.count(), sa.func.sum(hash_expr(text, backend, 0)),
                      sa.func.sum(hash_expr(text, backend, 1))).group_by(bucket)
 
@@ -144,13 +152,15 @@ class SqlKeyDigests:
         except sa.exc.DBAPIError as exc:
             raise self._on_error(exc) from None
 
-    def digests(self, origin: int, width: int, within: Buckets | None) -> dict[int, Digest]:
+    def digests(self, origin: int, width: int, within: Buckets | None,
+                bits: bool = False) -> dict[int, Digest]:
         """Digest of each non-empty bucket ``(position - origin) // width`` (within ``within``): one
         grouped query over every key at the top level, key ranges (indexed) or bucket numbers below.
         Keys below the origin lie in no bucket (the store has no record there to delete)."""
         out: dict[int, Digest] = {}
         for where in conditions(self.pos, origin, within, self.positional):
-            stmt = digest_select(self.pos, self.text, self.backend, origin, width).select_from(self._source)
+            stmt = digest_select(self.pos, self.text, self.backend, origin, width, bits and self.positional
+                                 ).select_from(self._source)
             if where is not None:
                 stmt = stmt.where(where)
             elif self.positional:

@@ -44,6 +44,7 @@ Buckets = tuple[int, Sequence[int]]  # (width, bucket numbers)
 CHUNK = 5_000  # bucket numbers or ids per statement (SQLite's variable limit)
 ENUMERATE = 200_000  # integer keys: at most this many candidate ids are looked up by index, else a scan
 REBUILD = 4  # a stored width this many times off the ideal one is rebuilt
+BITS = 32  # integer keys in buckets this narrow are digested exactly: a bit per key (see Scheme.bits)
 HASH_SPAN = 2**32  # positions by hash: h1 in [0, 2³²)
 ZERO: Digest = (0, 0, 0)
 
@@ -78,8 +79,20 @@ class Scheme:
     origin: int
     width: int
 
+    @property
+    def bits(self) -> bool:
+        """Integer keys in buckets at most ``BITS`` wide: the digest is ``(rows, Σ 2^(position − start
+        of bucket), 0)``, the bucket's exact key set as a bit mask (no md5 to compute, nothing lost)."""
+        return self.positional and self.width <= BITS
+
     def position(self, rid: str) -> int:
         return int(rid) if self.positional else int(h32(rid, 0) or 0)
+
+    def digest(self, rid: str, pos: int) -> Digest:
+        """One id's contribution to its bucket's digest."""
+        if self.bits:
+            return 1, 1 << ((pos - self.origin) % self.width), 0
+        return 1, int(h32(rid, 0) or 0), int(h32(rid, 1) or 0)
 
     def sql_position(self, rid: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:
         return sa.cast(rid, sa.BigInteger) if self.positional else _hash(rid, dialect, 0)
@@ -100,15 +113,29 @@ def digests_of(scheme: Scheme, rids: Iterable[str]) -> tuple[dict[int, Digest], 
             continue
         b = (pos - scheme.origin) // width
         n, s1, s2 = out.get(b, ZERO)
-        out[b] = (n + 1, s1 + int(h32(rid, 0) or 0), s2 + int(h32(rid, 1) or 0))
+        _, d1, d2 = scheme.digest(rid, pos)
+        out[b] = (n + 1, s1 + d1, s2 + d2)
     return out, below
 
 
-def ideal_width(n: int, lo: int, hi: int, rows_per_bucket: int, max_buckets: int) -> int:
+def ideal_width(positional: bool, n: int, lo: int, hi: int, rows_per_bucket: int, max_buckets: int) -> int:
     """The power of two cutting ``[lo, hi]`` into ≈ ``n / rows_per_bucket`` buckets (≤ ``max_buckets``):
-    powers of two make each finer level's buckets nest in the coarser ones."""
+    powers of two make each finer level's buckets nest in the coarser ones. Integer keys get ``BITS``
+    at least: dense keys are then digested exactly, as bit masks, and fewer buckets are kept."""
     buckets = max(1, min(max_buckets, math.ceil(n / rows_per_bucket)))
-    return 1 << max(0, math.ceil(math.log2(max(1, math.ceil((hi - lo + 1) / buckets)))))
+    width = 1 << max(0, math.ceil(math.log2(max(1, math.ceil((hi - lo + 1) / buckets)))))
+    return max(width, BITS) if positional else width
+
+
+def sql_digest(pos: sa.ColumnElement[Any], rid: sa.ColumnElement[Any], dialect: str,
+               scheme: Scheme) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+    """``Σ`` of the two digest parts over a group, in SQL (what :meth:`Scheme.digest` adds up)."""
+    if scheme.bits:
+        start = pos - sa.literal(scheme.origin, sa.BigInteger)
+        offset = sa.cast(start % sa.literal(scheme.width, sa.BigInteger), sa.Integer)
+        zero = sa.literal(0, sa.BigInteger)
+        return sa.func.sum(sa.literal(1, sa.BigInteger).op("<<")(offset)), sa.func.sum(zero)
+    return sa.func.sum(_hash(rid, dialect, 0)), sa.func.sum(_hash(rid, dialect, 1))
 
 
 def stale(scheme: Scheme, stored: dict[int, Digest], rows_per_bucket: int, max_buckets: int) -> bool:
@@ -121,7 +148,7 @@ def stale(scheme: Scheme, stored: dict[int, Digest], rows_per_bucket: int, max_b
         hi = scheme.origin + (max(stored) + 1) * scheme.width - 1
     else:
         lo, hi = 0, HASH_SPAN - 1
-    ideal = ideal_width(n, lo, hi, rows_per_bucket, max_buckets)
+    ideal = ideal_width(scheme.positional, n, lo, hi, rows_per_bucket, max_buckets)
     return scheme.width >= ideal * REBUILD or ideal >= scheme.width * REBUILD
 
 
@@ -149,8 +176,7 @@ def recompute(conn: sa.Connection, records: sa.Table, scheme: Scheme) -> sa.Sele
     rid = records.c[RID]
     pos = scheme.sql_position(rid, conn.dialect.name)
     bucket = scheme.sql_bucket(pos).label("b")
-    return (sa.select(bucket, sa.func.count(), sa.func.sum(_hash(rid, conn.dialect.name, 0)),
-                      sa.func.sum(_hash(rid, conn.dialect.name, 1)))
+    return (sa.select(bucket, sa.func.count(), *sql_digest(pos, rid, conn.dialect.name, scheme))
             .where(records.c["_to"].is_(None), pos >= sa.literal(scheme.origin, sa.BigInteger))
             .group_by(bucket))
 
@@ -168,7 +194,7 @@ def build(conn: sa.Connection, stream: str, records: sa.Table, positional: bool,
     else:
         n = conn.execute(sa.select(sa.func.count()).select_from(records).where(live)).scalar_one()
         lo, hi = 0, HASH_SPAN - 1
-    scheme = Scheme(positional, lo, ideal_width(int(n), lo, hi, rows_per_bucket, max_buckets))
+    scheme = Scheme(positional, lo, ideal_width(positional, int(n), lo, hi, rows_per_bucket, max_buckets))
     drop(conn, stream)
     conn.execute(m.digest_scheme.insert().values(stream=stream, positional=positional, origin=scheme.origin,
                                                  width=scheme.width))
