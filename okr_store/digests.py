@@ -43,6 +43,7 @@ Digest = tuple[int, int, int]  # rows, Σ h1, Σ h2
 Buckets = tuple[int, Sequence[int]]  # (width, bucket numbers)
 CHUNK = 5_000  # bucket numbers or ids per statement (SQLite's variable limit)
 ENUMERATE = 200_000  # integer keys: at most this many candidate ids are looked up by index, else a scan
+BY_INDEX = 512  # candidate ids per statement: longer IN lists tip PostgreSQL's planner into a table scan
 REBUILD = 4  # a stored width this many times off the ideal one is rebuilt
 BITS = 32  # integer keys in buckets this narrow are digested exactly: a bit per key (see Scheme.bits)
 HASH_SPAN = 2**32  # positions by hash: h1 in [0, 2³²)
@@ -304,8 +305,8 @@ class StoreKeyDigests:
             register(conn)
             if self.positional and len(ids) * width <= ENUMERATE:  # the key range's ids, by index
                 candidates = [str(origin + b * width + i) for b in ids for i in range(width)]
-                for i in range(0, len(candidates), CHUNK):
-                    chunk = candidates[i:i + CHUNK]
+                for i in range(0, len(candidates), BY_INDEX):
+                    chunk = candidates[i:i + BY_INDEX]
                     found.update(conn.execute(sa.select(rec.c[RID]).where(
                         rec.c[RID].in_(chunk), rec.c["_to"].is_(None))).scalars())
                     found.update(conn.execute(sa.select(stg.c[RID]).where(
