@@ -15,8 +15,10 @@ of a 64-bit collision). The hash in SQL, per database:
 A digest groups keys into buckets ``(position - origin) // width``. The *position* is the key itself
 when the key is one integer column (a bucket is then a key range, which the primary-key index serves),
 else ``h1`` (a bucket is a range of hash values: the same buckets on every database, whatever its
-collation). Only keys of INTEGER and (non-binary) STRING columns are digested: their SQL text equals
-the record id. Other keys (dates, decimals) are compared by reading every key, as before.
+collation). For one integer key in buckets at most 32 wide the store asks for bit masks instead
+(:func:`digest_select` with ``bits``): the bucket's exact key set, integer arithmetic, no md5.
+Only keys of INTEGER and (non-binary) STRING columns are digested: their SQL text equals the record
+id. Other keys (dates, decimals) are compared by reading every key, as before.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ registered on the connection (Python's hashlib).
 
 The ids fall into buckets ``(position - origin) // width`` (a :class:`Scheme`, one per stream in
 ``digest_scheme``): the position is the key itself when the key is one integer (``positional``), else
-``h1``. ``record_digest`` holds the digest of every non-empty bucket of the stream's *live* ids:
+``h1``. Integer keys in buckets at most ``BITS`` (32) wide are digested exactly instead: ``(rows,
+Σ 2^(position − start of bucket), 0)``, the bucket's key set as a bit mask (:attr:`Scheme.bits`).
+``record_digest`` holds the digest of every non-empty bucket of the stream's *live* ids:
 
 * built from the records (one grouped query) the first time a sync compares digests, and again when the
   stream grew or shrank four times past what its width was chosen for (:func:`stale`);
