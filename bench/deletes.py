@@ -8,7 +8,13 @@ range: the worst case for range digests) and syncs with one of
 * ``none`` — ``deletes: none``: no delete detection at all (what dlt's incremental merge does);
 
 rounds interleaved (digests, keys, none, digests, keys, none …) so machine load hits all three alike;
-medians reported, with the no-change sync of each. Checked: after a detecting sync the store's live
+medians reported, with the no-change sync of each. With the ``bench`` extra installed (dlt), each round
+also runs **dlt's incremental merge** (``sql_table`` with ``incremental("write_date")``, merge on ``id``,
+no delete detection: bench/peers.py) on the change the ``none`` sync just read (it catches up, untimed,
+after the other variants' changes), then again with nothing changed: the issue's
+targets are digests ≤ 1.2× dlt's merge with 1 % changed, and ≤ dlt's run with nothing changed.
+
+Checked: after a detecting sync the store's live
 records are exactly the source's rows (count and sum of ids), and the deletions counted are the rows
 deleted since the last detecting sync.
 """
@@ -26,7 +32,7 @@ import psycopg
 import sqlalchemy as sa
 import yaml
 
-from bench.core import Results, Row
+from bench.core import Results, Row, timed
 from bench.data import SOURCE, STREAM
 from okr_store.records import SyncCounts
 from okrsync.project import Project, load_project
@@ -81,8 +87,10 @@ def store_ids(engine: sa.Engine, records: sa.Table) -> tuple[int, int]:
 
 
 def run(sync: Callable[[Project, str], tuple[SyncCounts, float]], store: Any, src: str,
-        project_file: Path, work_dir: Path, res: Results, rounds: int = 3) -> None:
-    """``sync(project, label)`` runs one timed sync; ``store`` is the benchmark's Store."""
+        project_file: Path, work_dir: Path, res: Results, rounds: int = 3,
+        peer: Callable[[], int] | None = None) -> None:
+    """``sync(project, label)`` runs one timed sync; ``store`` is the benchmark's Store; ``peer()``, if
+    given, runs dlt's incremental merge once and returns the rows it extracted."""
     projects = variant_projects(project_file, work_dir)
     shown = logging.getLogger("okrsync.deletes")  # levels, leaves and keys of each descent
     shown.setLevel(logging.INFO)
@@ -93,6 +101,14 @@ def run(sync: Callable[[Project, str], tuple[SyncCounts, float]], store: Any, sr
     keys: dict[str, list[int]] = {v: [] for v in VARIANTS}
     pending = 0  # rows deleted at the source since the last detecting sync
     bad: list[str] = []
+    peer_changed: list[float] = []
+    peer_still: list[float] = []
+    if peer is not None:
+        total = source_ids(src)[0]
+        loaded, seconds = timed(peer)
+        print(f"· dlt incremental merge, first (full) load: {seconds:.2f} s, {loaded:,} rows", flush=True)
+        if loaded != total:
+            bad.append(f"dlt's first load: {loaded} ≠ {total} rows")
     for i in range(rounds):
         for j, name in enumerate(VARIANTS):
             r = 1 + (i * len(VARIANTS) + j) % 99  # a fresh 1 % each round
@@ -114,6 +130,18 @@ def run(sync: Callable[[Project, str], tuple[SyncCounts, float]], store: Any, sr
                 if store_ids(store.engine, tables.records) != source_ids(src):
                     bad.append(f"{name}: live records ≠ source rows")
                 pending = 0
+            if name == "none" and peer is not None:
+                # dlt's incremental merge of the very same change (it detects no delete either)
+                pulled, seconds = timed(peer)
+                peer_changed.append(seconds)
+                print(f"· dlt merge: {seconds:.2f} s, {pulled:,} rows pulled", flush=True)
+                if pulled < updated:
+                    bad.append(f"dlt: pulled {pulled} < {updated} updated")
+                pulled, seconds = timed(peer)
+                peer_still.append(seconds)
+                print(f"· dlt merge (no change): {seconds:.2f} s, {pulled:,} rows pulled", flush=True)
+            elif peer is not None:
+                peer()  # untimed: dlt catches up with this change, so its timed run reads only one
             counts, seconds = sync(projects[name], f"deletes-{name}-no-change")
             still[name].append(seconds)
             if counts.rows_read or counts.updated or counts.inserted or counts.deleted:
@@ -131,4 +159,18 @@ def run(sync: Callable[[Project, str], tuple[SyncCounts, float]], store: Any, sr
     res.add(Row("delete detection", "1% changed: digests against every key read",
                 statistics.median(changed["digests"]), "s", "every key read",
                 statistics.median(changed["keys"])))
-    res.extra["delete_detection_seconds"] = {"changed": changed, "no_change": still, "keys_read": keys}
+    extra: dict[str, object] = {"changed": changed, "no_change": still, "keys_read": keys}
+    if peer_changed:
+        dlt_changed, dlt_still = statistics.median(peer_changed), statistics.median(peer_still)
+        ours, ours_still = statistics.median(changed["digests"]), statistics.median(still["digests"])
+        res.add(Row("delete detection", "1% changed + 0.05% deleted: digests (target ≤ 1.2×)", ours, "s",
+                    "dlt incremental merge, no delete detection", dlt_changed, note=f"median of {rounds}"))
+        res.add(Row("delete detection", "1% changed: no detection (deletes: none)",
+                    statistics.median(changed["none"]), "s", "dlt incremental merge, no delete detection",
+                    dlt_changed, note=f"median of {rounds}"))
+        res.add(Row("delete detection", "no change: digests (target ≤ 1×)", ours_still, "s",
+                    "dlt incremental merge, no change", dlt_still, note=f"median of {rounds}"))
+        extra["dlt_merge"] = {"changed": peer_changed, "no_change": peer_still}
+        print(f"· digests ÷ dlt merge: {ours / dlt_changed:.2f}× (1 % changed, target ≤ 1.2), "
+              f"{ours_still / dlt_still:.2f}× (no change, target ≤ 1)", flush=True)
+    res.extra["delete_detection_seconds"] = extra

@@ -41,6 +41,30 @@ def dlt_full_sync(src_sa_url: str, dst_conninfo: str, backend: str, work_dir: Pa
     return int(row[0]) if row else 0
 
 
+def dlt_incremental_merge(src_sa_url: str, dst_conninfo: str, work_dir: Path, chunk_size: int,
+                          backend: str = "pyarrow") -> int:
+    """dlt's incremental merge of the bench table into PostgreSQL (the peer of an okrsync sync without
+    delete detection, #15 goal 2): ``sql_table`` with ``incremental("write_date")``, primary key ``id``,
+    ``write_disposition="merge"``; the pipeline keeps its last ``write_date`` between calls (the first
+    call loads everything). Returns the rows it extracted."""
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    import dlt
+    from dlt.sources.sql_database import sql_table
+
+    credentials = src_sa_url.replace("postgresql+psycopg://", "postgresql://")
+    source = sql_table(credentials=credentials, table=TABLE, backend=backend,  # type: ignore[arg-type]
+                       chunk_size=chunk_size, reflection_level="full_with_precision",
+                       incremental=dlt.sources.incremental("write_date"), primary_key="id",
+                       write_disposition="merge")
+    pipe = dlt.pipeline(pipeline_name=f"okrsync_bench_merge_{backend}", pipelines_dir=str(work_dir / "dlt"),
+                        destination=dlt.destinations.postgres(credentials=_with_password(dst_conninfo)),
+                        dataset_name=f"dlt_merge_{backend}")
+    pipe.run(source)
+    trace = pipe.last_trace
+    info = trace.last_normalize_info if trace is not None else None
+    return int(info.row_counts.get(TABLE, 0)) if info is not None else 0
+
+
 def _with_password(url: str) -> str:
     """dlt's PostgreSQL credentials insist on a password: a server that trusts local connections
     ignores the placeholder given when the URL has none."""

@@ -539,9 +539,21 @@ class Bench:
             self.res.breakdown[label] = {k: round(v, 3) for k, v in steps.items()}
             return counts, seconds
 
+        peer = None
+        try:
+            import dlt  # noqa: F401 - the bench extra: dlt's incremental merge as the peer
+        except ImportError:
+            say("dlt is not installed (pip install -e '.[bench]'): no dlt incremental merge to compare")
+        else:
+            from bench import peers
+
+            def peer() -> int:
+                return peers.dlt_incremental_merge(self.src_sa, self.store_ci, self.o.work_dir,
+                                                   self.o.batch_size)
+
         say("delete detection: the same 1 %-changed sync with digests, every key read, no detection …")
         deletes.run(sync, store, self.src, project.path, self.o.work_dir, self.res,
-                    rounds=self.o.delete_rounds)
+                    rounds=self.o.delete_rounds, peer=peer)
 
     def pipeline_run(self) -> float:
         """A whole run without Prefect: what ``run_project`` does, minus the flow and task machinery."""

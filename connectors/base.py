@@ -232,14 +232,13 @@ class KeyDigests(Protocol):
     """A source's key-range digests of one stream (see :mod:`connectors.sql_digest`): ``(rows, Σ h1,
     Σ h2)`` per bucket ``(position - origin) // width``, where the position is the key itself
     (``positional``: one integer key) or the key's hash ``h1``; optionally only within some buckets
-    ``(width, numbers)`` of a coarser level; and the keys of such buckets."""
+    ``(width, numbers)`` of a coarser level; and the keys of such buckets. ``bits`` (one integer key,
+    buckets at most 32 wide): ``(rows, Σ 2^((position - origin) mod width), 0)``, the exact key set."""
 
     positional: bool
 
-    def span(self) -> tuple[int, int, int]: ...
-
-    def digests(self, origin: int, width: int,
-                within: tuple[int, Sequence[int]] | None) -> dict[int, tuple[int, int, int]]: ...
+    def digests(self, origin: int, width: int, within: tuple[int, Sequence[int]] | None,
+                bits: bool = False) -> dict[int, tuple[int, int, int]]: ...
 
     def keys(self, origin: int, within: tuple[int, Sequence[int]]) -> Iterator[pd.DataFrame]: ...
 

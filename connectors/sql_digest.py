@@ -15,8 +15,10 @@ of a 64-bit collision). The hash in SQL, per database:
 A digest groups keys into buckets ``(position - origin) // width``. The *position* is the key itself
 when the key is one integer column (a bucket is then a key range, which the primary-key index serves),
 else ``h1`` (a bucket is a range of hash values: the same buckets on every database, whatever its
-collation). Only keys of INTEGER and (non-binary) STRING columns are digested: their SQL text equals
-the record id. Other keys (dates, decimals) are compared by reading every key, as before.
+collation). For one integer key in buckets at most 32 wide the store asks for bit masks instead
+(:func:`digest_select` with ``bits``): the bucket's exact key set, integer arithmetic, no md5.
+Only keys of INTEGER and (non-binary) STRING columns are digested: their SQL text equals the record
+id. Other keys (dates, decimals) are compared by reading every key, as before.
 """
 
 from __future__ import annotations
@@ -71,9 +73,17 @@ def bucket_of(pos: sa.ColumnElement[Any], origin: int, width: int) -> sa.ColumnE
 
 def digest_select(
     pos: sa.ColumnElement[Any], text: sa.ColumnElement[Any], backend: str, origin: int, width: int,
+    bits: bool = False,
 ) -> sa.Select[Any]:
-    """``bucket, count(*), Σ h1, Σ h2`` grouped by bucket (no FROM or WHERE yet)."""
+    """``bucket, count(*), Σ h1, Σ h2`` grouped by bucket (no FROM or WHERE yet). With ``bits`` (an
+    integer key, buckets at most 32 wide): ``bucket, count(*), Σ 2^(pos − origin mod width), 0``, the
+    bucket's exact key set as a bit mask, without hashing anything."""
     bucket = bucket_of(pos, origin, width).label("b")
+    if bits:
+        offset = sa.cast((pos - sa.literal(origin, sa.BigInteger)) % sa.literal(width, sa.BigInteger),
+                         sa.Integer)
+        return sa.select(bucket, sa.func.count(), sa.func.sum(sa.literal(1, sa.BigInteger).op("<<")(offset)),
+                         sa.func.sum(sa.literal(0, sa.BigInteger))).group_by(bucket)
     return sa.select(bucket, sa.func.count(), sa.func.sum(hash_expr(text, backend, 0)),
                      sa.func.sum(hash_expr(text, backend, 1))).group_by(bucket)
 
@@ -144,22 +154,19 @@ class SqlKeyDigests:
         except sa.exc.DBAPIError as exc:
             raise self._on_error(exc) from None
 
-    def span(self) -> tuple[int, int, int]:
-        """Rows, lowest and highest position (0, 0 without rows; the whole hash space by hash)."""
-        if not self.positional:
-            n = self._run(lambda c: c.execute(sa.select(sa.func.count()).select_from(self._source)).scalar())
-            return int(n or 0), 0, 2**32 - 1
-        row = self._run(lambda c: c.execute(sa.select(sa.func.count(), sa.func.min(self.pos),
-                                                      sa.func.max(self.pos)).select_from(self._source)).one())
-        return int(row[0]), int(row[1] if row[1] is not None else 0), int(row[2] if row[2] is not None else 0)
-
-    def digests(self, origin: int, width: int, within: Buckets | None) -> dict[int, Digest]:
-        """Digest of each non-empty bucket ``(position - origin) // width`` (within ``within``)."""
+    def digests(self, origin: int, width: int, within: Buckets | None,
+                bits: bool = False) -> dict[int, Digest]:
+        """Digest of each non-empty bucket ``(position - origin) // width`` (within ``within``): one
+        grouped query over every key at the top level, key ranges (indexed) or bucket numbers below.
+        Keys below the origin lie in no bucket (the store has no record there to delete)."""
         out: dict[int, Digest] = {}
         for where in conditions(self.pos, origin, within, self.positional):
-            stmt = digest_select(self.pos, self.text, self.backend, origin, width).select_from(self._source)
+            stmt = digest_select(self.pos, self.text, self.backend, origin, width, bits and self.positional
+                                 ).select_from(self._source)
             if where is not None:
                 stmt = stmt.where(where)
+            elif self.positional:
+                stmt = stmt.where(self.pos >= sa.literal(origin, sa.BigInteger))
             add_digests(out, self._run(_all(stmt)))
         return out
 

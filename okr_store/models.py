@@ -380,3 +380,25 @@ bound_objective = sa.Table(
     sa.Column("created_by", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
+
+# Key-range digests of each stream's live record ids (okr_store.digests): kept up to date by every
+# commit, so delete detection costs the store in proportion to the change. ``digest_scheme`` says how
+# ids map to buckets: position (the integer key itself, or h1 of the id) ``(pos - origin) // width``.
+digest_scheme = sa.Table(
+    "digest_scheme",
+    metadata,
+    sa.Column("stream", sa.String(200), primary_key=True),
+    sa.Column("positional", sa.Boolean, nullable=False),
+    sa.Column("origin", sa.BigInteger, nullable=False),
+    sa.Column("width", sa.BigInteger, nullable=False),
+)
+
+record_digest = sa.Table(
+    "record_digest",
+    metadata,
+    sa.Column("stream", sa.String(200), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),  # live records in the bucket
+    sa.Column("s1", sa.BigInteger, nullable=False),  # Σ h1 of their ids
+    sa.Column("s2", sa.BigInteger, nullable=False),  # Σ h2
+)

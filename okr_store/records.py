@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from okr_store import models as m
 from okr_store.arrow_text import row_hashes
 from okr_store.columns import column_type
-from okr_store.digests import StoreKeyDigests
+from okr_store.digests import StoreKeyDigests, apply_commit
 from okr_store.staging import RID, write_staged
 from okr_store.statistics import refresh_statistics
 from okrsync.errors import LeaseLost, StoreError
@@ -333,7 +333,8 @@ class SyncWriter:
 
     def key_digests(self, positional: bool) -> StoreKeyDigests:
         """Digests of the live records plus the new ones this sync staged (:mod:`okr_store.digests`)."""
-        return StoreKeyDigests(self.engine, self.tables.records, self.tables.stage, self.sync_id, positional)
+        return StoreKeyDigests(self.engine, self.stream, self.tables.records, self.tables.stage, self.sync_id,
+                               positional)
 
     def stage_deleted(self, rids: pd.Series) -> None:
         """Stage the ids of records the source reports deleted since the last sync (tombstones)."""
@@ -389,6 +390,7 @@ class SyncWriter:
             deleted += conn.execute(
                 rec.update().where(rec.c[TO].is_(None), rec.c[FROM] < s, reported).values({TO: s})
             ).rowcount
+            apply_commit(conn, self.stream, rec, s)  # the stored key digests follow, in this transaction
             if gate is not None and not gate(live_before, live_before + inserted - updated - deleted):
                 raise Vetoed()  # leaving the block rolls everything above back
             conn.execute(stg.delete().where(stg.c._sync == s))

@@ -299,3 +299,28 @@ def test_the_hash_is_the_same_in_python_and_in_each_database(pair: tuple[str, st
         finally:
             engine.dispose()
         assert (int(got[0]), int(got[1])) == (h32("k-ü|7", 0), h32("k-ü|7", 1))
+
+
+def test_dense_integer_keys_are_compared_as_bit_masks(integer_case: Case) -> None:
+    """Default sizes: integer keys in buckets of 32, each digest the bucket's exact key set (a bit mask,
+    no md5 on either side). Deletes are found without reading a single source key."""
+    case = integer_case
+    case.insert(list(range(1, 3001)), day=1)
+    case.check(deleted=0)  # the full read
+    case.check(deleted=0, keys_read=0)  # the first comparison builds the store's digests
+    store = Store(case.store_url)
+    try:
+        with store.engine.connect() as conn:
+            scheme = store_digests.load(conn, "by_digests")
+    finally:
+        store.close()
+    assert scheme is not None and scheme.bits and scheme.width == store_digests.BITS
+    gone = [1, 31, 32, 33, 64, 1000, 2047, 2048, 2999, 3000]  # bucket edges, both ends of the range
+    case.delete(gone)
+    case.insert([3001, 3100], day=2)  # new rows past the stored range, read by this very sync
+    case.update([500, 501], day=2)
+    case.check(deleted=len(gone), keys_read=0)
+    case.delete([5, 6, 7])
+    case.insert([31], day=3)  # back, in a bucket that also loses keys
+    case.check(deleted=3, keys_read=0)
+    case.check(deleted=0, keys_read=0)
