@@ -17,13 +17,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import localcontext
 from typing import Any
 
 import sqlalchemy as sa
 
 from metrics.compile import AsOfPoints
 from metrics.definition import KrDefinition
-from metrics.evaluate import Evaluation, StreamView, aggregate_terms, combine, evaluate
+from metrics.evaluate import Evaluation, StreamView, aggregate_terms, combine, evaluate, evaluation_of
+from metrics.grouped import PointsPlan, plan_points
+from metrics.measures import Aggregation
 from okr_store import models as m
 from okr_store.records import FROM, TO
 from okr_store.store import Store
@@ -85,6 +88,9 @@ def series(store: Store, d: KrDefinition, points: Sequence[Point]) -> list[Evalu
     if any(p.measure.value in PER_POINT for p in d.parts.values()):
         return [_one(store, d, p) for p in points]
     views = {s: StreamView(s, t.records, t.schema) for s, t in tables.items()}
+    plan = plan_points(views, d, [p.as_of for p in points])
+    if plan is not None:
+        return _swept(store, d, plan, tables, points)
     at = AsOfPoints(d.period.period())
     terms, slots, union_slots = aggregate_terms(views, [d], at)
     additive = all(p.measure.value in ADDITIVE for p in d.parts.values())
@@ -161,3 +167,91 @@ def _add(*values: Any) -> Any:
     """A term summed over disjoint sets of versions (an empty SUM is NULL)."""
     found = [v for v in values if v is not None]
     return sum(found[1:], found[0]) if found else None
+
+
+def _swept(store: Store, d: KrDefinition, plan: PointsPlan, tables: dict[str, Any],
+           points: Sequence[Point]) -> list[Evaluation]:
+    """The KR at every point from one grouped query per stream over all record versions: the cells of
+    :func:`metrics.grouped.plan_points`, each also grouped by the versions' ``_from``/``_to``. A sweep
+    in sync order adds a cell's aggregates to its cell key when its versions appear and takes them out
+    when they are replaced, so at each point the live cells are those a run at that point grouped;
+    each point's tally is rolled up from them as a run's is."""
+    at: list[dict[str, list[tuple[Any, ...]]]] = [{} for _ in points]
+    with store.engine.connect() as conn:
+        for stream, sp in plan.plans.items():
+            rec = tables[stream].records
+            width = len(sp.columns()[0]) + len(sp.columns()[1])
+            rollups = sp.term_rollups()
+            events: list[tuple[int, int, tuple[Any, ...], tuple[Any, ...]]] = []
+            for row in conn.execute(sp.select([rec.c[FROM], rec.c[TO]])):
+                key, terms = tuple(row[:width]), tuple(row[width:-2])
+                events.append((int(row[-2]), 1, key, terms))
+                if row[-1] is not None:
+                    events.append((int(row[-1]), 0, key, terms))  # replaced: out before any later add
+            events.sort(key=lambda e: (e[0], e[1]))
+            live: dict[tuple[Any, ...], _Cell] = {}
+            order = sorted(range(len(points)), key=lambda i: points[i].snapshot[stream])
+            e = 0
+            for i in order:
+                sync = points[i].snapshot[stream]
+                while e < len(events) and events[e][0] <= sync:
+                    _, add, key, terms = events[e]
+                    cell = live.get(key)
+                    if cell is None:
+                        cell = live[key] = _Cell(rollups)
+                    cell.change(terms, add == 1)
+                    if not cell.cells:
+                        del live[key]
+                    e += 1
+                at[i][stream] = [(*key, *cell.terms()) for key, cell in live.items()]
+    return [evaluation_of(d, plan.tally(d, i, at[i])) for i in range(len(points))]
+
+
+class _Cell:
+    """The live cells of one cell key: per term a running total (a count, or a sum of a subtractive
+    measure) or, for a min or max, how often each value occurs among the live cells."""
+
+    def __init__(self, rollups: list[Aggregation | None]) -> None:
+        self.rollups = rollups
+        self.cells = 0
+        self.totals: list[Any] = [None] * len(rollups)
+        self.present = [0] * len(rollups)  # live cells with a non-NULL aggregate, per term
+        self.values: list[dict[Any, int] | None] = [
+            None if r is None or r.subtractive else {} for r in rollups
+        ]
+        self.rolled: list[Any] | None = None  # terms() until the next change
+
+    def change(self, terms: tuple[Any, ...], add: bool) -> None:
+        self.cells += 1 if add else -1
+        self.rolled = None
+        with localcontext() as ctx:
+            ctx.prec = 1000  # exact, as metrics.measures.exact_sum
+            for j, v in enumerate(terms):
+                if v is None:
+                    continue
+                self.present[j] += 1 if add else -1
+                seen = self.values[j]
+                if seen is not None:
+                    seen[v] = seen.get(v, 0) + (1 if add else -1)
+                    if not seen[v]:
+                        del seen[v]
+                elif self.totals[j] is None:
+                    self.totals[j] = v if add else -v
+                else:
+                    self.totals[j] = self.totals[j] + v if add else self.totals[j] - v
+
+    def terms(self) -> list[Any]:
+        if self.rolled is not None:
+            return self.rolled
+        out: list[Any] = []
+        for j, r in enumerate(self.rollups):
+            seen = self.values[j]
+            if not self.present[j]:
+                out.append(None)
+            elif seen is not None:
+                assert r is not None
+                out.append(r.rollup(seen))
+            else:
+                out.append(self.totals[j])
+        self.rolled = out
+        return out
