@@ -319,13 +319,17 @@ def evaluate_grouped(
 
 def _tally(
     d: KrDefinition, wants: Mapping[str, _Want], plans: Mapping[str, _StreamPlan],
-    rows: Mapping[str, Sequence[Sequence[Any]]],
+    rows: Mapping[str, Sequence[Sequence[Any]]], known: dict[int, _Cover] | None = None,
 ) -> Tally:
     tally = Tally()
     covers = {}
     for part, metric in d.parts.items():
         plan = plans[metric.stream]
-        cover = covers[part] = plan.cover(wants[part])
+        w = wants[part]
+        if known is None:
+            cover = covers[part] = plan.cover(w)
+        else:
+            cover = covers[part] = known.get(id(w)) or known.setdefault(id(w), plan.cover(w))
         dims, times = plan.columns()
         term = len(dims) + len(times) + 2 * cover.shape
         tally.parts[part] = _rollup(metric, (c for c in rows[metric.stream] if cover.covers(c)), term)
@@ -351,12 +355,13 @@ class PointsPlan:
     (whose window bounds are those of every point), and per point the cells each part covers."""
 
     plans: dict[str, _StreamPlan]
-    wants: list[dict[str, _Want]]
+    wants: list[dict[str, _Want]]  # points with the same window spans share theirs
+    covers: dict[int, _Cover] = field(default_factory=dict)  # by id() of a want above
 
     def tally(self, d: KrDefinition, point: int, rows: Mapping[str, Sequence[Sequence[Any]]]) -> Tally:
         """The KR's tally at ``point`` from the cells visible there (rows as :meth:`_StreamPlan.select`
         gives them, without extra columns)."""
-        return _tally(d, self.wants[point], self.plans, rows)
+        return _tally(d, self.wants[point], self.plans, rows, self.covers)
 
 
 def plan_points(
@@ -370,8 +375,14 @@ def plan_points(
             return None
     plans: dict[str, _StreamPlan] = {}
     wants: list[dict[str, _Want]] = []
+    seen: dict[tuple[Any, ...], dict[str, _Want]] = {}  # the points with the same window spans
+    period = d.period.period()
     try:
         for as_of in as_ofs:
+            key = tuple(_span(m, views[m.stream], period, as_of) for m in d.parts.values())
+            if key in seen:
+                wants.append(seen[key])
+                continue
             w = {}
             for part, m in d.parts.items():
                 plan = plans.setdefault(m.stream, _StreamPlan(views[m.stream], as_of))
@@ -379,12 +390,18 @@ def plan_points(
                 w[part] = plan.want(m, d)
             if d.metric is None and d.numerator.stream == d.denominator.stream:  # type: ignore[union-attr]
                 plans[d.numerator.stream].union(w["numerator"], w["denominator"])  # type: ignore[union-attr]
-            wants.append(w)
+            wants.append(seen.setdefault(key, w))
     except (OkrsyncError, ValueError, KeyError, OverflowError):
         return None  # the per-point path raises the same error with its own words
     if any(p.cells() > MAX_CELLS for p in plans.values()):
         return None
     return PointsPlan(plans, wants)
+
+
+def _span(metric: SimpleMetric, view: StreamView, period: Period, as_of: datetime) -> Any:
+    """What of ``as_of`` a metric's cells depend on: its window's span (for a fixed shape)."""
+    f = None if metric.time_field is None else view.schema.get(metric.time_field)
+    return None if f is None else window_span(f.type, metric.window, period, as_of)
 
 
 def _fixed(metric: SimpleMetric, view: StreamView, d: KrDefinition) -> bool:

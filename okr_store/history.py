@@ -76,6 +76,34 @@ def past_points(conn: sa.Connection, streams: Sequence[str], *, since: datetime 
     return out
 
 
+def series_and_now(
+    store: Store, d: KrDefinition, points: Sequence[Point], now: Point
+) -> tuple[list[Evaluation], Evaluation]:
+    """:func:`series` at ``points``, and the KR at ``now`` (the current snapshot): in the same pass
+    when the KR's history comes from grouped cells (the cells a run groups, so the value a run would
+    record), else evaluated on its own as a run does."""
+    tables = _tables(store, d)
+    plan = None if tables is None else _plan(store, d, [*points, now])
+    if tables is not None and plan is not None:
+        *past, current = _swept(store, d, plan, tables, [*points, now])
+        return past, current
+    return series(store, d, points), _one(store, d, now)
+
+
+def _tables(store: Store, d: KrDefinition) -> dict[str, Any] | None:
+    found = {s: store.streams.tables(s) for s in d.streams}
+    return None if any(t is None for t in found.values()) else found
+
+
+def _plan(store: Store, d: KrDefinition, points: Sequence[Point]) -> PointsPlan | None:
+    tables = _tables(store, d)
+    assert tables is not None
+    if any(p.measure.value in PER_POINT for p in d.parts.values()):
+        return None
+    views = {s: StreamView(s, t.records, t.schema) for s, t in tables.items()}
+    return plan_points(views, d, [p.as_of for p in points])
+
+
 def series(store: Store, d: KrDefinition, points: Sequence[Point]) -> list[Evaluation]:
     """The KR's value at every point, in the points' order: one aggregate query per stream."""
     if not points:
@@ -87,10 +115,10 @@ def series(store: Store, d: KrDefinition, points: Sequence[Point]) -> list[Evalu
     tables = {s: t for s, t in found.items() if t is not None}
     if any(p.measure.value in PER_POINT for p in d.parts.values()):
         return [_one(store, d, p) for p in points]
-    views = {s: StreamView(s, t.records, t.schema) for s, t in tables.items()}
-    plan = plan_points(views, d, [p.as_of for p in points])
+    plan = _plan(store, d, points)
     if plan is not None:
         return _swept(store, d, plan, tables, points)
+    views = {s: StreamView(s, t.records, t.schema) for s, t in tables.items()}
     at = AsOfPoints(d.period.period())
     terms, slots, union_slots = aggregate_terms(views, [d], at)
     additive = all(p.measure.value in ADDITIVE for p in d.parts.values())
