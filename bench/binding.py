@@ -184,6 +184,18 @@ def _preview(store: Any, d: Any, now: datetime) -> tuple[Decimal | None, list[st
     return e.value, [r.record_id for r in lineage.top_records(store, d, snapshot, now, 10)]
 
 
+def _full_preview(store: Any, d: Any, now: datetime) -> tuple[Decimal | None, list[str], int]:
+    """What ``okrsync kr preview`` reads: the value now and the history at every past run in one pass
+    (:func:`okr_store.history.series_and_now`), then the top 10 records."""
+    from okr_store import history, lineage
+
+    snapshot = store.snapshot(d.streams)
+    with store.engine.connect() as conn:
+        past = history.past_points(conn, d.streams)
+    values, e = history.series_and_now(store, d, past, history.Point("", now, snapshot))
+    return e.value, [r.record_id for r in lineage.top_records(store, d, snapshot, now, 10)], len(values)
+
+
 WHERE = (
     "r.region = 'EMEA' AND r.state IN ('confirmed', 'done') AND r.order_date >= DATE '2026-10-01' "
     "AND r.order_date <= {last} AND r.amount IS NOT NULL"
@@ -284,6 +296,23 @@ def run(res: Results, url: str, *, rows: int, points: int, changes: int = 100, r
             value == pvalue and top == ptop,
             f"{value} vs {pvalue}; top {top[:3]}… vs {ptop[:3]}…",
         )
+        (fvalue, ftop, n), full_s, _ = median_of(repeats, lambda: _full_preview(store, d, now))
+        res.check(
+            "full preview (value now, history, top records) equals plain SQL now",
+            fvalue == pvalue and ftop == ptop and n == points,
+            f"{fvalue} vs {pvalue}; {n:,} history points",
+        )
+        res.add(
+            Row(
+                PHASE,
+                f"preview with history: value now + top 10 + {points:,} past points ({rows:,} records)",
+                full_s,
+                "s",
+                "2 hand-written SQL statements (sum; top 10)",
+                plain_s,
+                note="target < 1 s",
+            )
+        )
         res.add(
             Row(
                 PHASE,
@@ -328,6 +357,8 @@ def run(res: Results, url: str, *, rows: int, points: int, changes: int = 100, r
             if joined is not None and measure == "sum":
                 res.add(Row(PHASE, what, fill_s, "s", "the same join as 1 hand-written SQL statement",
                             join_s, note="target < 5 s"))
+            res.add(Row(PHASE, what, fill_s, "s", "1 plain SQL statement (the value at one point)",
+                        per_point, note="how many plain evaluations the whole history costs"))
             res.add(
                 Row(
                     PHASE,

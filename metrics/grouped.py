@@ -252,9 +252,12 @@ class _StreamPlan:
         return out + [None] * len(self.unions)
 
     def _restrict(self) -> list[sa.ColumnElement[bool]]:
-        """Only the records some KR can count: a dimension every KR pins to one of its values, a time
-        field every KR restricts to the span of their windows."""
+        """Only the records some KR can count: with one or two metric shapes, those either counts; a
+        dimension every KR pins to one of its values; a time field every KR restricts to the span of
+        their windows."""
         out: list[sa.ColumnElement[bool]] = []
+        if len(self.shape_of) <= 2:  # a record no shape counts adds nothing to any cell: not grouped
+            out.append(sa.or_(*(records.condition for _, records in self.shape_of)))
         for dim, values in sorted(self.pins.items()):
             if all(dim in w.pins for w in self.wants):
                 out.append(sa.or_(*(cond for _, cond in values.values())))

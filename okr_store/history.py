@@ -217,22 +217,35 @@ def _swept(store: Store, d: KrDefinition, plan: PointsPlan, tables: dict[str, An
                 if row[-1] is not None:
                     events.append((int(row[-1]), 0, key, terms))  # replaced: out before any later add
             events.sort(key=lambda e: (e[0], e[1]))
-            live: dict[tuple[Any, ...], _Cell] = {}
-            order = sorted(range(len(points)), key=lambda i: points[i].snapshot[stream])
-            e = 0
-            for i in order:
-                sync = points[i].snapshot[stream]
-                while e < len(events) and events[e][0] <= sync:
-                    _, add, key, terms = events[e]
-                    cell = live.get(key)
-                    if cell is None:
-                        cell = live[key] = _Cell(rollups)
-                    cell.change(terms, add == 1)
-                    if not cell.cells:
-                        del live[key]
-                    e += 1
-                at[i][stream] = [(*key, *cell.terms()) for key, cell in live.items()]
+            syncs = [p.snapshot[stream] for p in points]
+            for i, live in _sweep(events, syncs, rollups):
+                at[i][stream] = live
     return [evaluation_of(d, plan.tally(d, i, at[i])) for i in range(len(points))]
+
+
+def _sweep(
+    events: list[tuple[int, int, tuple[Any, ...], tuple[Any, ...]]], syncs: list[int],
+    rollups: list[Aggregation | None],
+) -> list[tuple[int, list[tuple[Any, ...]]]]:
+    """Per point (index into ``syncs``, in sync order), the live cells at its sync: cell key and
+    terms, as one row of the grouped select."""
+    live: dict[tuple[Any, ...], _Cell] = {}
+    out = []
+    e = 0
+    with localcontext() as ctx:
+        ctx.prec = 1000  # running sums exact, as metrics.measures.exact_sum
+        for i in sorted(range(len(syncs)), key=syncs.__getitem__):
+            while e < len(events) and events[e][0] <= syncs[i]:
+                _, add, key, terms = events[e]
+                cell = live.get(key)
+                if cell is None:
+                    cell = live[key] = _Cell(rollups)
+                cell.change(terms, add == 1)
+                if not cell.cells:
+                    del live[key]
+                e += 1
+            out.append((i, [(*key, *cell.terms()) for key, cell in live.items()]))
+    return out
 
 
 class _Cell:
@@ -250,23 +263,22 @@ class _Cell:
         self.rolled: list[Any] | None = None  # terms() until the next change
 
     def change(self, terms: tuple[Any, ...], add: bool) -> None:
+        """Add (or take out) one cell's terms (under :func:`_sweep`'s exact decimal context)."""
         self.cells += 1 if add else -1
         self.rolled = None
-        with localcontext() as ctx:
-            ctx.prec = 1000  # exact, as metrics.measures.exact_sum
-            for j, v in enumerate(terms):
-                if v is None:
-                    continue
-                self.present[j] += 1 if add else -1
-                seen = self.values[j]
-                if seen is not None:
-                    seen[v] = seen.get(v, 0) + (1 if add else -1)
-                    if not seen[v]:
-                        del seen[v]
-                elif self.totals[j] is None:
-                    self.totals[j] = v if add else -v
-                else:
-                    self.totals[j] = self.totals[j] + v if add else self.totals[j] - v
+        for j, v in enumerate(terms):
+            if v is None:
+                continue
+            self.present[j] += 1 if add else -1
+            seen = self.values[j]
+            if seen is not None:
+                seen[v] = seen.get(v, 0) + (1 if add else -1)
+                if not seen[v]:
+                    del seen[v]
+            elif self.totals[j] is None:
+                self.totals[j] = v if add else -v
+            else:
+                self.totals[j] = self.totals[j] + v if add else self.totals[j] - v
 
     def terms(self) -> list[Any]:
         if self.rolled is not None:
