@@ -3,9 +3,18 @@
 Every run computed its KRs as of its as-of time against a *snapshot* (each stream's last committed
 sync). Record versions carry the syncs they were current in (``_from``/``_to``), so the records any
 past run saw are still here. :func:`past_points` finds, for a KR's streams, each past run's as-of time
-and snapshot; :func:`series` evaluates the KR at all of them in **one query per stream**: the record
-versions are joined to a table of the points (their snapshot and the as-of bounds of each point,
-:class:`metrics.compile.AsOfPoints`) and aggregated per point — not one query per point.
+and snapshot; :func:`series` evaluates the KR at all of them in **one query per stream**, not one
+per point:
+
+* KRs that grouped cells answer (:func:`metrics.grouped.plan_points`: decomposable measures over
+  exact values, windows that are a span of the time field) read their cells once, each also grouped
+  by its versions' ``_from``/``_to``; a sweep in sync order keeps, per cell, a running total (counts,
+  sums: :attr:`~metrics.measures.Aggregation.subtractive`) or the values present (min, max), so each
+  point's tally is rolled up from the cells live at its sync — what a run there grouped. Work grows
+  with records + changed versions + points, not their product.
+* Others join the record versions to a table of the points (their snapshot and the as-of bounds of
+  each point, :class:`metrics.compile.AsOfPoints`) and aggregate per point; sums and counts read the
+  versions visible at every point once per distinct as-of bounds.
 
 A point exists where the run would have recorded a value: runs that succeeded (or partly), whose
 sync of each of the KR's streams did not fail in that run (a failed stream held its KRs) and after the
