@@ -214,7 +214,11 @@ def _swept(store: Store, d: KrDefinition, plan: PointsPlan, tables: dict[str, An
     when they are replaced, so at each point the live cells are those a run at that point grouped;
     each point's tally is rolled up from them as a run's is."""
     at: list[dict[str, list[tuple[Any, ...]]]] = [{} for _ in points]
-    with store.engine.connect() as conn:
+    with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # the cells' aggregate in memory: at 1M records and 1,000 runs, 0.35 s instead of 0.55 s
+            # sorting on disk with the default 4MB (BENCHMARKS.md)
+            conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
         for stream, sp in plan.plans.items():
             rec = tables[stream].records
             width = len(sp.columns()[0]) + len(sp.columns()[1])
