@@ -76,8 +76,9 @@ class _Cover:
     span: tuple[int, int, int] | None
 
     def covers(self, cell: Sequence[Any]) -> bool:
-        if any(cell[col] != code for col, code in self.pins):
-            return False
+        for col, code in self.pins:
+            if cell[col] != code:
+                return False
         if self.span is None:
             return True
         col, first, last = self.span

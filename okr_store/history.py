@@ -224,7 +224,7 @@ def _swept(store: Store, d: KrDefinition, plan: PointsPlan, tables: dict[str, An
             width = len(sp.columns()[0]) + len(sp.columns()[1])
             rollups = sp.term_rollups()
             events: list[tuple[int, int, tuple[Any, ...], tuple[Any, ...]]] = []
-            for row in conn.execute(sp.select([rec.c[FROM], rec.c[TO]])):
+            for row in conn.execute(sp.select([rec.c[FROM], rec.c[TO]])).all():  # fetchall: not row by row
                 key, terms = tuple(row[:width]), tuple(row[width:-2])
                 events.append((int(row[-2]), 1, key, terms))
                 if row[-1] is not None:
