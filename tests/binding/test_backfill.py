@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from flows.run import LocalSteps, run_project
+from metrics.evaluate import StreamView, evaluate
 from okr_store import models as m
 from okr_store.store import Store
 from okrsync import binding
@@ -199,6 +200,17 @@ def test_backfilled_history_equals_what_the_runs_recorded(demo_dir: Path, store_
             for p in points
         ]
         assert got == ran
+        # the preview reads the value now in the same pass as the history: both as computed alone
+        now = RUNS[-1] + timedelta(hours=1)
+        shown = binding.preview(project, store, req, project.role()[1], now=now)
+        _, _, d = binding.definition(project, store, req)
+        snap = store.snapshot(d.streams)
+        view, orders = store.view("orders", snap["orders"])  # type: ignore[misc]
+        with store.engine.connect() as conn:
+            alone = evaluate(conn, {"orders": StreamView("orders", view, orders.schema)}, [d], now)[d.kr_id]
+        assert (shown["value"], shown["records"]) == (alone.value, alone.records)
+        assert [(h["as_of"], h["value"]) for h in shown["history"]] == [(p["as_of"], p["value"])
+                                                                        for p in points]
         # every other KR of the project file too (sums, counts, an average, ratios, a max, a min, a
         # distinct count), bound afresh, each in one statement per stream it reads
         moved = {k: len({r[1] for r in recorded(store, k)}) for k in ("KR-MAX-EMEA", "KR-MIN-EMEA")}
