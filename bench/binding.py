@@ -5,14 +5,20 @@ plain SQL baseline measured in the same run.
 * **Setup** (untimed): a PostgreSQL store with one stream of ``rows`` orders (region, state, order
   date, amount) committed by a first run, then ``points − 1`` more runs (one hour apart) each
   committing a sync that changes ``changes`` orders' amounts: ``points`` runs in all, a quarter of
-  hourly syncs at the default 1,000.
+  hourly syncs at the default 1,000. The first :data:`REAL_RUNS` commit through the store's sync
+  path, the others are written in bulk as those commits write them (:func:`_bulk`).
 * **Preview** (okrsync): :func:`metrics.evaluate.evaluate` of a KR pinned to ``region = EMEA`` on the
-  current snapshot, then :func:`okr_store.lineage.top_records` (10). **Baseline**: the same sum/count
-  and the same top 10 as two hand-written SQL statements over the visible versions.
+  current snapshot, then :func:`okr_store.lineage.top_records` (10); and what ``okrsync kr preview``
+  reads, the value now with the whole history (:func:`okr_store.history.series_and_now`) then the top
+  10. **Baseline**: the same sum and the same top 10 as two hand-written SQL statements.
 * **Back-fill** (okrsync): :func:`okr_store.history.past_points` and :func:`okr_store.history.series`
-  (one query over the record versions joined to the points). **Baselines**: the same join as one
-  hand-written SQL statement, and — to show what one pass saves — one plain SQL query per point.
-* **Checks**: the values agree exactly with the baselines at every point.
+  for a sum, an average and a max. **Baselines**: one plain SQL query per point (timed on
+  :data:`SAMPLE` points spread over the history, scaled to all), one plain statement (the value at
+  one point), and up to :data:`JOIN_UP_TO` records × points the join of every version to every point
+  as one hand-written statement.
+* **Checks**: the preview equals the plain statements; the back-filled values and record counts
+  equal the plain per-point query at the sampled points (and the plain join at every point when it
+  runs).
 """
 
 from __future__ import annotations
