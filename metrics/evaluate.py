@@ -219,6 +219,11 @@ def combine(
     return _combine(d, _tally(d, rows, slots, union_slots))
 
 
+def evaluation_of(d: KrDefinition, tally: Tally) -> Evaluation:
+    """One KR's value from its tally (okr_store.history rolls tallies up from cells at many points)."""
+    return _combine(d, tally)
+
+
 def _combine(d: KrDefinition, tally: Tally) -> Evaluation:
     values: dict[str, Decimal | None] = {}
     reasons: dict[str, str | None] = {}

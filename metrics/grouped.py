@@ -33,9 +33,17 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from metrics.compile import AsOf, coerce_value, condition_for, days_between, window_condition, window_span
+from metrics.compile import (
+    AsOf,
+    AsOfPoints,
+    coerce_value,
+    condition_for,
+    days_between,
+    window_condition,
+    window_span,
+)
 from metrics.definition import KrDefinition
-from metrics.measures import RID, Records
+from metrics.measures import RID, Aggregation, Records
 from metrics.periods import Period
 from metrics.spec import Condition, SimpleMetric
 from okrsync.errors import OkrsyncError
@@ -68,8 +76,9 @@ class _Cover:
     span: tuple[int, int, int] | None
 
     def covers(self, cell: Sequence[Any]) -> bool:
-        if any(cell[col] != code for col, code in self.pins):
-            return False
+        for col, code in self.pins:
+            if cell[col] != code:
+                return False
         if self.span is None:
             return True
         col, first, last = self.span
@@ -208,9 +217,9 @@ class _StreamPlan:
             conds.append(value.is_not(None))
         return Records(t.c[RID], sa.and_(*conds), value)
 
-    def select(self) -> sa.Select[Any]:
+    def select(self, extra: Sequence[sa.ColumnElement[Any]] = ()) -> sa.Select[Any]:
         """One row per non-empty cell: the codes, the buckets, then per shape (aggregate, records) and
-        per union the records in either part."""
+        per union the records in either part (then ``extra`` columns, grouped by too)."""
         t = self.view.table
         dims, times = self.columns()
         groups: list[Any] = []
@@ -231,14 +240,25 @@ class _StreamPlan:
             either = sa.or_(self.shape_of[a][1].condition, self.shape_of[b][1].condition)
             terms.append(sa.func.count(sa.case((either, 1))))
         labelled = [c.label(f"t{i}") for i, c in enumerate(terms)]
-        sel = sa.select(*groups, *labelled).select_from(t).where(*self._restrict())
+        sel = sa.select(*groups, *labelled, *extra).select_from(t).where(*self._restrict())
         # by position: the same CASE written twice would carry bind parameters of its own each time
-        return sel.group_by(*(sa.literal_column(str(i + 1)) for i in range(len(groups))))
+        at = [*range(len(groups)), *(len(groups) + len(labelled) + i for i in range(len(extra)))]
+        return sel.group_by(*(sa.literal_column(str(i + 1)) for i in at))
+
+    def term_rollups(self) -> list[Aggregation | None]:
+        """Per term of :meth:`select`, its measure (a shape's aggregate), or None for a record count."""
+        out: list[Aggregation | None] = []
+        for metric, _ in self.shape_of:
+            out += [metric.measure.aggregation, None]
+        return out + [None] * len(self.unions)
 
     def _restrict(self) -> list[sa.ColumnElement[bool]]:
-        """Only the records some KR can count: a dimension every KR pins to one of its values, a time
-        field every KR restricts to the span of their windows."""
+        """Only the records some KR can count: with one or two metric shapes, those either counts; a
+        dimension every KR pins to one of its values; a time field every KR restricts to the span of
+        their windows."""
         out: list[sa.ColumnElement[bool]] = []
+        if len(self.shape_of) <= 2:  # a record no shape counts adds nothing to any cell: not grouped
+            out.append(sa.or_(*(records.condition for _, records in self.shape_of)))
         for dim, values in sorted(self.pins.items()):
             if all(dim in w.pins for w in self.wants):
                 out.append(sa.or_(*(cond for _, cond in values.values())))
@@ -303,13 +323,17 @@ def evaluate_grouped(
 
 def _tally(
     d: KrDefinition, wants: Mapping[str, _Want], plans: Mapping[str, _StreamPlan],
-    rows: Mapping[str, Sequence[Sequence[Any]]],
+    rows: Mapping[str, Sequence[Sequence[Any]]], known: dict[int, _Cover] | None = None,
 ) -> Tally:
     tally = Tally()
     covers = {}
     for part, metric in d.parts.items():
         plan = plans[metric.stream]
-        cover = covers[part] = plan.cover(wants[part])
+        w = wants[part]
+        if known is None:
+            cover = covers[part] = plan.cover(w)
+        else:
+            cover = covers[part] = known.get(id(w)) or known.setdefault(id(w), plan.cover(w))
         dims, times = plan.columns()
         term = len(dims) + len(times) + 2 * cover.shape
         tally.parts[part] = _rollup(metric, (c for c in rows[metric.stream] if cover.covers(c)), term)
@@ -327,3 +351,71 @@ def _tally(
                 total += int(c[width + 2 * (n.shape if in_n else m.shape) + 1] or 0)
         tally.union = total
     return tally
+
+
+@dataclass(frozen=True)
+class PointsPlan:
+    """One KR at many as-of times from the same cells (:mod:`okr_store.history`): per stream its plan
+    (whose window bounds are those of every point), and per point the cells each part covers."""
+
+    plans: dict[str, _StreamPlan]
+    wants: list[dict[str, _Want]]  # points with the same window spans share theirs
+    covers: dict[int, _Cover] = field(default_factory=dict)  # by id() of a want above
+
+    def tally(self, d: KrDefinition, point: int, rows: Mapping[str, Sequence[Sequence[Any]]]) -> Tally:
+        """The KR's tally at ``point`` from the cells visible there (rows as :meth:`_StreamPlan.select`
+        gives them, without extra columns)."""
+        return _tally(d, self.wants[point], self.plans, rows, self.covers)
+
+
+def plan_points(
+    views: Mapping[str, StreamView], d: KrDefinition, as_ofs: Sequence[datetime]
+) -> PointsPlan | None:
+    """Cells answering ``d`` at every time of ``as_ofs``, or None when they cannot: a part is not
+    groupable, or what it counts (its filter, a trailing window) depends on the as-of time beyond the
+    window's bounds, or the cells would be too many."""
+    for m in d.parts.values():
+        if not groupable(m, views[m.stream]) or not _fixed(m, views[m.stream], d):
+            return None
+    plans: dict[str, _StreamPlan] = {}
+    wants: list[dict[str, _Want]] = []
+    seen: dict[tuple[Any, ...], dict[str, _Want]] = {}  # the points with the same window spans
+    period = d.period.period()
+    try:
+        for as_of in as_ofs:
+            key = tuple(_span(m, views[m.stream], period, as_of) for m in d.parts.values())
+            if key in seen:
+                wants.append(seen[key])
+                continue
+            w = {}
+            for part, m in d.parts.items():
+                plan = plans.setdefault(m.stream, _StreamPlan(views[m.stream], as_of))
+                plan.as_of = as_of  # the window's bounds at this point; the shape's condition is fixed
+                w[part] = plan.want(m, d)
+            if d.metric is None and d.numerator.stream == d.denominator.stream:  # type: ignore[union-attr]
+                plans[d.numerator.stream].union(w["numerator"], w["denominator"])  # type: ignore[union-attr]
+            wants.append(seen.setdefault(key, w))
+    except (OkrsyncError, ValueError, KeyError, OverflowError):
+        return None  # the per-point path raises the same error with its own words
+    if any(p.cells() > MAX_CELLS for p in plans.values()):
+        return None
+    return PointsPlan(plans, wants)
+
+
+def _span(metric: SimpleMetric, view: StreamView, period: Period, as_of: datetime) -> Any:
+    """What of ``as_of`` a metric's cells depend on: its window's span (for a fixed shape)."""
+    f = None if metric.time_field is None else view.schema.get(metric.time_field)
+    return None if f is None else window_span(f.type, metric.window, period, as_of)
+
+
+def _fixed(metric: SimpleMetric, view: StreamView, d: KrDefinition) -> bool:
+    """Whether the records a metric counts, but for its window's span, are the same at any as-of time:
+    no relative filter value, and a window that is a span of the time field or none."""
+    if metric.time_field is not None and metric.window not in ("all", "period_to_date", "as_of_end"):
+        return False
+    at = AsOfPoints(d.period.period())
+    try:
+        condition_for(metric.filter, view.table, view.schema, where=f"metric {metric.name!r}", as_of=at)
+    except OkrsyncError:
+        return False
+    return not at.needed

@@ -98,7 +98,7 @@ class Aggregation(ABC):
 
     RULES: ClassVar[tuple[str, ...]] = ("measure", "role", "needs_field", "needs_numeric", "on_sealed_values",
                                         "takes_days", "takes_period_average", "counts_records", "rankable",
-                                        "decomposable")
+                                        "decomposable", "subtractive")
     measure: ClassVar[Measure]
     role: ClassVar[str]  # a contributing record's role in a drill
     needs_field: ClassVar[bool]  # it aggregates a `field` (or `days_between`), which the metric must give
@@ -114,6 +114,9 @@ class Aggregation(ABC):
     # (:meth:`rollup`), so KRs that differ only in pinned dimension values and period can share one
     # grouped query (metrics.grouped) instead of an aggregate each.
     decomposable: ClassVar[bool]
+    # Decomposable, and a part's aggregate can be taken back out of a rollup: the rollup is a sum, so
+    # a running total over record versions coming and going (okr_store.history) stays exact.
+    subtractive: ClassVar[bool]
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -165,6 +168,7 @@ class Count(Aggregation):
     counts_records = True
     rankable = True
     decomposable = True
+    subtractive = True
 
     def rollup(self, aggs: Iterable[Any]) -> Any:
         return exact_sum(aggs)
@@ -192,6 +196,7 @@ class CountDistinct(Aggregation):
     counts_records = True
     rankable = False  # whether a record is the first of its value depends on the records before it
     decomposable = False  # a value may occur in several parts
+    subtractive = False
 
     def aggregate(self, records: Records) -> sa.ColumnElement[Any]:
         return sa.func.count(sa.distinct(sa.case((records.condition, records.measured()))))
@@ -224,6 +229,7 @@ class Sum(Aggregation):
     counts_records = False
     rankable = True
     decomposable = True
+    subtractive = True
 
     def rollup(self, aggs: Iterable[Any]) -> Any:
         return exact_sum(aggs)
@@ -248,6 +254,7 @@ class Avg(Aggregation):
     counts_records = False
     rankable = True
     decomposable = True
+    subtractive = True  # its sum; the count comes with every part
 
     def rollup(self, aggs: Iterable[Any]) -> Any:
         return exact_sum(aggs)  # the sum; the count comes with every part
@@ -276,6 +283,7 @@ class Min(Aggregation):
     counts_records = False
     rankable = True
     decomposable = True
+    subtractive = False  # the smallest cannot be taken back out
 
     def rollup(self, aggs: Iterable[Any]) -> Any:
         present = [a for a in aggs if a is not None]
@@ -301,6 +309,7 @@ class Max(Aggregation):
     counts_records = False
     rankable = True
     decomposable = True
+    subtractive = False  # the largest cannot be taken back out
 
     def rollup(self, aggs: Iterable[Any]) -> Any:
         present = [a for a in aggs if a is not None]
@@ -329,6 +338,7 @@ class Median(Aggregation):
     counts_records = False
     rankable = False  # whether a record is at the middle depends on all the others
     decomposable = False  # the middle of the whole is no function of the middles of its parts
+    subtractive = False
 
     @staticmethod
     def _ordered(records: Records) -> sa.Subquery:

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 import yaml
 
 from metrics.definition import KrDefinition
-from metrics.evaluate import StreamView, evaluate
 from metrics.score import score
 from okr_store import bindings, history, lineage
 from okr_store.store import Store
@@ -155,8 +154,12 @@ def backfill(project: Any, store: Store, req: Request) -> list[dict[str, Any]]:
     merged, bound, d = definition(project, store, req)
     with store.engine.connect() as conn:
         points = history.past_points(conn, d.streams)
+    return _history(merged, bound, points, history.series(store, d, points))
+
+
+def _history(merged: Any, bound: Any, points: list[history.Point], values: list[Any]) -> list[dict[str, Any]]:
     out = []
-    for p, e in zip(points, history.series(store, d, points), strict=True):
+    for p, e in zip(points, values, strict=True):
         sc = _score(merged, bound, e.value, p.as_of)
         out.append(
             {
@@ -188,13 +191,11 @@ def preview(
             f"stream {missing!r} has never synced: there is nothing to preview yet",
             hint="run `okrsync run` first",
         )
-    views = {}
-    for stream, sync in snapshot.items():
-        found = store.view(stream, sync)
-        assert found is not None
-        views[stream] = StreamView(stream, found[0], found[1].schema)
     with store.engine.connect() as conn:
-        e = evaluate(conn, views, [d], now)[req.kr_id]
+        past = history.past_points(conn, d.streams)
+    # the value now and at every past run, in one pass over the record versions where the KR allows
+    current = history.Point("", now, {s: int(v) for s, v in snapshot.items() if v is not None})
+    values, e = history.series_and_now(store, d, past, current)
     sc = _score(merged, bound, e.value, now)
     seen = small_groups(merged, role)
     withheld = seen.hides(_Stored(e.records, snapshot))  # type: ignore[arg-type]  # duck-typed
@@ -213,7 +214,7 @@ def preview(
                     "fields": reveal(r.fields, hidden.get(r.stream, ()), vault),
                 }
             )
-    points = [] if withheld else backfill(project, store, req)
+    points = [] if withheld else _history(merged, bound, past, values)
     points = [
         p
         if not seen.hides(_Stored(p["records"], p["snapshot"]))  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from flows.run import LocalSteps, run_project
+from metrics.evaluate import StreamView, evaluate
 from okr_store import models as m
 from okr_store.store import Store
 from okrsync import binding
@@ -25,6 +26,21 @@ RUNS = [
     datetime(2026, 11, 20, 10),
     datetime(2026, 11, 20, 16),
 ]
+
+
+def extreme_emea_order(erp: Path, largest: bool) -> int:
+    """The EMEA order (confirmed or done, this quarter) with the largest or the smallest amount."""
+    e = sa.create_engine(f"sqlite:///{erp}")
+    with e.connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT id FROM orders WHERE region = 'EMEA' AND state IN ('confirmed', 'done') "
+                "AND order_date >= '2026-10-01' AND create_date <= '2026-11-17' "
+                "ORDER BY untaxed_amount " + ("DESC" if largest else "ASC") + ", id LIMIT 1"
+            )
+        ).scalar_one()
+    e.dispose()
+    return int(found)
 
 
 def emea_orders(erp: Path) -> list[int]:
@@ -70,8 +86,63 @@ def store_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     return str(request.param)
 
 
+# More measures than the demo has: the largest and the smallest order and the distinct customers of
+# EMEA, recorded by the runs and back-filled like the others.
+MORE_METRICS = """metrics:
+  largest_order:
+    stream: orders
+    measure: max
+    field: untaxed_amount
+    time_field: order_date
+    filter: {field: state, op: in, value: [confirmed, done]}
+    dimensions: [region]
+  smallest_order:
+    stream: orders
+    measure: min
+    field: untaxed_amount
+    time_field: order_date
+    filter: {field: state, op: in, value: [confirmed, done]}
+    dimensions: [region]
+  customers:
+    stream: orders
+    measure: count_distinct
+    field: customer_id
+    time_field: order_date
+    filter: {field: state, op: in, value: [confirmed, done]}
+    dimensions: [region]
+"""
+MORE_KRS = """          - id: KR-MAX-EMEA
+            title: Largest EMEA order
+            metric: largest_order
+            dimensions: {region: EMEA}
+            baseline: 0
+            target: 200000
+          - id: KR-MIN-EMEA
+            title: Smallest EMEA order
+            metric: smallest_order
+            dimensions: {region: EMEA}
+            baseline: 1000
+            target: 0
+            direction: decrease
+          - id: KR-CUST-EMEA
+            title: EMEA customers ordering
+            metric: customers
+            dimensions: {region: EMEA}
+            baseline: 0
+            target: 500
+"""
+
+
+def with_more_measures(pf: Path) -> None:
+    text = pf.read_text()
+    anchor = "          - id: KR-REV-EMEA\n"
+    assert text.count("metrics:\n") == 1 and text.count(anchor) == 1
+    pf.write_text(text.replace("metrics:\n", MORE_METRICS).replace(anchor, MORE_KRS + anchor))
+
+
 def test_backfilled_history_equals_what_the_runs_recorded(demo_dir: Path, store_env: str) -> None:
     pf = demo_dir / "okrsync.yaml"
+    with_more_measures(pf)
     erp = demo_dir / "erp.db"
     ids = emea_orders(erp)
     assert len(ids) > 6
@@ -79,6 +150,8 @@ def test_backfilled_history_equals_what_the_runs_recorded(demo_dir: Path, store_
         if i == 1:
             change_order_amount(erp, ids[0], Decimal("12345.60"), at=datetime(2026, 11, 18, 12))
             delete_order(erp, ids[1])
+            delete_order(erp, extreme_emea_order(erp, largest=True))  # the largest order moves
+            delete_order(erp, extreme_emea_order(erp, largest=False))  # and the smallest
         if i == 2:
             change_order_amount(erp, ids[2], Decimal("1.20"), at=datetime(2026, 11, 19, 12))
         if i == 3:
@@ -110,18 +183,38 @@ def test_backfilled_history_equals_what_the_runs_recorded(demo_dir: Path, store_
             if rec in statement:
                 reads.append(statement)
 
+        tables = [store.streams.tables(s).records.name for s in ("orders", "shipments")]  # type: ignore[union-attr]
+
+        def count_any(conn: object, cursor: object, statement: str, *args: object) -> None:
+            if any(t in statement for t in tables):
+                reads.append(statement)
+
         sa.event.listen(store.engine, "before_cursor_execute", count)
         points = binding.backfill(project, store, req)
         sa.event.remove(store.engine, "before_cursor_execute", count)
-        # every as-of point in one pass over the record versions: two statements over disjoint sets
-        # of versions (those visible at every point, the others), not one per point
-        assert len(reads) == 2
+        # every as-of point in one pass over the record versions: one grouped statement (cells by
+        # version lifetime), not one per point
+        assert len(reads) == 1
         got = [
             (p["as_of"], p["value"], p["records"], str(p["progress"]), str(p["expected"]), p["status"])
             for p in points
         ]
         assert got == ran
-        # every other KR of the project file too (sums, counts, an average, a ratio), bound afresh
+        # the preview reads the value now in the same pass as the history: both as computed alone
+        now = RUNS[-1] + timedelta(hours=1)
+        shown = binding.preview(project, store, req, project.role()[1], now=now)
+        _, _, d = binding.definition(project, store, req)
+        snap = store.snapshot(d.streams)
+        view, orders = store.view("orders", snap["orders"])  # type: ignore[misc]
+        with store.engine.connect() as conn:
+            alone = evaluate(conn, {"orders": StreamView("orders", view, orders.schema)}, [d], now)[d.kr_id]
+        assert (shown["value"], shown["records"]) == (alone.value, alone.records)
+        assert [(h["as_of"], h["value"]) for h in shown["history"]] == [(p["as_of"], p["value"])
+                                                                        for p in points]
+        # every other KR of the project file too (sums, counts, an average, ratios, a max, a min, a
+        # distinct count), bound afresh, each in one statement per stream it reads
+        moved = {k: len({r[1] for r in recorded(store, k)}) for k in ("KR-MAX-EMEA", "KR-MIN-EMEA")}
+        assert all(n >= 2 for n in moved.values()), moved  # the edits moved the largest and smallest
         for b in project.key_results():
             k = b.spec
             twin = binding.Request(
@@ -138,10 +231,15 @@ def test_backfilled_history_equals_what_the_runs_recorded(demo_dir: Path, store_
                     "period": b.period.label,
                 },
             )
+            reads.clear()
+            sa.event.listen(store.engine, "before_cursor_execute", count_any)
+            filled = binding.backfill(project, store, twin)
+            sa.event.remove(store.engine, "before_cursor_execute", count_any)
             again = [
                 (p["as_of"], p["value"], p["records"], str(p["progress"]), str(p["expected"]), p["status"])
-                for p in binding.backfill(project, store, twin)
+                for p in filled
             ]
             assert again == recorded(store, k.id), k.id
+            assert len(reads) == len(project.streams_of(k.metric)), (k.id, len(reads))
     finally:
         store.close()
