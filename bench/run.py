@@ -680,6 +680,13 @@ def drill_export_phase(opts: Options, res: Results) -> None:
     drill_export.run(res, repeats=opts.repeats, work_dir=opts.work_dir)
 
 
+def reads_phase(opts: Options, res: Results) -> None:
+    """Cold ``okrsync status`` and ``drill`` against ``--help`` and ``python -c pass`` (bench/cold_reads)"""
+    from bench import cold_reads
+
+    cold_reads.run(res, work_dir=opts.work_dir, env=opts.env)
+
+
 def binding_phase(opts: Options, res: Results) -> None:
     """Preview and history back-fill of a bound KR on PostgreSQL against plain SQL (bench/binding.py)."""
     from bench import binding
@@ -692,7 +699,7 @@ def binding_phase(opts: Options, res: Results) -> None:
 
 def run(opts: Options) -> Results:
     only = {"salesforce": salesforce_phase, "local-tax": local_tax_phase, "drill-export": drill_export_phase,
-            "binding": binding_phase}
+            "binding": binding_phase, "reads": reads_phase}
     if opts.only in only:
         res = Results()
         only[opts.only](opts, res)
