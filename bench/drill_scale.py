@@ -168,11 +168,11 @@ def _export(project: Project, store: Store, v: queries.StoredValue, fmt: str, ou
     role = access.records_role(project)
     ask: dict[str, Any] = {"sort": "contribution", "descending": None, "equals": {}, "record_id": None}
     head = lineage.drill(store, v, limit=1, offset=0, sums=fmt == "json", **ask)
-    pages = drill_export.as_seen(head, lineage.drill_pages(store, v, **ask),
-                                 lambda d: access.drill_as(project, role, d),
-                                 lambda d: access.record_links(project, d))
-    write = drill_export.write_json if fmt == "json" else drill_export.write_csv
-    write(out, replace(head, records=[]), pages)  # type: ignore[arg-type]
+    with access.RecordLinks(project) as links:
+        pages = drill_export.as_seen(head, lineage.drill_pages(store, v, **ask),
+                                     lambda d: access.drill_as(project, role, d), links)
+        write = drill_export.write_json if fmt == "json" else drill_export.write_csv
+        write(out, replace(head, records=[]), pages)  # type: ignore[arg-type]
     return head.total
 
 

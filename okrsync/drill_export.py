@@ -77,15 +77,26 @@ def write_csv(out: TextIO, head: Drill, pages: Iterable[Page]) -> None:
 
 
 def write_json(out: TextIO, head: Drill, pages: Iterable[Page]) -> None:
-    """Write the JSON object of :func:`okrsync.render.drill_json`, its records one page at a time."""
+    """Write the JSON object of :func:`okrsync.render.drill_json`, its records one page at a time.
+
+    Each record is one line, encoded by one encoder (json's C one) whose ``default`` turns decimals and
+    times into text as :func:`okrsync.render.plain` does, so the fields need no pass of their own; a page
+    is written at once."""
     body = drill_json(head, {})
     body.pop("records")
     text = json.dumps(body, default=plain, indent=2, ensure_ascii=False)
     out.write(text[:-2] + ',\n  "records": [')
-    n = 0
+    encode = json.JSONEncoder(default=plain, ensure_ascii=False).encode
+    first = True
     for records, links in pages:
-        for item in drill_json(replace(head, records=records), links)["records"]:
-            out.write(("," if n else "") + "\n    " + json.dumps(item, default=plain, ensure_ascii=False))
-            n += 1
-    out.write("\n  ]\n}\n" if n else "]\n}\n")
+        if not records:
+            continue
+        lines = [encode({"source": r.source, "stream": r.stream, "record_id": r.record_id,
+                         "contribution": r.contribution,
+                         "denominator_contribution": r.denominator_contribution, "role": r.role,
+                         "url": links.get((r.stream, r.record_id)), "fields": r.fields})
+                 for r in records]
+        out.write(("\n    " if first else ",\n    ") + ",\n    ".join(lines))
+        first = False
+    out.write("]\n}\n" if first else "\n  ]\n}\n")
 
