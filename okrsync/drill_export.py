@@ -17,6 +17,7 @@ import io
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any, TextIO
 
 from okr_store.lineage import Drill, DrillRecord
@@ -29,10 +30,16 @@ Page = tuple[list[DrillRecord], Links]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Cells the csv module writes as their str(), which is already what plain() makes of them (None: empty).
+_AS_IS = frozenset({type(None), int, float, bool, Decimal})
+
+
 def cell(value: Any) -> Any:
     """A value as a CSV cell that a spreadsheet opens as data, never runs: text starting like a formula
     gets a leading ``'`` (OWASP's advice: ``=1+1`` is written ``'=1+1``). Only text is changed: numbers
     (a contribution of -5, a Decimal field) stay numbers, dates and times are ISO text, null is empty."""
+    if type(value) in _AS_IS:  # the common cells first: an export calls this for every field of every row
+        return value
     if isinstance(value, str):
         return "'" + value if value.startswith(FORMULA_START) else value
     return plain(value)
@@ -60,10 +67,10 @@ def csv_chunks(head: Drill, pages: Iterable[Page]) -> Iterator[str]:
     w = csv.writer(buf)
     w.writerow([cell(c) for c in columns])
     for records, _ in pages:
-        for r in records:
-            w.writerow([cell(x) for x in (r.source, r.stream, r.record_id, r.contribution,
-                                          r.denominator_contribution, r.role,
-                                          *(r.fields.get(name) for name in names))])
+        w.writerows([cell(x) for x in (r.source, r.stream, r.record_id, r.contribution,
+                                       r.denominator_contribution, r.role,
+                                       *(r.fields.get(name) for name in names))]
+                    for r in records)
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()
