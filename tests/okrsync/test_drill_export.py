@@ -21,7 +21,7 @@ from metrics.spec import SimpleMetric
 from okr_store.lineage import Drill, DrillRecord
 from okr_store.queries import StoredValue
 from okrsync.access import RecordLinks
-from okrsync.drill_export import Links, Page, cell, write_json
+from okrsync.drill_export import Links, Page, cell, csv_chunks, csv_columns, write_json
 from okrsync.project import load_project
 from okrsync.render import drill_json, plain
 
@@ -89,6 +89,27 @@ def test_write_json_streams_exactly_what_drill_json_holds() -> None:
     empty = io.StringIO()
     write_json(empty, replace(head, records=[]), [([], {})])
     assert json.loads(empty.getvalue())["records"] == []
+
+
+def test_csv_chunks_write_every_cell_as_cell_makes_it() -> None:
+    """The CSV spells cell() inline for speed: it must write exactly what cell() makes of each value,
+    text that starts like a formula included (a record id, a masked or a plain field)."""
+    recs = [DrillRecord("erp", "orders", rid, Decimal("-2.50"), None, "summed",
+                        {"amount": Decimal("-12.50"), "at": datetime(2026, 11, 2, 8, 30),
+                         "day": date(2026, 11, 2), "raw": b"\x01\xff", "note": note, "n": -3, "ok": True,
+                         "x": -0.5})
+            for rid, note in (("=1+1", "@SUM(A1)"), ("7", None), ("-8", "EMEA"))]
+    head = replace(_drill(recs), columns={"orders": ["amount", "at", "day", "raw", "note", "n", "ok", "x"]})
+    got = "".join(csv_chunks(head, [(recs[:1], {}), ([], {}), (recs[1:], {})]))
+    want = io.StringIO()
+    w = csv.writer(want)
+    names = csv_columns(head)[6:]
+    w.writerow(csv_columns(head))
+    for r in recs:
+        w.writerow([cell(x) for x in (r.source, r.stream, r.record_id, r.contribution,
+                                      r.denominator_contribution, r.role, *(r.fields[n] for n in names))])
+    assert got == want.getvalue()
+    assert "'=1+1" in got and "'@SUM(A1)" in got and "'-8" in got and "-12.50" in got
 
 
 def test_record_links_make_each_sources_connector_once_for_every_page(tmp_path: Path) -> None:
