@@ -42,7 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         choices=["gate", "compute", "incremental", "deletes", "peers", "salesforce", "local-tax",
-                 "drill-export", "binding"],
+                 "drill-export", "binding", "reads", "drill-scale"],
         default=None,
         help="run one phase only: gate = generate the data, then a full sync without and with "
         "data-quality checks (≈ 2–3 min at 1M rows); compute = generate, the full sync, then the compute "
@@ -58,7 +58,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "changed against the same work by direct calls, whole processes (≈ 40 s; no PostgreSQL); "
         "drill-export = `okrsync drill KR-REV --format json` on the demo against a plain SQL export of the "
         "same records (≈ 30 s; no PostgreSQL); binding = a bound KR's preview and history back-fill "
-        "against plain SQL (PostgreSQL; --bind-rows, --bind-points)",
+        "against plain SQL (PostgreSQL; --bind-rows, --bind-points); reads = cold `okrsync status` and "
+        "`drill KR-REV --limit 50` processes on the demo against `okrsync --help` and `python -c pass` "
+        "(≈ 1 min; no PostgreSQL); drill-scale = the drill KR's record table grown by SQL to --rows/10, "
+        "--rows/3 and --rows records: the first page (and its plans) at each size, and the json/csv "
+        "export of every record at the first size against a plain SELECT of the same rows",
     )
     p.add_argument("--bind-rows", type=int, default=None, help="binding phase: orders (default --rows)")
     p.add_argument("--bind-points", type=int, default=1000,

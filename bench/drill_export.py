@@ -53,11 +53,11 @@ def _export(project_file: Path) -> tuple[int, str]:
         role = access.records_role(project)
         ask: dict[str, Any] = {"sort": "contribution", "descending": None, "equals": {}, "record_id": None}
         head = lineage.drill(store, v, limit=1, offset=0, sums=True, **ask)
-        pages = drill_export.as_seen(head, lineage.drill_pages(store, v, **ask),
-                                     lambda d: access.drill_as(project, role, d),
-                                     lambda d: access.record_links(project, d))
         out = io.StringIO()
-        drill_export.write_json(out, replace(head, records=[]), pages)
+        with access.RecordLinks(project) as links:
+            pages = drill_export.as_seen(head, lineage.drill_pages(store, v, **ask),
+                                         lambda d: access.drill_as(project, role, d), links)
+            drill_export.write_json(out, replace(head, records=[]), pages)
         return head.total, out.getvalue()
     finally:
         store.close()

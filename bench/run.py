@@ -692,6 +692,21 @@ def drill_export_phase(opts: Options, res: Results) -> None:
     drill_export.run(res, repeats=opts.repeats, work_dir=opts.work_dir)
 
 
+def drill_scale_phase(opts: Options, res: Results) -> None:
+    """The drill's first page and export as the records grow to --rows (bench/drill_scale.py)."""
+    from bench import drill_scale
+
+    drill_scale.run(res, opts.admin_url, rows=opts.rows, repeats=opts.repeats, work_dir=opts.work_dir,
+                    keep=opts.keep)
+
+
+def reads_phase(opts: Options, res: Results) -> None:
+    """Cold ``okrsync status`` and ``drill`` against ``--help`` and ``python -c pass`` (bench/cold_reads)"""
+    from bench import cold_reads
+
+    cold_reads.run(res, work_dir=opts.work_dir, env=opts.env)
+
+
 def binding_phase(opts: Options, res: Results) -> None:
     """Preview and history back-fill of a bound KR on PostgreSQL against plain SQL (bench/binding.py)."""
     from bench import binding
@@ -704,7 +719,8 @@ def binding_phase(opts: Options, res: Results) -> None:
 
 def run(opts: Options) -> Results:
     only = {"salesforce": salesforce_phase, "local-tax": local_tax_phase, "drill-export": drill_export_phase,
-            "binding": binding_phase}
+            "binding": binding_phase, "reads": reads_phase,
+            "drill-scale": drill_scale_phase}
     if opts.only in only:
         res = Results()
         only[opts.only](opts, res)

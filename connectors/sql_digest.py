@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql
 
 from connectors.base import KEY_SEPARATOR, StreamSpec
 from okrsync.schema import FieldType
@@ -60,6 +59,9 @@ def hash_expr(text: sa.ColumnElement[Any], backend: str, part: int) -> sa.Column
     """``h1`` (part 0) or ``h2`` (part 1) of a text expression, in the dialect's SQL."""
     if backend == "sqlite":
         return sa.func.okrsync_h32(text, part)
+    # The dialects' modules only here: loading a project (every read command) never needs them.
+    from sqlalchemy.dialects import mysql, postgresql
+
     hexed = sa.func.substr(sa.func.md5(text), part * 8 + 1, 8)
     if backend == "postgresql":
         return sa.cast(sa.cast(sa.literal("x", sa.String) + hexed, postgresql.BIT(32)), sa.BigInteger)
@@ -142,6 +144,8 @@ class SqlKeyDigests:
     def _text(self, col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         # the column's own text: CAST of an integer is its decimal digits on every database
         if self.backend == "mysql":
+            from sqlalchemy.dialects import mysql
+
             return sa.cast(col, mysql.CHAR(charset="utf8mb4"))
         return sa.cast(col, sa.String)
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from connectors.kit.values import DTYPES, boolean, exact_decimal, naive_utc
 from okrsync.schema import Field as SchemaField
@@ -52,6 +51,8 @@ class Col:
 
 def sa_col(name: str, t: sa.types.TypeEngine[Any], nullable: bool, backend: str) -> Col | None:
     """A reflected SQLAlchemy column type as a field; None when the type is unknown (SQLite)."""
+    from sqlalchemy.dialects import mysql  # here, not at import: loading a project never reflects a column
+
     scale, utc = None, False
     if isinstance(t, sa.types.NullType):
         return None

@@ -8,15 +8,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from metrics.quality import Outcome
 from okr_store import models as m
 from okr_store.audit import GENESIS, audit, audit_log, verify_audit_chain  # noqa: F401 (their old home)
 from okr_store.records import utcnow
 from okrsync.errors import NotFound
+
+if TYPE_CHECKING:
+    from metrics.quality import Outcome  # pydantic models: built where checks run, never for `status`
 
 
 def _json(v: Any) -> str:

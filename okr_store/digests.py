@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from okr_store import models as m
 from okr_store.staging import RID
@@ -63,6 +62,8 @@ def h32(text: str | None, part: int) -> int | None:
 def _hash(text: sa.ColumnElement[Any], dialect: str, part: int) -> sa.ColumnElement[Any]:
     if dialect == "sqlite":
         return sa.func.okrsync_h32(text, part)
+    from sqlalchemy.dialects import postgresql  # not at import: a SQLite store never loads the dialect
+
     hexed = sa.func.substr(sa.func.md5(text), part * 8 + 1, 8)
     return sa.cast(sa.cast(sa.literal("x", sa.String) + hexed, postgresql.BIT(32)), sa.BigInteger)
 

@@ -154,12 +154,11 @@ def _with_fields(part: ContributionPart, page: sa.Subquery, ask: DrillQuery) -> 
 
 
 def _records(part: ContributionPart, rows: list[Any], source: str) -> list[DrillRecord]:
-    names = part.view.schema.names
+    names, stream = part.view.schema.names, part.stream
     out = []
-    for r in rows:
-        den = None if r.denominator_contribution is None else _dec(r.denominator_contribution)
-        fields = {n: r[4 + i] for i, n in enumerate(names)}
-        out.append(DrillRecord(source, part.stream, r[0], _dec(r.contribution), den, r.role, fields))
+    for rid, contribution, den, role, *values in rows:  # an export makes one per record: kept lean
+        out.append(DrillRecord(source, stream, rid, _dec(contribution), None if den is None else _dec(den),
+                               role, dict(zip(names, values, strict=True))))
     return out
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from okrsync.errors import StoreError
 
@@ -18,6 +17,9 @@ RID = "_rid"  # the record id: with ``_sync``, the key of every staging table (a
 
 def _upsert(conn: sa.Connection, table: sa.Table, *, replace: bool) -> Any:
     """INSERT that replaces (or keeps) a staged row of the same record re-read in the same sync."""
+    # The dialect's module when it is used, not at import: read commands never need these.
+    from sqlalchemy.dialects import postgresql, sqlite
+
     dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
     if dialect is None:
         raise StoreError(f"the store does not support {conn.dialect.name!r}", hint="use SQLite or PostgreSQL")

@@ -94,16 +94,38 @@ def diff_as(project: Any, role: Any, df: Any) -> Any:
 
 def record_links(project: Any, d: Any) -> dict[tuple[str, str], str | None]:
     """Links to each record of a drill in its source's own UI, where the connector knows one."""
-    out: dict[tuple[str, str], str | None] = {}
-    for stream in {r.stream for r in d.records}:
-        if stream not in project.streams:
-            continue
-        spec = project.streams[stream]
-        connector = project.connector(spec.source)
-        try:
+    with RecordLinks(project) as links:
+        return links(d)
+
+
+class RecordLinks:
+    """:func:`record_links` for page after page of one export: each source's connector is made once
+    (on its first page) and closed with this object, not once per page."""
+
+    def __init__(self, project: Any) -> None:
+        self.project = project
+        self._connectors: dict[str, Any] = {}
+
+    def __enter__(self) -> RecordLinks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __call__(self, d: Any) -> dict[tuple[str, str], str | None]:
+        out: dict[tuple[str, str], str | None] = {}
+        for stream in {r.stream for r in d.records}:
+            if stream not in self.project.streams:
+                continue
+            spec = self.project.streams[stream]
+            connector = self._connectors.get(spec.source)
+            if connector is None:
+                connector = self._connectors[spec.source] = self.project.connector(spec.source)
             for r in d.records:
                 if r.stream == stream:
                     out[(stream, r.record_id)] = connector.record_url(spec, r.record_id)
-        finally:
-            connector.close()
-    return out
+        return out
+
+    def close(self) -> None:
+        while self._connectors:
+            self._connectors.popitem()[1].close()

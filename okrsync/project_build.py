@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from importlib.metadata import entry_points
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
 from connectors.base import ConnectorFactory, StreamSpec
-from connectors.registry import connector_kind
+from connectors.registry import connector_kind, installed_kinds
 from metrics.measures import Measure
 from metrics.periods import parse_period
 from metrics.quality import METRIC_BUILTINS, RECONCILE, CheckSpec
@@ -43,10 +42,6 @@ _PASSWORD = "keep secrets out of the project file: use url_env, url_secret or pa
 def build_project(doc: dict[str, Any], marks: Marks) -> Project:
     """Validate the document of :func:`~okrsync.project_file.load_document`; raise every problem found."""
     return _Builder(doc, marks).build()
-
-
-def _installed_kinds() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group="okrsync.connectors"))
 
 
 class _Builder:
@@ -159,7 +154,7 @@ class _Builder:
         for name, raw in self._section("sources").items():
             path: KeyPath = ("sources", name)
             kind = raw.get("kind")
-            kinds = _installed_kinds()
+            kinds = installed_kinds()
             if kind is None:
                 self.problems.add(path, f"missing required key 'kind' (installed kinds: {', '.join(kinds)})")
                 self._misspelt(raw, path, ("kind",))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -14,9 +14,11 @@ from rich.text import Text
 from rich.tree import Tree
 
 from okr_store.closing import state_json
-from okr_store.lineage import Diff, Drill
 from okr_store.queries import KrStatus, ObjectiveStatus, StoredValue
 from okrsync.small_groups import is_suppressed
+
+if TYPE_CHECKING:  # the drill's machinery (metrics.evaluate, the SQL of ranks) is not on `status`'s path
+    from okr_store.lineage import Diff, Drill
 
 STATUS_STYLE = {
     "achieved": "bold green",

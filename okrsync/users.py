@@ -13,14 +13,17 @@ import hmac
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from okr_store import users as stored
 from okrsync.errors import ConfigError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from okr_store import users as stored
 
 TOKEN_PREFIX = "okr_"
 MIN_PASSWORD = 10
@@ -77,6 +80,8 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(conn: sa.Connection, name: str, password: str) -> bool:
+    from okr_store import users as stored  # the store only when a command uses it: `status` never does
+
     found = stored.password_hash(conn, name)
     try:
         return _hasher.verify(found or _dummy(), password) and found is not None
@@ -99,6 +104,8 @@ def csrf_ok(session_token: str, given: str | None) -> bool:
 
 
 def start_session(conn: sa.Connection, name: str, hours: float) -> str:
+    from okr_store import users as stored
+
     token = new_token()
     now = utcnow()
     stored.add_session(conn, digest(token), name, now, now + timedelta(hours=hours))
@@ -109,6 +116,8 @@ def issue_token(
     conn: sa.Connection, name: str, label: str, days: int = TOKEN_DAYS
 ) -> tuple[str, stored.Token]:
     """A new API token for ``name``, expiring after ``days`` (every token expires)."""
+    from okr_store import users as stored
+
     if not 1 <= days <= MAX_TOKEN_DAYS:
         raise ConfigError(f"an API token lasts 1 to {MAX_TOKEN_DAYS} days, not {days}",
                           hint=f"the default is {TOKEN_DAYS}; make a new one when it ends")
@@ -118,10 +127,14 @@ def issue_token(
 
 
 def user_of_session(conn: sa.Connection, token: str) -> stored.User | None:
+    from okr_store import users as stored
+
     return stored.session_user(conn, digest(token), utcnow())
 
 
 def user_of_token(conn: sa.Connection, token: str) -> stored.User | None:
+    from okr_store import users as stored
+
     if not token.startswith(TOKEN_PREFIX):
         return None
     return stored.token_user(conn, digest(token), utcnow())

@@ -124,11 +124,11 @@ def drill(
 
     # The header (count, sums, columns) from an empty page; then every record, a page at a time.
     head = lineage.drill(store, v, limit=1, offset=0, sums=sums and fmt == "json", **ask)
-    pages = drill_export.as_seen(head, lineage.drill_pages(store, v, limit=count, offset=offset, **ask),
-                                 lambda d: access.drill_as(project, role, d),
-                                 lambda d: access.record_links(project, d))
-    write = drill_export.write_json if fmt == "json" else drill_export.write_csv
-    write(sys.stdout, replace(head, records=[]), pages)
+    with access.RecordLinks(project) as links:  # each source's connector made once for every page
+        pages = drill_export.as_seen(head, lineage.drill_pages(store, v, limit=count, offset=offset, **ask),
+                                     lambda d: access.drill_as(project, role, d), links)
+        write = drill_export.write_json if fmt == "json" else drill_export.write_csv
+        write(sys.stdout, replace(head, records=[]), pages)
 
 
 def _limit(text: str | None, fmt: str) -> int | None:
