@@ -18,6 +18,10 @@ from tests.erp.fixtures import (  # noqa: F401  (fixtures the cases use)
     tryton_postgres,
 )
 
+# Every case needs a Tryton database built through Tryton's own API (minutes of CPU unless
+# OKRSYNC_TRYTON_CACHE holds one): `slow`, so README command 2 skips them and .ci/run runs them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def tryton_db(request: pytest.FixtureRequest) -> TrytonDb:

@@ -18,6 +18,10 @@ from tests.flows.tryton_pack import (  # noqa: F401  (the cases, collected here)
     test_pack_validates_against_trytons_schema,
 )
 
+# Every case needs a Tryton database built through Tryton's own API (minutes of CPU unless
+# OKRSYNC_TRYTON_CACHE holds one): `slow`, so README command 2 skips them and .ci/run runs them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def backend() -> str:

@@ -18,7 +18,9 @@ import pytest
 from tests.flows.test_leases import _blocked_on_shipments, _locked, _q, _store, _two_sources
 from tests.prefect_server.conftest import PrefectServer, prefect_file_copy, tail, wait_for
 
-pytestmark = pytest.mark.prefect
+# Deployments, a process worker and the scheduler of a real server: `slow` (README command 2 skips it,
+# .ci/run runs it).
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 
 def test_a_cancelled_run_closes_its_row_and_frees_its_leases(prefect_server: PrefectServer,

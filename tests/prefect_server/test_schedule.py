@@ -18,7 +18,9 @@ import pytest
 
 from tests.prefect_server.conftest import FINAL, PrefectServer, tail, wait_for
 
-pytestmark = pytest.mark.prefect
+# Deployments, a process worker and the scheduler of a real server: `slow` (README command 2 skips it,
+# .ci/run runs it).
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 
 def demo_project(directory: Path) -> Path:
