@@ -59,7 +59,7 @@ class Tally:
 
 
 @dataclass(frozen=True)
-class _Cover:
+class Cover:
     """The cells one simple metric of one KR covers: its metric shape's terms, the code each pinned
     dimension must have (by group column) and the range of buckets of its time field (inclusive)."""
 
@@ -173,7 +173,7 @@ class _StreamPlan:
     def columns(self) -> tuple[list[str], list[str]]:
         return sorted(self.pins), sorted(self.bounds)
 
-    def cover(self, w: _Want) -> _Cover:
+    def cover(self, w: _Want) -> Cover:
         dims, times = self.columns()
         pins = tuple((dims.index(dim), code) for dim, code in sorted(w.pins.items()))
         span = None
@@ -187,7 +187,7 @@ class _StreamPlan:
                 first = 0 if low is None else bounds.index(low) + 1
                 last = len(bounds) if high is None else bounds.index(high)
                 span = (col, first, last)
-        return _Cover(w.shape, pins, span)
+        return Cover(w.shape, pins, span)
 
     def _base(self, metric: SimpleMetric, period: Period, where: str) -> Records:
         """The records a metric shape counts, before pins and period windows pick cells."""
@@ -208,9 +208,8 @@ class _StreamPlan:
             conds.append(value.is_not(None))
         return Records(t.c[RID], sa.and_(*conds), value)
 
-    def select(self) -> sa.Select[Any]:
-        """One row per non-empty cell: the codes, the buckets, then per shape (aggregate, records) and
-        per union the records in either part."""
+    def codes(self) -> list[Any]:
+        """Each record's cell: a code per pinned dimension, then a bucket per time field."""
         t = self.view.table
         dims, times = self.columns()
         groups: list[Any] = []
@@ -223,6 +222,13 @@ class _StreamPlan:
             whens += [(col < sa.bindparam(None, b, type_=col.type), i)
                       for i, b in enumerate(sorted(self.bounds[name]))]
             groups.append(sa.case(*whens, else_=len(self.bounds[name])).label(f"g{len(groups)}"))
+        return groups
+
+    def select(self) -> sa.Select[Any]:
+        """One row per non-empty cell: the codes, the buckets, then per shape (aggregate, records) and
+        per union the records in either part."""
+        t = self.view.table
+        groups = self.codes()
         terms: list[Any] = []
         for metric, records in self.shape_of:
             n = sa.func.count(sa.case((records.condition, 1)))
@@ -327,3 +333,35 @@ def _tally(
                 total += int(c[width + 2 * (n.shape if in_n else m.shape) + 1] or 0)
         tally.union = total
     return tally
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The cells of one stream's records for some simple metrics of KRs, for
+    :mod:`okr_store.ranking` to find each KR's records by cell: each record's cell (``codes``, SQL),
+    each metric shape's condition (``shapes``, SQL) and, per metric, the shape and cells it covers
+    (``covers``; None for a metric that cells cannot answer)."""
+
+    codes: list[Any]
+    shapes: list[sa.ColumnElement[bool]]
+    covers: list[Cover | None]
+
+
+def cells(
+    view: StreamView, as_of: datetime, items: Sequence[tuple[SimpleMetric, KrDefinition]]
+) -> Cells | None:
+    """The cells of ``view`` for one simple metric of each KR in ``items`` (None: too many cells)."""
+    plan = _StreamPlan(view, as_of)
+    wants: list[_Want | None] = []
+    for metric, d in items:
+        want = None
+        if groupable(metric, view):
+            try:
+                want = plan.want(metric, d)
+            except (OkrsyncError, ValueError, KeyError, OverflowError):
+                pass  # its own condition raises the same error where it is used
+        wants.append(want)
+    if plan.cells() > MAX_CELLS:
+        return None
+    return Cells(plan.codes(), [records.condition for _, records in plan.shape_of],
+                 [None if w is None else plan.cover(w) for w in wants])

@@ -33,6 +33,8 @@ from sqlalchemy.sql import visitors
 
 from metrics.definition import KrDefinition
 from metrics.evaluate import ContributionPart, StreamView, contribution_parts, part_condition
+from metrics.grouped import Cover, cells
+from metrics.spec import SimpleMetric
 from okr_store import models as m
 from okr_store.records import RID, visible
 from okr_store.store import Store
@@ -96,9 +98,15 @@ def _columns(cond: sa.ColumnElement[bool], t: sa.FromClause) -> set[str]:
     return {e.name for e in visitors.iterate(cond) if isinstance(e, sa.Column) and e.table is t}
 
 
-def _shared(view: StreamView, field: str | None, group: Sequence[Ranked], as_of: datetime) -> sa.Insert:
-    """One INSERT for the KRs of one shared order: the stream's first :data:`PREFIX` records in that
-    order, numbered once, then each KR's leading records among them, numbered again."""
+def _prefix(
+    view: StreamView, field: str | None, group: Sequence[Ranked], as_of: datetime,
+    sample: sa.FromClause | None,
+) -> sa.CTE:
+    """The stream's first :data:`PREFIX` records in the shared order, numbered (``_g``), with the columns
+    the KRs' conditions read. With ``sample`` (PostgreSQL: a page sample of the records table), only the
+    records at or above a threshold reach the top-N heap: the value ranked ``PREFIX`` × 1.5 / 100 in a
+    1 % sample. Those are still a prefix of the order (ties included), so the positions stay exact; a
+    sample that guesses too high only leaves fewer records to take positions from."""
     t = view.table
     # Only the columns the KRs' conditions read go through the top-N heap: it copies every row it sees.
     used = {RID, *([field] if field else [])}
@@ -107,9 +115,19 @@ def _shared(view: StreamView, field: str | None, group: Sequence[Ranked], as_of:
     cut = sa.select(*(c for c in t.c if c.name in used))
     if field is not None:
         cut = cut.where(t.c[field].is_not(None))
+        if sample is not None:
+            col = sample.c[field]
+            guess = (sa.select(col).where(col.is_not(None)).order_by(col.desc())
+                     .offset(PREFIX * 3 // 200 - 1).limit(1).scalar_subquery())
+            cut = cut.where(sa.func.coalesce(t.c[field] >= guess, sa.true()))  # no guess: no threshold
     first = cut.order_by(*_order(t, field)).limit(PREFIX).subquery("first")
     numbered = sa.func.row_number().over(order_by=_order(first, field)).label("_g")
-    prefix = sa.select(first, numbered).cte("prefix")
+    return sa.select(first, numbered).cte("prefix")
+
+
+def _branches(prefix: sa.CTE, view: StreamView, field: str | None, group: Sequence[Ranked],
+              as_of: datetime) -> sa.Insert:
+    """One INSERT numbering each KR's leading records within the prefix: a scan of it per KR."""
     within = StreamView(view.stream, prefix, view.schema)
     branches = []
     for r in group:
@@ -118,6 +136,103 @@ def _shared(view: StreamView, field: str | None, group: Sequence[Ranked], as_of:
         ranked = sa.select(*_positions(r.value_id, rank, prefix.c[RID])).where(cond).subquery()
         branches.append(sa.select(ranked).where(ranked.c.position <= TOP))
     return m.kr_value_top.insert().from_select(["value_id", "position", "record_id"], sa.union_all(*branches))
+
+
+def _leading_metric(d: KrDefinition) -> SimpleMetric:
+    metric = d.metric if d.metric is not None else d.numerator
+    assert metric is not None
+    return metric
+
+
+_ANY = 1 << 30  # a code range that holds every code (codes are -1 … the number of values or bounds)
+
+
+def _same(cond: sa.ColumnElement[bool]) -> Any:
+    """A key equal for conditions that pick the same records (shapes of different measures over the same
+    filter: sum and avg of a field), else the condition itself."""
+    try:
+        return str(cond.compile(compile_kwargs={"literal_binds": True}))
+    except (sa.exc.CompileError, NotImplementedError):  # a value with no literal form
+        return cond
+
+
+def _ranges(cover: Cover, width: int) -> list[tuple[int, int]]:
+    """The codes a cover accepts in each of the ``width`` code columns, as inclusive ranges."""
+    out = [(-_ANY, _ANY)] * width
+    constraints = [(col, code, code) for col, code in cover.pins]
+    if cover.span is not None:
+        constraints.append(cover.span)
+    for col, low, high in constraints:
+        out[col] = (max(out[col][0], low), min(out[col][1], high))
+    return out
+
+
+def _by_cells(
+    prefix: sa.CTE, view: StreamView, field: str | None, group: Sequence[Ranked], as_of: datetime
+) -> tuple[sa.Insert | None, list[Ranked]]:
+    """One INSERT of the positions of the KRs that grouped cells can answer
+    (:func:`metrics.grouped.cells`), and the other KRs. One scan of the prefix per metric shape keeps
+    each cell's first :data:`TOP` records of that shape; a KR's first positions are the first
+    :data:`TOP` of the cells it covers (a join on the codes each KR accepts), numbered: a record among
+    a KR's first :data:`TOP` is among the first :data:`TOP` of its own cell."""
+    within = StreamView(view.stream, prefix, view.schema)
+    found = cells(within, as_of, [(_leading_metric(r.definition), r.definition) for r in group])
+    if found is None:
+        return None, list(group)
+    # (the records of a metric shape, ratio numerator: contributes > 0) → kind of leading records
+    kinds: dict[tuple[Any, bool], int] = {}
+    first: dict[int, int] = {}  # kind → a metric shape with those records
+    wanted: list[Any] = []
+    rest: list[Ranked] = []
+    width = len(found.codes)
+    for r, cover in zip(group, found.covers, strict=True):
+        if cover is None:
+            rest.append(r)
+            continue
+        key = (_same(found.shapes[cover.shape]), r.definition.metric is None and field is not None)
+        kind = kinds.setdefault(key, len(kinds))
+        first.setdefault(kind, cover.shape)
+        bounds = [sa.literal(b).label(f"{e}{i}") for i, rng in enumerate(_ranges(cover, width))
+                  for e, b in zip("lh", rng, strict=True)]
+        wanted.append(sa.select(sa.literal(r.value_id, sa.BigInteger).label("value_id"),
+                                sa.literal(kind).label("kind"), *bounds))
+    if not wanted:
+        return None, rest
+    codes = [c.label(f"c{i}") for i, c in enumerate(found.codes)]
+    branches = []
+    for (_, positive), kind in kinds.items():
+        cond = found.shapes[first[kind]]
+        if positive and field is not None:
+            cond = sa.and_(cond, prefix.c[field] > 0)
+        sub = sa.select(prefix.c[RID], prefix.c._g, *codes).where(cond).subquery()
+        keys = [sub.c[f"c{i}"] for i in range(width)]
+        rank = sa.func.row_number().over(partition_by=keys, order_by=sub.c._g).label("n")
+        numbered = sa.select(sa.literal(kind).label("kind"), sub, rank).subquery()
+        branches.append(sa.select(numbered).where(numbered.c.n <= TOP))
+    cand = sa.union_all(*branches).subquery("cand")
+    krs = sa.union_all(*wanted).subquery("krs")
+    on = [cand.c.kind == krs.c.kind]
+    on += [cand.c[f"c{i}"].between(krs.c[f"l{i}"], krs.c[f"h{i}"]) for i in range(width)]
+    position = sa.func.row_number().over(partition_by=krs.c.value_id, order_by=cand.c._g).label("position")
+    ranked = (sa.select(krs.c.value_id, position, cand.c[RID].label("record_id"))
+              .join_from(cand, krs, sa.and_(*on)).subquery())
+    insert = m.kr_value_top.insert().from_select(
+        ["value_id", "position", "record_id"], sa.select(ranked).where(ranked.c.position <= TOP))
+    return insert, rest
+
+
+def _shared(
+    conn: sa.Connection, view: StreamView, field: str | None, group: Sequence[Ranked], as_of: datetime,
+    sample: sa.FromClause | None,
+) -> None:
+    """The first positions of the KRs of one shared order, all taken from the stream's first
+    :data:`PREFIX` records in that order: by cells where they can, else one branch per KR."""
+    prefix = _prefix(view, field, group, as_of, sample)
+    insert, rest = _by_cells(prefix, view, field, group, as_of)
+    if insert is not None:
+        conn.execute(insert)
+    if rest:
+        conn.execute(_branches(prefix, view, field, rest, as_of))
 
 
 def _single(part: ContributionPart, value_id: int) -> sa.Insert:
@@ -151,10 +266,16 @@ def record_ranks(
         else:
             groups[key].append(r)
     with store.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
+        pg = conn.dialect.name == "postgresql"
+        if pg:
             conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))  # the shared top-N heap stays in memory
+            # these statements are planned as costly (a scan of the stream) but run once: compiling
+            # their expressions (JIT) took longer than running them
+            conn.execute(sa.text("SET LOCAL jit = off"))
         for (stream, field), group in groups.items():
-            conn.execute(_shared(views[stream], field, group, as_of))
+            tables = store.streams.tables(stream) if pg else None
+            sample = None if tables is None else tables.records.tablesample(sa.func.system(1))
+            _shared(conn, views[stream], field, group, as_of, sample)
         for r in single:
             (part,) = contribution_parts(views, r.definition, as_of)
             conn.execute(_single(part, r.value_id))

@@ -320,6 +320,50 @@ def test_shared_scan_stores_exact_positions_for_every_kr(synced: tuple[Store, pd
     assert d.contribution_sum == values["regions"].value == 3
 
 
+def test_krs_pinned_to_regions_and_periods_take_their_positions_from_cells(
+    synced: tuple[Store, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KRs that differ only in a pinned region and a period share one scan per metric shape and order
+    (ranking by cells, no scan per KR); each one's positions are still exactly its own first records."""
+    store, df = synced
+    monkeypatch.setattr(ranking, "_branches", None)  # called for a KR that cells cannot answer: fails
+    pinned = {n: m.model_copy(update={"dimensions": ("region",)}) if isinstance(m, SimpleMetric) else m
+              for n, m in METRICS.items()}
+    plan = [(name, region, period) for name in ("revenue", "aov", "orders", "unpaid_rate")
+            for region in (None, "EMEA", "NA") for period in ("2026-Q1", "2026-01", "2026-03", "2026")]
+    defs = [build_definition(f"KR-{i}", pinned[name], pinned, {"region": region} if region else {},
+                             parse_period(period)) for i, (name, region, period) in enumerate(plan)]
+    snapshot = store.snapshot(["orders"])
+    found = store.view("orders", snapshot["orders"])
+    assert found is not None
+    views = {"orders": StreamView("orders", found[0], found[1].schema)}
+    with store.engine.connect() as conn:
+        results = evaluate(conn, views, defs, AS_OF)
+    records = [ValueRecord(d.kr_id, results[d.kr_id].value, None, results[d.kr_id].records, Decimal(0),
+                           Decimal(1), None, None, Decimal(0), "on_track", d.hash, d.canonical_json(),
+                           snapshot) for d in defs]
+    ids = store.record_values(store.start_run(AS_OF, None), None, AS_OF, records, {})
+    ranking.record_ranks(store, views, [ranking.Ranked(i, d, r.records)
+                                        for i, d, r in zip(ids, defs, records, strict=True)], AS_OF)
+    stored = 0
+    with store.engine.connect() as conn:
+        top = m.kr_value_top.c
+        for (name, region, period), vid in zip(plan, ids, strict=True):
+            mine = contributions(df, name)
+            if region is not None:
+                mine = mine[mine["region"] == region]
+            if period in ("2026-01", "2026-03"):
+                mine = mine[[d.month == int(period[-1]) for d in mine["day"]]]
+            if name == "unpaid_rate":  # a ratio's leading records: its numerator's
+                mine = mine[mine["contribution"] > 0]
+            want = ordered(mine, "contribution", True)[:ranking.TOP]
+            got = list(conn.execute(sa.select(top.record_id).where(top.value_id == vid)
+                                    .order_by(top.position)).scalars())
+            assert got == want, (name, region, period)
+            stored += bool(got)
+    assert stored == len(plan) - 8  # EMEA has no March records, NA none in January: no positions
+
+
 @pytest.mark.parametrize("name", ["revenue", "orders", "unpaid_rate"])
 def test_a_short_shared_order_stores_fewer_positions_still_exact(
     synced: tuple[Store, pd.DataFrame], monkeypatch: pytest.MonkeyPatch, name: str
