@@ -14,6 +14,8 @@ that, ``key_result.definition_hash`` is the definition the KR is *registered* wi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import sqlalchemy as sa
 
 from okr_store import models as m
@@ -69,3 +71,34 @@ def registered_by_run(conn: sa.Connection, kr_id: str, digest: str, *, backfill:
     if before is None or (before != digest and not backfill):
         register(conn, kr_id, digest, actor=RUN_ACTOR, action=CHANGED_BY_RUN,
                  reason="computed with a changed definition without `okrsync plan --apply`")
+
+
+def keep_all(conn: sa.Connection, bodies: Iterable[tuple[str, str, str]]) -> None:
+    """:func:`keep` for many ``(kr_id, hash, body)`` at once: one lookup, one insert of the new ones."""
+    want: dict[str, tuple[str, str]] = {}
+    for kr_id, digest, body in bodies:
+        want.setdefault(digest, (kr_id, body))
+    if not want:
+        return
+    d = m.definition.c
+    have = set(conn.execute(sa.select(d.hash).where(d.hash.in_(list(want)))).scalars())
+    now = utcnow()
+    new = [{"hash": h, "kr_id": k, "body": b, "created_at": now}
+           for h, (k, b) in want.items() if h not in have]
+    if new:
+        conn.execute(m.definition.insert(), new)
+
+
+def registered_by_runs(conn: sa.Connection, digests: Sequence[tuple[str, str]], *, backfill: bool) -> None:
+    """:func:`registered_by_run` for a run's ``(kr_id, hash)`` pairs, in order: one lookup, and the
+    (rare) registrations one by one."""
+    k = m.key_result.c
+    kr_ids = list({kr_id for kr_id, _ in digests})
+    before: dict[str, str | None] = dict(
+        conn.execute(sa.select(k.id, k.definition_hash).where(k.id.in_(kr_ids))).tuples().all()
+    )
+    for kr_id, digest in digests:
+        was = before.get(kr_id)
+        if was is None or (was != digest and not backfill):
+            registered_by_run(conn, kr_id, digest, backfill=backfill)
+            before[kr_id] = conn.execute(sa.select(k.definition_hash).where(k.id == kr_id)).scalar()
