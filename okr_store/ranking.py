@@ -22,10 +22,11 @@ common order.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,7 +37,7 @@ from metrics.evaluate import ContributionPart, StreamView, contribution_parts, p
 from metrics.grouped import Cover, cells
 from metrics.spec import SimpleMetric
 from okr_store import models as m
-from okr_store.records import RID, visible
+from okr_store.records import FROM, RID, TO, visible
 from okr_store.store import Store
 
 TOP = 500  # positions stored per value: ten pages of 50
@@ -50,6 +51,9 @@ class Ranked:
     value_id: int
     definition: KrDefinition
     records: int
+    # the stream versions the value stands on: with them, a value whose records did not change since
+    # the KR's previous value takes that value's positions (:func:`_reuse`)
+    snapshot: Mapping[str, int | None] | None = None
 
 
 def rankable(d: KrDefinition) -> bool:
@@ -250,35 +254,111 @@ def _single(part: ContributionPart, value_id: int) -> sa.Insert:
     )
 
 
+def _condition_text(d: KrDefinition, views: Mapping[str, StreamView], as_of: datetime) -> str | None:
+    """The SQL of which records count for each part of ``d`` at ``as_of``, values inlined (None: a value
+    with no literal form)."""
+    try:
+        return "\n".join(str(part_condition(metric, d, views[metric.stream], as_of).compile(
+            compile_kwargs={"literal_binds": True})) for metric in d.parts.values())
+    except (sa.exc.CompileError, NotImplementedError):
+        return None
+
+
+def _unchanged(conn: sa.Connection, store: Store, stream: str, before: int | None, now: int | None) -> bool:
+    """Whether the records of ``stream`` visible at sync ``before`` are those visible at ``now``: no
+    version began or ended in between (two range lookups on the version indexes)."""
+    if before == now:
+        return True
+    tables = store.streams.tables(stream)
+    if before is None or now is None or now < before or tables is None:
+        return False
+    t = tables.records
+    moved = sa.or_(sa.and_(t.c[FROM] > before, t.c[FROM] <= now), sa.and_(t.c[TO] > before, t.c[TO] <= now))
+    return conn.execute(sa.select(t.c[RID]).where(moved).limit(1)).first() is None
+
+
+def _reuse(
+    conn: sa.Connection, store: Store, views: Mapping[str, StreamView], values: Sequence[Ranked],
+    as_of: datetime,
+) -> list[Ranked]:
+    """Give each value whose KR's previous value stands on the same records, with the same definition,
+    record count and conditions (a run on an unchanged stream), that value's positions (one INSERT …
+    SELECT of them); returns the values left to rank."""
+    known = {r.definition.kr_id: r for r in values if r.snapshot is not None}
+    if not known:
+        return list(values)
+    v = m.kr_value.c
+    newest = min(r.value_id for r in values)
+    last = (sa.select(sa.func.max(v.id).label("id")).where(v.kr_id.in_(list(known)), v.id < newest)
+            .group_by(v.kr_id).subquery())
+    before = conn.execute(sa.select(v.id, v.kr_id, v.definition_hash, v.records, v.snapshot, v.as_of)
+                          .join(last, last.c.id == v.id)).all()
+    pairs: list[tuple[int, int]] = []
+    for old in before:
+        r = known[old.kr_id]
+        d = r.definition
+        assert r.snapshot is not None
+        then = json.loads(old.snapshot or "{}")
+        if (old.definition_hash != d.hash or old.records != r.records
+                or not all(_unchanged(conn, store, s, then.get(s), r.snapshot.get(s)) for s in d.streams)):
+            continue
+        at = old.as_of if as_of.tzinfo is None else old.as_of.replace(tzinfo=UTC)  # stored naive UTC
+        text = _condition_text(d, views, as_of)
+        if text is not None and text == _condition_text(d, views, at):
+            pairs.append((old.id, r.value_id))
+    if not pairs:
+        return list(values)
+    top = m.kr_value_top.c
+    pairing = sa.union_all(*(sa.select(sa.literal(o, sa.BigInteger).label("old"),
+                                       sa.literal(n, sa.BigInteger).label("new"))
+                             for o, n in pairs)).subquery()
+    conn.execute(m.kr_value_top.insert().from_select(
+        ["value_id", "position", "record_id"],
+        sa.select(pairing.c.new, top.position, top.record_id).join(pairing, pairing.c.old == top.value_id)))
+    copied = {n for _, n in pairs}
+    return [r for r in values if r.value_id not in copied]
+
+
 def record_ranks(
     store: Store, views: Mapping[str, StreamView], values: Sequence[Ranked], as_of: datetime
 ) -> None:
     """Store the first positions of freshly recorded values (computed on ``views``, at ``as_of``)."""
+    values = [r for r in values
+              if r.records > 0 and rankable(r.definition) and all(s in views for s in r.definition.streams)]
+    if not values:
+        return
+    with store.engine.begin() as conn:
+        values = _reuse(conn, store, views, values, as_of)
+        if values:
+            _rank(conn, store, views, values, as_of)
+
+
+def _rank(
+    conn: sa.Connection, store: Store, views: Mapping[str, StreamView], values: Sequence[Ranked],
+    as_of: datetime,
+) -> None:
     groups: dict[tuple[str, str | None], list[Ranked]] = defaultdict(list)
     single: list[Ranked] = []
     for r in values:
         d = r.definition
-        if r.records == 0 or not rankable(d) or any(s not in views for s in d.streams):
-            continue
         key = _shared_key(d)
         if key is None:
             single.append(r)
         else:
             groups[key].append(r)
-    with store.engine.begin() as conn:
-        pg = conn.dialect.name == "postgresql"
-        if pg:
-            conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))  # the shared top-N heap stays in memory
-            # these statements are planned as costly (a scan of the stream) but run once: compiling
-            # their expressions (JIT) took longer than running them
-            conn.execute(sa.text("SET LOCAL jit = off"))
-        for (stream, field), group in groups.items():
-            tables = store.streams.tables(stream) if pg else None
-            sample = None if tables is None else tables.records.tablesample(sa.func.system(1))
-            _shared(conn, views[stream], field, group, as_of, sample)
-        for r in single:
-            (part,) = contribution_parts(views, r.definition, as_of)
-            conn.execute(_single(part, r.value_id))
+    pg = conn.dialect.name == "postgresql"
+    if pg:
+        conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))  # the shared top-N heap stays in memory
+        # these statements are planned as costly (a scan of the stream) but run once: compiling
+        # their expressions (JIT) took longer than running them
+        conn.execute(sa.text("SET LOCAL jit = off"))
+    for (stream, field), group in groups.items():
+        tables = store.streams.tables(stream) if pg else None
+        sample = None if tables is None else tables.records.tablesample(sa.func.system(1))
+        _shared(conn, views[stream], field, group, as_of, sample)
+    for r in single:
+        (part,) = contribution_parts(views, r.definition, as_of)
+        conn.execute(_single(part, r.value_id))
 
 
 def ranked_part(

@@ -95,7 +95,7 @@ def compute(store: Store, names: list[str], *, rank: bool = True) -> dict[str, S
     run = store.start_run(AS_OF, None)
     ids = store.record_values(run, None, AS_OF, records, {})
     if rank:
-        ranking.record_ranks(store, views, [ranking.Ranked(i, d, r.records)
+        ranking.record_ranks(store, views, [ranking.Ranked(i, d, r.records, snapshot)
                                             for i, d, r in zip(ids, defs, records, strict=True)], AS_OF)
     with store.engine.connect() as conn:
         return {n: value_by_id(conn, i) for n, i in zip(names, ids, strict=True)}
@@ -382,6 +382,45 @@ def test_a_short_shared_order_stores_fewer_positions_still_exact(
     for limit, offset in [(50, 0), (50, len(got) - 10), (100, 250)]:
         page = lineage.drill(store, v, limit=limit, offset=offset, sums=False)
         assert [r.record_id for r in page.records] == want[offset:offset + limit]
+
+
+def positions(store: Store, v: StoredValue) -> list[str]:
+    with store.engine.connect() as conn:
+        top = m.kr_value_top.c
+        return list(conn.execute(sa.select(top.record_id).where(top.value_id == v.id).order_by(top.position))
+                    .scalars())
+
+
+def test_a_value_on_unchanged_records_copies_the_previous_positions(
+    synced: tuple[Store, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose records did not change since the KR's previous value (also across a sync that
+    changed nothing) copies that value's positions instead of ranking again; a changed record ranks
+    again."""
+    store, df = synced
+    names = ["revenue", "orders", "unpaid_rate"]
+    first = compute(store, names)
+    w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=False)
+    w.stage(df)  # the same rows: a new version of the stream, the same records
+    w.commit('{"cursor": null, "key": []}')
+    monkeypatch.setattr(ranking, "_rank", None)  # ranking anything here fails
+    again = compute(store, names)
+    for n in names:
+        assert again[n].id != first[n].id and stored_positions(store, again[n]) > 0
+        assert positions(store, again[n]) == positions(store, first[n])
+        stored = page_view(lineage.drill(store, again[n], limit=50, sums=False))
+        forget_positions(store, again[n])
+        assert stored == page_view(lineage.drill(store, again[n], limit=50, sums=False))
+    monkeypatch.undo()
+    changed = df.copy()
+    top_id = ordered(contributions(df, "revenue"), "contribution", True)[0]
+    changed.loc[changed[RID] == top_id, "amount"] = Decimal("0.00")  # the first record drops to the end
+    w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=False)
+    w.stage(changed)
+    w.commit('{"cursor": null, "key": []}')
+    third = compute(store, ["revenue"])["revenue"]
+    want = ordered(contributions(changed, "revenue"), "contribution", True)
+    assert positions(store, third) == want[:ranking.TOP] and want[0] != top_id
 
 
 def test_values_recorded_before_positions_still_drill(synced: tuple[Store, pd.DataFrame]) -> None:
