@@ -298,8 +298,9 @@ def _reuse(
     newest = min(r.value_id for r in values)
     last = (sa.select(sa.func.max(v.id).label("id")).where(v.kr_id.in_(list(known)), v.id < newest)
             .group_by(v.kr_id).subquery())
+    stored = sa.exists().where(m.kr_value_top.c.value_id == v.id)  # a value whose ranking failed: rank
     before = conn.execute(sa.select(v.id, v.kr_id, v.definition_hash, v.records, v.snapshot, v.as_of)
-                          .join(last, last.c.id == v.id)).all()
+                          .join(last, last.c.id == v.id).where(stored)).all()
     pairs: list[tuple[int, int]] = []
     for old in before:
         r = known[old.kr_id]
