@@ -28,7 +28,9 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
+import sqlalchemy as sa
 
+import flows.compute as compute_module
 import flows.pipeline as pipeline_module
 import metrics.gx as expectations_module
 import okr_store.records as records_module
@@ -183,10 +185,11 @@ class TimedStore(Store):
         values: Iterable[ValueRecord],
         held: Mapping[str, str],
         fence: Fence | None = None,
+        then: Callable[[sa.Connection, list[int]], object] | None = None,
     ) -> list[int]:
         start = time.perf_counter()
         try:
-            return super().record_values(run_id, flow_run_id, as_of, values, held, fence)
+            return super().record_values(run_id, flow_run_id, as_of, values, held, fence, then)
         finally:
             if self.timings is not None:
                 self.timings.add("record_values (write values)", time.perf_counter() - start)
@@ -225,9 +228,9 @@ GATE_SWAPS: list[tuple[Any, str, str]] = [
 NESTED: dict[str, tuple[str, ...]] = {GATE_OBSERVE: (GATE_VALIDATE,)}
 RANKS = "record_ranks (first drill positions)"
 COMPUTE_SWAPS: list[tuple[Any, str, str]] = [
-    (pipeline_module, "evaluate", "evaluate (grouped query per stream)"),
-    (pipeline_module, "score", "score"),
-    (pipeline_module, "record_ranks", RANKS),
+    (compute_module, "evaluate", "evaluate (grouped query per stream)"),
+    (compute_module, "score", "score"),
+    (compute_module, "record_ranks", RANKS),
 ]
 
 

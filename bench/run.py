@@ -295,7 +295,19 @@ class Bench:
         self.ranks_cost(seconds, ranks, "after full sync")
         say("  one hand-written GROUP BY on the source; evaluate grouped and per KR …")
         assert self.project is not None
-        grouped_compute.run(self.res, self.project, self.store, self.src, self.krs, seconds, self.expected)
+        grouped_compute.run(self.res, self.project, self.store, self.src, self.krs, seconds, self.expected,
+                            again=self.compute_again)
+
+    def compute_again(self) -> float:
+        """All KRs once more, on the same records (a run after a sync that changed nothing)."""
+        assert self.store is not None
+        run_id = self.store.start_run(AS_OF, None)
+        label = f"compute of {len(self.krs)} KRs again (nothing changed)"
+        values, held, seconds = self.compute(label, run_id)
+        self.store.finish_run(run_id, "succeeded")
+        self.res.check("compute again: values unchanged", not held and all(
+            values[k.id].value == self.expected[k.id] for k in self.krs), f"{len(values)} KRs")
+        return seconds
 
     def ranks_cost(self, seconds: float, ranks: float, when: str) -> None:
         """What storing the first drill positions adds to a compute: against the same compute without it."""

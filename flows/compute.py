@@ -149,9 +149,10 @@ def compute_values(
         )
         progress.reporter.metric_done(d.kr_id, f"{e.value if e.value is not None else '—'} ({sc.status})")
     ids, records = closing.record(store, run_id, flow_run_id, as_of, records, held, fence)
-    # Each new value's first drill positions, from the same snapshot (values never change afterwards).
+    # Each new value's first drill positions, from the same snapshot (values never change afterwards);
+    # a value on records unchanged since its KR's previous value copies that one's positions.
     by_kr = {d.kr_id: d for d in computable}
-    ranked = [Ranked(i, by_kr[r.kr_id], r.records) for i, r in zip(ids, records, strict=True)]
+    ranked = [Ranked(i, by_kr[r.kr_id], r.records, r.snapshot) for i, r in zip(ids, records, strict=True)]
     try:
         record_ranks(store, views, ranked, as_of)
     except sa.exc.SQLAlchemyError as exc:  # only a speed-up: the values stand, their drills run live

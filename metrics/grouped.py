@@ -67,7 +67,7 @@ class Tally:
 
 
 @dataclass(frozen=True)
-class _Cover:
+class Cover:
     """The cells one simple metric of one KR covers: its metric shape's terms, the code each pinned
     dimension must have (by group column) and the range of buckets of its time field (inclusive)."""
 
@@ -182,7 +182,7 @@ class _StreamPlan:
     def columns(self) -> tuple[list[str], list[str]]:
         return sorted(self.pins), sorted(self.bounds)
 
-    def cover(self, w: _Want) -> _Cover:
+    def cover(self, w: _Want) -> Cover:
         dims, times = self.columns()
         pins = tuple((dims.index(dim), code) for dim, code in sorted(w.pins.items()))
         span = None
@@ -196,7 +196,7 @@ class _StreamPlan:
                 first = 0 if low is None else bounds.index(low) + 1
                 last = len(bounds) if high is None else bounds.index(high)
                 span = (col, first, last)
-        return _Cover(w.shape, pins, span)
+        return Cover(w.shape, pins, span)
 
     def _base(self, metric: SimpleMetric, period: Period, where: str) -> Records:
         """The records a metric shape counts, before pins and period windows pick cells."""
@@ -217,9 +217,8 @@ class _StreamPlan:
             conds.append(value.is_not(None))
         return Records(t.c[RID], sa.and_(*conds), value)
 
-    def select(self, extra: Sequence[sa.ColumnElement[Any]] = ()) -> sa.Select[Any]:
-        """One row per non-empty cell: the codes, the buckets, then per shape (aggregate, records) and
-        per union the records in either part (then ``extra`` columns, grouped by too)."""
+    def codes(self) -> list[Any]:
+        """Each record's cell: a code per pinned dimension, then a bucket per time field."""
         t = self.view.table
         dims, times = self.columns()
         groups: list[Any] = []
@@ -232,6 +231,13 @@ class _StreamPlan:
             whens += [(col < sa.bindparam(None, b, type_=col.type), i)
                       for i, b in enumerate(sorted(self.bounds[name]))]
             groups.append(sa.case(*whens, else_=len(self.bounds[name])).label(f"g{len(groups)}"))
+        return groups
+
+    def select(self, extra: Sequence[sa.ColumnElement[Any]] = ()) -> sa.Select[Any]:
+        """One row per non-empty cell: the codes, the buckets, then per shape (aggregate, records) and
+        per union the records in either part (then ``extra`` columns, grouped by too)."""
+        t = self.view.table
+        groups = self.codes()
         terms: list[Any] = []
         for metric, records in self.shape_of:
             n = sa.func.count(sa.case((records.condition, 1)))
@@ -323,7 +329,7 @@ def evaluate_grouped(
 
 def _tally(
     d: KrDefinition, wants: Mapping[str, _Want], plans: Mapping[str, _StreamPlan],
-    rows: Mapping[str, Sequence[Sequence[Any]]], known: dict[int, _Cover] | None = None,
+    rows: Mapping[str, Sequence[Sequence[Any]]], known: dict[int, Cover] | None = None,
 ) -> Tally:
     tally = Tally()
     covers = {}
@@ -360,7 +366,7 @@ class PointsPlan:
 
     plans: dict[str, _StreamPlan]
     wants: list[dict[str, _Want]]  # points with the same window spans share theirs
-    covers: dict[int, _Cover] = field(default_factory=dict)  # by id() of a want above
+    covers: dict[int, Cover] = field(default_factory=dict)  # by id() of a want above
 
     def tally(self, d: KrDefinition, point: int, rows: Mapping[str, Sequence[Sequence[Any]]]) -> Tally:
         """The KR's tally at ``point`` from the cells visible there (rows as :meth:`_StreamPlan.select`
@@ -419,3 +425,35 @@ def _fixed(metric: SimpleMetric, view: StreamView, d: KrDefinition) -> bool:
     except OkrsyncError:
         return False
     return not at.needed
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The cells of one stream's records for some simple metrics of KRs, for
+    :mod:`okr_store.ranking` to find each KR's records by cell: each record's cell (``codes``, SQL),
+    each metric shape's condition (``shapes``, SQL) and, per metric, the shape and cells it covers
+    (``covers``; None for a metric that cells cannot answer)."""
+
+    codes: list[Any]
+    shapes: list[sa.ColumnElement[bool]]
+    covers: list[Cover | None]
+
+
+def cells(
+    view: StreamView, as_of: datetime, items: Sequence[tuple[SimpleMetric, KrDefinition]]
+) -> Cells | None:
+    """The cells of ``view`` for one simple metric of each KR in ``items`` (None: too many cells)."""
+    plan = _StreamPlan(view, as_of)
+    wants: list[_Want | None] = []
+    for metric, d in items:
+        want = None
+        if groupable(metric, view):
+            try:
+                want = plan.want(metric, d)
+            except (OkrsyncError, ValueError, KeyError, OverflowError):
+                pass  # its own condition raises the same error where it is used
+        wants.append(want)
+    if plan.cells() > MAX_CELLS:
+        return None
+    return Cells(plan.codes(), [records.condition for _, records in plan.shape_of],
+                 [None if w is None else plan.cover(w) for w in wants])

@@ -9,7 +9,7 @@ leaves the KRs' held flags alone: they describe the latest run, not the back-fil
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +53,20 @@ def promote(conn: sa.Connection, kr_id: str, value_id: int, as_of: datetime) -> 
         .where(k.id == kr_id, sa.or_(current_as_of.is_(None), current_as_of <= as_of))
         .values(last_value_id=value_id)
     )
+
+
+def promote_all(conn: sa.Connection, values: Sequence[tuple[str, int]], as_of: datetime) -> None:
+    """:func:`promote` for many ``(kr_id, value_id)``, in order, as one executemany."""
+    if not values:
+        return
+    k, v = m.key_result.c, m.kr_value.c
+    current_as_of = sa.select(v.as_of).where(v.id == k.last_value_id).scalar_subquery()
+    stmt = (
+        m.key_result.update()
+        .where(k.id == sa.bindparam("kr"), sa.or_(current_as_of.is_(None), current_as_of <= as_of))
+        .values(last_value_id=sa.bindparam("vid"))
+    )
+    conn.execute(stmt, [{"kr": kr_id, "vid": value_id} for kr_id, value_id in values])
 
 
 def values_as_of(conn: sa.Connection, kr_ids: Iterable[str], at: datetime) -> dict[str, Any]:

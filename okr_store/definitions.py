@@ -14,6 +14,8 @@ that, ``key_result.definition_hash`` is the definition the KR is *registered* wi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import sqlalchemy as sa
 
 from okr_store import models as m
@@ -23,6 +25,7 @@ from okr_store.records import utcnow
 RUN_ACTOR = "okrsync run"
 APPLIED = "definition.apply"
 CHANGED_BY_RUN = "definition.run"
+CHANGED_REASON = "computed with a changed definition without `okrsync plan --apply`"
 
 
 def short(digest: str | None) -> str:
@@ -67,5 +70,43 @@ def registered_by_run(conn: sa.Connection, kr_id: str, digest: str, *, backfill:
     k = m.key_result.c
     before = conn.execute(sa.select(k.definition_hash).where(k.id == kr_id)).scalar()
     if before is None or (before != digest and not backfill):
-        register(conn, kr_id, digest, actor=RUN_ACTOR, action=CHANGED_BY_RUN,
-                 reason="computed with a changed definition without `okrsync plan --apply`")
+        register(conn, kr_id, digest, actor=RUN_ACTOR, action=CHANGED_BY_RUN, reason=CHANGED_REASON)
+
+
+def keep_all(conn: sa.Connection, bodies: Iterable[tuple[str, str, str]]) -> None:
+    """:func:`keep` for many ``(kr_id, hash, body)`` at once: one lookup, one insert of the new ones."""
+    want: dict[str, tuple[str, str]] = {}
+    for kr_id, digest, body in bodies:
+        want.setdefault(digest, (kr_id, body))
+    if not want:
+        return
+    d = m.definition.c
+    have = set(conn.execute(sa.select(d.hash).where(d.hash.in_(list(want)))).scalars())
+    now = utcnow()
+    new = [{"hash": h, "kr_id": k, "body": b, "created_at": now}
+           for h, (k, b) in want.items() if h not in have]
+    if new:
+        conn.execute(m.definition.insert(), new)
+
+
+def registered_by_runs(conn: sa.Connection, digests: Sequence[tuple[str, str]], *, backfill: bool) -> None:
+    """:func:`registered_by_run` for a run's ``(kr_id, hash)`` pairs, in order: one lookup, the first
+    registrations as one executemany (not audited), the (rare) changes one by one (audited)."""
+    k = m.key_result.c
+    kr_ids = list({kr_id for kr_id, _ in digests})
+    before: dict[str, str | None] = dict(
+        conn.execute(sa.select(k.id, k.definition_hash).where(k.id.in_(kr_ids))).tuples().all()
+    )
+    first: list[dict[str, str]] = []
+    for kr_id, digest in digests:
+        was = before.get(kr_id)
+        if was is None:
+            first.append({"kr": kr_id, "digest": digest})
+        elif was != digest and not backfill:
+            register(conn, kr_id, digest, actor=RUN_ACTOR, action=CHANGED_BY_RUN, reason=CHANGED_REASON)
+        else:
+            continue
+        before[kr_id] = digest
+    if first:
+        conn.execute(m.key_result.update().where(k.id == sa.bindparam("kr"))
+                     .values(definition_hash=sa.bindparam("digest")), first)

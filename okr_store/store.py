@@ -420,39 +420,41 @@ class Store:
             if fence is not None:
                 fence.check(conn)
             backfill = current.is_backfill(conn, run_id, as_of)
-            for v in values:
-                definitions.keep(conn, v.kr_id, v.definition_hash, v.definition_body)
-                definitions.registered_by_run(conn, v.kr_id, v.definition_hash, backfill=backfill)
-                vid = conn.execute(
-                    m.kr_value.insert().values(
-                        kr_id=v.kr_id,
-                        run_id=run_id,
-                        flow_run_id=flow_run_id,
-                        value=_text(v.value),
-                        reason=v.reason,
-                        records=v.records,
-                        baseline=str(v.baseline),
-                        target=str(v.target),
-                        progress_raw=_text(v.progress_raw),
-                        progress=_text(v.progress),
-                        expected=str(v.expected),
-                        status=v.status,
-                        as_of=as_of,
-                        computed_at=now,
-                        definition_hash=v.definition_hash,
-                        snapshot=json.dumps(dict(v.snapshot), sort_keys=True),
-                        restates=v.restates,
-                    )
-                ).inserted_primary_key[0]  # type: ignore[index]
-                if v.restates is None:
-                    current.promote(conn, v.kr_id, int(vid), as_of)
-                if not backfill:
-                    conn.execute(
-                        m.key_result.update()
-                        .where(m.key_result.c.id == v.kr_id)
-                        .values(held_reason=None, held_since=None)
-                    )
-                ids.append(int(vid))
+            # in bulk: a few statements per run, not five per value (100 KRs: ~500 round trips)
+            values = list(values)
+            definitions.keep_all(conn, [(v.kr_id, v.definition_hash, v.definition_body) for v in values])
+            definitions.registered_by_runs(conn, [(v.kr_id, v.definition_hash) for v in values],
+                                           backfill=backfill)
+            rows = [
+                {
+                    "kr_id": v.kr_id,
+                    "run_id": run_id,
+                    "flow_run_id": flow_run_id,
+                    "value": _text(v.value),
+                    "reason": v.reason,
+                    "records": v.records,
+                    "baseline": str(v.baseline),
+                    "target": str(v.target),
+                    "progress_raw": _text(v.progress_raw),
+                    "progress": _text(v.progress),
+                    "expected": str(v.expected),
+                    "status": v.status,
+                    "as_of": as_of,
+                    "computed_at": now,
+                    "definition_hash": v.definition_hash,
+                    "snapshot": json.dumps(dict(v.snapshot), sort_keys=True),
+                    "restates": v.restates,
+                }
+                for v in values
+            ]
+            if rows:
+                insert = m.kr_value.insert().returning(m.kr_value.c.id, sort_by_parameter_order=True)
+                ids = [int(i) for i in conn.execute(insert, rows).scalars()]
+            current.promote_all(conn, [(v.kr_id, i) for v, i in zip(values, ids, strict=True)
+                                       if v.restates is None], as_of)
+            if not backfill and values:
+                conn.execute(m.key_result.update().where(m.key_result.c.id.in_({v.kr_id for v in values}))
+                             .values(held_reason=None, held_since=None))
             for kr_id, reason in ({} if backfill else held).items():
                 kr = m.key_result.c
                 conn.execute(

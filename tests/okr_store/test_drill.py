@@ -95,7 +95,7 @@ def compute(store: Store, names: list[str], *, rank: bool = True) -> dict[str, S
     run = store.start_run(AS_OF, None)
     ids = store.record_values(run, None, AS_OF, records, {})
     if rank:
-        ranking.record_ranks(store, views, [ranking.Ranked(i, d, r.records)
+        ranking.record_ranks(store, views, [ranking.Ranked(i, d, r.records, snapshot)
                                             for i, d, r in zip(ids, defs, records, strict=True)], AS_OF)
     with store.engine.connect() as conn:
         return {n: value_by_id(conn, i) for n, i in zip(names, ids, strict=True)}
@@ -320,6 +320,50 @@ def test_shared_scan_stores_exact_positions_for_every_kr(synced: tuple[Store, pd
     assert d.contribution_sum == values["regions"].value == 3
 
 
+def test_krs_pinned_to_regions_and_periods_take_their_positions_from_cells(
+    synced: tuple[Store, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KRs that differ only in a pinned region and a period share one scan per metric shape and order
+    (ranking by cells, no scan per KR); each one's positions are still exactly its own first records."""
+    store, df = synced
+    monkeypatch.setattr(ranking, "_branches", None)  # called for a KR that cells cannot answer: fails
+    pinned = {n: m.model_copy(update={"dimensions": ("region",)}) if isinstance(m, SimpleMetric) else m
+              for n, m in METRICS.items()}
+    plan = [(name, region, period) for name in ("revenue", "aov", "orders", "unpaid_rate")
+            for region in (None, "EMEA", "NA") for period in ("2026-Q1", "2026-01", "2026-03", "2026")]
+    defs = [build_definition(f"KR-{i}", pinned[name], pinned, {"region": region} if region else {},
+                             parse_period(period)) for i, (name, region, period) in enumerate(plan)]
+    snapshot = store.snapshot(["orders"])
+    found = store.view("orders", snapshot["orders"])
+    assert found is not None
+    views = {"orders": StreamView("orders", found[0], found[1].schema)}
+    with store.engine.connect() as conn:
+        results = evaluate(conn, views, defs, AS_OF)
+    records = [ValueRecord(d.kr_id, results[d.kr_id].value, None, results[d.kr_id].records, Decimal(0),
+                           Decimal(1), None, None, Decimal(0), "on_track", d.hash, d.canonical_json(),
+                           snapshot) for d in defs]
+    ids = store.record_values(store.start_run(AS_OF, None), None, AS_OF, records, {})
+    ranking.record_ranks(store, views, [ranking.Ranked(i, d, r.records)
+                                        for i, d, r in zip(ids, defs, records, strict=True)], AS_OF)
+    stored = 0
+    with store.engine.connect() as conn:
+        top = m.kr_value_top.c
+        for (name, region, period), vid in zip(plan, ids, strict=True):
+            mine = contributions(df, name)
+            if region is not None:
+                mine = mine[mine["region"] == region]
+            if period in ("2026-01", "2026-03"):
+                mine = mine[[d.month == int(period[-1]) for d in mine["day"]]]
+            if name == "unpaid_rate":  # a ratio's leading records: its numerator's
+                mine = mine[mine["contribution"] > 0]
+            want = ordered(mine, "contribution", True)[:ranking.TOP]
+            got = list(conn.execute(sa.select(top.record_id).where(top.value_id == vid)
+                                    .order_by(top.position)).scalars())
+            assert got == want, (name, region, period)
+            stored += bool(got)
+    assert stored == len(plan) - 8  # EMEA has no March records, NA none in January: no positions
+
+
 @pytest.mark.parametrize("name", ["revenue", "orders", "unpaid_rate"])
 def test_a_short_shared_order_stores_fewer_positions_still_exact(
     synced: tuple[Store, pd.DataFrame], monkeypatch: pytest.MonkeyPatch, name: str
@@ -338,6 +382,47 @@ def test_a_short_shared_order_stores_fewer_positions_still_exact(
     for limit, offset in [(50, 0), (50, len(got) - 10), (100, 250)]:
         page = lineage.drill(store, v, limit=limit, offset=offset, sums=False)
         assert [r.record_id for r in page.records] == want[offset:offset + limit]
+
+
+def positions(store: Store, v: StoredValue) -> list[str]:
+    with store.engine.connect() as conn:
+        top = m.kr_value_top.c
+        return list(conn.execute(sa.select(top.record_id).where(top.value_id == v.id).order_by(top.position))
+                    .scalars())
+
+
+def test_a_value_on_unchanged_records_copies_the_previous_positions(
+    synced: tuple[Store, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose records did not change since the KR's previous value (also across a sync that
+    changed nothing) copies that value's positions instead of ranking again; a changed record ranks
+    again."""
+    store, df = synced
+    names = ["revenue", "orders", "unpaid_rate"]
+    first = compute(store, names)
+    w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=False)
+    w.stage(df)  # the same rows: a new version of the stream, the same records
+    w.commit('{"cursor": null, "key": []}')
+    monkeypatch.setattr(ranking, "_rank", None)  # ranking anything here fails
+    again = compute(store, names)
+    for n in names:
+        assert again[n].id != first[n].id and stored_positions(store, again[n]) > 0
+        assert positions(store, again[n]) == positions(store, first[n])
+        stored = page_view(lineage.drill(store, again[n], limit=50, sums=False))
+        forget_positions(store, again[n])
+        assert stored == page_view(lineage.drill(store, again[n], limit=50, sums=False))
+    monkeypatch.undo()
+    ranked = compute(store, names)  # the previous values have no positions left: these rank again
+    assert all(positions(store, ranked[n]) == positions(store, first[n]) for n in names)
+    changed = df.copy()
+    top_id = ordered(contributions(df, "revenue"), "contribution", True)[0]
+    changed.loc[changed[RID] == top_id, "amount"] = Decimal("0.00")  # the first record drops to the end
+    w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=False)
+    w.stage(changed)
+    w.commit('{"cursor": null, "key": []}')
+    third = compute(store, ["revenue"])["revenue"]
+    want = ordered(contributions(changed, "revenue"), "contribution", True)
+    assert positions(store, third) == want[:ranking.TOP] and want[0] != top_id
 
 
 def test_values_recorded_before_positions_still_drill(synced: tuple[Store, pd.DataFrame]) -> None:
