@@ -263,10 +263,19 @@ def export(c: Viewer, w: WebDep) -> Any:
     return {"yaml": binding.export_yaml(w.project, w.store)}
 
 
+# What the YAML document holds (a YAML-aware client, schemathesis included, parses it before checking).
+_EXPORT_SCHEMA = {
+    "type": "object",
+    "required": ["objectives"],
+    "properties": {"objectives": {"type": "array", "items": {"type": "object"}}},
+}
+
+
 @router.get(
     "/export.yaml",
     response_class=Response,
-    responses={200: {"content": {"application/yaml": {"schema": {"type": "string"}}}, "description": "YAML"}},
+    responses={200: {"description": "YAML: a project-file fragment (``objectives:`` and their key results)",
+                     "content": {"application/yaml": {"schema": _EXPORT_SCHEMA}}}},
 )
 def export_file(c: Viewer, w: WebDep) -> Response:
     """The same YAML as a file to download (``bound.yaml``), as ``okrsync kr export`` writes it."""
