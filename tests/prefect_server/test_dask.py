@@ -15,7 +15,9 @@ import pytest
 
 from tests.prefect_server.conftest import PrefectServer
 
-pytestmark = pytest.mark.prefect
+# A Dask cluster and a real server, minutes of CPU on a small machine: `slow` (README command 2 skips it,
+# .ci/run runs it).
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 RUN = """
 import json, sys

@@ -326,6 +326,7 @@ def test_order_by_id_agrees_with_id_comparisons(salesforce_sandbox: SalesforceSa
     assert [r["Id"] for r in after] == ids[201:]
 
 
+@pytest.mark.slow  # 200,000 generated rows through query paging and a Bulk 2.0 job: half a minute
 def test_200k_rows_generate_query_and_bulk(make_salesforce_sandbox: Factory) -> None:
     """200k opportunities through SOQL, Bulk 2.0 and REST paging (their speed is measured by
     `python -m bench --only salesforce`, not asserted here)."""
