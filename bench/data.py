@@ -126,9 +126,9 @@ CREATE TABLE order_lines (
 
 # Deterministic pseudo-random values from hashint8extended (same data every run, no random() state):
 # about 5 lines per order; an order has one region, state and date; 4 quarters of YEAR.
-_FILL = """
-INSERT INTO order_lines
-SELECT i, o,
+# The generated columns of lines %(first)s … %(last)s after their id and order id (``i, o``); also
+# bench/drill_scale.py's record versions.
+LINE_VALUES = """
        (ARRAY['EMEA','NA','LATAM','APAC','ANZ'])[1 + (ho %% 5)],
        'P-' || lpad((hp %% 500)::text, 3, '0'),
        q, p, (q * p)::numeric(12,2),
@@ -144,9 +144,10 @@ FROM (
            1 + (hashint8extended(i, 4) & 2147483647) %% 20 AS q,
            ((100 + (hashint8extended(i, 5) & 2147483647) %% 49900) / 100.0)::numeric(12,2) AS p,
            make_date(%(year)s, 1, 1) + ((hashint8extended(o, 6) & 2147483647) %% 365)::int AS d
-    FROM (SELECT i, (i - 1) / 5 + 1 AS o FROM generate_series(1::bigint, %(rows)s::bigint) AS i) g
+    FROM (SELECT i, (i - 1) / 5 + 1 AS o FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS i) g
 ) s
 """
+_FILL = "INSERT INTO order_lines\nSELECT i, o," + LINE_VALUES
 
 
 def generate_source(conninfo: str, rows: int) -> None:
@@ -154,7 +155,7 @@ def generate_source(conninfo: str, rows: int) -> None:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(_CREATE)
         conn.execute("SET synchronous_commit = off")
-        conn.execute(_FILL, {"rows": rows, "year": YEAR})
+        conn.execute(_FILL, {"first": 1, "last": rows, "year": YEAR})
         conn.execute("ALTER TABLE order_lines ADD PRIMARY KEY (id)")
         # What an ERP has for incremental readers: okrsync orders by (cursor, primary key).
         conn.execute("CREATE INDEX order_lines_write_date ON order_lines (write_date, id)")

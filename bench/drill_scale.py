@@ -49,30 +49,11 @@ SEED = 1_000  # lines synced by okrsync itself; the rest are written into its re
 EXPORT_MAX = 100_000  # records exported (json and csv), against the plain SELECT, at the first size
 FIELDS = data.COLUMNS
 
-# The generated columns of bench/data.py's _FILL for lines %(first)s … %(last)s, as record versions.
+# bench/data.py's generated lines %(first)s … %(last)s, as record versions.
 _GROW = """
 INSERT INTO {table} (_rid, _from, _to, _hash, id, order_id, region, product, quantity, unit_price, amount,
                      state, order_date, write_date)
-SELECT i::text, %(sync)s, NULL, substr(md5(i::text), 1, 16), i, o,
-       (ARRAY['EMEA','NA','LATAM','APAC','ANZ'])[1 + (ho %% 5)],
-       'P-' || lpad((hp %% 500)::text, 3, '0'),
-       q, p, (q * p)::numeric(12,2),
-       (ARRAY['draft','cancel','confirmed','confirmed','confirmed',
-              'confirmed','done','done','done','done'])[1 + (hs %% 10)],
-       d,
-       d + make_interval(secs => (ho %% 172800) + (i %% 5) * 7)
-FROM (
-    SELECT i, o,
-           hashint8extended(o, 1) & 2147483647 AS ho,
-           hashint8extended(o, 2) & 2147483647 AS hs,
-           hashint8extended(i, 3) & 2147483647 AS hp,
-           1 + (hashint8extended(i, 4) & 2147483647) %% 20 AS q,
-           ((100 + (hashint8extended(i, 5) & 2147483647) %% 49900) / 100.0)::numeric(12,2) AS p,
-           make_date(%(year)s, 1, 1) + ((hashint8extended(o, 6) & 2147483647) %% 365)::int AS d
-    FROM (SELECT i, (i - 1) / 5 + 1 AS o
-          FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS i) g
-) s
-"""
+SELECT i::text, %(sync)s, NULL, substr(md5(i::text), 1, 16), i, o,""" + data.LINE_VALUES
 
 
 def say(msg: str) -> None:
