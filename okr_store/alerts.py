@@ -89,6 +89,14 @@ def observe_holds(conn: sa.Connection) -> dict[str, Observation]:
     }
 
 
+def check_subject(kr_id: str | None, stream: str | None, label: str) -> str:
+    """What a check's events are about: its KR, else its stream, else the check alone (a
+    reconciliation compares two metrics and has neither: ``reconcile(<name>)``)."""
+    if kr_id:
+        return f"kr:{kr_id}:{label}"
+    return f"stream:{stream}:{label}" if stream else label
+
+
 def observe_checks(conn: sa.Connection) -> dict[str, Observation]:
     """Each declared check by its latest result: ``failing`` (blocked or warned) or ``ok`` (passed,
     accepted, superseded). Samples and observed values are left out: they may hold record values."""
@@ -105,7 +113,7 @@ def observe_checks(conn: sa.Connection) -> dict[str, Observation]:
     for r in rows:
         held = tuple(json.loads(r.held_krs or "[]"))
         concerns = held or ((r.kr_id,) if r.kr_id else tuple(readers.get(r.stream or "", ())))
-        subject = f"kr:{r.kr_id}:{r.label}" if r.kr_id else f"stream:{r.stream}:{r.label}"
+        subject = check_subject(r.kr_id, r.stream, r.label)
         out[subject[:SUBJECT_MAX]] = Observation(
             "failing" if r.status in FAILING else "ok", concerns, {
                 "check_id": r.id, "check": r.label, "check_kind": r.kind, "severity": r.severity,
