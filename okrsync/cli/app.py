@@ -7,6 +7,7 @@ Heavy imports (prefect, great_expectations) happen only inside the commands that
 from __future__ import annotations
 
 import copy
+import gc
 import sys
 import traceback
 from datetime import UTC, date, datetime, timedelta
@@ -308,3 +309,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted: nothing of the unfinished step was committed")
         sys.exit(130)
+    finally:
+        # The process ends here (typer always exits). Freeing every object of the run one by one at
+        # interpreter exit took ~0.15-0.2 s of CPU after a cold `status` (the garbage collector's
+        # passes over the imported libraries' cyclic structures); frozen, they go with the process,
+        # as mypy's --fast-exit does. atexit handlers and the flushing of stdout/stderr still run.
+        gc.freeze()

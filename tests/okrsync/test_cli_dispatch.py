@@ -3,6 +3,8 @@ command of every other one first), and that command behaves exactly as in the wh
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,21 @@ def test_a_command_reads_and_answers_the_same_alone(args: list[str], tmp_path: P
     alone = runner.invoke(_only(args[0]), ["-p", str(tmp_path / "none.yaml"), *args])
     assert (alone.exit_code, alone.output) == (full.exit_code, full.output)
     assert full.output.strip()
+
+
+def test_the_objects_of_a_run_are_left_to_the_exit_of_the_process(tmp_path: Path) -> None:
+    """main() freezes the garbage collector's objects as the command ends (freeing them one by one
+    at interpreter exit cost a cold `status` ~0.15 s of CPU), and atexit handlers still run after."""
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+        "print('frozen at start:', gc.get_freeze_count() > 0)\n"
+        "sys.argv = ['okrsync', '--help']\n"
+        "from okrsync.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "frozen at start: False" in done.stdout and done.stdout.rstrip().endswith("frozen at exit: True")
+    assert "Usage:" in done.stdout
