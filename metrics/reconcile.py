@@ -26,16 +26,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from metrics.definition import KrDefinition
-from metrics.evaluate import StreamView, records_of
 from metrics.measures import RID
 from metrics.quality import RECONCILE, CheckSpec, Outcome
 from metrics.spec import parse_number
+
+if TYPE_CHECKING:  # a reconciliation's rows need the evaluator; loading a project file does not
+    from metrics.evaluate import StreamView
 
 RECONCILE_MEASURES = ("sum", "count")
 MAX_LISTED = 200  # unmatched or mismatched keys kept per side in a stored result
@@ -132,6 +134,8 @@ def side_rows(
     dims: Sequence[str],
 ) -> list[Row]:
     """The records behind ``d`` (one simple metric over a period) with their contributions."""
+    from metrics.evaluate import records_of
+
     metric = d.metric
     assert metric is not None
     records = records_of(metric, d, view, as_of)

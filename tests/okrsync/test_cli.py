@@ -346,9 +346,11 @@ print(json.dumps({{"codes": codes, "heavy": heavy[:10]}}))
 def test_read_only_commands_do_not_import_heavy_libraries(cli: Cli, demo_dir: Path) -> None:
     """--help, status, history and drill never import prefect, great_expectations, pandas,
     simple_salesforce or alembic; --help not even the store (sqlalchemy)."""
-    checked, timed = (
+    checked, timed, status = (
         cli.python("-c", CHECK_IMPORTS, str(demo_dir / "okrsync.yaml"), cwd=demo_dir),
         cli.python("-X", "importtime", "-m", "okrsync.cli", "--help", cwd=demo_dir),
+        cli.python("-X", "importtime", "-m", "okrsync.cli", "-p", str(demo_dir / "okrsync.yaml"), "status",
+                   cwd=demo_dir),
     )
     report = json.loads(ok(checked).out)
     assert report == {"codes": [0] * 6, "heavy": []}, checked
@@ -356,6 +358,11 @@ def test_read_only_commands_do_not_import_heavy_libraries(cli: Cli, demo_dir: Pa
     imported = {line.rsplit("|", 1)[-1].strip() for line in timed.err.splitlines() if "|" in line}
     assert {"typer", "okrsync.errors"} <= imported, timed.err[-2000:]
     assert not {m for m in imported if m.split(".")[0] in (*HEAVY, "sqlalchemy", "okr_store")}
+    # status reads stored values: nor the evaluator (metrics.reconcile's project models need none of it)
+    ok(status)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in status.err.splitlines() if "|" in line}
+    assert {"okr_store.queries", "metrics.reconcile"} <= imported, status.err[-2000:]
+    assert not imported & {"metrics.evaluate", "metrics.compile", "metrics.grouped", "okr_store.lineage"}
 
 
 # ---- incremental runs, and diff ----------------------------------------------------------------
