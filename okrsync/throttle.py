@@ -12,8 +12,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cachetools import TTLCache
+if TYPE_CHECKING:
+    from cachetools import TTLCache
 
 # The web app's defaults, per user (okrsync serve --drill-per-minute, --exports-per-minute).
 DRILL_PER_MINUTE = 120
@@ -25,6 +27,8 @@ class Window:
     keys (the least recently tried are dropped first when full)."""
 
     def __init__(self, limit: int, seconds: float, keys: int, clock: Callable[[], float]) -> None:
+        from cachetools import TTLCache  # the web app's; `okrsync status` only reads the defaults above
+
         self.limit, self.seconds, self.clock = limit, seconds, clock
         self._seen: TTLCache[Hashable, deque[float]] = TTLCache(maxsize=keys, ttl=seconds, timer=clock)
         self._lock = threading.Lock()

@@ -15,13 +15,11 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
 from okrsync.errors import ConfigError
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+    from argon2 import PasswordHasher
 
     from okr_store import users as stored
 
@@ -30,14 +28,21 @@ MIN_PASSWORD = 10
 TOKEN_DAYS = 90  # an API token's default lifetime (migration 0009 gave older tokens the same)
 MAX_TOKEN_DAYS = 365
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
-_hasher = PasswordHasher()
+
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    """argon2, loaded by the commands that hash or verify (``status`` and ``drill`` never do)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
 
 
 @functools.cache
 def _dummy() -> str:
     """Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
     Made on first use: an argon2 hash costs ~0.2 s, which commands that never verify should not pay."""
-    return _hasher.hash(secrets.token_urlsafe(16))
+    return _hasher().hash(secrets.token_urlsafe(16))
 
 
 def utcnow() -> datetime:
@@ -76,15 +81,17 @@ def check_role(project: Any, role: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(check_password(password))
+    return _hasher().hash(check_password(password))
 
 
 def verify_password(conn: sa.Connection, name: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
     from okr_store import users as stored  # the store only when a command uses it: `status` never does
 
     found = stored.password_hash(conn, name)
     try:
-        return _hasher.verify(found or _dummy(), password) and found is not None
+        return _hasher().verify(found or _dummy(), password) and found is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -17,12 +17,6 @@ import typer
 
 from okrsync.cli.context import console
 from okrsync.errors import ConfigError, SourceError
-from okrsync.sandboxes.background import (
-    port_for,
-    runner_module,
-    start_background,
-    stop_background,
-)
 
 sandbox_app = typer.Typer(help="Local stand-ins for SaaS sources, to try okrsync without an account.")
 DEFAULT_DIR = Path("salesforce-sandbox")
@@ -37,6 +31,7 @@ def change_records(state_dir: Path, percent: float, seed: int) -> tuple[list[str
     from connectors.salesforce.client import SfClient
     from connectors.salesforce.options import SalesforceOptions
     from connectors.salesforce.values import parse_datetime
+    from okrsync.sandboxes.background import runner_module
 
     c = runner_module().read_connection(state_dir)
     if c is None:
@@ -93,6 +88,7 @@ def salesforce(
         "one in five deleted) through its API, then return.")] = None,
 ) -> None:
     """Serve a seeded Salesforce org on https://127.0.0.1 (REST, queryAll, Bulk 2.0, logins)."""
+    from okrsync.sandboxes.background import port_for, runner_module, start_background, stop_background
 
     if change is not None:
         updated, deleted = change_records(directory, change, seed)

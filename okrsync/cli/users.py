@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from typing import Annotated, Any
 
@@ -225,6 +224,8 @@ def serve(
             "[yellow]Listening beyond this machine[/yellow]: put it behind HTTPS (a reverse proxy) "
             "so passwords and session cookies are not sent in clear."
         )
+    import socket
+
     try:  # uvicorn would only log a bind error and exit 3: say it our way, before starting
         socket.create_server((host, port)).close()
     except OSError as exc:
