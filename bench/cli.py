@@ -37,7 +37,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="cProfile the full sync (bench/out/sync-full-profile.txt); inflates its timings",
+        help="cProfile the full sync (bench/out/sync-full-profile.txt) and each "
+        "delete-detection sync (sync-deletes-<variant>[-no-change]-profile.txt, last round); inflates "
+        "their timings (dlt's are not profiled)",
     )
     p.add_argument(
         "--only",

@@ -104,19 +104,21 @@ class Bench:
         return counts, sw.seconds, breakdown(timings, sw.seconds)
 
     def _maybe_profiled(self, label: str, fn: Callable[[], T]) -> T:
-        if not (self.o.profile and label == "full"):
+        # The full sync, and each delete-detection sync (bench/deletes.py; the last round of each label
+        # is kept): sync-<label>.prof and sync-<label>-profile.txt.
+        if not (self.o.profile and (label == "full" or label.startswith("deletes-"))):
             return fn()
         prof = cProfile.Profile()
         out = prof.runcall(fn)
         self.o.out_dir.mkdir(parents=True, exist_ok=True)
-        prof.dump_stats(self.o.out_dir / "sync-full.prof")
+        prof.dump_stats(self.o.out_dir / f"sync-{label}.prof")
         text = io.StringIO()
         stats = pstats.Stats(prof, stream=text).strip_dirs()
         text.write("== by cumulative time ==\n")
         stats.sort_stats("cumulative").print_stats(45)
         text.write("\n== by internal time ==\n")
         stats.sort_stats("tottime").print_stats(30)
-        (self.o.out_dir / "sync-full-profile.txt").write_text(text.getvalue())
+        (self.o.out_dir / f"sync-{label}-profile.txt").write_text(text.getvalue())
         return out
 
     def compute(self, label: str, run_id: str) -> tuple[dict[str, Evaluation], dict[str, str], float]:

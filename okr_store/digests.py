@@ -38,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from okr_store import models as m
-from okr_store.staging import RID
+from okr_store.staging import RID, among
 
 Digest = tuple[int, int, int]  # rows, Σ h1, Σ h2
 Buckets = tuple[int, Sequence[int]]  # (width, bucket numbers)
@@ -164,7 +164,9 @@ def load(conn: sa.Connection, stream: str) -> Scheme | None:
 
 def stored(conn: sa.Connection, stream: str) -> dict[int, Digest]:
     t = m.record_digest
-    rows = conn.execute(sa.select(t.c.bucket, t.c.n, t.c.s1, t.c.s2).where(t.c.stream == stream))
+    # One fetchall: iterating the result fetches row by row (31,250 rows at 1M records).
+    query = sa.select(t.c.bucket, t.c.n, t.c.s1, t.c.s2).where(t.c.stream == stream)
+    rows = conn.execute(query).tuples().all()
     return {int(b): (int(n), int(s1), int(s2)) for b, n, s1, s2 in rows}
 
 
@@ -217,8 +219,8 @@ def apply_commit(conn: sa.Connection, stream: str, records: sa.Table, sync_id: i
         return
     # Two index scans and set arithmetic, not an anti-join: right after the commit's writes the
     # planner's statistics do not know these rows, and a nested loop over them would be quadratic.
-    opened = set(conn.execute(sa.select(records.c[RID]).where(records.c["_from"] == sync_id)).scalars())
-    closed = set(conn.execute(sa.select(records.c[RID]).where(records.c["_to"] == sync_id)).scalars())
+    opened = set(conn.execute(sa.select(records.c[RID]).where(records.c["_from"] == sync_id)).scalars().all())
+    closed = set(conn.execute(sa.select(records.c[RID]).where(records.c["_to"] == sync_id)).scalars().all())
     plus, below_plus = digests_of(scheme, opened - closed)  # new, or back after a delete
     minus, below_minus = digests_of(scheme, closed - opened)  # deleted (a new version: an update)
     if below_plus or below_minus:
@@ -240,7 +242,7 @@ def add(conn: sa.Connection, stream: str, delta: dict[int, Digest]) -> bool:
     old: dict[int, Digest] = {}
     for i in range(0, len(buckets), CHUNK):
         rows = conn.execute(sa.select(t.c.bucket, t.c.n, t.c.s1, t.c.s2).where(
-            t.c.stream == stream, t.c.bucket.in_(buckets[i:i + CHUNK])))
+            t.c.stream == stream, t.c.bucket.in_(buckets[i:i + CHUNK]))).tuples().all()
         old.update({int(b): (int(n), int(s1), int(s2)) for b, n, s1, s2 in rows})
     gone, changed, new = [], [], []
     for b in buckets:
@@ -290,7 +292,7 @@ class StoreKeyDigests:
                 scheme = build(conn, self.stream, self.records, self.positional, rows_per_bucket, max_buckets)
                 digests = stored(conn, self.stream)
             new = conn.execute(sa.select(self.stage.c[RID]).where(
-                self.stage.c._sync == self.sync_id, ~self._live())).scalars()
+                self.stage.c._sync == self.sync_id, ~self._live())).scalars().all()
             # New ids below the origin lie in no bucket: the source's digests leave them out alike.
             for b, (n, s1, s2) in digests_of(scheme, new)[0].items():
                 was = digests.get(b, ZERO)
@@ -308,12 +310,12 @@ class StoreKeyDigests:
             register(conn)
             if self.positional and len(ids) * width <= ENUMERATE:  # the key range's ids, by index
                 candidates = [str(origin + b * width + i) for b in ids for i in range(width)]
-                for i in range(0, len(candidates), BY_INDEX):
-                    chunk = candidates[i:i + BY_INDEX]
+                for listed in among(rec.c[RID], candidates, self.dialect, BY_INDEX):
                     found.update(conn.execute(sa.select(rec.c[RID]).where(
-                        rec.c[RID].in_(chunk), rec.c["_to"].is_(None))).scalars())
+                        listed, rec.c["_to"].is_(None))).scalars().all())
+                for listed in among(stg.c[RID], candidates, self.dialect, BY_INDEX):
                     found.update(conn.execute(sa.select(stg.c[RID]).where(
-                        stg.c._sync == self.sync_id, stg.c[RID].in_(chunk))).scalars())
+                        stg.c._sync == self.sync_id, listed)).scalars().all())
                 return found
             union = sa.union_all(sa.select(rec.c[RID]).where(rec.c["_to"].is_(None)),
                                  sa.select(stg.c[RID]).where(stg.c._sync == self.sync_id)).subquery("ids")
@@ -322,5 +324,6 @@ class StoreKeyDigests:
             for i in range(0, len(numbers), CHUNK):
                 bucket = (pos - sa.literal(origin, sa.BigInteger)) // sa.literal(width, sa.BigInteger)
                 found.update(conn.execute(sa.select(union.c[RID]).where(
-                    pos >= sa.literal(origin, sa.BigInteger), bucket.in_(numbers[i:i + CHUNK]))).scalars())
+                    pos >= sa.literal(origin, sa.BigInteger), bucket.in_(numbers[i:i + CHUNK])
+                )).scalars().all())
         return found

@@ -29,7 +29,7 @@ from okr_store import models as m
 from okr_store.arrow_text import row_hashes
 from okr_store.columns import column_type
 from okr_store.digests import StoreKeyDigests, apply_commit
-from okr_store.staging import RID, write_staged
+from okr_store.staging import RID, among, write_staged
 from okr_store.statistics import refresh_statistics
 from okrsync.errors import LeaseLost, StoreError
 from okrsync.schema import Field, StreamSchema
@@ -232,6 +232,19 @@ class StreamRegistry:
         return tables
 
 
+# The re-read rows whose live version has another hash, or none. One index probe per row (LATERAL):
+# an IN list or a join of a few thousand ids made PostgreSQL scan the whole record table, and a
+# re-read (the lookback) costs in proportion to the rows re-read, not to the stream. Only the
+# changed ids come back.
+_FRESH_PG = """SELECT t.rid FROM unnest(CAST(:ids AS text[]), CAST(:hashes AS text[])) AS t(rid, h)
+LEFT JOIN LATERAL (SELECT r._hash FROM {table} AS r WHERE r._rid = t.rid AND r._to IS NULL LIMIT 1)
+AS live ON true WHERE live._hash IS DISTINCT FROM t.h"""
+
+
+def _quoted(conn: sa.Connection, table: sa.Table) -> str:
+    return conn.dialect.identifier_preparer.quote(table.name)
+
+
 class Vetoed(Exception):
     """A commit gate refused the change; nothing was applied."""
 
@@ -295,15 +308,19 @@ class SyncWriter:
     def changed(self, batch: pd.DataFrame) -> pd.Series:
         """Which rows of a batch (``_rid`` plus fields, as :meth:`stage` takes it) differ from their
         live version or have none: a re-read (lookback, open transactions) stages only those."""
-        hashes = row_hashes(batch, tuple(c for c in batch.columns if c != RID))
-        rec, ids = self.tables.records, batch[RID].tolist()
-        live: dict[str, str] = {}
-        with self.engine.connect() as conn:
-            for i in range(0, len(ids), 5000):  # bounded IN lists (SQLite's variable limit)
-                current = sa.and_(rec.c[TO].is_(None), rec.c[RID].in_(ids[i:i + 5000]))
-                live.update(conn.execute(sa.select(rec.c[RID], rec.c[HASH]).where(current)).tuples().all())
         import pandas as pd
 
+        hashes = row_hashes(batch, tuple(c for c in batch.columns if c != RID))
+        rec, ids = self.tables.records, batch[RID].tolist()
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                fresh = set(conn.execute(sa.text(_FRESH_PG.format(table=_quoted(conn, rec))),
+                                         {"ids": ids, "hashes": hashes.tolist()}).scalars().all())
+                return pd.Series(batch[RID].isin(fresh).to_numpy(), index=batch.index)
+            live: dict[str, str] = {}
+            for listed in among(rec.c[RID], ids, conn.dialect.name, 5000):
+                current = sa.and_(rec.c[TO].is_(None), listed)
+                live.update(conn.execute(sa.select(rec.c[RID], rec.c[HASH]).where(current)).tuples().all())
         before = batch[RID].map(live).to_numpy(dtype=object)  # None/NaN where no live version
         return pd.Series(hashes.to_numpy(dtype=object) != before, index=batch.index)
 

@@ -3,6 +3,7 @@ upsert elsewhere, so that a record staged twice in one sync keeps its later copy
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -13,6 +14,22 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RID = "_rid"  # the record id: with ``_sync``, the key of every staging table (and re-exported by records)
+
+
+def among(col: sa.ColumnElement[Any], ids: Sequence[str], dialect: str,
+          chunk: int) -> Iterator[sa.ColumnElement[bool]]:
+    """``col IN ids`` as conditions of ``chunk`` ids each, one statement each. On PostgreSQL each chunk
+    is one array parameter (``= ANY``): an IN list is compiled, parsed and bound id by id. Keep chunks
+    small where an index should serve: a long list tips PostgreSQL's planner into a scan of the table
+    (8,000 ids: a sequential scan of the record table, growing with it)."""
+    for i in range(0, len(ids), chunk):
+        part = list(ids[i:i + chunk])
+        if dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            yield col == sa.any_(sa.bindparam(None, part, type_=postgresql.ARRAY(sa.String), unique=True))
+        else:
+            yield col.in_(part)
 
 
 def _upsert(conn: sa.Connection, table: sa.Table, *, replace: bool) -> Any:

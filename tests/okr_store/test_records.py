@@ -177,3 +177,19 @@ def test_a_first_sync_counts_its_keys_without_writing_them(store: Store) -> None
     c2 = w2.commit(None)
     assert (c2.keys_read, c2.inserted, c2.deleted) == (1, 0, 1)
     assert visible_rows(store, w2.sync_id) == {"2": Decimal("20.25")}
+
+
+def test_a_re_read_stages_only_rows_that_differ_from_their_live_version(store: Store) -> None:
+    """``changed`` (a lookback re-read): unchanged live rows are dropped; a changed row, a new id and an
+    id whose last version was deleted are kept. On PostgreSQL it is one LATERAL probe per row."""
+    sync(store, [(1, "1.00", "EMEA"), (2, "2.00", "APAC"), (3, "3.00", "NA")], keys=[1, 2, 3])
+    sync(store, [], keys=[1, 2])  # 3 deleted: its version is closed, none is live
+    w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=False)
+    reread = frame([(1, "1.00", "EMEA"), (2, "2.01", "APAC"), (3, "3.00", "NA"), (4, "4.00", "EMEA")])
+    reread.index = [10, 11, 12, 13]  # the caller's index is kept (it filters its own frame with it)
+    fresh = w.changed(reread)
+    assert fresh.index.tolist() == [10, 11, 12, 13]
+    assert fresh.tolist() == [False, True, True, True]
+    many = frame([(i, "1.00", "EMEA") for i in range(1, 6001)])  # past one IN list of 5,000 elsewhere
+    assert many[w.changed(many).to_numpy()]["id"].tolist() == list(range(2, 6001))
+    w.fail("test over")
