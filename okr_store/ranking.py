@@ -44,6 +44,7 @@ from metrics.evaluate import ContributionPart, StreamView, contribution_parts, p
 from metrics.grouped import Cover, cells
 from metrics.spec import SimpleMetric
 from okr_store import models as m
+from okr_store.order_index import ensure_order_index
 from okr_store.records import FROM, RID, TO, visible
 from okr_store.store import Store
 
@@ -335,15 +336,23 @@ def record_ranks(
               if r.records > 0 and rankable(r.definition) and all(s in views for s in r.definition.streams)]
     if not values:
         return
+    # before the ranking transaction: on SQLite a second connection cannot write while it reads
+    indexed = {key for key in {_shared_key(r.definition) for r in values} if key is not None
+               and key[1] is not None and _indexed(store, *key)}
     with store.engine.begin() as conn:
         values = _reuse(conn, store, views, values, as_of)
         if values:
-            _rank(conn, store, views, values, as_of)
+            _rank(conn, store, views, values, as_of, indexed)
+
+
+def _indexed(store: Store, stream: str, field: str) -> bool:
+    tables = store.streams.tables(stream)
+    return tables is not None and ensure_order_index(store.engine, tables.records, field)
 
 
 def _rank(
     conn: sa.Connection, store: Store, views: Mapping[str, StreamView], values: Sequence[Ranked],
-    as_of: datetime,
+    as_of: datetime, indexed: set[tuple[str, str | None]],
 ) -> None:
     groups: dict[tuple[str, str | None], list[Ranked]] = defaultdict(list)
     single: list[Ranked] = []
@@ -361,7 +370,8 @@ def _rank(
         # their expressions (JIT) took longer than running them
         conn.execute(sa.text("SET LOCAL jit = off"))
     for (stream, field), group in groups.items():
-        tables = store.streams.tables(stream) if pg else None
+        # with the order's index the prefix is a walk of its first entries: no threshold to guess
+        tables = store.streams.tables(stream) if pg and (stream, field) not in indexed else None
         sample = None if tables is None else tables.records.tablesample(sa.func.system(1))
         _shared(conn, views[stream], field, group, as_of, sample)
     for r in single:
