@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +84,12 @@ def _shared_key(d: KrDefinition) -> tuple[str, str | None] | None:
     if metric.field is not None:
         return metric.stream, metric.field
     return None
+
+
+def order_fields(defs: Iterable[KrDefinition], stream: str) -> set[str]:
+    """The fields of ``stream`` by whose shared order values of ``defs`` take their first positions."""
+    keys = {_shared_key(d) for d in defs if rankable(d)}
+    return {key[1] for key in keys if key is not None and key[0] == stream and key[1] is not None}
 
 
 def _order(t: sa.FromClause, field: str | None) -> list[Any]:
