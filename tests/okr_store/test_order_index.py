@@ -39,7 +39,7 @@ def test_ranking_creates_the_index_of_its_order_once(synced: tuple[Store, pd.Dat
     name = order_index.index_name(tables.records, "amount")
     assert name not in _indexes(store)
     v = compute(store, ["revenue", "orders"])
-    assert _indexes(store)[name] == ["amount", RID]
+    assert _indexes(store)[name] == ["amount"]
     assert not any(n.startswith("ix_ord_") and n != name for n in _indexes(store))  # counts: the key's order
     assert positions(store, v["revenue"]) == ordered(contributions(df, "revenue"), "contribution", True)[:500]
     again = compute(store, ["revenue"])  # the index is there: not created again (it would fail)
