@@ -31,6 +31,8 @@ from flows import progress
 from flows.deletes import stage_deletes
 from flows.gate import StreamGate
 from okr_store.lease import Fence
+from okr_store.order_index import ensure_order_index
+from okr_store.ranking import order_fields
 from okr_store.records import RID, SyncCounts, SyncWriter, Vetoed
 from okr_store.store import Store
 from okrsync.errors import CheckFailed, ConfigError, LeaseLost, OkrsyncError, SourceError
@@ -228,8 +230,26 @@ def finish_sync(
     notes = [*(plan.horizon.notes if plan.horizon else ()), future.message()]
     writer.warning = "; ".join(n for n in notes if n) or None
     if gate is None:
-        return writer.commit(watermark)
-    return _gated_commit(project, store, plan.run_id, writer, gate, watermark, since, future.message())
+        counts = writer.commit(watermark)
+    else:
+        counts = _gated_commit(project, store, plan.run_id, writer, gate, watermark, since, future.message())
+    _order_indexes(project, store, plan.name)
+    return counts
+
+
+def _order_indexes(project: Project, store: Store, stream: str) -> None:
+    """After a commit, the indexes of the stream's shared drill orders (:mod:`okr_store.order_index`):
+    built once, on the first sync's loaded table (a bulk build, cheaper than keeping an index up to date
+    row by row while the first sync copies), so that the first compute walks them instead of scanning
+    every record. An existence check on later syncs."""
+    try:
+        fields = order_fields(kr_definitions(project).values(), stream)
+    except OkrsyncError:
+        return  # a KR the compute will report on; ranking creates the index it needs then
+    tables = store.streams.tables(stream)
+    for field in sorted(fields):
+        if tables is not None:
+            ensure_order_index(store.engine, tables.records, field)
 
 
 @contextmanager

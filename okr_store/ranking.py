@@ -12,26 +12,27 @@ this table existed) is answered by the live query.
 Cost at compute time: a KR whose records contribute a plain field or a constant (sum, avg, min, max,
 count, and a ratio on one stream whose numerator is a measure of a field or a count) takes its first
 positions from its stream's *shared order* by that field: the stream's first :data:`PREFIX` records in
-that order (a top-N heap that, on PostgreSQL, only sees the records at or above a threshold guessed from
-a 1 % page sample; for counts, the primary key's order). KRs that differ only in pinned dimension values
-and period (:func:`metrics.grouped.cells`) share that prefix by *cells*: one scan of it per metric shape
-keeps each cell's first :data:`TOP` records, and each KR numbers the records of the cells it covers (a
-join on its cell codes), all in one INSERT … SELECT per shared order, with no per-KR scan and no round
-trip through Python. Other KRs of a shared order scan the prefix once each. A KR counting few of the
-:data:`PREFIX` records gets fewer positions (exact still, as the order is the same) and its later pages
-are live. Other single-stream values (period averages, days_between) take one top-:data:`TOP` query
-each; values of a measure that is not ``rankable`` (``count_distinct``: whether a record counts as
-distinct depends on the records before it) and ratios over two streams get none, as two streams have no
-common order. A value whose records did not change since its KR's previous value (same definition,
-record count and conditions, no record version begun or ended between the two syncs: a run on an
-unchanged stream) copies that value's positions instead.
+that order (a walk of the order's index, :mod:`okr_store.order_index`, which a sync builds for the fields
+its KRs rank by; without one, a top-N heap that, on PostgreSQL, only sees the records at or above a
+threshold guessed from a 1 % page sample; for counts, the primary key's order). KRs that differ only in
+pinned dimension values and period (:func:`metrics.grouped.cells`) share that prefix by *cells*: one scan
+of it per metric shape keeps each cell's first :data:`TOP` records, and each KR numbers the records of
+the cells it covers (a join on its cell codes), all in one INSERT … SELECT per shared order, with no
+per-KR scan and no round trip through Python. Other KRs of a shared order scan the prefix once each. A KR
+counting few of the :data:`PREFIX` records gets fewer positions (exact still, as the order is the same)
+and its later pages are live. Other single-stream values (period averages, days_between) take one
+top-:data:`TOP` query each; values of a measure that is not ``rankable`` (``count_distinct``: whether a
+record counts as distinct depends on the records before it) and ratios over two streams get none, as two
+streams have no common order. A value whose records did not change since its KR's previous value (same
+definition, record count and conditions, no record version begun or ended between the two syncs: a run on
+an unchanged stream) copies that value's positions instead.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,7 @@ from metrics.evaluate import ContributionPart, StreamView, contribution_parts, p
 from metrics.grouped import Cover, cells
 from metrics.spec import SimpleMetric
 from okr_store import models as m
+from okr_store.order_index import ensure_order_index
 from okr_store.records import FROM, RID, TO, visible
 from okr_store.store import Store
 
@@ -83,6 +85,12 @@ def _shared_key(d: KrDefinition) -> tuple[str, str | None] | None:
     if metric.field is not None:
         return metric.stream, metric.field
     return None
+
+
+def order_fields(defs: Iterable[KrDefinition], stream: str) -> set[str]:
+    """The fields of ``stream`` by whose shared order values of ``defs`` take their first positions."""
+    keys = {_shared_key(d) for d in defs if rankable(d)}
+    return {key[1] for key in keys if key is not None and key[0] == stream and key[1] is not None}
 
 
 def _order(t: sa.FromClause, field: str | None) -> list[Any]:
@@ -335,15 +343,25 @@ def record_ranks(
               if r.records > 0 and rankable(r.definition) and all(s in views for s in r.definition.streams)]
     if not values:
         return
+    # before the ranking transaction: on SQLite a second connection cannot write while it reads
+    indexed: set[tuple[str, str | None]] = set()
+    for stream in {s for r in values for s in r.definition.streams}:
+        indexed |= {(stream, f) for f in order_fields((r.definition for r in values), stream)
+                    if _indexed(store, stream, f)}
     with store.engine.begin() as conn:
         values = _reuse(conn, store, views, values, as_of)
         if values:
-            _rank(conn, store, views, values, as_of)
+            _rank(conn, store, views, values, as_of, indexed)
+
+
+def _indexed(store: Store, stream: str, field: str) -> bool:
+    tables = store.streams.tables(stream)
+    return tables is not None and ensure_order_index(store.engine, tables.records, field)
 
 
 def _rank(
     conn: sa.Connection, store: Store, views: Mapping[str, StreamView], values: Sequence[Ranked],
-    as_of: datetime,
+    as_of: datetime, indexed: set[tuple[str, str | None]],
 ) -> None:
     groups: dict[tuple[str, str | None], list[Ranked]] = defaultdict(list)
     single: list[Ranked] = []
@@ -361,7 +379,8 @@ def _rank(
         # their expressions (JIT) took longer than running them
         conn.execute(sa.text("SET LOCAL jit = off"))
     for (stream, field), group in groups.items():
-        tables = store.streams.tables(stream) if pg else None
+        # with the order's index the prefix is a walk of its first entries: no threshold to guess
+        tables = store.streams.tables(stream) if pg and (stream, field) not in indexed else None
         sample = None if tables is None else tables.records.tablesample(sa.func.system(1))
         _shared(conn, views[stream], field, group, as_of, sample)
     for r in single:

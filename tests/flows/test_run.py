@@ -287,3 +287,29 @@ def test_a_future_as_of_is_refused_before_anything_runs(demo_dir: Path) -> None:
     with pytest.raises(ConfigError):
         run_as_of(now + CLOCK_SKEW + timedelta(seconds=1), now)
     assert run_as_of(None, now) == now
+
+
+def test_a_sync_builds_the_index_of_each_drill_order_its_krs_rank_by(demo_dir: Path) -> None:
+    """The first sync leaves the stream's records indexed in the order the first drill page of a sum
+    over ``untaxed_amount`` needs, before any compute (okr_store/order_index.py); a second sync keeps it."""
+    from flows import compute, pipeline
+    from okr_store import order_index
+
+    project = load_project(demo_dir / "okrsync.yaml")
+    store = Store(project.store_url())
+    connector = project.connector("erp")
+    try:
+        for _ in range(2):
+            run_id = store.start_run(AS_OF, None)
+            compute.register_okrs(project, store)
+            pipeline.sync_stream(project, store, connector, run_id, "orders")
+            tables = store.streams.tables("orders")
+            assert tables is not None
+            name = order_index.index_name(tables.records, "untaxed_amount")
+            indexes = sa.inspect(store.engine).get_indexes(tables.records.name)
+            found = {i["name"]: i["column_names"] for i in indexes}
+            assert found[name] == ["untaxed_amount"]
+            assert [n for n in found if str(n).startswith("ix_ord_")] == [name]
+    finally:
+        connector.close()
+        store.close()
