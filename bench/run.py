@@ -159,8 +159,8 @@ class Bench:
         self.project = load_project(path)
         self.res.extra["project_file"] = str(path)
 
-    def baseline_reads(self) -> dict[str, tuple[float, float]]:
-        """Seconds and peak RSS (MB) of each plain read of the full-sync SELECT."""
+    def baseline_reads(self, only: tuple[str, ...] | None = None) -> dict[str, tuple[float, float]]:
+        """Seconds and peak RSS (MB) of each plain read of the full-sync SELECT (those named in ``only``)."""
         n, out = self.o.rows, {}
         runs: list[tuple[str, Callable[[], baselines.ReadResult]]] = [
             ("pandas.read_sql chunks", lambda: baselines.read_pandas(self.src_sa, self.o.batch_size)),
@@ -168,6 +168,7 @@ class Bench:
             ("COPY TO STDOUT", lambda: baselines.read_copy(self.src)),
             ("COPY source → store table", lambda: baselines.copy_pipe(self.src, self.store_ci)),
         ]
+        runs = [(name, fn) for name, fn in runs if only is None or name in only]
         # warm the source's buffers once so the first baseline is not penalised
         baselines.read_copy(self.src)
         for name, fn in runs:
@@ -217,14 +218,15 @@ class Bench:
                     higher_is_better=True,
                 )
             )
+        mem_base = "pandas.read_sql chunks" if "pandas.read_sql chunks" in base else next(iter(base))
         self.res.add(
             Row(
                 "full sync",
                 "peak RSS",
                 mem.peak_mb,
                 "MB",
-                "pandas.read_sql chunks",
-                base["pandas.read_sql chunks"][1],
+                mem_base,
+                base[mem_base][1],
                 note=f"growth {mem.growth_mb:.0f} MB over phase start",
             )
         )
@@ -654,6 +656,11 @@ class Bench:
             return self.res
         if self.o.only == "compute":
             self.compute_phase(self.full_sync(self.baseline_reads())[0])
+            return self.res
+        if self.o.only == "sizing":
+            from bench import sizing
+
+            sizing.run(self)
             return self.res
         if self.o.only == "peers":
             self.peers_phase()
