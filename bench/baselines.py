@@ -154,6 +154,19 @@ def top_lines(conn: psycopg.Connection[Any], k: KrPlan, limit: int | None) -> li
     return [(int(r[0]), r[6]) for r in rows]
 
 
+def count_top_lines(conninfo: str, k: KrPlan, batch: int = 50_000) -> int:
+    """The same SELECT as ``top_lines(…, None)`` (every column, every line behind ``k``), streamed through
+    a server-side cursor and counted: its baseline where the whole list would not fit in memory."""
+    query = _TOP[k.metric] + (_REGION if k.region else _NONE) + _TOP_ORDER
+    params = {"first": k.first_day, "last": k.last_day, "region": k.region, "limit": None}
+    n = 0
+    with psycopg.connect(conninfo) as conn, conn.cursor(name="bench_every_line") as cur:
+        cur.execute(query, params)
+        while rows := cur.fetchmany(batch):
+            n += len(rows)
+    return n
+
+
 # ---- the same key results from one hand-written grouped scan ---------------------------------------
 
 GROUPED_SQL = (

@@ -44,7 +44,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         choices=["gate", "compute", "incremental", "deletes", "peers", "salesforce", "local-tax",
-                 "drill-export", "binding", "reads", "drill-scale"],
+                 "drill-export", "binding", "reads", "drill-scale", "sizing"],
         default=None,
         help="run one phase only: gate = generate the data, then a full sync without and with "
         "data-quality checks (≈ 2–3 min at 1M rows); compute = generate, the full sync, then the compute "
@@ -64,7 +64,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "`drill KR-REV --limit 50` processes on the demo against `okrsync --help` and `python -c pass` "
         "(≈ 1 min; no PostgreSQL); drill-scale = the drill KR's record table grown by SQL to --rows/10, "
         "--rows/3 and --rows records: the first page (and its plans) at each size, and the json/csv "
-        "export of every record at the first size against a plain SELECT of the same rows",
+        "export of every record at the first size against a plain SELECT of the same rows; sizing = "
+        "generate, then full sync, compute, drill first page, drill json export of one region × quarter KR, "
+        "1 %%-changed incremental sync and no-change sync, each with its seconds and peak RSS "
+        "(bench/sizing.py; the BENCHMARKS.md sizing table)",
     )
     p.add_argument("--bind-rows", type=int, default=None, help="binding phase: orders (default --rows)")
     p.add_argument("--bind-points", type=int, default=1000,

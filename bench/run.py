@@ -39,6 +39,10 @@ from okr_store.store import Store
 from okrsync.project import Project, load_project
 
 T = TypeVar("T")
+# Above this many records the drill phase reads "every record" page by page (lineage.drill_pages, as the
+# export does) and its baseline through a server-side cursor: one list of 10M drill records (and of 10M
+# fetched source rows) would take ≈ 13 GB (1.37 GB of RSS at 1M).
+DRILL_ALL_IN_MEMORY = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -161,8 +165,8 @@ class Bench:
         self.project = load_project(path)
         self.res.extra["project_file"] = str(path)
 
-    def baseline_reads(self) -> dict[str, tuple[float, float]]:
-        """Seconds and peak RSS (MB) of each plain read of the full-sync SELECT."""
+    def baseline_reads(self, only: tuple[str, ...] | None = None) -> dict[str, tuple[float, float]]:
+        """Seconds and peak RSS (MB) of each plain read of the full-sync SELECT (those named in ``only``)."""
         n, out = self.o.rows, {}
         runs: list[tuple[str, Callable[[], baselines.ReadResult]]] = [
             ("pandas.read_sql chunks", lambda: baselines.read_pandas(self.src_sa, self.o.batch_size)),
@@ -170,6 +174,7 @@ class Bench:
             ("COPY TO STDOUT", lambda: baselines.read_copy(self.src)),
             ("COPY source → store table", lambda: baselines.copy_pipe(self.src, self.store_ci)),
         ]
+        runs = [(name, fn) for name, fn in runs if only is None or name in only]
         # warm the source's buffers once so the first baseline is not penalised
         baselines.read_copy(self.src)
         for name, fn in runs:
@@ -219,14 +224,15 @@ class Bench:
                     higher_is_better=True,
                 )
             )
+        mem_base = "pandas.read_sql chunks" if "pandas.read_sql chunks" in base else next(iter(base))
         self.res.add(
             Row(
                 "full sync",
                 "peak RSS",
                 mem.peak_mb,
                 "MB",
-                "pandas.read_sql chunks",
-                base["pandas.read_sql chunks"][1],
+                mem_base,
+                base[mem_base][1],
                 note=f"growth {mem.growth_mb:.0f} MB over phase start",
             )
         )
@@ -363,7 +369,12 @@ class Bench:
         self.res.extra["record_ranks_seconds_in_drill_samples"] = [round(r, 3) for r in ranks]
         with psycopg.connect(self.src) as conn:
             top, top_s, _ = median_of(self.o.repeats, lambda: baselines.top_lines(conn, kr, 50))
-            every, every_base_s = timed(lambda: baselines.top_lines(conn, kr, None))
+            if v.records <= DRILL_ALL_IN_MEMORY:
+                every, every_base_s = timed(lambda: baselines.top_lines(conn, kr, None))
+        if v.records > DRILL_ALL_IN_MEMORY:
+            every_n, every_base_s = timed(lambda: baselines.count_top_lines(self.src, kr))
+        else:
+            every_n = len(every)
         say(f"  first page, first request on a fresh value {stored_s * 1000:.1f} ms (median of "
             f"{len(samples)}; plain SQL {top_s * 1000:.0f} ms)")
         base = "SELECT … ORDER BY amount DESC LIMIT 50 on source"
@@ -406,9 +417,9 @@ class Bench:
             say(f"  {label}: {secs * 1000:.0f} ms ({got.total:,} records)")
             note = f"one request, {got.total:,} records"
             self.res.add(Row("drill", label, secs, "s", base, top_s, note=note))
-        self.drill_everything(v, every, every_base_s)
+        self.drill_everything(v, every_n, every_base_s)
 
-    def drill_everything(self, v: queries.StoredValue, every: list[Any], every_base_s: float) -> None:
+    def drill_everything(self, v: queries.StoredValue, every_n: int, every_base_s: float) -> None:
         assert self.store is not None
         store = self.store
         say("  every contribution (lineage.contributions_frame, no fields) …")
@@ -430,6 +441,9 @@ class Bench:
                 note="ids + contributions only",
             )
         )
+        if v.records > DRILL_ALL_IN_MEMORY:
+            self.drill_streamed(v, every_n, every_base_s)
+            return
         say(f"  {frame_s:.2f} s; drill of all records (limit = all) …")
         try:
             full, full_s = timed(lambda: lineage.drill(store, v, limit=v.records))
@@ -463,10 +477,32 @@ class Bench:
                 "s",
                 "same SELECT without LIMIT on source",
                 every_base_s,
-                note=f"{len(every):,} rows",
+                note=f"{every_n:,} rows",
             )
         )
         say(f"  {full_s:.2f} s (plain SQL {every_base_s:.2f} s)")
+
+    def drill_streamed(self, v: queries.StoredValue, every_n: int, every_base_s: float) -> None:
+        """Every record behind ``v`` page by page (``lineage.drill_pages``): counted and summed."""
+        assert self.store is not None
+        store = self.store
+        say(f"  drill of all {v.records:,} records page by page (lineage.drill_pages) …")
+
+        def read() -> tuple[int, Decimal]:
+            n, total = 0, Decimal(0)
+            for page in lineage.drill_pages(store, v):
+                n += len(page)
+                total += sum((r.contribution for r in page), Decimal(0))
+            return n, total
+
+        with peak_rss() as mem:
+            (n, total), seconds = timed(read)
+        self.res.check("drill of all records (pages): every record, contributions sum to the value",
+                       n == v.records == every_n and total == v.value, f"{n:,} records, Σ {total}")
+        self.res.add(Row("drill", "all records, page by page (drill_pages)", seconds, "s",
+                         "same SELECT without LIMIT on source, server-side cursor", every_base_s,
+                         note=f"{every_n:,} rows; RSS growth {mem.growth_mb:.0f} MB"))
+        say(f"  {seconds:.2f} s (plain SQL {every_base_s:.2f} s), RSS growth {mem.growth_mb:.0f} MB")
 
     def incremental(self, full_s: float) -> None:
         assert self.store is not None and self.project is not None
@@ -656,6 +692,11 @@ class Bench:
             return self.res
         if self.o.only == "compute":
             self.compute_phase(self.full_sync(self.baseline_reads())[0])
+            return self.res
+        if self.o.only == "sizing":
+            from bench import sizing
+
+            sizing.run(self)
             return self.res
         if self.o.only == "peers":
             self.peers_phase()
