@@ -110,9 +110,16 @@ def _server_database(env: str, what: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """The URL of a fresh, empty PostgreSQL database (dropped after the test)."""
-    yield from _server_database("OKRSYNC_TEST_POSTGRES_URL", "PostgreSQL")
+def pg_url(store_templates: StoreTemplates) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (cut off after the test, dropped with others later:
+    tests/store_templates.py says why)."""
+    yield from store_templates.empty_postgres_url()
+
+
+@pytest.fixture(scope="session")
+def store_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreTemplates]:
+    """Stores built once per session (per worker) and copied per test (tests/store_templates.py)."""
+    yield from store_templates_fixture(tmp_path_factory)
 
 
 @pytest.fixture
@@ -124,6 +131,7 @@ def mariadb_url() -> Iterator[str]:
 # The loopback Salesforce sandbox, for connector, flow and CLI tests alike.
 from tests.sandboxes.bamboohr_fixtures import bamboohr_sandbox, make_bamboohr_sandbox  # noqa: E402
 from tests.sandboxes.salesforce_fixtures import make_salesforce_sandbox, salesforce_sandbox  # noqa: E402
+from tests.store_templates import StoreTemplates, store_templates_fixture  # noqa: E402
 
 __all__ = ["bamboohr_sandbox", "make_bamboohr_sandbox", "make_salesforce_sandbox", "mariadb_url", "pg_url",
-           "salesforce_sandbox"]
+           "salesforce_sandbox", "store_templates"]
