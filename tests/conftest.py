@@ -110,10 +110,9 @@ def _server_database(env: str, what: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_url(store_templates: StoreTemplates) -> Iterator[str]:
-    """The URL of a fresh, empty PostgreSQL database (cut off after the test, dropped with others later:
-    tests/store_templates.py says why)."""
-    yield from store_templates.empty_postgres_url()
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (dropped after the test)."""
+    yield from _server_database("OKRSYNC_TEST_POSTGRES_URL", "PostgreSQL")
 
 
 @pytest.fixture(scope="session")

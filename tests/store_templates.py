@@ -9,12 +9,6 @@ PostgreSQL. A test that writes writes to its own copy only, so tests stay indepe
 PostgreSQL refuses to clone a database while anyone is connected to it, so a builder must close every
 engine it opened (``Store.close()``); a clone that finds the template in use fails with PostgreSQL's
 own message rather than waiting. Templates are dropped when the session ends.
-
-Dropping a PostgreSQL database forces a checkpoint (``pg_stat_bgwriter.checkpoints_req`` counts one per
-``DROP DATABASE``; ``CREATE DATABASE`` with PostgreSQL 15's default strategy does not): every dirty page
-of the server is written first, which took 4 to 21 s per test while other processes wrote to the same
-server. So a test's database is cut off at once (its connections terminated) but dropped later, with
-others in a row (``DROP_BATCH``).
 """
 
 from __future__ import annotations
@@ -34,11 +28,6 @@ from okr_store.store import Store
 Builder = Callable[[str], None]  # fills the (empty) store at this URL and closes every engine it opened
 
 POSTGRES_ENV = "OKRSYNC_TEST_POSTGRES_URL"
-# Databases left for a batched drop. Each drop in a batch still forces a checkpoint, but one right after
-# another finds only what was written in between: back to back they are cheap unless other processes
-# keep writing. At about 8 MB a store (Tryton copies more), 64 bound the disk a worker holds to ~1 GB;
-# most workers drop theirs once, at the end of the session.
-DROP_BATCH = 64
 
 
 def migrated(url: str) -> None:
@@ -54,7 +43,6 @@ class StoreTemplates:
         self._files: dict[str, Path] = {}
         self._databases: dict[str, str] = {}
         self._admin: sa.Engine | None = None
-        self._retired: list[str] = []  # databases no test uses any more, dropped in batches
 
     # ---- SQLite --------------------------------------------------------------------------------
     def sqlite_url(self, name: str, build: Builder, dest: Path) -> str:
@@ -94,28 +82,6 @@ class StoreTemplates:
         with self._admin_engine().connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
-    def retire(self, name: str) -> None:
-        """A test is done with ``name``: end its connections now (as a drop would), drop it later."""
-        with self._admin_engine().connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
-                         {"d": name})
-        self._retired.append(name)
-        if len(self._retired) >= DROP_BATCH:
-            self._drop_retired()
-
-    def _drop_retired(self) -> None:
-        while self._retired:
-            self._drop(self._retired.pop())
-
-    def empty_postgres_url(self) -> Iterator[str]:
-        """The URL of a fresh, empty PostgreSQL database (dropped after the test, in a batch)."""
-        name = f"okrsync_t_{uuid.uuid4().hex[:12]}"
-        url = self._create(name)
-        try:
-            yield url
-        finally:
-            self.retire(name)
-
     def postgres_url(self, name: str, build: Builder) -> Iterator[str]:
         """The URL of a fresh PostgreSQL database cloned from the template ``name`` (dropped afterwards)."""
         template = self._databases.get(name)
@@ -133,12 +99,11 @@ class StoreTemplates:
         try:
             yield url
         finally:
-            self.retire(clone)
+            self._drop(clone)
 
     def close(self) -> None:
         if self._admin is None:
             return
-        self._drop_retired()
         for template in self._databases.values():
             self._drop(template)
         self._admin.dispose()

@@ -34,7 +34,6 @@ import sqlalchemy as sa
 
 from tests.erp import tryton_api
 from tests.erp.tryton_build import Target, build_tryton, builder_hash
-from tests.store_templates import StoreTemplates
 
 TEST_ORDERS = 60  # enough for every metric in every quarter; the build costs ~1 s of CPU per order
 TEST_SEED = 3
@@ -180,9 +179,8 @@ def tryton_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Te
 
 
 @pytest.fixture
-def tryton_postgres(tryton_pg_template: _Template, store_templates: StoreTemplates) -> Iterator[TrytonDb]:
-    """A private PostgreSQL copy of the Tryton database (``CREATE DATABASE … TEMPLATE``), dropped after
-    (with others, in a batch: tests/store_templates.py says why)."""
+def tryton_postgres(tryton_pg_template: _Template) -> Iterator[TrytonDb]:
+    """A private PostgreSQL copy of the Tryton database (``CREATE DATABASE … TEMPLATE``), dropped after."""
     admin = _admin()
     name = f"okrsync_t_tryton_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
@@ -192,8 +190,9 @@ def tryton_postgres(tryton_pg_template: _Template, store_templates: StoreTemplat
         yield TrytonDb("postgresql", Target.parse(url.render_as_string(hide_password=False)),
                        tryton_pg_template.summary)
     finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-        store_templates.retire(name)
 
 
 def tryton_for(request: pytest.FixtureRequest, backend: str) -> TrytonDb:
