@@ -115,6 +115,12 @@ def pg_url() -> Iterator[str]:
     yield from _server_database("OKRSYNC_TEST_POSTGRES_URL", "PostgreSQL")
 
 
+@pytest.fixture(scope="session")
+def store_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreTemplates]:
+    """Stores built once per session (per worker) and copied per test (tests/store_templates.py)."""
+    yield from store_templates_fixture(tmp_path_factory)
+
+
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """The URL of a fresh, empty MariaDB database (dropped after the test)."""
@@ -124,6 +130,7 @@ def mariadb_url() -> Iterator[str]:
 # The loopback Salesforce sandbox, for connector, flow and CLI tests alike.
 from tests.sandboxes.bamboohr_fixtures import bamboohr_sandbox, make_bamboohr_sandbox  # noqa: E402
 from tests.sandboxes.salesforce_fixtures import make_salesforce_sandbox, salesforce_sandbox  # noqa: E402
+from tests.store_templates import StoreTemplates, store_templates_fixture  # noqa: E402
 
 __all__ = ["bamboohr_sandbox", "make_bamboohr_sandbox", "make_salesforce_sandbox", "mariadb_url", "pg_url",
-           "salesforce_sandbox"]
+           "salesforce_sandbox", "store_templates"]

@@ -123,12 +123,24 @@ def _state(store: Store) -> dict[str, object]:
     }
 
 
-@pytest.fixture
-def locked_project(demo_dir: Path) -> Path:
-    pf = _two_sources(demo_dir, lease_seconds=5, wait_for_run_seconds=600)
-    first = _run(pf)  # a first full sync, so the runs below are incremental and quick
+@pytest.fixture(scope="module")
+def locked_template(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The two-source demo after a first full sync (by the real CLI), so the runs of each test are
+    incremental and quick. Built once for the module; each test runs on a copy."""
+    d = tmp_path_factory.mktemp("leases-template") / "demo"
+    shutil.copytree(demo_template, d)
+    pf = _two_sources(d, lease_seconds=5, wait_for_run_seconds=600)
+    first = _run(pf)
     assert first.returncode == 0, first.stdout + first.stderr
-    return pf
+    return d
+
+
+@pytest.fixture
+def locked_project(locked_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the synced two-source demo (its store uses relative paths: the copy is whole)."""
+    d = tmp_path / "demo"
+    shutil.copytree(locked_template, d)
+    return d / "okrsync.yaml"
 
 
 def _stop_outside_a_write(pid: int, store: Store) -> None:

@@ -4,9 +4,10 @@ computation over the rows the test wrote (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,6 +25,7 @@ from okr_store.records import RID
 from okr_store.store import Store, ValueRecord
 from okrsync.errors import ConfigError
 from okrsync.schema import Field, FieldType, StreamSchema
+from tests.store_templates import template_store_url
 
 SCHEMA = StreamSchema((
     Field("id", FieldType.INTEGER),
@@ -101,13 +103,28 @@ def compute(store: Store, names: list[str], *, rank: bool = True) -> dict[str, S
         return {n: value_by_id(conn, i) for n, i in zip(names, ids, strict=True)}
 
 
+def sync_rows(url: str) -> None:
+    """The store every case starts from: migrated, with :func:`rows` synced as the stream ``orders``."""
+    store = Store(url)
+    try:
+        w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=False)
+        w.stage(rows())
+        w.commit('{"cursor": null, "key": []}')
+    finally:
+        store.close()
+
+
 @pytest.fixture
-def synced(store: Store) -> tuple[Store, pd.DataFrame]:
-    df = rows()
-    w = store.begin_sync("run", "orders", "erp", ("id",), SCHEMA, reconcile=False)
-    w.stage(df)
-    w.commit('{"cursor": null, "key": []}')
-    return store, df
+def synced(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Store, pd.DataFrame]]:
+    """A private copy of the synced store (built once per session: tests/store_templates.py)."""
+    with template_store_url(request, backend, "drill-synced", sync_rows, tmp_path / "store.db") as url:
+        store = Store(url)
+        try:
+            yield store, rows()
+        finally:
+            store.close()
 
 
 def contributions(df: pd.DataFrame, name: str) -> pd.DataFrame:
