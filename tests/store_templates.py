@@ -35,6 +35,27 @@ def migrated(url: str) -> None:
     Store(url).close()
 
 
+@contextmanager
+def store_at_revision(url: str, revision: str) -> Iterator[sa.Connection]:
+    """A store as an older okrsync left it: migrated up to ``revision`` only, in a transaction the test
+    fills with that version's rows; committed and closed on leaving, so ``Store(url)`` upgrades it."""
+    from alembic import command
+    from alembic.config import Config
+
+    from okr_store.store import MIGRATIONS, create_engine
+
+    engine = create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            yield conn
+    finally:
+        engine.dispose()
+
+
 class StoreTemplates:
     """One process's templates, by name: SQLite files under ``root``, PostgreSQL template databases."""
 

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from okr_store import audit
-from okr_store.store import MIGRATIONS, Store, create_engine
+from okr_store.store import Store
+from tests.store_templates import store_at_revision
 
 
 def test_target_and_address_are_covered_by_the_chain(store: Store) -> None:
@@ -62,16 +63,8 @@ def test_concurrent_appenders_never_fork_the_chain(store: Store) -> None:
 
 
 def test_a_store_from_before_0009_keeps_its_chain_and_its_tokens_get_an_expiry(store_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    engine = create_engine(store_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
     at = datetime(2026, 11, 30, 12, 0)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0008")
+    with store_at_revision(store_url, "0008") as conn:
         # an event as 0008's code wrote it: its hash covers seven fields
         digest = audit._event_hash(audit.GENESIS, at, "alice", "accept", 7, None, "fine")
         conn.execute(
@@ -88,7 +81,6 @@ def test_a_store_from_before_0009_keeps_its_chain_and_its_tokens_get_an_expiry(s
             ),
             {"at": at},
         )
-    engine.dispose()
     upgraded = Store(store_url)
     with upgraded.engine.begin() as conn:
         assert audit.verify_audit_chain(conn) is None

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from metrics.quality import RECONCILE, CheckSpec, Outcome
 from okr_store import alerts
 from okr_store.checks import record_outcomes
-from okr_store.store import MIGRATIONS, Store, create_engine
+from okr_store.store import Store
+from tests.store_templates import store_at_revision
 
 LABEL = "reconcile(revenue-vs-invoices)"
 
@@ -33,16 +34,8 @@ def test_a_failing_reconciliation_is_announced_once_under_its_own_name(store: St
 
 
 def test_a_store_from_before_0016_moves_the_seen_state_and_does_not_announce_again(store_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    engine = create_engine(store_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
     at = datetime(2026, 12, 7, 12, 0)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0015")
+    with store_at_revision(store_url, "0015") as conn:
         _failing_reconciliation(conn)
         # what 0015's code stored for it
         conn.execute(sa.text("INSERT INTO alert_state (kind, subject, state, updated_at) "
@@ -51,7 +44,6 @@ def test_a_store_from_before_0016_moves_the_seen_state_and_does_not_announce_aga
         conn.execute(sa.text("INSERT INTO alert_event (kind, subject, run_id, kr_ids, facts, created_at) "
                              "VALUES ('check_failed', :s, 'run-1', '[]', '{}', :at)"),
                      {"s": f"stream:None:{LABEL}", "at": at})
-    engine.dispose()
     upgraded = Store(store_url)
     try:
         with upgraded.engine.begin() as conn:

@@ -10,21 +10,14 @@ import sqlalchemy as sa
 
 from okr_store import audit
 from okr_store import models as m
-from okr_store.store import MIGRATIONS, Store, ValueRecord, create_engine
+from okr_store.store import Store, ValueRecord
+from tests.store_templates import store_at_revision
 
 AT = datetime(2026, 11, 30, 12, 0)
 
 
 def test_a_store_from_before_0012_registers_each_kr_with_its_current_definition(store_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    engine = create_engine(store_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0009")
+    with store_at_revision(store_url, "0009") as conn:
         for kr, last in (("KR-A", 2), ("KR-B", None)):
             conn.execute(sa.text(
                 "INSERT INTO key_result (id, objective_id, title, metric, period_label, baseline, target, "
@@ -35,7 +28,6 @@ def test_a_store_from_before_0012_registers_each_kr_with_its_current_definition(
                 "INSERT INTO kr_value (id, kr_id, run_id, value, records, baseline, target, expected, "
                 "status, as_of, computed_at, definition_hash, snapshot) VALUES (:id, 'KR-A', 'r', '1', 1, "
                 "'0', '1', '0', 'on_track', :at, :at, :h, '{}')"), {"id": vid, "at": AT, "h": digest})
-    engine.dispose()
     store = Store(store_url)
     with store.engine.connect() as conn:
         got = dict(conn.execute(sa.select(m.key_result.c.id, m.key_result.c.definition_hash)).all())

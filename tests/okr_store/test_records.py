@@ -13,6 +13,7 @@ from okr_store.records import RID
 from okr_store.store import Store
 from okrsync.errors import StoreError
 from okrsync.schema import Field, FieldType, StreamSchema
+from tests.store_templates import store_at_revision
 
 SCHEMA = StreamSchema(
     (
@@ -134,24 +135,13 @@ def test_reconcile_cadence(store: Store) -> None:
 
 
 def test_a_store_made_by_an_older_version_is_upgraded_in_place(store_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from okr_store.store import MIGRATIONS, create_engine
-
-    engine = create_engine(store_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    with store_at_revision(store_url, "0001") as conn:
         conn.execute(
             sa.text(
                 "INSERT INTO stream_state (name, source, record_table, primary_key, schema) "
                 "VALUES ('orders', 'erp', 'rec_orders_x', '[\"id\"]', '[]')"
             )
         )
-    engine.dispose()
     upgraded = Store(store_url)
     with upgraded.engine.connect() as conn:
         row = conn.execute(sa.text("SELECT name, last_reconcile_at FROM stream_state")).one()
