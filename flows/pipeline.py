@@ -247,9 +247,10 @@ def _order_indexes(project: Project, store: Store, stream: str) -> None:
     except OkrsyncError:
         return  # a KR the compute will report on; ranking creates the index it needs then
     tables = store.streams.tables(stream)
+    if tables is None:
+        return
     for field in sorted(fields):
-        if tables is not None:
-            ensure_order_index(store.engine, tables.records, field)
+        ensure_order_index(store.engine, tables.records, field)
 
 
 @contextmanager

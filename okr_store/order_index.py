@@ -4,9 +4,10 @@ Storing a value's first drill positions (:mod:`okr_store.ranking`) starts from i
 order* by a field: the first records by that field, descending, then record id. Without an index that is
 a scan of every visible version of the stream (at 1M records, as long as the grouped evaluation itself);
 with this index it is a walk of the index's first entries, skipping versions not visible at the value's
-snapshot, that stops after the records it needs. The index is created the first time a stream's records
-are ranked in that order (the one compute that pays building it), then kept up to date by every sync
-like the table's other indexes. On PostgreSQL and SQLite only (both have ``DESC`` index columns).
+snapshot, that stops after the records it needs. A sync builds it once after its commit, for the fields
+its project's KRs rank by (``flows.pipeline``), and ranking builds any that is still missing; then every
+sync keeps it up to date like the table's other indexes. On PostgreSQL and SQLite only (both have
+``DESC`` index columns).
 
 The field alone, not ``(field DESC, _rid)``: records with the same value are put in record id order by
 a small sort per value as the walk goes (PostgreSQL's incremental sort; SQLite sorts the right part of
